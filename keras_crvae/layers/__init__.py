@@ -1,0 +1,18 @@
+"""Reusable Keras layers of keras_crvae; all are registered for `.keras` serialization."""
+
+from keras_crvae.layers.activations import ConcatenatedReLU, ElementwiseBias
+from keras_crvae.layers.channel_recurrent import (
+    ChannelRecurrentLatent,
+    blocks_to_channels,
+    channels_to_blocks,
+)
+from keras_crvae.layers.sampling import GaussianSampler
+
+__all__ = [
+    "ChannelRecurrentLatent",
+    "ConcatenatedReLU",
+    "ElementwiseBias",
+    "GaussianSampler",
+    "blocks_to_channels",
+    "channels_to_blocks",
+]

@@ -1,0 +1,291 @@
+"""The VAE family (VAE, cVAE, crVAE, crIWAE) as one `keras.Model` trained with plain `fit()`.
+
+Objective per example `x` with `D` pixels, Bernoulli decoder logits `l(z)` and posterior
+`q(z|x) = N(mean, exp(log_var))` (DESIGN.md section 5, supplement section B):
+
+    rate       = sum_t alpha_t * KL_t(q(z|x) || N(0, I))      (KL per channel block t, closed form)
+    distortion = -log p(x|z),  z ~ q(z|x)
+    loss       = distortion / D + rate        reconstruction_reduction="mean" (reference, alpha=0.001)
+    loss       = distortion + rate            reconstruction_reduction="sum"  (alpha=1: -ELBO)
+
+With `iwae_samples=k > 1` the loss is the k-sample importance-weighted bound of Burda et al. (2016),
+`-log mean_k exp(log p(x|z_k) + sum_i w_i (log p(z_k,i) - log q(z_k,i|x)))`, where the per-element
+weights `w_i` are the block weights `alpha_t` expressed in nats (`alpha_t * D` in "mean" mode), so
+`alpha = 1/D` ("mean") or `alpha = 1` ("sum") gives the exact IWAE bound.
+
+The reference trains with `nn.BCECriterion` (size-averaged over batch and pixels) plus
+`alpha * KLDCriterion` (summed over latents, averaged over the batch): `train_test/train_test_*_mnist.lua`
+of GitHub `WendyShang/crVAE`.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_crvae import losses
+from keras_crvae.layers import GaussianSampler
+
+RECONSTRUCTION_REDUCTIONS = ("mean", "sum")
+LIKELIHOODS = ("bernoulli",)
+
+
+def validate_images(images, image_shape, name="images", value_range=(0.0, 1.0)):
+    """Checks rank, per-example shape and (for concrete arrays) the value range of an image batch.
+
+    Args:
+        images: array or tensor `(batch, *image_shape)`.
+        image_shape: tuple, the expected per-example shape, e.g. `(28, 28, 1)`.
+        name: str, the argument name used in error messages.
+        value_range: `(low, high)` or None. Checked only for NumPy / eager inputs.
+
+    Returns:
+        The input, unchanged.
+    """
+    shape = tuple(images.shape)
+    expected = tuple(image_shape)
+    if len(shape) != len(expected) + 1 or any(
+        e is not None and s is not None and s != e for s, e in zip(shape[1:], expected)
+    ):
+        hint = ""
+        if len(shape) == len(expected) and expected[-1] == 1:
+            hint = " Add a trailing channel axis, e.g. images[..., None]."
+        raise ValueError(
+            f"`{name}` must have shape (batch, {', '.join(str(d) for d in expected)}); "
+            f"got {shape}.{hint}"
+        )
+    if shape[0] == 0:
+        raise ValueError(f"`{name}` is empty: got a batch of 0 images.")
+    dtype = str(images.dtype)
+    if not any(kind in dtype for kind in ("float", "uint8", "int", "bool")):
+        raise ValueError(f"`{name}` must hold numbers; got dtype {dtype}.")
+    if value_range is not None and isinstance(images, np.ndarray):
+        low, high = float(np.min(images)), float(np.max(images))
+        if low < value_range[0] or high > value_range[1] or not np.isfinite(low + high):
+            raise ValueError(
+                f"`{name}` values must lie in [{value_range[0]}, {value_range[1]}]; got "
+                f"[{low}, {high}]. Scale uint8 pixels with images / 255."
+            )
+    return images
+
+
+@keras.saving.register_keras_serializable(package="keras_crvae")
+class VAE(keras.Model):
+    """A variational autoencoder with a diagonal Gaussian posterior and a Bernoulli decoder.
+
+    The same class is the paper's VAE, cVAE and crVAE (the networks decide) and crIWAE
+    (`iwae_samples > 1`). Train it with `model.compile(optimizer)` and `model.fit(images)`; the loss is
+    computed in `compute_loss`, so every Keras backend trains it.
+
+    Args:
+        encoder: `keras.Model`, images `(B, *image_shape)` -> `[mean, log_var]`, each
+            `(B, *latent_shape)`.
+        decoder: `keras.Model`, z `(B, *latent_shape)` -> Bernoulli logits `(B, *image_shape)`.
+        kl_weight: float or list of floats, default 1.0. `alpha`, or one `alpha_t` per channel block
+            (e.g. `losses.two_level_block_weights(alpha1, alpha2, T)`).
+        reconstruction_reduction: str, default "mean". "mean" divides `-log p(x|z)` by the pixel
+            count (the reference's normalisation), "sum" does not.
+        iwae_samples: int, default 1. `k` of the importance-weighted bound used for training.
+        likelihood: str, default "bernoulli".
+        seed: int or None. Seed of the posterior sampler.
+
+    Metrics (nats per image): `elbo`, `reconstruction` (`-log p(x|z)`), `kl`, and `iwae_bound`
+    when `iwae_samples > 1`.
+
+    >>> from keras_crvae import networks
+    >>> model = VAE(networks.build_mnist_encoder("conv", base_channels=4, latent_channels=8),
+    ...             networks.build_mnist_decoder("conv", base_channels=4, latent_channels=8))
+    >>> tuple(model.sample(2, seed=0).shape)
+    (2, 28, 28, 1)
+
+    Reference: Kingma & Welling 2014; Burda et al. 2016; Shang et al. 2018 (supplement B).
+    """
+
+    def __init__(
+        self,
+        encoder,
+        decoder,
+        kl_weight=1.0,
+        reconstruction_reduction="mean",
+        iwae_samples=1,
+        likelihood="bernoulli",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if reconstruction_reduction not in RECONSTRUCTION_REDUCTIONS:
+            raise ValueError(
+                f"`reconstruction_reduction` must be one of {RECONSTRUCTION_REDUCTIONS}, got "
+                f"{reconstruction_reduction!r}."
+            )
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {likelihood!r}.")
+        if int(iwae_samples) < 1:
+            raise ValueError(f"`iwae_samples` must be >= 1, got {iwae_samples}.")
+        weights = [kl_weight] if isinstance(kl_weight, (int, float)) else list(kl_weight)
+        if not weights or any(float(w) < 0 for w in weights):
+            raise ValueError(f"`kl_weight` must be non-negative, got {kl_weight!r}.")
+
+        # === Layers ===
+        self.encoder = encoder
+        self.decoder = decoder
+        self.sampler = GaussianSampler(seed=seed, name="posterior_sampler")
+
+        # === Metrics ===
+        self.elbo_tracker = keras.metrics.Mean(name="elbo")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+        self.kl_tracker = keras.metrics.Mean(name="kl")
+        self.iwae_tracker = keras.metrics.Mean(name="iwae_bound") if iwae_samples > 1 else None
+
+        # === Config ===
+        self.kl_weight = float(kl_weight) if isinstance(kl_weight, (int, float)) else [
+            float(w) for w in kl_weight
+        ]
+        self.reconstruction_reduction = reconstruction_reduction
+        self.iwae_samples = int(iwae_samples)
+        self.likelihood = likelihood
+        self.seed = seed
+        self.image_shape = tuple(encoder.input_shape[1:])
+        self.latent_shape = tuple(decoder.input_shape[1:])
+        self.num_pixels = int(math.prod(self.image_shape))
+        if isinstance(self.kl_weight, list) and self.latent_shape[-1] % len(self.kl_weight):
+            raise ValueError(
+                f"{len(self.kl_weight)} KL block weights do not divide the latent's "
+                f"{self.latent_shape[-1]} channels."
+            )
+        self._check_networks()
+
+    def _check_networks(self):
+        mean_shape, log_var_shape = (tuple(s[1:]) for s in self.encoder.output_shape)
+        if mean_shape != self.latent_shape or log_var_shape != self.latent_shape:
+            raise ValueError(
+                f"The encoder outputs {mean_shape} and {log_var_shape} but the decoder expects z of "
+                f"shape {self.latent_shape}."
+            )
+        if tuple(self.decoder.output_shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"The decoder outputs {tuple(self.decoder.output_shape[1:])} but the encoder takes "
+                f"images of shape {self.image_shape}."
+            )
+
+    # --- forward pass used by fit() --------------------------------------------------------------
+
+    def call(self, images, training=None):
+        """Encodes, samples and decodes.
+
+        Returns a dict: `mean`, `log_var` `(B, *latent)`; `z`, `kl` (per element) and `logits` with
+        `k*B` rows, sample-major, where `k = iwae_samples` when training and 1 otherwise.
+        """
+        mean, log_var = self.encoder(images, training=training)
+        num_samples = self.iwae_samples if training else 1
+        tiled_mean, tiled_log_var = mean, log_var
+        if num_samples > 1:
+            tiled_mean = ops.tile(mean, (num_samples,) + (1,) * len(self.latent_shape))
+            tiled_log_var = ops.tile(log_var, (num_samples,) + (1,) * len(self.latent_shape))
+        z, kl = self.sampler([tiled_mean, tiled_log_var])
+        logits = self.decoder(z, training=training)
+        return {"mean": mean, "log_var": log_var, "z": z, "kl": kl, "logits": logits}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The training objective of the module docstring; also updates the nats metrics."""
+        images = ops.cast(x, y_pred["logits"].dtype)
+        batch_size = ops.shape(images)[0]
+        num_samples = ops.shape(y_pred["logits"])[0] // batch_size
+        tiled_images = ops.tile(images, (num_samples,) + (1,) * len(self.image_shape))
+        log_px = losses.bernoulli_log_likelihood(y_pred["logits"], tiled_images)
+        kl_per_sample = ops.sum(ops.reshape(y_pred["kl"], (ops.shape(log_px)[0], -1)), axis=1)
+        distortion = -ops.mean(log_px)
+        kl = ops.mean(kl_per_sample)
+        recon_scale = 1.0 / self.num_pixels if self.reconstruction_reduction == "mean" else 1.0
+
+        if self.iwae_samples > 1 and training:
+            log_ratio = self._weighted_log_ratio(y_pred) / recon_scale
+            log_weights = ops.reshape(log_px + log_ratio, (-1, batch_size))
+            bound = ops.mean(ops.logsumexp(log_weights, axis=0)) - math.log(self.iwae_samples)
+            loss = -bound * recon_scale
+            self.iwae_tracker.update_state(bound)
+        else:
+            rate = ops.mean(losses.weighted_kl(y_pred["kl"], self.kl_weight))
+            loss = distortion * recon_scale + rate
+
+        self.reconstruction_tracker.update_state(distortion)
+        self.kl_tracker.update_state(kl)
+        self.elbo_tracker.update_state(-distortion - kl)
+        return loss + self._regularization_loss()
+
+    def _regularization_loss(self):
+        extra = self.losses
+        return ops.sum(ops.stack(extra)) if extra else 0.0
+
+    def _weighted_log_ratio(self, y_pred):
+        """`sum_i alpha_i (log p(z_i) - log q(z_i|x))` per sample row (alpha in loss units)."""
+        z = y_pred["z"]
+        num_samples = ops.shape(z)[0] // ops.shape(y_pred["mean"])[0]
+        reps = (num_samples,) + (1,) * len(self.latent_shape)
+        mean = ops.tile(y_pred["mean"], reps)
+        log_var = ops.tile(y_pred["log_var"], reps)
+        log_prior = -0.5 * ops.square(z)
+        log_posterior = -0.5 * (ops.square(z - mean) * ops.exp(-log_var) + log_var)
+        weights = losses.element_weights(self.latent_shape, self.kl_weight, dtype=z.dtype)
+        per_element = (log_prior - log_posterior) * weights
+        return ops.sum(ops.reshape(per_element, (ops.shape(z)[0], -1)), axis=1)
+
+    # --- the public API contract: encode / decode / sample / log_likelihood ---------------------
+
+    def encode(self, images):
+        """`q(z|x)` parameters: images `(B, *image_shape)` in [0, 1] -> `(mean, log_var)`."""
+        validate_images(images, self.image_shape)
+        images = ops.cast(ops.convert_to_tensor(images), self.compute_dtype)
+        mean, log_var = self.encoder(images, training=False)
+        return mean, log_var
+
+    def decode_logits(self, z):
+        """Decoder logits for latents `z` `(B, *latent_shape)` -> `(B, *image_shape)`."""
+        validate_images(z, self.latent_shape, name="z", value_range=None)
+        return self.decoder(ops.cast(ops.convert_to_tensor(z), self.compute_dtype), training=False)
+
+    def decode(self, z):
+        """Bernoulli means (pixel probabilities in [0, 1]) for latents `z` `(B, *latent_shape)`."""
+        return ops.sigmoid(self.decode_logits(z))
+
+    def sample(self, num_samples, seed=None):
+        """Draws `num_samples` images (probabilities) from the prior: `z ~ N(0, I)`, `decode(z)`."""
+        if int(num_samples) < 1:
+            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
+        z = keras.random.normal((int(num_samples),) + self.latent_shape, seed=seed)
+        return self.decode(z)
+
+    def log_likelihood(self, images, z):
+        """`log p(x|z)` summed over pixels -> `(B,)`, for images `(B, *image_shape)` in [0, 1]."""
+        validate_images(images, self.image_shape)
+        return losses.bernoulli_log_likelihood(self.decode_logits(z), ops.convert_to_tensor(images))
+
+    def reconstruct(self, images, sample=False, seed=None):
+        """Decoded probabilities of `mean` (default) or of one posterior sample of each image."""
+        mean, log_var = self.encode(images)
+        z = mean
+        if sample:
+            z = mean + ops.exp(0.5 * log_var) * keras.random.normal(ops.shape(mean), seed=seed)
+        return self.decode(z)
+
+    # --- serialization ---------------------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "kl_weight": self.kl_weight,
+            "reconstruction_reduction": self.reconstruction_reduction,
+            "iwae_samples": self.iwae_samples,
+            "likelihood": self.likelihood,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
+        return cls(**config)
