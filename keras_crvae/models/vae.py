@@ -155,6 +155,11 @@ class VAE(keras.Model):
                 f"{self.latent_shape[-1]} channels."
             )
         self._check_networks()
+        self.build((None,) + self.image_shape)
+
+    def build(self, input_shape):
+        # The sub-networks arrive built; only the sampler's state remains, created in __init__.
+        self.built = True
 
     def _check_networks(self):
         mean_shape, log_var_shape = (tuple(s[1:]) for s in self.encoder.output_shape)

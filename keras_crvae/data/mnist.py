@@ -1,0 +1,234 @@
+"""MNIST input pipelines: numpy arrays, TFDS, and the embedded default subset.
+
+Training follows the crVAE reference (`main_mnist.lua`, `train_test/train_test_*_mnist.lua` of
+WendyShang/crVAE): grey-level images in [0, 1] are **dynamically binarized**, every pixel redrawn as
+`Bernoulli(intensity)` each time an image is seen (`binarize(data) = (data - rand) >= 0`), and the last
+partial batch of an epoch is dropped. Evaluation uses a **static** binarization (a fixed draw, e.g. the
+Larochelle binarized-MNIST split), so NLL values are comparable across models.
+
+Two interchangeable training pipelines:
+- `binarized_dataset` builds a `tf.data.Dataset` (shuffle, per-epoch binarization in a parallel
+  `map`, batch, prefetch); it needs TensorFlow but works with any Keras backend that fit() accepts it on.
+- `BinarizedSequence` is a `keras.utils.PyDataset` in plain numpy, for machines without TensorFlow
+  (the JAX-only GPU image).
+"""
+
+import os
+import pathlib
+
+import keras
+import numpy as np
+
+EMBEDDED_PATH = pathlib.Path(__file__).parent / "resources" / "mnist_subset.npz"
+MNIST_SHAPE = (28, 28, 1)
+
+
+def to_unit_images(images, name="images"):
+    """Converts grey-level images to float32 `(N, 28, 28, 1)` in [0, 1].
+
+    Accepts uint8 in 0..255, or floats already in [0, 1], with or without the channel axis.
+
+    Args:
+        images: array `(N, 28, 28)` or `(N, 28, 28, 1)`.
+        name: str, the argument name used in error messages.
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[1:] != MNIST_SHAPE:
+        raise ValueError(
+            f"`{name}` must have shape (N, 28, 28) or (N, 28, 28, 1); got {images.shape}."
+        )
+    if images.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty: got 0 images.")
+    if images.dtype == np.uint8:
+        return images.astype("float32") / 255.0
+    images = images.astype("float32")
+    low, high = float(images.min()), float(images.max())
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"`{name}` of dtype {images.dtype} must lie in [0, 1] (or be uint8 in 0..255); "
+            f"got values in [{low}, {high}]."
+        )
+    return images
+
+
+def static_binarize(images, seed=0):
+    """One fixed Bernoulli draw per pixel: `(rand < images)` as float32, reproducible by `seed`."""
+    images = to_unit_images(images)
+    rng = np.random.default_rng(seed)
+    return (rng.random(images.shape, dtype=np.float32) < images).astype("float32")
+
+
+def load_embedded_mnist():
+    """The MNIST subset shipped with the package (see `resources/README.md` for provenance).
+
+    Returns:
+        dict with `x_train` `(10000, 28, 28, 1)` and `x_test` `(1000, 28, 28, 1)` float32 in [0, 1],
+        and the labels `y_train`, `y_test`.
+    """
+    with np.load(EMBEDDED_PATH) as archive:
+        return {
+            "x_train": to_unit_images(archive["x_train"]),
+            "y_train": archive["y_train"],
+            "x_test": to_unit_images(archive["x_test"]),
+            "y_test": archive["y_test"],
+        }
+
+
+def load_npz_images(path, key=None):
+    """Loads images from an `.npz` file (`path` or `path:key`) as float32 `(N, 28, 28, 1)` in [0, 1].
+
+    With no key, `x_train` is used if present, else the archive's only array.
+    """
+    path = os.fspath(path)
+    if key is None and ":" in path and not os.path.exists(path):
+        path, key = path.rsplit(":", 1)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such .npz file: {path!r}.")
+    with np.load(path) as archive:
+        names = list(archive.keys())
+        if key is None:
+            key = "x_train" if "x_train" in names else (names[0] if len(names) == 1 else None)
+        if key not in names:
+            raise KeyError(f"Key {key!r} not in {path!r}; it holds {names}. Use PATH:KEY.")
+        return to_unit_images(archive[key], name=f"{path}:{key}")
+
+
+def load_images(spec):
+    """Resolves a data spec of the CLI: "embedded", "embedded:test", "PATH.npz" or "PATH.npz:KEY"."""
+    if spec in ("embedded", "embedded:train"):
+        return load_embedded_mnist()["x_train"]
+    if spec == "embedded:test":
+        return load_embedded_mnist()["x_test"]
+    return load_npz_images(spec)
+
+
+def binarized_dataset(images, batch_size=128, shuffle=True, binarize="dynamic", seed=None,
+                      drop_remainder=True):
+    """A `tf.data.Dataset` of binarized image batches `(batch_size, 28, 28, 1)` float32.
+
+    Args:
+        images: array `(N, 28, 28[, 1])`, uint8 or float in [0, 1].
+        batch_size: int, default 128 (the reference's `-batchSize`).
+        shuffle: bool, default True. Reshuffled every epoch.
+        binarize: str, default "dynamic". "dynamic" (fresh Bernoulli draw every epoch), "static"
+            (one draw with `seed`) or "none" (grey levels as they are).
+        seed: int or None. Shuffle and binarization seed.
+        drop_remainder: bool, default True (the reference drops the last partial batch).
+    """
+    import tensorflow as tf
+
+    images = to_unit_images(images)
+    _check_batch_size(batch_size, len(images), drop_remainder)
+    if binarize == "static":
+        images = static_binarize(images, seed=0 if seed is None else seed)
+    elif binarize not in ("dynamic", "none"):
+        raise ValueError(f"`binarize` must be 'dynamic', 'static' or 'none', got {binarize!r}.")
+    dataset = tf.data.Dataset.from_tensor_slices(images)
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if binarize == "dynamic":
+        generator = tf.random.Generator.from_seed(seed) if seed is not None else None
+
+        def draw(batch):
+            noise = (generator.uniform(tf.shape(batch)) if generator is not None
+                     else tf.random.uniform(tf.shape(batch)))
+            return tf.cast(noise < batch, tf.float32)
+
+        # A stateful generator is not safe under parallel calls; seeded runs map sequentially.
+        dataset = dataset.map(draw, num_parallel_calls=None if generator is not None
+                              else tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_batch_size(batch_size, num_images, drop_remainder):
+    if int(batch_size) < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
+    if drop_remainder and num_images < batch_size:
+        raise ValueError(
+            f"Only {num_images} images for `batch_size`={batch_size} with drop_remainder: "
+            "no batch would be produced. Lower the batch size."
+        )
+
+
+class BinarizedSequence(keras.utils.PyDataset):
+    """A numpy `keras.utils.PyDataset` of dynamically binarized MNIST batches (no TensorFlow needed).
+
+    Each epoch reshuffles and redraws every pixel as `Bernoulli(intensity)`; the last partial batch is
+    dropped as in the reference. Batches are `(batch_size, 28, 28, 1)` float32.
+
+    Args:
+        images: array `(N, 28, 28[, 1])`, uint8 or float in [0, 1].
+        batch_size: int, default 128.
+        shuffle: bool, default True.
+        seed: int or None.
+    """
+
+    def __init__(self, images, batch_size=128, shuffle=True, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.images = to_unit_images(images)
+        _check_batch_size(batch_size, len(self.images), True)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(self.images))
+        self.on_epoch_end()
+
+    def __len__(self):
+        return len(self.images) // self.batch_size
+
+    def __getitem__(self, index):
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        batch = self.images[rows]
+        return (self.rng.random(batch.shape, dtype=np.float32) < batch).astype("float32")
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self.rng.shuffle(self.order)
+
+
+def training_data(images, batch_size=128, seed=None):
+    """Dynamically binarized training batches: `tf.data` when TensorFlow imports, else numpy."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return BinarizedSequence(images, batch_size=batch_size, seed=seed)
+    return binarized_dataset(images, batch_size=batch_size, seed=seed)
+
+
+def tfds_mnist(name="mnist", split="train", data_dir=None, batch_size=128, binarize="dynamic",
+               shuffle=True, seed=None):
+    """MNIST from TensorFlow Datasets (`mnist` or `binarized_mnist`), already prepared in `data_dir`.
+
+    Nothing is downloaded: if the dataset is not prepared, a `FileNotFoundError` says how to prepare
+    it. `binarized_mnist` is already binary, so `binarize` is ignored for it.
+
+    Returns:
+        `tf.data.Dataset` of float32 batches `(batch_size, 28, 28, 1)`.
+    """
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    if name not in ("mnist", "binarized_mnist"):
+        raise ValueError(f"`name` must be 'mnist' or 'binarized_mnist', got {name!r}.")
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not tf.io.gfile.exists(builder.data_dir):
+        raise FileNotFoundError(
+            f"TFDS dataset {name!r} is not prepared under data_dir={data_dir!r}. Prepare it once with "
+            f"`tfds build {name} --data_dir=...` on a machine with network access."
+        )
+    dataset = builder.as_dataset(split=split, shuffle_files=shuffle)
+    dataset = dataset.map(lambda example: tf.cast(example["image"], tf.float32)
+                          / (1.0 if name == "binarized_mnist" else 255.0))
+    if shuffle:
+        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    if binarize == "dynamic" and name == "mnist":
+        dataset = dataset.map(lambda batch: tf.cast(tf.random.uniform(tf.shape(batch)) < batch,
+                                                    tf.float32),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    elif binarize not in ("dynamic", "none"):
+        raise ValueError(f"`binarize` must be 'dynamic' or 'none' for TFDS, got {binarize!r}.")
+    return dataset.prefetch(tf.data.AUTOTUNE)
