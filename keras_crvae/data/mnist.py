@@ -213,13 +213,14 @@ def tfds_mnist(name="mnist", split="train", data_dir=None, batch_size=128, binar
 
     if name not in ("mnist", "binarized_mnist"):
         raise ValueError(f"`name` must be 'mnist' or 'binarized_mnist', got {name!r}.")
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not tf.io.gfile.exists(builder.data_dir):
+    try:
+        dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
+                            shuffle_files=shuffle)
+    except (AssertionError, FileNotFoundError, OSError) as error:  # TFDS asserts on missing data
         raise FileNotFoundError(
             f"TFDS dataset {name!r} is not prepared under data_dir={data_dir!r}. Prepare it once with "
-            f"`tfds build {name} --data_dir=...` on a machine with network access."
-        )
-    dataset = builder.as_dataset(split=split, shuffle_files=shuffle)
+            f"`tfds build {name} --data_dir=...` on a machine with network access. ({error})"
+        ) from error
     dataset = dataset.map(lambda example: tf.cast(example["image"], tf.float32)
                           / (1.0 if name == "binarized_mnist" else 255.0))
     if shuffle:

@@ -138,9 +138,10 @@ def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed
             z = tiled_mean + ops.exp(0.5 * tiled_log_var) * noise
             if tiled_batch is None or int(tiled_batch.shape[0]) != size * rows:
                 tiled_batch = ops.tile(batch, (size,) + (1,) * (len(batch.shape) - 1))
-            log_weights = model.log_likelihood(tiled_batch, z) + _log_prior_minus_posterior(
-                z, tiled_mean, tiled_log_var)
-            log_weights = ops.convert_to_numpy(log_weights).astype(np.float64).reshape(size, rows)
+            log_weights = (
+                ops.convert_to_numpy(model.log_likelihood(tiled_batch, z)).astype(np.float64)
+                + ops.convert_to_numpy(_log_prior_minus_posterior(z, tiled_mean, tiled_log_var))
+            ).reshape(size, rows)
             new_max = np.maximum(running_max, log_weights.max(axis=0))
             shift = np.exp(running_max - new_max)
             centred = np.exp(log_weights - new_max)

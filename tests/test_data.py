@@ -1,0 +1,104 @@
+"""Data pipelines: embedded subset, conversions, static/dynamic binarization, TFDS (mocked)."""
+
+import hashlib
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+from keras_crvae import data
+
+SHARED_MNIST = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist.npz"
+
+
+def test_embedded_subset_matches_its_documented_provenance():
+    with np.load(data.mnist.EMBEDDED_PATH) as archive:
+        assert hashlib.md5(archive["x_train"].tobytes()).hexdigest() == "3b1134527863a2810c134121a397e522"
+        assert hashlib.md5(archive["x_test"].tobytes()).hexdigest() == "1524e1bd745c8715b390a8741bb5a6d3"
+    embedded = data.load_embedded_mnist()
+    assert embedded["x_train"].shape == (10000, 28, 28, 1) and embedded["x_test"].shape == (1000, 28, 28, 1)
+    assert embedded["x_train"].dtype == np.float32 and 0.0 <= embedded["x_train"].min() <= embedded["x_train"].max() <= 1.0
+
+
+@pytest.mark.skipif(not SHARED_MNIST.exists(), reason="shared/data/mnist.npz is not present")
+def test_embedded_subset_is_the_first_images_of_official_mnist():
+    with np.load(SHARED_MNIST) as full, np.load(data.mnist.EMBEDDED_PATH) as subset:
+        np.testing.assert_array_equal(full["x_train"][:10000], subset["x_train"])
+        np.testing.assert_array_equal(full["y_test"][:1000], subset["y_test"])
+
+
+def test_to_unit_images_scales_uint8_and_rejects_bad_input():
+    images = data.to_unit_images(np.full((2, 28, 28), 255, np.uint8))
+    assert images.shape == (2, 28, 28, 1) and images.max() == 1.0
+    with pytest.raises(ValueError, match="images.*shape"):
+        data.to_unit_images(np.zeros((2, 32, 32)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        data.to_unit_images(np.full((2, 28, 28), 3.0, np.float32))
+    with pytest.raises(ValueError, match="empty"):
+        data.to_unit_images(np.zeros((0, 28, 28), np.uint8))
+
+
+def test_static_binarization_is_binary_reproducible_and_unbiased():
+    grey = np.full((200, 28, 28), 0.3, np.float32)
+    first, second = data.static_binarize(grey, seed=5), data.static_binarize(grey, seed=5)
+    np.testing.assert_array_equal(first, second)
+    assert set(np.unique(first)) <= {0.0, 1.0}
+    assert abs(first.mean() - 0.3) < 0.01
+
+
+def test_dynamic_tf_data_pipeline_redraws_every_epoch_and_drops_the_remainder():
+    grey = np.full((70, 28, 28), 0.5, np.float32)
+    dataset = data.binarized_dataset(grey, batch_size=32, shuffle=False)
+    epoch1 = [batch.numpy() for batch in dataset]
+    epoch2 = [batch.numpy() for batch in dataset]
+    assert [b.shape for b in epoch1] == [(32, 28, 28, 1)] * 2
+    assert set(np.unique(epoch1[0])) == {0.0, 1.0}
+    assert not np.array_equal(epoch1[0], epoch2[0])
+    with pytest.raises(ValueError, match="batch_size"):
+        data.binarized_dataset(grey, batch_size=100)
+
+
+def test_static_pipeline_is_the_same_draw_every_epoch():
+    grey = np.full((64, 28, 28), 0.5, np.float32)
+    dataset = data.binarized_dataset(grey, batch_size=64, shuffle=False, binarize="static", seed=1)
+    np.testing.assert_array_equal(next(iter(dataset)).numpy(), next(iter(dataset)).numpy())
+    with pytest.raises(ValueError, match="binarize"):
+        data.binarized_dataset(grey, batch_size=8, binarize="sometimes")
+
+
+@pytest.mark.portable
+def test_numpy_sequence_binarizes_and_reshuffles():
+    grey = np.linspace(0, 1, 50 * 784, dtype=np.float32).reshape(50, 28, 28)
+    sequence = data.BinarizedSequence(grey, batch_size=16, seed=0)
+    assert len(sequence) == 3 and sequence[0].shape == (16, 28, 28, 1)
+    first_order = sequence.order.copy()
+    sequence.on_epoch_end()
+    assert not np.array_equal(first_order, sequence.order)
+    assert set(np.unique(sequence[1])) <= {0.0, 1.0}
+
+
+def test_npz_loading_by_key(tmp_path):
+    path = tmp_path / "images.npz"
+    np.savez(path, x_valid=np.ones((3, 28, 28), np.uint8), other=np.zeros(2))
+    assert data.load_npz_images(f"{path}:x_valid").shape == (3, 28, 28, 1)
+    with pytest.raises(KeyError, match="x_missing"):
+        data.load_npz_images(f"{path}:x_missing")
+    with pytest.raises(FileNotFoundError):
+        data.load_images(os.fspath(tmp_path / "absent.npz"))
+    assert data.load_images("embedded:test").shape == (1000, 28, 28, 1)
+
+
+def test_tfds_mnist_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=64):
+        dataset = data.tfds_mnist("mnist", batch_size=16, seed=0)
+        batch = next(iter(dataset)).numpy()
+    assert batch.shape == (16, 28, 28, 1)
+    assert set(np.unique(batch)) <= {0.0, 1.0}
+
+
+def test_tfds_missing_dataset_says_how_to_prepare(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tfds build"):
+        data.tfds_mnist("binarized_mnist", data_dir=os.fspath(tmp_path))
