@@ -157,10 +157,11 @@ PRESETS = {
             "mnist_crvae_quickstart",
             "The mnist_crvae architecture at half width (base_channels=16) for a few-minute CPU run "
             "on the embedded 10,000-image subset; the default of `crvae train`.",
-            "mnist_crvae with base_channels=16, epochs=3 (our choice, for the quick start)",
+            "mnist_crvae with base_channels=16, batch 64, 3 epochs (our choice, for the quick start)",
             _mnist_network("recurrent", "recurrent", base_channels=16),
             dict(_MNIST_ALPHA),
-            TrainingConfig(learning_rate=0.003, epochs=3, recurrent_lr_multiplier=1.0 / 8),
+            TrainingConfig(learning_rate=0.003, batch_size=64, epochs=3,
+                           recurrent_lr_multiplier=1.0 / 8),
         ),
     ]
 }

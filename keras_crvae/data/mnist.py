@@ -26,7 +26,8 @@ MNIST_SHAPE = (28, 28, 1)
 def to_unit_images(images, name="images"):
     """Converts grey-level images to float32 `(N, 28, 28, 1)` in [0, 1].
 
-    Accepts uint8 in 0..255, or floats already in [0, 1], with or without the channel axis.
+    Accepts uint8 grey levels in 0..255, uint8 binary images in {0, 1} (kept as they are), or floats
+    already in [0, 1], with or without the channel axis.
 
     Args:
         images: array `(N, 28, 28)` or `(N, 28, 28, 1)`.
@@ -42,7 +43,9 @@ def to_unit_images(images, name="images"):
     if images.shape[0] == 0:
         raise ValueError(f"`{name}` is empty: got 0 images.")
     if images.dtype == np.uint8:
-        return images.astype("float32") / 255.0
+        # uint8 in {0, 1} is already binary (binarized MNIST); otherwise grey levels 0..255.
+        scale = 1.0 if images.max() <= 1 else 255.0
+        return images.astype("float32") / scale
     images = images.astype("float32")
     low, high = float(images.min()), float(images.max())
     if not (np.isfinite(low) and np.isfinite(high)) or low < 0.0 or high > 1.0:

@@ -1,0 +1,40 @@
+"""The Table 1 reproduction script runs its smoke mode end to end and resumes finished rows."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+SCRIPT = ROOT / "tools" / "reproduce_table1.py"
+
+pytestmark = pytest.mark.skipif(
+    not (SHARED / "mnist.npz").exists() or not (SHARED / "binarized_mnist.npz").exists(),
+    reason="shared/data/mnist.npz and binarized_mnist.npz are needed (real MNIST, not shipped)")
+
+
+def _run(output_dir):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", f"--output_dir={output_dir}",
+         "--set=base_channels=2", "--set=latent_channels=16", "--num_valid=40", "--num_train=256",
+         "--num_samples=8"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, timeout=900)
+
+
+def test_smoke_mode_writes_results_and_skips_finished_rows(tmp_path):
+    result = _run(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "results.json").read_text())
+    rows = {row["preset"]: row for row in summary["results"]}
+    assert set(rows) == {"mnist_vae", "mnist_crvae"}
+    for name, row in rows.items():
+        assert row["epochs"] == 2 and row["nll"]["num_samples"] == 8 and row["nll"]["num_images"] == 40
+        assert row["nll"]["mean"] > 0 and row["paper_nll"] in (82.04, 80.84)
+        assert (tmp_path / name / "model.weights.h5").stat().st_size > 0
+    assert "| mnist_crvae | 8 | 2 |" in (tmp_path / "results.md").read_text()
+    again = _run(tmp_path)
+    assert again.returncode == 0 and again.stdout.count("already finished") == 2
