@@ -145,6 +145,18 @@ def test_sampler_kl_matches_closed_form_and_samples_have_the_right_moments(tmp_p
     assert layers.GaussianSampler.from_config(sampler.get_config()).seed == 3
 
 
+def test_sampler_round_trips_through_a_keras_file(tmp_path):
+    mean_input, log_var_input = keras.Input((3,)), keras.Input((3,))
+    z, kl = layers.GaussianSampler(seed=5, use_tfp=False)([mean_input, log_var_input])
+    model = keras.Model([mean_input, log_var_input], [z, kl])
+    model.save(tmp_path / "sampler.keras")
+    loaded = keras.saving.load_model(tmp_path / "sampler.keras")
+    sampler = [layer for layer in loaded.layers if isinstance(layer, layers.GaussianSampler)][0]
+    assert sampler.seed == 5 and sampler.use_tfp is False
+    inputs = [np.ones((2, 3), "float32"), np.zeros((2, 3), "float32")]
+    np.testing.assert_allclose(ops.convert_to_numpy(loaded(inputs)[1]), 0.5, atol=1e-6)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TFP path is TensorFlow-only")
 def test_tfp_and_keras_ops_paths_give_the_same_numbers():
     rng = np.random.default_rng(1)

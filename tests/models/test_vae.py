@@ -97,15 +97,16 @@ def test_api_contract_shapes_and_values():
     assert tuple(model.reconstruct(images).shape) == (3, 28, 28, 1)
 
 
-def test_keras_file_round_trip_keeps_outputs_and_training_state(tmp_path):
-    model = tiny_vae(kl_weight=[0.001] * 4)
+@pytest.mark.parametrize("latent", ["dense", "conv", "recurrent"])
+def test_keras_file_round_trip_keeps_outputs_and_training_state(tmp_path, latent):
+    model = tiny_vae(latent, kl_weight=0.001 if latent == "dense" else [0.001] * 4)
     model.compile(optimizer=optimizers.MultiplierAdam(1e-3, lr_multipliers={"recurrence/lstm_": 0.25}))
     images = binary_images(8)
     model.fit(images, batch_size=4, epochs=1, verbose=0)
     path = tmp_path / "vae.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, models.VAE) and loaded.kl_weight == [0.001] * 4
+    assert isinstance(loaded, models.VAE) and loaded.kl_weight == model.kl_weight
     for a, b in zip(model.encode(images), loaded.encode(images)):
         np.testing.assert_allclose(ops.convert_to_numpy(a), ops.convert_to_numpy(b), atol=1e-5)
     z = model.encode(images)[0]
