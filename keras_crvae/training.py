@@ -118,7 +118,7 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
         crvae_callbacks.SampleGrid(os.path.join(output_dir, "samples.png"), seed=seed),
     ]
     start = time.time()
-    history = model.fit(dataset, epochs=config.training.epochs, callbacks=callbacks,
+    history = model.fit(dataset, epochs=config.training.epochs, callbacks=callbacks, shuffle=False,
                         verbose=verbose)
     train_seconds = time.time() - start
     save_model(model, os.path.join(output_dir, "model.keras"))

@@ -106,6 +106,7 @@ def run_preset(name, train_images, valid_images, settings, output_dir, overrides
         data.training_data(train_images, batch_size=batch_size, seed=FLAGS.seed),
         epochs=settings.epochs,
         verbose=FLAGS.verbose,
+        shuffle=False,  # the pipeline shuffles itself
         callbacks=[callbacks.NaNGuard(), keras.callbacks.BackupAndRestore(str(folder / "backup")),
                    keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing],
     )
