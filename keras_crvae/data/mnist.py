@@ -133,17 +133,27 @@ def binarized_dataset(images, batch_size=128, shuffle=True, binarize="dynamic", 
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if binarize == "dynamic":
-        generator = tf.random.Generator.from_seed(seed) if seed is not None else None
-
-        def draw(batch):
-            noise = (generator.uniform(tf.shape(batch)) if generator is not None
-                     else tf.random.uniform(tf.shape(batch)))
-            return tf.cast(noise < batch, tf.float32)
-
-        # A stateful generator is not safe under parallel calls; seeded runs map sequentially.
-        dataset = dataset.map(draw, num_parallel_calls=None if generator is not None
-                              else tf.data.AUTOTUNE)
+        dataset = _map_dynamic_binarization(dataset, seed)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _map_dynamic_binarization(dataset, seed):
+    """Maps `Bernoulli(intensity)` draws over batches with a `tf.random.Generator`.
+
+    A stateful generator created once keeps advancing across epochs. Plain `tf.random.uniform` would
+    not: once a global seed is set (`keras.utils.set_random_seed`), tf.data rebuilds the op with the
+    same seed every epoch and "dynamic" binarization would repeat one draw forever.
+    """
+    import tensorflow as tf
+
+    generator = (tf.random.Generator.from_seed(seed) if seed is not None
+                 else tf.random.Generator.from_non_deterministic_state())
+
+    def draw(batch):
+        return tf.cast(generator.uniform(tf.shape(batch)) < batch, tf.float32)
+
+    # Seeded runs map sequentially so the draws are reproducible.
+    return dataset.map(draw, num_parallel_calls=None if seed is not None else tf.data.AUTOTUNE)
 
 
 def _check_batch_size(batch_size, num_images, drop_remainder):
@@ -230,9 +240,7 @@ def tfds_mnist(name="mnist", split="train", data_dir=None, batch_size=128, binar
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     if binarize == "dynamic" and name == "mnist":
-        dataset = dataset.map(lambda batch: tf.cast(tf.random.uniform(tf.shape(batch)) < batch,
-                                                    tf.float32),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = _map_dynamic_binarization(dataset, seed)
     elif binarize not in ("dynamic", "none"):
         raise ValueError(f"`binarize` must be 'dynamic' or 'none' for TFDS, got {binarize!r}.")
     return dataset.prefetch(tf.data.AUTOTUNE)
