@@ -119,10 +119,10 @@ def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed
     seed_generator = keras.random.SeedGenerator(seed)
     progress = keras.utils.Progbar(len(images), unit_name="image") if verbose else None
     nll, mc_error = [], []
-    for batch in _batches(images, batch_size):
-        batch = ops.convert_to_tensor(batch)
-        mean, log_var = model.encode(batch)
-        rows = int(batch.shape[0])
+    for batch_array in _batches(images, batch_size):
+        batch_array = np.asarray(ops.convert_to_numpy(batch_array))
+        mean, log_var = model.encode(batch_array)
+        rows = int(batch_array.shape[0])
         latent_shape = tuple(mean.shape[1:])
         chunk = max(1, min(num_samples, int(max_decoder_batch) // rows))
         running_max = np.full(rows, -np.inf)
@@ -137,9 +137,11 @@ def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed
             noise = keras.random.normal(ops.shape(tiled_mean), seed=seed_generator)
             z = tiled_mean + ops.exp(0.5 * tiled_log_var) * noise
             if tiled_batch is None or int(tiled_batch.shape[0]) != size * rows:
-                tiled_batch = ops.tile(batch, (size,) + (1,) * (len(batch.shape) - 1))
+                tiled_batch = np.tile(batch_array, (size,) + (1,) * (batch_array.ndim - 1))
+            # NumPy inputs let models use a compiled decoder (see VAE.decode_logits).
             log_weights = (
-                ops.convert_to_numpy(model.log_likelihood(tiled_batch, z)).astype(np.float64)
+                ops.convert_to_numpy(model.log_likelihood(tiled_batch, ops.convert_to_numpy(z)))
+                .astype(np.float64)
                 + ops.convert_to_numpy(_log_prior_minus_posterior(z, tiled_mean, tiled_log_var))
             ).reshape(size, rows)
             new_max = np.maximum(running_max, log_weights.max(axis=0))
@@ -173,7 +175,7 @@ def elbo(model, images, num_samples=1, batch_size=100, seed=None, verbose=0):
     progress = keras.utils.Progbar(len(images), unit_name="image") if verbose else None
     reconstruction, kl = [], []
     for batch in _batches(images, int(batch_size)):
-        batch = ops.convert_to_tensor(batch)
+        batch = np.asarray(ops.convert_to_numpy(batch))
         mean, log_var = model.encode(batch)
         kl.append(ops.convert_to_numpy(
             ops.sum(ops.reshape(losses.gaussian_kl_per_element(mean, log_var),
@@ -182,7 +184,7 @@ def elbo(model, images, num_samples=1, batch_size=100, seed=None, verbose=0):
         for _ in range(int(num_samples)):
             noise = keras.random.normal(ops.shape(mean), seed=seed_generator)
             z = mean + ops.exp(0.5 * log_var) * noise
-            total = total + ops.convert_to_numpy(model.log_likelihood(batch, z))
+            total = total + ops.convert_to_numpy(model.log_likelihood(batch, ops.convert_to_numpy(z)))
         reconstruction.append(-total / int(num_samples))
         if progress is not None:
             progress.add(int(batch.shape[0]))
