@@ -35,7 +35,9 @@ def main(_):
 
     model = keras_crvae.from_preset(FLAGS.preset, seed=0)
     images = (np.random.default_rng(0).random((FLAGS.images, 28, 28, 1)) < 0.3).astype("float32")
-    z = keras.random.normal((FLAGS.decoder_batch,) + model.latent_shape, seed=0)
+    # NumPy latents: the same compiled decoder path the evaluator uses (VAE.decode_logits).
+    z = np.random.default_rng(0).standard_normal(
+        (FLAGS.decoder_batch,) + model.latent_shape).astype("float32")
     passes = FLAGS.images * FLAGS.num_samples
     calls = max(1, passes // FLAGS.decoder_batch)
 
