@@ -38,14 +38,24 @@ def bernoulli_log_likelihood(logits, targets):
     return _sum_non_batch(targets * logits - ops.softplus(logits))
 
 
+def standard_normal_log_density_elements(z):
+    """`log N(z_i; 0, 1)` per element, same shape as `z`."""
+    return -0.5 * (ops.square(z) + LOG_2PI)
+
+
+def gaussian_log_density_elements(z, mean, log_var):
+    """`log N(z_i; mean_i, exp(log_var_i))` per element, same shape as `z`."""
+    return -0.5 * (ops.square(z - mean) * ops.exp(-log_var) + log_var + LOG_2PI)
+
+
 def standard_normal_log_density(z):
     """`log N(z; 0, I)` summed over all non-batch axes -> `(batch,)`."""
-    return _sum_non_batch(-0.5 * (ops.square(z) + LOG_2PI))
+    return _sum_non_batch(standard_normal_log_density_elements(z))
 
 
 def gaussian_log_density(z, mean, log_var):
     """`log N(z; mean, diag(exp(log_var)))` summed over all non-batch axes -> `(batch,)`."""
-    return _sum_non_batch(-0.5 * (ops.square(z - mean) * ops.exp(-log_var) + log_var + LOG_2PI))
+    return _sum_non_batch(gaussian_log_density_elements(z, mean, log_var))
 
 
 def gaussian_kl_per_element(mean, log_var):

@@ -22,7 +22,6 @@ k is not given in the paper, 5 is the reference's `-nSample` default), i.e. alph
 import dataclasses
 
 from keras_crvae import networks
-from keras_crvae.losses import two_level_block_weights  # noqa: F401  (re-exported for presets)
 from keras_crvae.models import VAE
 from keras_crvae.optimizers import MultiplierAdam
 

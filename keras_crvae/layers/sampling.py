@@ -18,6 +18,8 @@ same numbers for the same seed. This module is one of the few places allowed to 
 import keras
 from keras import ops
 
+from keras_crvae import losses
+
 _TFP_DISTRIBUTIONS = None
 
 
@@ -55,7 +57,7 @@ def gaussian_kl_to_standard_normal(mean, log_var, use_tfp=False):
         posterior = tfd.Normal(loc=mean, scale=ops.exp(0.5 * log_var))
         prior = tfd.Normal(loc=ops.zeros_like(mean), scale=ops.ones_like(mean))
         return tfd.kl_divergence(posterior, prior)
-    return 0.5 * (ops.exp(log_var) + ops.square(mean) - 1.0 - log_var)
+    return losses.gaussian_kl_per_element(mean, log_var)
 
 
 def reparameterized_sample(mean, log_var, noise, use_tfp=False):

@@ -70,6 +70,13 @@ def validate_images(images, image_shape, name="images", value_range=(0.0, 1.0)):
     return images
 
 
+def _tile_rows(tensor, times):
+    """Stacks `times` copies of a batch along axis 0 (sample-major: row `k*B + b`)."""
+    if isinstance(times, int) and times == 1:
+        return tensor
+    return ops.tile(tensor, (times,) + (1,) * (len(tensor.shape) - 1))
+
+
 @keras.saving.register_keras_serializable(package="keras_crvae")
 class VAE(keras.Model):
     """A variational autoencoder with a diagonal Gaussian posterior and a Bernoulli decoder.
@@ -184,11 +191,7 @@ class VAE(keras.Model):
         """
         mean, log_var = self.encoder(images, training=training)
         num_samples = self.iwae_samples if training else 1
-        tiled_mean, tiled_log_var = mean, log_var
-        if num_samples > 1:
-            tiled_mean = ops.tile(mean, (num_samples,) + (1,) * len(self.latent_shape))
-            tiled_log_var = ops.tile(log_var, (num_samples,) + (1,) * len(self.latent_shape))
-        z, kl = self.sampler([tiled_mean, tiled_log_var])
+        z, kl = self.sampler([_tile_rows(mean, num_samples), _tile_rows(log_var, num_samples)])
         logits = self.decoder(z, training=training)
         return {"mean": mean, "log_var": log_var, "z": z, "kl": kl, "logits": logits}
 
@@ -197,8 +200,7 @@ class VAE(keras.Model):
         images = ops.cast(x, y_pred["logits"].dtype)
         batch_size = ops.shape(images)[0]
         num_samples = ops.shape(y_pred["logits"])[0] // batch_size
-        tiled_images = ops.tile(images, (num_samples,) + (1,) * len(self.image_shape))
-        log_px = losses.bernoulli_log_likelihood(y_pred["logits"], tiled_images)
+        log_px = losses.bernoulli_log_likelihood(y_pred["logits"], _tile_rows(images, num_samples))
         kl_per_sample = ops.sum(ops.reshape(y_pred["kl"], (ops.shape(log_px)[0], -1)), axis=1)
         distortion = -ops.mean(log_px)
         kl = ops.mean(kl_per_sample)
@@ -227,13 +229,11 @@ class VAE(keras.Model):
         """`sum_i alpha_i (log p(z_i) - log q(z_i|x))` per sample row (alpha in loss units)."""
         z = y_pred["z"]
         num_samples = ops.shape(z)[0] // ops.shape(y_pred["mean"])[0]
-        reps = (num_samples,) + (1,) * len(self.latent_shape)
-        mean = ops.tile(y_pred["mean"], reps)
-        log_var = ops.tile(y_pred["log_var"], reps)
-        log_prior = -0.5 * ops.square(z)
-        log_posterior = -0.5 * (ops.square(z - mean) * ops.exp(-log_var) + log_var)
+        mean = _tile_rows(y_pred["mean"], num_samples)
+        log_var = _tile_rows(y_pred["log_var"], num_samples)
         weights = losses.element_weights(self.latent_shape, self.kl_weight, dtype=z.dtype)
-        per_element = (log_prior - log_posterior) * weights
+        per_element = weights * (losses.standard_normal_log_density_elements(z)
+                                 - losses.gaussian_log_density_elements(z, mean, log_var))
         return ops.sum(ops.reshape(per_element, (ops.shape(z)[0], -1)), axis=1)
 
     # --- the public API contract: encode / decode / sample / log_likelihood ---------------------
