@@ -12,8 +12,8 @@ Larochelle *test* split; this script uses the *validation* split (`x_valid` of
     KERAS_BACKEND=jax python tools/reproduce_table1.py ...                  # the lent GPU (no TF)
 
 Per preset it writes `OUTPUT/PRESET/`: `model.weights.h5`, `config.json`, `history.csv`, `result.json`,
-and `backup/` while training. A preset with a `result.json` is skipped; a killed run resumes from its
-last finished epoch (`keras.callbacks.BackupAndRestore`). `OUTPUT/results.json` and
+`train_info.json`, and `backup/` while training. A preset with a `result.json` is skipped; a killed run
+resumes from its last finished epoch, or goes straight to evaluation once `model.weights.h5` is written (`keras.callbacks.BackupAndRestore`). `OUTPUT/results.json` and
 `OUTPUT/results.md` collect every finished row next to the paper's number.
 """
 
@@ -44,6 +44,7 @@ flags.DEFINE_integer("num_samples", None, "Importance samples k (default 5000; s
 flags.DEFINE_integer("num_valid", None, "Validation images evaluated (default all; smoke 500).")
 flags.DEFINE_integer("num_train", None, "Training images used (default all; smoke 1024).")
 flags.DEFINE_integer("eval_batch_size", 100, "Images per importance-sampling batch.")
+flags.DEFINE_integer("max_decoder_batch", 2000, "Rows per decoder call in the NLL (bounds memory).")
 flags.DEFINE_multi_string("set", [], "Preset overrides KEY=VALUE applied to every row.")
 flags.DEFINE_boolean("smoke", False, "2 epochs, 1024 train images, k=50, 500 validation images.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -100,33 +101,43 @@ def run_preset(name, train_images, valid_images, settings, output_dir, overrides
     (folder / "config.json").write_text(json.dumps(
         {"preset": name, "network": preset.network, "model": preset.model,
          "training": dataclasses.asdict(preset.training)}, indent=2))
-    timing = EpochTimer()
-    start = time.time()
-    model.fit(
-        data.training_data(train_images, batch_size=batch_size, seed=FLAGS.seed),
-        epochs=settings.epochs,
-        verbose=FLAGS.verbose,
-        shuffle=False,  # the pipeline shuffles itself
-        callbacks=[callbacks.NaNGuard(), keras.callbacks.BackupAndRestore(str(folder / "backup")),
-                   keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing],
-    )
-    wall_seconds = time.time() - start
-    model.save_weights(str(folder / "model.weights.h5"))
+    weights_path, info_path = folder / "model.weights.h5", folder / "train_info.json"
+    if weights_path.exists() and info_path.exists():
+        # Trained in an earlier session that stopped during evaluation: evaluate only.
+        model.load_weights(str(weights_path))
+        train_info = json.loads(info_path.read_text())
+    else:
+        timing = EpochTimer()
+        start = time.time()
+        model.fit(
+            data.training_data(train_images, batch_size=batch_size, seed=FLAGS.seed),
+            epochs=settings.epochs,
+            verbose=FLAGS.verbose,
+            shuffle=False,  # the pipeline shuffles itself
+            callbacks=[callbacks.NaNGuard(),
+                       keras.callbacks.BackupAndRestore(str(folder / "backup")),
+                       keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing],
+        )
+        trained_images = steps_per_epoch * batch_size * max(timing.epochs_run, 1)
+        train_info = {
+            "wall_seconds_this_session": round(time.time() - start, 1),
+            "images_per_second": round(trained_images / max(timing.seconds, 1e-9), 1),
+        }
+        model.save_weights(str(weights_path))
+        info_path.write_text(json.dumps(train_info, indent=2))
 
     bound = evaluation.elbo(model, valid_images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
     nll = evaluation.importance_sampled_nll(model, valid_images, num_samples=settings.num_samples,
                                             batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed,
-                                            verbose=1)
+                                            max_decoder_batch=FLAGS.max_decoder_batch, verbose=1)
     units = evaluation.active_units(model, valid_images)
-    trained_images = steps_per_epoch * batch_size * max(timing.epochs_run, 1)
     result = {
         "preset": name,
         "time_steps": preset.network["time_steps"] if "recurrent" in (
             preset.network["encoder_latent"], preset.network["decoder_latent"]) else None,
         "epochs": settings.epochs,
         "num_train_images": int(len(train_images)),
-        "wall_seconds_this_session": round(wall_seconds, 1),
-        "images_per_second": round(trained_images / max(timing.seconds, 1e-9), 1),
+        **train_info,
         "elbo": bound["elbo"].to_dict(),
         "nll": nll.to_dict(),
         "active_units": units["active_units"],

@@ -97,7 +97,7 @@ def _log_prior_minus_posterior(z, mean, log_var):
 
 
 def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed=None,
-                           max_decoder_batch=5000, verbose=1):
+                           max_decoder_batch=2000, verbose=1):
     """Importance-sampled negative log-likelihood `-log p(x)` in nats (module docstring).
 
     Args:
@@ -106,7 +106,7 @@ def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed
         num_samples: int, default 5000. `K` posterior samples per image.
         batch_size: int, default 100. Images encoded together.
         seed: int or None. Seed of the posterior noise.
-        max_decoder_batch: int, default 5000. Upper bound on `chunk * batch_size` rows passed to
+        max_decoder_batch: int, default 2000. Upper bound on `chunk * batch_size` rows passed to
             `log_likelihood` at once; this bounds memory whatever `num_samples` is.
         verbose: int, default 1. Show a progress bar over image batches.
 
