@@ -15,6 +15,7 @@ alpha2 for the rest; supplement section D). The reference training loss of the M
 """
 
 import math
+import numbers
 
 from keras import ops
 
@@ -90,7 +91,7 @@ def weighted_kl(kl_elements, block_weights):
         kl_elements: tensor `(batch, ..., Z)` of per-element KL values.
         block_weights: sequence of `T` floats (one per channel block), or one float.
     """
-    if isinstance(block_weights, (int, float)):
+    if isinstance(block_weights, numbers.Real):
         return float(block_weights) * _sum_non_batch(kl_elements)
     weights = ops.convert_to_tensor([float(w) for w in block_weights], dtype=kl_elements.dtype)
     return ops.sum(kl_per_block(kl_elements, len(block_weights)) * weights, axis=1)
@@ -98,7 +99,7 @@ def weighted_kl(kl_elements, block_weights):
 
 def element_weights(latent_shape, block_weights, dtype="float32"):
     """Per-element weight tensor `latent_shape` expanding `block_weights` over channel blocks."""
-    if isinstance(block_weights, (int, float)):
+    if isinstance(block_weights, numbers.Real):
         return ops.full(tuple(latent_shape), float(block_weights), dtype=dtype)
     channels = latent_shape[-1]
     num_blocks = len(block_weights)

@@ -19,6 +19,7 @@ of GitHub `WendyShang/crVAE`.
 """
 
 import math
+import numbers
 
 import keras
 import numpy as np
@@ -130,7 +131,9 @@ class VAE(keras.Model):
             raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {likelihood!r}.")
         if int(iwae_samples) < 1:
             raise ValueError(f"`iwae_samples` must be >= 1, got {iwae_samples}.")
-        weights = [kl_weight] if isinstance(kl_weight, (int, float)) else list(kl_weight)
+        if isinstance(kl_weight, numbers.Real):
+            kl_weight = float(kl_weight)  # also NumPy scalars
+        weights = [kl_weight] if isinstance(kl_weight, float) else list(kl_weight)
         if not weights or any(float(w) < 0 for w in weights):
             raise ValueError(f"`kl_weight` must be non-negative, got {kl_weight!r}.")
 
@@ -146,9 +149,7 @@ class VAE(keras.Model):
         self.iwae_tracker = keras.metrics.Mean(name="iwae_bound") if iwae_samples > 1 else None
 
         # === Config ===
-        self.kl_weight = float(kl_weight) if isinstance(kl_weight, (int, float)) else [
-            float(w) for w in kl_weight
-        ]
+        self.kl_weight = kl_weight if isinstance(kl_weight, float) else [float(w) for w in weights]
         self.reconstruction_reduction = reconstruction_reduction
         self.iwae_samples = int(iwae_samples)
         self.likelihood = likelihood
@@ -187,16 +188,20 @@ class VAE(keras.Model):
         """Encodes, samples and decodes.
 
         Returns a dict: `mean`, `log_var` `(B, *latent)`; `z`, `kl` (per element) and `logits` with
-        `k*B` rows, sample-major, where `k = iwae_samples` when training and 1 otherwise.
+        `k*B` rows, sample-major, where `k = iwae_samples` (in training and evaluation alike, so
+        `evaluate()` reports the bound that `fit()` optimises).
         """
         mean, log_var = self.encoder(images, training=training)
-        num_samples = self.iwae_samples if training else 1
+        num_samples = self.iwae_samples
         z, kl = self.sampler([_tile_rows(mean, num_samples), _tile_rows(log_var, num_samples)])
         logits = self.decoder(z, training=training)
         return {"mean": mean, "log_var": log_var, "z": z, "kl": kl, "logits": logits}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The training objective of the module docstring; also updates the nats metrics."""
+        """The training objective of the module docstring; also updates the nats metrics.
+
+        `sample_weight` is not supported (every image counts once) and is ignored.
+        """
         images = ops.cast(x, y_pred["logits"].dtype)
         batch_size = ops.shape(images)[0]
         num_samples = ops.shape(y_pred["logits"])[0] // batch_size
@@ -206,7 +211,7 @@ class VAE(keras.Model):
         kl = ops.mean(kl_per_sample)
         recon_scale = 1.0 / self.num_pixels if self.reconstruction_reduction == "mean" else 1.0
 
-        if self.iwae_samples > 1 and training:
+        if self.iwae_samples > 1:
             log_ratio = self._weighted_log_ratio(y_pred) / recon_scale
             log_weights = ops.reshape(log_px + log_ratio, (-1, batch_size))
             bound = ops.mean(ops.logsumexp(log_weights, axis=0)) - math.log(self.iwae_samples)

@@ -52,10 +52,11 @@ def test_kl_is_zero_at_the_prior():
     np.testing.assert_array_equal(ops.convert_to_numpy(kl), 0.0)
 
 
-def test_samples_have_the_posterior_mean_and_std():
+@pytest.mark.parametrize("use_tfp", [False, "auto"])
+def test_samples_have_the_posterior_mean_and_std(use_tfp):
     """Over 4000 draws, z has mean ~ `mean` and std ~ exp(log_var / 2) per coordinate."""
     mean, log_var = tiled(4000)
-    z, _ = GaussianSampler(seed=3)([mean, log_var])
+    z, _ = GaussianSampler(seed=3, use_tfp=use_tfp)([mean, log_var])
     z = ops.convert_to_numpy(z)
     std = np.exp(0.5 * LOG_VAR)
     np.testing.assert_allclose(z.mean(axis=0), MEAN, atol=4 * std.max() / np.sqrt(4000))
@@ -64,17 +65,18 @@ def test_samples_have_the_posterior_mean_and_std():
     assert abs(np.corrcoef(z[:, 0], z[:, 3])[0, 1]) < 0.1
 
 
-def test_sample_is_mean_plus_scaled_shared_noise():
+@pytest.mark.parametrize("use_tfp", [False, "auto"])
+def test_sample_is_mean_plus_scaled_shared_noise(use_tfp):
     """Reparameterisation: two samplers with the same seed use the same eps = (z - m) / s for any
     (m, log_var), and a vanishing variance returns the mean."""
     mean_a, log_var_a = random_params(seed=2)
     mean_b, log_var_b = random_params(seed=3)
-    z_a, _ = GaussianSampler(seed=11)([mean_a, log_var_a])
-    z_b, _ = GaussianSampler(seed=11)([mean_b, log_var_b])
+    z_a, _ = GaussianSampler(seed=11, use_tfp=use_tfp)([mean_a, log_var_a])
+    z_b, _ = GaussianSampler(seed=11, use_tfp=use_tfp)([mean_b, log_var_b])
     eps_a = (ops.convert_to_numpy(z_a) - mean_a) / np.exp(0.5 * log_var_a)
     eps_b = (ops.convert_to_numpy(z_b) - mean_b) / np.exp(0.5 * log_var_b)
     np.testing.assert_allclose(eps_a, eps_b, atol=1e-4)
-    z_tiny, _ = GaussianSampler(seed=11)([mean_a, np.full_like(mean_a, -40.0)])
+    z_tiny, _ = GaussianSampler(seed=11, use_tfp=use_tfp)([mean_a, np.full_like(mean_a, -40.0)])
     np.testing.assert_allclose(ops.convert_to_numpy(z_tiny), mean_a, atol=1e-7)
 
 
