@@ -22,7 +22,8 @@ from keras import ops
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _sum_non_batch(values):
+def sum_per_example(values):
+    """Sums a tensor `(batch, ...)` over every non-batch axis -> `(batch,)`."""
     return ops.sum(ops.reshape(values, (ops.shape(values)[0], -1)), axis=1)
 
 
@@ -36,7 +37,7 @@ def bernoulli_log_likelihood(logits, targets):
         targets: tensor of the same shape with values in [0, 1].
     """
     targets = ops.cast(targets, logits.dtype)
-    return _sum_non_batch(targets * logits - ops.softplus(logits))
+    return sum_per_example(targets * logits - ops.softplus(logits))
 
 
 def standard_normal_log_density_elements(z):
@@ -51,12 +52,12 @@ def gaussian_log_density_elements(z, mean, log_var):
 
 def standard_normal_log_density(z):
     """`log N(z; 0, I)` summed over all non-batch axes -> `(batch,)`."""
-    return _sum_non_batch(standard_normal_log_density_elements(z))
+    return sum_per_example(standard_normal_log_density_elements(z))
 
 
 def gaussian_log_density(z, mean, log_var):
     """`log N(z; mean, diag(exp(log_var)))` summed over all non-batch axes -> `(batch,)`."""
-    return _sum_non_batch(gaussian_log_density_elements(z, mean, log_var))
+    return sum_per_example(gaussian_log_density_elements(z, mean, log_var))
 
 
 def gaussian_kl_per_element(mean, log_var):
@@ -92,7 +93,7 @@ def weighted_kl(kl_elements, block_weights):
         block_weights: sequence of `T` floats (one per channel block), or one float.
     """
     if isinstance(block_weights, numbers.Real):
-        return float(block_weights) * _sum_non_batch(kl_elements)
+        return float(block_weights) * sum_per_example(kl_elements)
     weights = ops.convert_to_tensor([float(w) for w in block_weights], dtype=kl_elements.dtype)
     return ops.sum(kl_per_block(kl_elements, len(block_weights)) * weights, axis=1)
 

@@ -178,8 +178,7 @@ def elbo(model, images, num_samples=1, batch_size=100, seed=None, verbose=0):
         batch = np.asarray(ops.convert_to_numpy(batch))
         mean, log_var = model.encode(batch)
         kl.append(ops.convert_to_numpy(
-            ops.sum(ops.reshape(losses.gaussian_kl_per_element(mean, log_var),
-                                (int(batch.shape[0]), -1)), axis=1)))
+            losses.sum_per_example(losses.gaussian_kl_per_element(mean, log_var))))
         total = 0.0
         for _ in range(int(num_samples)):
             noise = keras.random.normal(ops.shape(mean), seed=seed_generator)

@@ -206,7 +206,7 @@ class VAE(keras.Model):
         batch_size = ops.shape(images)[0]
         num_samples = ops.shape(y_pred["logits"])[0] // batch_size
         log_px = losses.bernoulli_log_likelihood(y_pred["logits"], _tile_rows(images, num_samples))
-        kl_per_sample = ops.sum(ops.reshape(y_pred["kl"], (ops.shape(log_px)[0], -1)), axis=1)
+        kl_per_sample = losses.sum_per_example(y_pred["kl"])
         distortion = -ops.mean(log_px)
         kl = ops.mean(kl_per_sample)
         recon_scale = 1.0 / self.num_pixels if self.reconstruction_reduction == "mean" else 1.0
@@ -239,7 +239,7 @@ class VAE(keras.Model):
         weights = losses.element_weights(self.latent_shape, self.kl_weight, dtype=z.dtype)
         per_element = weights * (losses.standard_normal_log_density_elements(z)
                                  - losses.gaussian_log_density_elements(z, mean, log_var))
-        return ops.sum(ops.reshape(per_element, (ops.shape(z)[0], -1)), axis=1)
+        return losses.sum_per_example(per_element)
 
     # --- the public API contract: encode / decode / sample / log_likelihood ---------------------
 
