@@ -133,3 +133,35 @@ def two_level_block_weights(alpha1, alpha2, time_steps=8, num_first_blocks=None)
             f"`num_first_blocks` must be in [0, {time_steps}], got {num_first_blocks}."
         )
     return [float(alpha1)] * num_first_blocks + [float(alpha2)] * (time_steps - num_first_blocks)
+
+
+# --- adversarial and mutual-information terms of the GAN models (supplement section D) ---------
+
+
+def sigmoid_cross_entropy(logits, labels):
+    """Element-wise binary cross-entropy of `sigmoid(logits)` against `labels` in {0, 1}.
+
+    Computed as `max(l, 0) - l*y + log(1 + exp(-|l|))`, exact and stable for any logit; the
+    reference's `nn.Sigmoid` + `nn.BCECriterion` compute the same value.
+    """
+    labels = ops.cast(labels, logits.dtype)
+    return ops.relu(logits) - logits * labels + ops.log1p(ops.exp(-ops.abs(logits)))
+
+
+def non_saturating_generator_loss(fake_logits):
+    """`-mean log D(G(z))`: the generator's non-saturating GAN loss, averaged over the batch."""
+    return ops.mean(sigmoid_cross_entropy(fake_logits, ops.ones_like(fake_logits)))
+
+
+def mean_squared_error(predictions, targets, element_weights=None):
+    """`mean((predictions - targets)^2)` over every element (Torch `nn.MSECriterion`).
+
+    Args:
+        predictions, targets: tensors of one shape `(batch, ...)`.
+        element_weights: tensor broadcastable to `predictions.shape[1:]`, or None. Multiplies the
+            squared errors before averaging (the reference's per-block MI weights).
+    """
+    squared = ops.square(predictions - targets)
+    if element_weights is not None:
+        squared = squared * element_weights
+    return ops.mean(squared)

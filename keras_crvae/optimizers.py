@@ -75,3 +75,126 @@ class MultiplierAdam(keras.optimizers.Adam):
         config = super().get_config()
         config.update({"lr_multipliers": self.lr_multipliers, "clip_values": self.clip_values})
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_crvae")
+class ThresholdedAdam(MultiplierAdam):
+    """Adam that skips a whole update when the discriminator is already too accurate.
+
+    Supplement section D ("Optimization"; `adam_gan.lua` and `train_test/train_test_lstm.lua` of
+    WendyShang/crVAE): the discriminator is not updated on a batch where its classification accuracy
+    exceeds `threshold` (0.9: the reference's `-margin 0.1` on the error rate). A skipped step is an exact
+    no-op: the variables, both Adam moments and `iterations` (hence the bias correction and any learning
+    rate schedule) keep their values bit for bit.
+
+    The gate is arithmetic (`ops.where` between the updated and the old value), never Python or `tf.cond`
+    control flow, so it traces inside `tf.function`, compiles under XLA and runs under
+    `tf.distribute.MirroredStrategy`, where `tf.cond` around `apply` fails. Pass the accuracy over the
+    GLOBAL batch (all replicas) so every replica takes the same decision.
+
+    Optional reference behaviour: `warmup=((10, 1 / 50), (30, 1 / 5))` scales the learning rate by 1/50
+    for the first 10 applied updates and 1/5 until the 30th, as `adam_gan.lua` does (the reference counts
+    calls, skipped ones included; we count applied updates so a skipped step stays a no-op).
+    Per-variable multipliers and clipping work as in `MultiplierAdam` (e.g. the reference's
+    discriminator trunk at LR/2: `lr_multipliers={"trunk": 0.5}`).
+
+    Args:
+        learning_rate: float or schedule, default 0.001.
+        threshold: float in (0, 1], default 0.9. Skip when `accuracy > threshold`.
+        warmup: sequence of `(updates, factor)` pairs sorted by `updates`, default `()`.
+        lr_multipliers, clip_values: as `MultiplierAdam`.
+        **kwargs: passed to `keras.optimizers.Adam`; `weight_decay`, `amsgrad`, `use_ema` and
+            `gradient_accumulation_steps` are rejected because they would update state on skipped steps.
+
+    >>> optimizer = ThresholdedAdam(1e-3, threshold=0.9)
+    >>> # in a train step:  updated = optimizer.apply_thresholded(grads, variables, accuracy)
+    """
+
+    def __init__(self, learning_rate=0.001, threshold=0.9, warmup=(), lr_multipliers=None,
+                 clip_values=None, **kwargs):
+        for name in ("weight_decay", "use_ema", "gradient_accumulation_steps", "amsgrad"):
+            if kwargs.get(name):
+                raise ValueError(f"ThresholdedAdam does not support `{name}` (it would change state on "
+                                 "a skipped step).")
+        super().__init__(learning_rate=learning_rate, lr_multipliers=lr_multipliers,
+                         clip_values=clip_values, **kwargs)
+        if not 0.0 < float(threshold) <= 1.0:
+            raise ValueError(f"`threshold` must be in (0, 1], got {threshold!r}.")
+        self.threshold = float(threshold)
+        self.warmup = tuple((int(updates), float(factor)) for updates, factor in warmup)
+        if any(b[0] <= a[0] for a, b in zip(self.warmup, self.warmup[1:])) or any(
+                updates <= 0 or factor <= 0 for updates, factor in self.warmup):
+            raise ValueError("`warmup` must be `(updates, factor)` pairs with increasing positive "
+                             f"`updates` and positive factors, got {warmup!r}.")
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        # Only the first replica's value is kept: every replica computes the same global decision.
+        self._update_gate = self.add_variable(
+            shape=(), initializer="ones", dtype="float32", aggregation="only_first_replica",
+            name="update_gate")
+
+    def update_decision(self, accuracy):
+        """1.0 where `accuracy <= threshold` (update), else 0.0 (skip); float32 scalar."""
+        return ops.cast(ops.less_equal(ops.cast(accuracy, "float32"), self.threshold), "float32")
+
+    def apply_thresholded(self, grads, trainable_variables, accuracy):
+        """Apply `grads` unless `accuracy > threshold`; returns the decision (1.0 updated, 0.0 skipped).
+
+        Args:
+            grads: list of gradient tensors, one per variable.
+            trainable_variables: list of variables.
+            accuracy: scalar in [0, 1], the discriminator's accuracy on the global batch.
+        """
+        trainable_variables = list(trainable_variables)
+        if not self.built:
+            with keras.name_scope(self.name, caller=self):
+                self.build(trainable_variables)
+            self.built = True
+        decision = self.update_decision(accuracy)
+        self._update_gate.assign(decision)
+        self.apply(grads, trainable_variables)
+        # `apply` always counts one iteration; take it back on a skipped step (exact: int64).
+        self._iterations.assign_sub(ops.cast(1.0 - decision, self._iterations.dtype))
+        # Back to "update" so a skipped step leaves every optimizer variable as it found it.
+        self._update_gate.assign(1.0)
+        return decision
+
+    def _warmup_factor(self, dtype):
+        factor = ops.cast(1.0, dtype)
+        for updates, value in reversed(self.warmup):
+            factor = ops.where(ops.less(self.iterations, updates), ops.cast(value, dtype), factor)
+        return factor
+
+    def update_step(self, gradient, variable, learning_rate):
+        multiplier, clip_value = self._variable_rules[self._get_variable_index(variable)]
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype)
+        if clip_value is not None:
+            gradient = ops.clip(gradient, -clip_value, clip_value)
+        lr = ops.cast(learning_rate, dtype) * self._warmup_factor(dtype)
+        if multiplier is not None:
+            lr = lr * multiplier
+        local_step = ops.cast(self.iterations + 1, dtype)
+        beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
+        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+
+        momentum = self._momentums[self._get_variable_index(variable)]
+        velocity = self._velocities[self._get_variable_index(variable)]
+        new_momentum = momentum + (gradient - momentum) * (1 - self.beta_1)
+        new_velocity = velocity + (ops.square(gradient) - velocity) * (1 - self.beta_2)
+        new_variable = variable - new_momentum * alpha / (ops.sqrt(new_velocity) + self.epsilon)
+
+        update = ops.greater(self._update_gate, 0.5)
+        # `where`, not arithmetic blending: a skipped step stays exact even for non-finite gradients.
+        self.assign(momentum, ops.where(update, new_momentum, momentum))
+        self.assign(velocity, ops.where(update, new_velocity, velocity))
+        self.assign(variable, ops.where(update, new_variable, variable))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"threshold": self.threshold, "warmup": [list(w) for w in self.warmup]})
+        return config

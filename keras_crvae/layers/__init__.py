@@ -6,6 +6,12 @@ from keras_crvae.layers.channel_recurrent import (
     blocks_to_channels,
     channels_to_blocks,
 )
+from keras_crvae.layers.discriminator import (
+    L2Normalize,
+    MinibatchDiscrimination,
+    SpectralDiscriminator,
+    SpectralNormalization,
+)
 from keras_crvae.layers.sampling import GaussianSampler
 
 __all__ = [
@@ -13,6 +19,10 @@ __all__ = [
     "ConcatenatedReLU",
     "ElementwiseBias",
     "GaussianSampler",
+    "L2Normalize",
+    "MinibatchDiscrimination",
+    "SpectralDiscriminator",
+    "SpectralNormalization",
     "blocks_to_channels",
     "channels_to_blocks",
 ]

@@ -1,0 +1,461 @@
+"""VAE-GAN and crVAE-GAN: VAEs with a pixel-level reconstruction loss plus a GAN and an MI loss.
+
+One training iteration (supplement section D of Shang et al. 2018; `train_test/train_test_lstm.lua` and
+`train_test_baseline.lua` of GitHub `WendyShang/crVAE`), for a batch `x` of `B` images in [-1, 1]:
+
+    z ~ q(z|x)  (reparameterised),     z_p ~ N(0, I)
+    x_r, u_r = G(z),                   x_p, u_p = G(z_p)          (u = LSTM(z), crVAE-GAN only)
+    L_recon  = mean over B*H*W*C of (x_r - x)^2
+    L_prior  = (1/B) sum_b sum_i alpha_i KL_i(q(z|x_b) || N(0, I))   (alpha1 / alpha2 per channel block)
+    L_D      = BCE(D(x_r), 1) + BCE(D(x_p), 1)                        (non-saturating, batch means)
+    L_MI     = mean (Q(x_r) - sg(u_r))^2 + mean (Q(x_p) - sg(u_p))^2  (Q shares D's trunk)
+    encoder/decoder loss      = L_recon + L_prior + beta * L_D + kappa * L_MI
+    discriminator batch       = interleaved: positions i % 4 in {0, 1} real x, i % 4 == 2 prior samples,
+                                i % 4 == 3 reconstructions (50/25/25, as the reference's `-fakeLabel 4`)
+    discriminator/Q loss      = mean BCE on that batch + L_MI   (gradients w.r.t. D and Q only)
+
+Both updates use the same forward pass (simultaneous updates); the discriminator's update goes through
+`ThresholdedAdam.apply_thresholded` with its accuracy over the global batch, so it is skipped when the
+discriminator is already more than 90% accurate. A skipped step is an exact no-op for the whole
+discriminator: its weights, optimizer state, and the state its training-mode forward passes change
+(spectral-norm vectors and normalised kernels, BatchNorm statistics) are restored bit for bit.
+
+Differences from the reference Torch code, each available or documented:
+- The reference's prior pass weights the adversarial gradient with kappa and the MI gradient with beta
+  (swapped); `swap_prior_pass_weights=True` reproduces that. Default: the paper's objective.
+- The reference multiplies the MI gradient per channel block by 0.1/1.5/1.5/1.25/0.1/0.1/1/1 when
+  training Q; `mi_block_weights` applies such weights to the MI loss (both sides). Default: none.
+- The reference keeps training Q (and the trunk, from the MI loss) when the GAN head's update is
+  skipped; here Q belongs to the discriminator and the whole discriminator update is skipped, so a
+  skipped step is exactly a no-op.
+- The reference updates its sub-networks one after another within an iteration; we update the
+  generator and the discriminator simultaneously from one forward pass.
+
+The discriminator's D-trunk-at-LR/2 and LR warm-up (/50, then /5) are `ThresholdedAdam` options
+(`lr_multipliers={"trunk": 0.5}`, `warmup=((10, 0.02), (30, 0.2))`); presets expose them.
+
+`train_step` is TensorFlow-only (it uses `tf.GradientTape` and `tf.distribute` replica contexts);
+the rest (encode / decode / sample, `test_step` losses) uses `keras.ops`.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_crvae import losses
+from keras_crvae.models.vae import validate_images
+from keras_crvae.optimizers import ThresholdedAdam
+
+IMAGE_RANGE = (-1.0, 1.0)
+
+
+def discriminator_batch_masks(batch_size):
+    """Boolean masks `(is_prior, is_reconstruction)` of shape `(batch_size,)` for the D batch.
+
+    Position `i` holds a prior sample when `i % 4 == 2`, a reconstruction when `i % 4 == 3` and the
+    real image otherwise: 50% real, 25% / 25% fake for any batch size divisible by 4, exactly as the
+    reference's `-fakeLabel 4` (1-based positions 3 and 4 of every 4). Interleaving keeps the
+    composition identical when a distribution strategy splits the batch into contiguous shards.
+    """
+    position = ops.mod(ops.arange(batch_size), 4)
+    return ops.equal(position, 2), ops.equal(position, 3)
+
+
+@keras.saving.register_keras_serializable(package="keras_crvae")
+class VAEGAN(keras.Model):
+    """VAE-GAN (Larsen et al. 2016) with pixel-level reconstruction, as in Shang et al. (2018).
+
+    Args:
+        encoder: `keras.Model`, images `(B, H, W, 3)` in [-1, 1] -> `[mean, log_var]`, each
+            `(B, *latent_shape)`.
+        decoder: `keras.Model`, z -> images in [-1, 1] (tanh), or z -> `[images, u]` for the MI loss.
+        discriminator: layer or model, images -> logits `(B, 1)`, or `[logits, q (B, *u_shape)]`.
+        kl_weight: float or list of per-channel-block floats, default 3e-4 (alpha; alpha1/alpha2 as
+            `losses.two_level_block_weights`).
+        adversarial_weight: float, default 0.01 (beta).
+        mi_weight: float, default 0.0 (kappa). > 0 needs `u` from the decoder and a Q head.
+        mi_block_weights: list of per-channel-block floats or None, default None.
+        swap_prior_pass_weights: bool, default False. Reference behaviour (see module docstring).
+        seed: int or None. Seed of the posterior and prior noise.
+
+    Inputs to `fit`: batches of images, or dicts `{"images", "posterior_noise", "prior_noise"}` with
+    explicit standard-normal noise `(B, *latent_shape)` (for reproducible tests and distribution
+    checks).
+
+    Metrics: `loss` (encoder/decoder), `recon`, `kl`, `kl_block_<t>` (with block weights), `g_adv`,
+    `mi`, `d_loss`, `d_accuracy`, `d_updated` (fraction of steps the discriminator updated).
+
+    Reference: Larsen et al., "Autoencoding beyond pixels using a learned similarity metric", ICML
+    2016; `train_test/train_test_baseline.lua` of WendyShang/crVAE.
+    """
+
+    decoder_outputs = "images"
+    image_range = IMAGE_RANGE
+
+    def __init__(self, encoder, decoder, discriminator, kl_weight=3e-4, adversarial_weight=0.01,
+                 mi_weight=0.0, mi_block_weights=None, swap_prior_pass_weights=False, seed=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        # === Config ===
+        if isinstance(kl_weight, (int, float, np.floating)):
+            self.kl_weight = float(kl_weight)
+        else:
+            self.kl_weight = [float(w) for w in kl_weight]
+        weights = [self.kl_weight] if isinstance(self.kl_weight, float) else self.kl_weight
+        if not weights or min(weights) < 0:
+            raise ValueError(f"`kl_weight` must be non-negative, got {kl_weight!r}.")
+        for name, value in (("adversarial_weight", adversarial_weight), ("mi_weight", mi_weight)):
+            if float(value) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {value!r}.")
+        self.adversarial_weight = float(adversarial_weight)
+        self.mi_weight = float(mi_weight)
+        self.mi_block_weights = None if mi_block_weights is None else [float(w) for w in
+                                                                         mi_block_weights]
+        self.swap_prior_pass_weights = bool(swap_prior_pass_weights)
+        self.seed = seed
+
+        # === Networks ===
+        self.encoder = encoder
+        self.generator = decoder  # as given: may also return u
+        self.returns_u = isinstance(decoder.output, (list, tuple))
+        if self.returns_u:
+            # The image-only view shares every layer with `generator` (no copy of the weights).
+            self.decoder = keras.Model(decoder.inputs, decoder.outputs[0], name="decoder")
+        else:
+            self.decoder = decoder
+        self.image_shape = tuple(encoder.input_shape[1:])
+        self.latent_shape = tuple(decoder.input_shape[1:])
+        self.discriminator = discriminator
+        if not discriminator.built:
+            discriminator.build((None,) + self.image_shape)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._check_networks()
+
+        # === Metrics ===
+        names = ["loss", "recon", "kl", "g_adv", "mi", "d_loss", "d_accuracy", "d_updated"]
+        if isinstance(self.kl_weight, list):
+            names += [f"kl_block_{t}" for t in range(len(self.kl_weight))]
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.generator_optimizer = None
+        self.discriminator_optimizer = None
+        self.built = True
+
+    def _check_networks(self):
+        mean_shape, log_var_shape = (tuple(s[1:]) for s in self.encoder.output_shape)
+        if mean_shape != self.latent_shape or log_var_shape != self.latent_shape:
+            raise ValueError(f"The encoder returns {mean_shape} and {log_var_shape}; the decoder takes "
+                             f"{self.latent_shape}.")
+        image_output = self.decoder.output_shape
+        if tuple(image_output[1:]) != self.image_shape:
+            raise ValueError(f"The decoder returns images {image_output[1:]}, the encoder takes "
+                             f"{self.image_shape}.")
+        has_q = isinstance(self.discriminator.compute_output_shape((None,) + self.image_shape), list)
+        if self.mi_weight > 0 and not (self.returns_u and has_q):
+            raise ValueError("`mi_weight` > 0 needs a decoder returning [images, u] and a "
+                             "discriminator with a Q head (latent_channels set).")
+        for name, weights in (("kl_weight", self.kl_weight), ("mi_block_weights",
+                                                              self.mi_block_weights)):
+            if isinstance(weights, list) and self.latent_shape[-1] % len(weights):
+                raise ValueError(f"{len(weights)} `{name}` blocks do not divide the latent's "
+                                 f"{self.latent_shape[-1]} channels.")
+
+    # --- compile / serialization of the two optimizers ------------------------------------------
+
+    def compile(self, generator_optimizer=None, discriminator_optimizer=None, **kwargs):
+        """Configures training with one optimizer per player.
+
+        Args:
+            generator_optimizer: optimizer of the encoder and decoder; default
+                `MultiplierAdam(1e-3)`.
+            discriminator_optimizer: optimizer of the discriminator (and Q); default
+                `ThresholdedAdam(1e-3, threshold=0.9)`. Any Keras optimizer works; only
+                `ThresholdedAdam` skips updates.
+            **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`, `steps_per_execution`).
+        """
+        from keras_crvae.optimizers import MultiplierAdam
+
+        super().compile(**kwargs)
+        self.generator_optimizer = generator_optimizer or MultiplierAdam(1e-3)
+        self.discriminator_optimizer = discriminator_optimizer or ThresholdedAdam(1e-3)
+        # Built here, under the caller's distribution scope, so the slots mirror like the weights.
+        self.generator_optimizer.build(self.generator_variables)
+        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    @property
+    def generator_variables(self):
+        """Trainable variables of the encoder and decoder (the generator's optimizer's list)."""
+        return self.encoder.trainable_variables + self.generator.trainable_variables
+
+    def get_compile_config(self):
+        if self.generator_optimizer is None:
+            return None
+        return {
+            "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
+            "discriminator_optimizer": keras.saving.serialize_keras_object(
+                self.discriminator_optimizer),
+            "jit_compile": self.jit_compile,
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            generator_optimizer=keras.saving.deserialize_keras_object(config["generator_optimizer"]),
+            discriminator_optimizer=keras.saving.deserialize_keras_object(
+                config["discriminator_optimizer"]),
+            jit_compile=config.get("jit_compile", "auto"),
+        )
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+            "kl_weight": self.kl_weight,
+            "adversarial_weight": self.adversarial_weight,
+            "mi_weight": self.mi_weight,
+            "mi_block_weights": self.mi_block_weights,
+            "swap_prior_pass_weights": self.swap_prior_pass_weights,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "decoder", "discriminator"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # --- the objective --------------------------------------------------------------------------
+
+    def _generate(self, z, training):
+        outputs = self.generator(z, training=training)
+        return (outputs[0], outputs[1]) if self.returns_u else (outputs, None)
+
+    def _discriminate(self, images, training):
+        outputs = self.discriminator(images, training=training)
+        return (outputs[0], outputs[1]) if isinstance(outputs, (list, tuple)) else (outputs, None)
+
+    def _unpack(self, data):
+        if isinstance(data, (list, tuple)):
+            data = data[0]
+        if isinstance(data, dict):
+            if "images" not in data:
+                raise ValueError("A dict batch needs an 'images' entry; got keys "
+                                 f"{sorted(data)}.")
+            return data["images"], data.get("posterior_noise"), data.get("prior_noise")
+        return data, None, None
+
+    def _noise(self, given, batch_size, dtype):
+        if given is not None:
+            return ops.cast(given, dtype)
+        return keras.random.normal((batch_size,) + self.latent_shape, dtype=dtype,
+                                   seed=self.seed_generator)
+
+    def compute_terms(self, images, posterior_noise=None, prior_noise=None, training=False):
+        """Every loss term of one iteration for images `(B, H, W, 3)` in [-1, 1].
+
+        Args:
+            images: tensor `(B, *image_shape)`; `B` divisible by 4 for the 50/25/25 D batch.
+            posterior_noise, prior_noise: tensors `(B, *latent_shape)` or None (drawn).
+            training: bool, passed to every sub-network (BatchNorm, dropout, spectral norm).
+
+        Returns:
+            dict of scalars: `generator_loss`, `recon`, `kl`, `kl_weighted`, `g_adv`, `mi`,
+            `d_loss` (BCE of the D batch), `discriminator_loss` (`d_loss + mi`), `d_correct` (number of correct D decisions), `d_count`, and `kl_blocks`
+            `(T,)` when block weights are used.
+        """
+        dtype = self.compute_dtype
+        images = ops.cast(images, dtype)
+        batch_size = ops.shape(images)[0]
+        mean, log_var = self.encoder(images, training=training)
+        z = mean + ops.exp(0.5 * log_var) * self._noise(posterior_noise, batch_size, dtype)
+        z_prior = self._noise(prior_noise, batch_size, dtype)
+        reconstructions, u_reconstruction = self._generate(z, training)
+        prior_samples, u_prior = self._generate(z_prior, training)
+
+        terms = {"recon": ops.mean(ops.square(reconstructions - images))}
+        kl_elements = losses.gaussian_kl_per_element(mean, log_var)
+        terms["kl"] = ops.mean(losses.sum_per_example(kl_elements))
+        terms["kl_weighted"] = ops.mean(losses.weighted_kl(kl_elements, self.kl_weight))
+        if isinstance(self.kl_weight, list):
+            terms["kl_blocks"] = ops.mean(losses.kl_per_block(kl_elements, len(self.kl_weight)), 0)
+
+        logits_reconstruction, q_reconstruction = self._discriminate(reconstructions, training)
+        logits_prior, q_prior = self._discriminate(prior_samples, training)
+        adversarial_reconstruction = losses.non_saturating_generator_loss(logits_reconstruction)
+        adversarial_prior = losses.non_saturating_generator_loss(logits_prior)
+        terms["g_adv"] = adversarial_reconstruction + adversarial_prior
+
+        mi_reconstruction = mi_prior = ops.zeros((), dtype)
+        if self.mi_weight > 0:
+            weights = None
+            if self.mi_block_weights is not None:
+                weights = losses.element_weights(ops.shape(u_reconstruction)[1:],
+                                                 self.mi_block_weights, dtype=dtype)
+            mi_reconstruction = losses.mean_squared_error(
+                q_reconstruction, ops.stop_gradient(u_reconstruction), weights)
+            mi_prior = losses.mean_squared_error(q_prior, ops.stop_gradient(u_prior), weights)
+        terms["mi"] = mi_reconstruction + mi_prior
+
+        beta, kappa = self.adversarial_weight, self.mi_weight
+        if self.swap_prior_pass_weights:
+            adversarial = beta * adversarial_reconstruction + kappa * adversarial_prior
+            mutual_information = kappa * mi_reconstruction + beta * mi_prior
+        else:
+            adversarial = beta * terms["g_adv"]
+            mutual_information = kappa * terms["mi"]
+        terms["generator_loss"] = terms["recon"] + terms["kl_weighted"] + adversarial \
+            + mutual_information
+
+        # Discriminator batch: 50% real, 25% prior samples, 25% reconstructions (fakes detached).
+        is_prior, is_reconstruction = discriminator_batch_masks(batch_size)
+        select = (1, 1, 1)
+        fakes = ops.where(ops.reshape(is_prior, (-1,) + select), ops.stop_gradient(prior_samples),
+                          ops.stop_gradient(reconstructions))
+        is_fake = ops.logical_or(is_prior, is_reconstruction)
+        mixed = ops.where(ops.reshape(is_fake, (-1,) + select), fakes, images)
+        labels = ops.reshape(ops.cast(ops.logical_not(is_fake), dtype), (-1, 1))
+        logits_mixed, _ = self._discriminate(mixed, training)
+        terms["d_loss"] = ops.mean(losses.sigmoid_cross_entropy(logits_mixed, labels))
+        terms["discriminator_loss"] = terms["d_loss"] + terms["mi"]  # Q learns with D
+        predictions = ops.cast(ops.greater(logits_mixed, 0.0), dtype)
+        terms["d_correct"] = ops.sum(ops.cast(ops.equal(predictions, labels), dtype))
+        terms["d_count"] = ops.cast(batch_size, dtype)
+        return terms
+
+    def _check_batch(self, images):
+        static_batch = images.shape[0]
+        if static_batch is not None and static_batch % 4:
+            raise ValueError(f"The batch size must be divisible by 4 (50/25/25 discriminator batch); "
+                             f"got {static_batch}. Use drop_remainder=True in the pipeline.")
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"`images` must have shape (batch, {', '.join(map(str, self.image_shape))})"
+                             f"; got {tuple(images.shape)}.")
+
+    def train_step(self, data):
+        import tensorflow as tf  # TF-only: GradientTape and replica contexts.
+
+        if self.generator_optimizer is None:
+            raise RuntimeError("Call `compile()` before `fit()`.")
+        images, posterior_noise, prior_noise = self._unpack(data)
+        self._check_batch(images)
+        replica_context = tf.distribute.get_replica_context()
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        generator_variables = self.generator_variables
+        discriminator_variables = self.discriminator.trainable_variables
+        # Training-mode calls change D's state (spectral-norm kernels and vectors, BatchNorm
+        # statistics); keep a copy so that a skipped discriminator step restores all of it.
+        discriminator_state = self.discriminator.variables
+        snapshot = [tf.identity(v.value) for v in discriminator_state]
+        with tf.GradientTape(persistent=True) as tape:
+            terms = self.compute_terms(images, posterior_noise, prior_noise, training=True)
+            # Gradients are summed over replicas: scale the per-replica means accordingly.
+            generator_loss = terms["generator_loss"] / num_replicas
+            discriminator_loss = terms["discriminator_loss"] / num_replicas
+        generator_grads = tape.gradient(generator_loss, generator_variables)
+        discriminator_grads = tape.gradient(discriminator_loss, discriminator_variables)
+        del tape
+        self.generator_optimizer.apply(generator_grads, generator_variables)
+
+        correct, count = terms["d_correct"], terms["d_count"]
+        if replica_context is not None:
+            correct, count = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, [correct, count])
+        accuracy = correct / count
+        if isinstance(self.discriminator_optimizer, ThresholdedAdam):
+            updated = self.discriminator_optimizer.apply_thresholded(
+                discriminator_grads, discriminator_variables, accuracy)
+            keep = ops.greater(updated, 0.5)
+            for variable, before in zip(discriminator_state, snapshot):
+                variable.assign(ops.where(keep, variable.value, before))
+        else:
+            self.discriminator_optimizer.apply(discriminator_grads, discriminator_variables)
+            updated = ops.ones((), self.compute_dtype)
+        return self._update_metrics(terms, accuracy, updated)
+
+    def test_step(self, data):
+        images, posterior_noise, prior_noise = self._unpack(data)
+        self._check_batch(images)
+        terms = self.compute_terms(images, posterior_noise, prior_noise, training=False)
+        accuracy = terms["d_correct"] / terms["d_count"]
+        return self._update_metrics(terms, accuracy, None)
+
+    def _update_metrics(self, terms, accuracy, updated):
+        values = {"loss": terms["generator_loss"], "recon": terms["recon"], "kl": terms["kl"],
+                  "g_adv": terms["g_adv"], "mi": terms["mi"], "d_loss": terms["d_loss"],
+                  "d_accuracy": accuracy, "d_updated": updated}
+        if "kl_blocks" in terms:
+            for t in range(len(self.kl_weight)):
+                values[f"kl_block_{t}"] = terms["kl_blocks"][t]
+        for name, value in values.items():
+            if value is not None:
+                self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()
+                if values.get(name) is not None}
+
+    # --- the public API contract: encode / decode / sample --------------------------------------
+
+    def call(self, images, training=False):
+        """Reconstructions (decoded posterior means) of images `(B, *image_shape)` in [-1, 1]."""
+        mean, _ = self.encoder(images, training=training)
+        return self.decoder(mean, training=training)
+
+    def encode(self, images):
+        """`q(z|x)` parameters: images `(B, *image_shape)` in [-1, 1] -> `(mean, log_var)`."""
+        validate_images(images, self.image_shape, value_range=IMAGE_RANGE)
+        images = ops.cast(ops.convert_to_tensor(images), self.compute_dtype)
+        mean, log_var = self.encoder(images, training=False)
+        return mean, log_var
+
+    def decode(self, z):
+        """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
+        validate_images(z, self.latent_shape, name="z", value_range=None)
+        if isinstance(z, np.ndarray):
+            return ops.convert_to_tensor(self.decoder.predict_on_batch(z.astype(self.compute_dtype)))
+        return self.decoder(ops.cast(ops.convert_to_tensor(z), self.compute_dtype), training=False)
+
+    def sample(self, num_samples, seed=None):
+        """Draws `num_samples` images in [-1, 1]: `z ~ N(0, I)`, `decode(z)`."""
+        if int(num_samples) < 1:
+            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
+        z = keras.random.normal((int(num_samples),) + self.latent_shape, seed=seed)
+        return self.decode(z)
+
+    def reconstruct(self, images):
+        """Decoded posterior means of images `(B, *image_shape)` in [-1, 1]."""
+        mean, _ = self.encode(images)
+        return self.decode(mean)
+
+
+@keras.saving.register_keras_serializable(package="keras_crvae")
+class CRVAEGAN(VAEGAN):
+    """crVAE-GAN: channel-recurrent latent, per-block KL weights and the MI loss on `u = LSTM(z)`.
+
+    Same as `VAEGAN` with the supplement's full objective
+    `L_recon + alpha1 L_prior^1 + alpha2 L_prior^2 + beta L_D + kappa L_MI`: the decoder must return
+    `[images, u]` (`build_image64_decoder("recurrent")`) and the discriminator must have its Q head
+    (`latent_channels` set).
+
+    Args:
+        encoder, decoder, discriminator: as `VAEGAN`.
+        kl_weight: list of per-block floats, default `two_level_block_weights(3e-4, 2e-4, 8)`.
+        adversarial_weight: float, default 0.01 (beta).
+        mi_weight: float, default 0.01 (kappa).
+        **kwargs: as `VAEGAN`.
+
+    Reference: supplement section D ("MI Objectives"); `train_test/train_test_lstm.lua` of
+    WendyShang/crVAE.
+    """
+
+    def __init__(self, encoder, decoder, discriminator, kl_weight=None, adversarial_weight=0.01,
+                 mi_weight=0.01, **kwargs):
+        if kl_weight is None:
+            kl_weight = losses.two_level_block_weights(3e-4, 2e-4, 8)
+        if not isinstance(decoder.output, (list, tuple)):
+            raise ValueError("CRVAEGAN needs a decoder returning [images, u]; build it with "
+                             "build_image64_decoder('recurrent').")
+        super().__init__(encoder, decoder, discriminator, kl_weight=kl_weight,
+                         adversarial_weight=adversarial_weight, mi_weight=mi_weight, **kwargs)
