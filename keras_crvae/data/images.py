@@ -149,7 +149,7 @@ def preprocess_image(image, image_size=64, augment=None, crop="center", seed=Non
     if augment == "crop_flip":
         image = _resize_shorter_side(image, int(round(image_size * random_crop_scale)))
         image = tf.image.stateless_random_crop(image, (image_size, image_size, 3), seed=crop_seed)
-    else:
+    elif tuple(image.shape[:2]) != (image_size, image_size):  # statically known: skip the no-op
         image = tf.image.resize(image, (image_size, image_size), antialias=True)
     if augment is not None:
         image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
@@ -181,6 +181,8 @@ def _center_square(image):
     """The largest central square of an `(H, W, 3)` image (offsets `(H - S) // 2`, `(W - S) // 2`)."""
     import tensorflow as tf
 
+    if image.shape[0] is not None and image.shape[0] == image.shape[1]:
+        return image  # statically square already
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     side = tf.minimum(height, width)
     return tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
@@ -550,7 +552,7 @@ def tfds_image_dataset(name, split="train", data_dir=None, image_size=64, batch_
 
 def image_dataset(*, tfds_name=None, data_dir=None, image_dir=None, npz=None, arrays=None,
                   split="train", image_size=64, batch_size=64, augment="default", shuffle=True,
-                  shuffle_buffer=10000, seed=None, repeat=False, drop_remainder=True):
+                  shuffle_buffer=10000, seed=None, repeat=False, drop_remainder=True, crop="default"):
     """One entry point for the GAN training scripts: batches of 64x64 colour images in [-1, 1].
 
     Exactly one source must be given:
@@ -565,6 +567,8 @@ def image_dataset(*, tfds_name=None, data_dir=None, image_dir=None, npz=None, ar
         augment: "default" (per TFDS dataset; "flip" for folders and arrays, as for faces and
             birds), None, "flip" or "crop_flip".
         shuffle_buffer: int, default 10000; TFDS only (folders and arrays shuffle fully).
+        crop: "default" (per TFDS dataset; "center" for folders and arrays) or as in
+            `preprocess_image`.
         The others: as in `array_image_dataset` / `tfds_image_dataset`.
 
     Returns:
@@ -581,9 +585,10 @@ def image_dataset(*, tfds_name=None, data_dir=None, image_dir=None, npz=None, ar
                   repeat=repeat, drop_remainder=drop_remainder)
     if tfds_name is not None:
         return tfds_image_dataset(tfds_name, split=split, data_dir=data_dir, augment=augment,
-                                  shuffle_buffer=shuffle_buffer, **common)
-    augment = "flip" if augment == "default" else augment
+                                  crop=crop, shuffle_buffer=shuffle_buffer, **common)
+    common.update(augment="flip" if augment == "default" else augment,
+                  crop="center" if crop == "default" else crop)
     if image_dir is not None:
-        return image_folder_dataset(image_dir, augment=augment, **common)
+        return image_folder_dataset(image_dir, **common)
     images = _load_npz_spec(npz) if npz is not None else arrays
-    return array_image_dataset(images, augment=augment, **common)
+    return array_image_dataset(images, **common)

@@ -161,6 +161,10 @@ def test_array_pipeline_without_augmentation_returns_the_images_in_order():
     np.testing.assert_allclose(np.concatenate(batches), scaled(images[:8]), atol=1e-6)
     grey = data.array_image_dataset(images[..., :1], image_size=4, batch_size=5, augment=None)
     assert next(iter(grey)).shape == (5, 4, 4, 3)
+    # A fractional box through image_dataset: rows/cols 2..5 of the 8x8 images.
+    boxed = data.image_dataset(arrays=images, image_size=4, batch_size=2, augment=None, shuffle=False,
+                               crop=(0.25, 0.25, 0.5, 0.5))
+    np.testing.assert_allclose(to_numpy(next(iter(boxed))), scaled(images[:2, 2:6, 2:6]), atol=1e-6)
 
 
 def test_seeded_pipeline_is_reproducible_and_reshuffles_every_epoch():
