@@ -11,6 +11,16 @@ from keras_crvae.data.mnist import (
     to_unit_images,
     training_data,
 )
+from keras_crvae.data.images import (
+    CELEBA_FACE_CROP,
+    array_image_dataset,
+    image_dataset,
+    image_folder_dataset,
+    load_celeba_subset,
+    preprocess_image,
+    scan_image_folder,
+    tfds_image_dataset,
+)
 
 __all__ = [
     "BinarizedSequence",
@@ -22,4 +32,12 @@ __all__ = [
     "tfds_mnist",
     "to_unit_images",
     "training_data",
+    "CELEBA_FACE_CROP",
+    "array_image_dataset",
+    "image_dataset",
+    "image_folder_dataset",
+    "load_celeba_subset",
+    "preprocess_image",
+    "scan_image_folder",
+    "tfds_image_dataset",
 ]
