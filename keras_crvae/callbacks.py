@@ -1,8 +1,10 @@
-"""Training callbacks: NaN guard, per-epoch sample grids."""
+"""Training callbacks: NaN guard, per-epoch sample and reconstruction grids (PNG and TensorBoard)."""
 
 import math
+import os
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_crvae.io import save_image_grid
@@ -29,7 +31,7 @@ class NaNGuard(keras.callbacks.Callback):
             raise FloatingPointError(
                 f"The training loss became {float(loss)} at epoch {self._epoch + 1}, batch {batch + 1}. "
                 "Training stopped and nothing was saved from this step. Lower the learning rate, "
-                "check that the images lie in [0, 1], or resume from the last checkpoint."
+                "check the images' value range, or resume from the last checkpoint."
             )
 
 
@@ -54,3 +56,72 @@ class SampleGrid(keras.callbacks.Callback):
             return
         images = ops.convert_to_numpy(self.model.sample(self.num_images, seed=self.seed))
         save_image_grid(images, self.path.format(epoch=epoch + 1))
+
+
+def _to_unit_range(images, image_range):
+    low, high = image_range
+    return np.clip((np.asarray(images, np.float32) - low) / (high - low), 0.0, 1.0)
+
+
+class ImageGrids(keras.callbacks.Callback):
+    """Per-epoch PNG grids of prior samples and reconstructions, also logged to TensorBoard.
+
+    Samples decode a fixed set of latents, so successive grids show the same `z` as training goes;
+    the reconstruction grid shows fixed real images (odd rows) above their reconstructions (even
+    rows). Works for any model with `decode`, `reconstruct`, `latent_shape` and `image_range`.
+
+    Files: `samples_epoch{N}.png`, `reconstructions_epoch{N}.png` and the latest of each as
+    `samples.png` / `reconstructions.png` in `output_dir`, all written atomically.
+
+    Args:
+        output_dir: str.
+        images: array `(M, H, W, C)` in the model's image range, M a multiple of 8 (<= 32 used).
+        num_samples: int, default 64.
+        seed: int, default 0. Seed of the fixed latents.
+        log_dir: str or None. TensorBoard directory for `tf.summary.image` (TensorFlow only).
+        every: int, default 1.
+    """
+
+    def __init__(self, output_dir, images, num_samples=64, seed=0, log_dir=None, every=1):
+        super().__init__()
+        if int(num_samples) < 1 or int(every) < 1:
+            raise ValueError("`num_samples` and `every` must be >= 1.")
+        images = np.asarray(images)[:32]
+        if len(images) < 8 or len(images) % 8:
+            raise ValueError(f"`images` must hold a multiple of 8 images (8 to 32); got {len(images)}.")
+        self.output_dir, self.images, self.every = output_dir, images, int(every)
+        self.num_samples, self.seed, self.log_dir = int(num_samples), seed, log_dir
+        self._latents = None
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        shape = (self.num_samples,) + tuple(self.model.latent_shape)
+        self._latents = np.random.default_rng(self.seed).normal(size=shape).astype("float32")
+        if self.log_dir and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "images"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        image_range = getattr(self.model, "image_range", (0.0, 1.0))
+        samples = _to_unit_range(ops.convert_to_numpy(self.model.decode(self._latents)), image_range)
+        reconstructions = _to_unit_range(
+            ops.convert_to_numpy(self.model.reconstruct(self.images)), image_range)
+        originals = _to_unit_range(self.images, image_range)
+        rows = len(originals) // 8
+        shape = originals.shape[1:]
+        paired = np.concatenate([originals.reshape((rows, 1, 8) + shape),
+                                 reconstructions.reshape((rows, 1, 8) + shape)], axis=1)
+        paired = paired.reshape((-1,) + shape)
+        for name, grid in (("samples", samples), ("reconstructions", paired)):
+            save_image_grid(grid, os.path.join(self.output_dir, f"{name}_epoch{epoch + 1}.png"))
+            save_image_grid(grid, os.path.join(self.output_dir, f"{name}.png"))
+        if self._writer is not None:
+            import tensorflow as tf
+
+            with self._writer.as_default():
+                tf.summary.image("samples", samples[:16], step=epoch + 1, max_outputs=16)
+                tf.summary.image("reconstructions", paired[:16], step=epoch + 1, max_outputs=16)
+            self._writer.flush()

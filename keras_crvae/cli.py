@@ -2,6 +2,7 @@
 
     crvae train                                   # quick start on the embedded MNIST subset
     crvae train --preset=mnist_crvae --data=../shared/data/mnist.npz:x_train --epochs=200
+    crvae train --preset=celeba_crvae_gan --npz=faces.npz --epochs=2 --set base_channels=8
     crvae evaluate --model=crvae_run/model.keras --data=embedded:test --num_samples=1000
     crvae sample --model=crvae_run/model.keras --num_images=64 --output=samples.png
     crvae presets
@@ -39,6 +40,13 @@ flags.DEFINE_multi_string("set", [], "train: other preset overrides as KEY=VALUE
 flags.DEFINE_integer("nll_samples", 100, "train: importance samples k for the NLL after training.")
 flags.DEFINE_integer("nll_images", 500, "train: evaluation images used for the NLL.")
 flags.DEFINE_boolean("fresh", False, "train: discard a previous run's backup instead of resuming.")
+flags.DEFINE_string("npz", None, "train (GAN presets): 64x64 colour images, 'PATH.npz' or "
+                    "'PATH.npz:KEY' (key 'x' by default).")
+flags.DEFINE_string("image_dir", None, "train (GAN presets): a folder of image files.")
+flags.DEFINE_string("tfds", None, "train (GAN presets): a TFDS dataset prepared in --data_dir, e.g. "
+                    "celeb_a, caltech_birds2011, lsun/bedroom.")
+flags.DEFINE_integer("steps_per_epoch", None, "train (GAN presets): steps per epoch (default: one "
+                     "pass over the data).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("model", None, "evaluate/sample: path of a .keras model.")
 flags.DEFINE_integer("num_samples", 1000, "evaluate: importance samples k per image.")
@@ -48,22 +56,10 @@ flags.DEFINE_enum("binarize", "static", ["static", "none"],
 flags.DEFINE_string("output", None, "evaluate: metrics JSON path; sample: PNG path.")
 
 
-def _parse_value(text):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-
 def _overrides():
-    overrides = {}
-    for item in FLAGS.set:
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
-        key, value = item.split("=", 1)
-        overrides[key.strip()] = _parse_value(value.strip())
+    from keras_crvae import presets
+
+    overrides = presets.parse_overrides(FLAGS.set)
     for name in ("learning_rate", "time_steps"):
         if FLAGS[name].value is not None:
             overrides[name] = FLAGS[name].value
@@ -83,8 +79,22 @@ def _load_images(spec):
     return data.load_images(spec)
 
 
+def _train_gan():
+    from keras_crvae.gan_training import train_gan
+
+    train_gan(FLAGS.preset, npz=FLAGS.npz, image_dir=FLAGS.image_dir, tfds_name=FLAGS.tfds,
+              data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir, epochs=FLAGS.epochs,
+              steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
+              resume=not FLAGS.fresh, seed=FLAGS.seed, **_overrides())
+    print(f"Done. Artifacts in {os.path.abspath(FLAGS.output_dir)}: model.keras, samples.png, "
+          "reconstructions.png, metrics.json, tensorboard/")
+
+
 def _train():
-    from keras_crvae import training
+    from keras_crvae import presets, training
+
+    if presets.is_gan_preset(FLAGS.preset):
+        return _train_gan()
 
     train_images = _load_images(FLAGS.data) if FLAGS.data else None
     training.train(

@@ -22,8 +22,8 @@ k is not given in the paper, 5 is the reference's `-nSample` default), i.e. alph
 import dataclasses
 
 from keras_crvae import networks
-from keras_crvae.models import VAE
-from keras_crvae.optimizers import MultiplierAdam
+from keras_crvae.models import CRVAEGAN, VAE, VAEGAN
+from keras_crvae.optimizers import MultiplierAdam, ThresholdedAdam
 
 # The reference's `var_encoder`/`var_decoder`: the LSTMs, their BatchNorm and per-step Linear. The mean
 # head and the latent biases belong to `vae_encoder`/`vae_decoder` and learn at the full LR.
@@ -43,6 +43,12 @@ class TrainingConfig:
         lr_decay_rate: float, default 0.5 (`-decayLR`).
         recurrent_lr_multiplier: float, default 1.0. Multiplier of the recurrent parts' LR (1/T).
         recurrent_gradient_clip: float or None, default 5.0 (`-grad_clip`, recurrent parts only).
+        discriminator_threshold: float, default 0.9. GAN presets: skip the discriminator's update
+            when its batch accuracy exceeds this (`-margin 0.1`).
+        discriminator_trunk_lr_multiplier: float, default 1.0. The reference trains the
+            discriminator trunk at LR/2 (0.5); the paper does not say so.
+        discriminator_warmup: bool, default False. The reference's `adam_gan.lua` warm-up: LR/50
+            for 10 updates, then LR/5 until 30.
     """
 
     learning_rate: float
@@ -52,6 +58,9 @@ class TrainingConfig:
     lr_decay_rate: float = 0.5
     recurrent_lr_multiplier: float = 1.0
     recurrent_gradient_clip: float = 5.0
+    discriminator_threshold: float = 0.9
+    discriminator_trunk_lr_multiplier: float = 1.0
+    discriminator_warmup: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +175,94 @@ PRESETS = {
 }
 
 
+# --- 64x64 VAE-GAN / crVAE-GAN (supplement section D; README.md and opts.lua of WendyShang/crVAE) ---
+#
+# Learning rates, alpha / alpha1 / alpha2, beta and kappa are the supplement's (section D, "Initial
+# Learning Rate", "alpha and beta", "MI Objectives"). The rest follows the reference's published Birds
+# command lines (`th main.lua ... -eps 1e-6 -mom 0.9 -step 60`, i.e. Keras BatchNorm momentum 0.1,
+# LR halved every 60 epochs) and `opts.lua` defaults (batch 128, 150 epochs, `-baseChannels 32`,
+# `-nf 64`, T=8, recurrent parts at LR/T with gradients clipped to 5). The README's Birds VAE-GAN
+# line uses beta=0.05 where the supplement says 0.0125; we take the supplement's value.
+_GAN_SUPPLEMENT = {
+    # dataset: (VAE-GAN LR, alpha, beta), (crVAE-GAN LR, alpha1, alpha2, beta, kappa)
+    "birds": ((3e-4, 2e-4, 0.0125), (3e-4, 3e-4, 2e-4, 0.0125, 0.02)),
+    "celeba": ((3e-3, 3e-4, 0.01), (1e-3, 3e-4, 2e-4, 0.01, 0.01)),
+    "lsun": ((3e-4, 2e-4, 0.025), (1e-4, 3e-4, 2e-4, 0.0125, 0.01)),
+}
+_GAN_SOURCE = ("supplement section D; WendyShang/crVAE README.md `th main.lua ... -latentType {}`, "
+               "models/allconv_{}.lua, opts.lua")
+
+
+def _image64_network(latent, base_channels=32, discriminator_channels=64):
+    return {
+        "builder": "image64",
+        "encoder_latent": latent,
+        "decoder_latent": latent,
+        "base_channels": base_channels,
+        "latent_channels": 64,
+        "time_steps": 8,
+        "lstm_layers": 2,
+        "bn_epsilon": 1e-6,
+        "bn_momentum": 0.1,
+        "discriminator_channels": discriminator_channels,
+        "spectral_norm": True,
+        "dropout_rate": 0.5,
+        "minibatch_kernels": 100,
+    }
+
+
+def _gan_presets():
+    found = []
+    for dataset, (vae_gan, crvae_gan) in _GAN_SUPPLEMENT.items():
+        learning_rate, alpha, beta = vae_gan
+        found.append(Preset(
+            f"{dataset}_vae_gan", f"64x64 VAE-GAN on {dataset} (dense 4x4x64 latent).",
+            _GAN_SOURCE.format("baseline", "baseline"), _image64_network("dense"),
+            {"kl_weight": alpha, "adversarial_weight": beta, "mi_weight": 0.0},
+            TrainingConfig(learning_rate=learning_rate, epochs=150, lr_decay_every_epochs=60),
+        ))
+        learning_rate, alpha1, alpha2, beta, kappa = crvae_gan
+        found.append(Preset(
+            f"{dataset}_crvae_gan",
+            f"64x64 crVAE-GAN on {dataset} (channel-recurrent latent, T=8, MI loss on u).",
+            _GAN_SOURCE.format("lstm", "lstm"), _image64_network("recurrent"),
+            {"kl_weight": [alpha1] * 3 + [alpha2] * 5, "adversarial_weight": beta,
+             "mi_weight": kappa},
+            TrainingConfig(learning_rate=learning_rate, epochs=150, lr_decay_every_epochs=60,
+                           recurrent_lr_multiplier=1.0 / 8),
+        ))
+    return found
+
+
+PRESETS.update({preset.name: preset for preset in _gan_presets()})
+GAN_BUILDERS = ("image64",)
+
+
+def is_gan_preset(name):
+    """True for the VAE-GAN / crVAE-GAN presets (64x64 RGB images in [-1, 1])."""
+    return get_preset(name).network["builder"] in GAN_BUILDERS
+
+
+def _parse_value(text):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_overrides(items):
+    """`["KEY=VALUE", ...]` (command-line `--set` flags) -> dict with ints, floats, bools, None."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}.")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = _parse_value(value.strip())
+    return overrides
+
+
 def list_presets():
     """Names of all presets, sorted."""
     return sorted(PRESETS)
@@ -179,31 +276,64 @@ def get_preset(name, **overrides):
 
 
 def build_networks(network):
-    """(encoder, decoder) `keras.Model`s from a preset's `network` dict."""
+    """(encoder, decoder) `keras.Model`s from a preset's `network` dict; for a GAN preset
+    (encoder, decoder, discriminator)."""
     config = dict(network)
     builder = config.pop("builder")
     encoder_latent, decoder_latent = config.pop("encoder_latent"), config.pop("decoder_latent")
+    if builder == "image64":
+        return _image64_networks(encoder_latent, config)
     if builder != "mnist":
         raise ValueError(f"Unknown network builder {builder!r}.")
     return (networks.build_mnist_encoder(encoder_latent, **config),
             networks.build_mnist_decoder(decoder_latent, **config))
 
 
+def _image64_networks(latent, config):
+    """(encoder, decoder, discriminator) of a GAN preset's `network` dict."""
+    shared = {key: config[key] for key in ("base_channels", "latent_channels", "time_steps",
+                                           "lstm_layers", "bn_epsilon", "bn_momentum")}
+    discriminator = networks.build_image64_discriminator(
+        base_channels=config["discriminator_channels"],
+        latent_channels=config["latent_channels"] if latent == "recurrent" else None,
+        spectral_norm=config["spectral_norm"], dropout_rate=config["dropout_rate"],
+        minibatch_kernels=config["minibatch_kernels"], bn_epsilon=config["bn_epsilon"],
+        bn_momentum=config["bn_momentum"])
+    return (networks.build_image64_encoder(latent, **shared),
+            networks.build_image64_decoder(latent, **shared), discriminator)
+
+
+def _learning_rate(training, steps_per_epoch):
+    import keras
+
+    if steps_per_epoch is None or not training.lr_decay_every_epochs:
+        return training.learning_rate
+    if int(steps_per_epoch) < 1:
+        raise ValueError(f"`steps_per_epoch` must be >= 1, got {steps_per_epoch}.")
+    # The reference's step decay: multiply by `-decayLR` every `-step` epochs.
+    return keras.optimizers.schedules.ExponentialDecay(
+        training.learning_rate,
+        decay_steps=int(training.lr_decay_every_epochs) * int(steps_per_epoch),
+        decay_rate=training.lr_decay_rate,
+        staircase=True,
+    )
+
+
+def make_discriminator_optimizer(training, steps_per_epoch=None):
+    """`ThresholdedAdam` of a GAN preset: its LR schedule, threshold, trunk LR and warm-up switches."""
+    multipliers = {}
+    if training.discriminator_trunk_lr_multiplier != 1.0:
+        multipliers["trunk"] = training.discriminator_trunk_lr_multiplier
+    return ThresholdedAdam(
+        _learning_rate(training, steps_per_epoch), threshold=training.discriminator_threshold,
+        warmup=((10, 1 / 50), (30, 1 / 5)) if training.discriminator_warmup else (),
+        lr_multipliers=multipliers, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+
+
 def make_optimizer(training, steps_per_epoch=None):
     """`MultiplierAdam` with the preset's LR, its step decay (needs `steps_per_epoch`), and the
     recurrent parts' LR multiplier and gradient clipping."""
-    import keras
-
-    learning_rate = training.learning_rate
-    if steps_per_epoch is not None and training.lr_decay_every_epochs:
-        if int(steps_per_epoch) < 1:
-            raise ValueError(f"`steps_per_epoch` must be >= 1, got {steps_per_epoch}.")
-        learning_rate = keras.optimizers.schedules.ExponentialDecay(
-            training.learning_rate,
-            decay_steps=int(training.lr_decay_every_epochs) * int(steps_per_epoch),
-            decay_rate=training.lr_decay_rate,
-            staircase=True,
-        )
+    learning_rate = _learning_rate(training, steps_per_epoch)
     clip = training.recurrent_gradient_clip
     return MultiplierAdam(
         learning_rate,
@@ -228,11 +358,20 @@ def from_preset(name, steps_per_epoch=None, compile=True, seed=None, **overrides
             `time_steps=4`, `base_channels=16`, `learning_rate=1e-3`.
 
     Returns:
-        `keras_crvae.models.VAE`.
+        `keras_crvae.models.VAE`, or `VAEGAN` / `CRVAEGAN` (compiled with a generator
+        `MultiplierAdam` and a discriminator `ThresholdedAdam`) for the 64x64 GAN presets.
 
     >>> model = from_preset("mnist_cvae", base_channels=4)
     """
     preset = get_preset(name, **overrides)
+    if preset.network["builder"] in GAN_BUILDERS:
+        encoder, decoder, discriminator = build_networks(preset.network)
+        cls = CRVAEGAN if preset.network["encoder_latent"] == "recurrent" else VAEGAN
+        model = cls(encoder, decoder, discriminator, seed=seed, name=preset.name, **preset.model)
+        if compile:
+            model.compile(make_optimizer(preset.training, steps_per_epoch),
+                          make_discriminator_optimizer(preset.training, steps_per_epoch))
+        return model
     encoder, decoder = build_networks(preset.network)
     model = VAE(encoder, decoder, seed=seed, name=preset.name, **preset.model)
     if compile:

@@ -1,0 +1,142 @@
+"""The training job of the 64x64 VAE-GAN / crVAE-GAN presets (`examples/train_celeba.py`, `crvae train`).
+
+Outputs in `output_dir`:
+    model.keras                     the trained model with both optimizers' states, written atomically
+    samples.png, samples_epoch{N}.png                  prior samples of fixed latents, every epoch
+    reconstructions.png, reconstructions_epoch{N}.png  fixed real images above their reconstructions
+    metrics.json                    the history, final metrics, wall time and images/s
+    history.csv                     per-epoch metrics
+    tensorboard/                    scalars (`keras.callbacks.TensorBoard`) and image grids
+    backup/                         `keras.callbacks.BackupAndRestore`: a killed run resumes at the
+                                    epoch it stopped in (`resume=False` starts afresh)
+
+The learning rate follows the reference's step decay (halved every `lr_decay_every_epochs` epochs)
+through the optimizers' schedules, so a resumed run continues the schedule where it stopped.
+"""
+
+import dataclasses
+import os
+import shutil
+import time
+
+import keras
+import numpy as np
+
+from keras_crvae import callbacks as crvae_callbacks
+from keras_crvae import presets
+from keras_crvae.distribute import make_strategy
+from keras_crvae.io import write_json
+from keras_crvae.training import save_model
+
+
+def _count_batches(dataset):
+    import tensorflow as tf
+
+    cardinality = int(dataset.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("The dataset repeats forever: pass `steps_per_epoch`.")
+    if cardinality == tf.data.UNKNOWN_CARDINALITY:
+        cardinality = sum(1 for _ in dataset)
+    if cardinality < 1:
+        raise ValueError("The dataset yields no full batch: use more images or a smaller "
+                         "`batch_size`.")
+    return cardinality
+
+
+def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=None, data_dir=None,
+              arrays=None, output_dir="crvae_gan_run", epochs=None, steps_per_epoch=None,
+              batch_size=None, resume=True, strategy="default", seed=0, verbose=1, **overrides):
+    """Trains a GAN preset on 64x64 images and writes the artifacts listed in the module docstring.
+
+    Exactly one image source: `npz` ("PATH" or "PATH:KEY"), `image_dir`, `tfds_name` (+ `data_dir`)
+    or `arrays`; see `keras_crvae.data.image_dataset` (centre crop, resize to 64x64, [-1, 1], the
+    dataset's augmentation).
+
+    Args:
+        preset: str, a GAN preset (`celeba_crvae_gan`, `celeba_vae_gan`, `birds_*`, `lsun_*`).
+        npz, image_dir, tfds_name, data_dir, arrays: the image source.
+        output_dir: str, default "crvae_gan_run".
+        epochs, batch_size: override the preset's values when given.
+        steps_per_epoch: int or None. Default: one pass over the data (the dataset then repeats).
+        resume: bool, default True. Continue a killed run from `output_dir/backup`.
+        strategy: str, "default", "mirrored" or "multi_worker" (`keras_crvae.distribute`).
+        seed: int, default 0.
+        verbose: int, default 1. Keras progress bars.
+        **overrides: preset overrides, e.g. `base_channels=8`, `learning_rate=1e-4`.
+
+    Returns:
+        dict, the content of metrics.json.
+    """
+    from keras_crvae import data
+
+    if not presets.is_gan_preset(preset):
+        raise ValueError(f"`preset`={preset!r} is not a GAN preset; GAN presets: "
+                         f"{[p for p in presets.list_presets() if presets.is_gan_preset(p)]}.")
+    if epochs is not None:
+        overrides["epochs"] = int(epochs)
+    if batch_size is not None:
+        overrides["batch_size"] = int(batch_size)
+    config = presets.get_preset(preset, **overrides)
+    if config.training.epochs < 1:
+        raise ValueError(f"`epochs` must be >= 1, got {config.training.epochs}.")
+    if config.training.batch_size < 4 or config.training.batch_size % 4:
+        raise ValueError("`batch_size` must be a positive multiple of 4 (50/25/25 discriminator "
+                         f"batch); got {config.training.batch_size}.")
+
+    keras.utils.set_random_seed(seed)
+    source = dict(npz=npz, image_dir=image_dir, tfds_name=tfds_name, data_dir=data_dir,
+                  arrays=arrays)
+    one_pass = data.image_dataset(**source, batch_size=config.training.batch_size, seed=seed,
+                                  drop_remainder=True)
+    if steps_per_epoch is None:
+        steps_per_epoch = _count_batches(one_pass)
+    elif int(steps_per_epoch) < 1:
+        raise ValueError(f"`steps_per_epoch` must be >= 1, got {steps_per_epoch}.")
+    steps_per_epoch = int(steps_per_epoch)
+    dataset = data.image_dataset(**source, batch_size=config.training.batch_size, seed=seed,
+                                 repeat=True, drop_remainder=True)
+    grid_images = next(iter(data.image_dataset(**source, batch_size=32, augment=None,
+                                               shuffle=False, drop_remainder=False)))
+    grid_images = np.asarray(grid_images)[: 8 * (min(32, len(grid_images)) // 8)]
+
+    distribution = make_strategy(strategy)
+    with distribution.scope():
+        model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed,
+                                    **overrides)
+
+    os.makedirs(output_dir, exist_ok=True)
+    backup_dir = os.path.join(output_dir, "backup")
+    if not resume and os.path.exists(backup_dir):
+        shutil.rmtree(backup_dir)
+    callbacks = [
+        crvae_callbacks.NaNGuard(),
+        keras.callbacks.BackupAndRestore(backup_dir),
+        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"), update_freq="epoch"),
+    ]
+    if len(grid_images):
+        callbacks.append(crvae_callbacks.ImageGrids(
+            output_dir, grid_images, seed=seed, log_dir=os.path.join(output_dir, "tensorboard")))
+    start = time.time()
+    history = model.fit(dataset, epochs=config.training.epochs, steps_per_epoch=steps_per_epoch,
+                        callbacks=callbacks, verbose=verbose)
+    train_seconds = time.time() - start
+    save_model(model, os.path.join(output_dir, "model.keras"))
+
+    images_seen = steps_per_epoch * config.training.batch_size * len(history.epoch)
+    metrics = {
+        "preset": preset,
+        "config": {"network": config.network, "model": config.model,
+                   "training": dataclasses.asdict(config.training)},
+        "steps_per_epoch": steps_per_epoch,
+        "epochs_this_run": len(history.epoch),
+        "train_seconds": round(train_seconds, 2),
+        "train_images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
+        "final": {key: float(values[-1]) for key, values in history.history.items() if values},
+        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "strategy": strategy,
+        "num_replicas": int(distribution.num_replicas_in_sync),
+        "backend": keras.backend.backend(),
+    }
+    write_json(metrics, os.path.join(output_dir, "metrics.json"))
+    return metrics
