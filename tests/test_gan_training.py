@@ -1,0 +1,100 @@
+"""GAN presets, the train_gan job (grids, metrics, model, resume) and examples/train_celeba.py."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_crvae import presets
+from keras_crvae.models import CRVAEGAN, VAEGAN
+from keras_crvae.optimizers import ThresholdedAdam
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FACES = os.path.join(ROOT, "..", "shared", "data", "celeba64_subset.npz")
+TINY = {"base_channels": 4, "discriminator_channels": 8, "minibatch_kernels": 4}
+
+
+@pytest.mark.parametrize("dataset,learning_rates,beta,kappa", [
+    ("birds", (3e-4, 3e-4), 0.0125, 0.02),
+    ("celeba", (3e-3, 1e-3), 0.01, 0.01),
+    ("lsun", (3e-4, 1e-4), (0.025, 0.0125), 0.01),
+])
+def test_gan_presets_carry_the_supplement_numbers(dataset, learning_rates, beta, kappa):
+    vae_gan, crvae_gan = (presets.get_preset(f"{dataset}_{kind}") for kind in ("vae_gan", "crvae_gan"))
+    betas = beta if isinstance(beta, tuple) else (beta, beta)
+    assert (vae_gan.training.learning_rate, crvae_gan.training.learning_rate) == learning_rates
+    assert vae_gan.model["adversarial_weight"] == betas[0]
+    assert crvae_gan.model["adversarial_weight"] == betas[1]
+    assert crvae_gan.model["mi_weight"] == kappa and vae_gan.model["mi_weight"] == 0.0
+    assert crvae_gan.model["kl_weight"] == [3e-4] * 3 + [2e-4] * 5
+    assert presets.is_gan_preset(f"{dataset}_crvae_gan")
+    assert not presets.is_gan_preset("mnist_crvae")
+
+
+def test_from_preset_builds_compiled_gan_models_with_switches():
+    model = presets.from_preset("celeba_vae_gan", steps_per_epoch=10,
+                                discriminator_trunk_lr_multiplier=0.5, discriminator_warmup=True,
+                                **TINY)
+    assert isinstance(model, VAEGAN) and not isinstance(model, CRVAEGAN)
+    optimizer = model.discriminator_optimizer
+    assert isinstance(optimizer, ThresholdedAdam) and optimizer.threshold == 0.9
+    assert optimizer.lr_multipliers == {"trunk": 0.5}
+    assert optimizer.warmup == ((10, 1 / 50), (30, 1 / 5))
+    # Step decay: halved after 60 epochs of 10 steps, for both players.
+    for player in (model.generator_optimizer, optimizer):
+        schedule = player._learning_rate
+        assert float(schedule(599)) == pytest.approx(3e-3)
+        assert float(schedule(600)) == pytest.approx(1.5e-3)
+    crvae_gan = presets.from_preset("celeba_crvae_gan", **TINY)
+    assert isinstance(crvae_gan, CRVAEGAN) and crvae_gan.mi_weight == 0.01
+
+
+def test_train_gan_writes_artifacts_and_resumes(tmp_path):
+    from keras_crvae.gan_training import train_gan
+
+    faces = np.random.default_rng(0).integers(0, 256, (40, 72, 64, 3), dtype=np.uint8)
+    output_dir = str(tmp_path / "run")
+    first = train_gan("celeba_crvae_gan", arrays=faces, output_dir=output_dir, epochs=1,
+                      batch_size=8, verbose=0, **TINY)
+    assert first["steps_per_epoch"] == 5 and first["epochs_this_run"] == 1
+    for name in ("model.keras", "samples.png", "reconstructions.png", "samples_epoch1.png",
+                 "metrics.json", "history.csv"):
+        assert os.path.exists(os.path.join(output_dir, name)), name
+    assert os.listdir(os.path.join(output_dir, "tensorboard"))
+    # A second run with more epochs resumes from the backup instead of starting again.
+    second = train_gan("celeba_crvae_gan", arrays=faces, output_dir=output_dir, epochs=2,
+                       batch_size=8, verbose=0, **TINY)
+    assert second["epochs_this_run"] == 1
+    model = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
+    assert int(model.generator_optimizer.iterations) == 10
+    with open(os.path.join(output_dir, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    assert 0.0 <= metrics["final"]["d_updated"] <= 1.0 and np.isfinite(metrics["final"]["loss"])
+
+
+def test_train_gan_rejects_bad_arguments(tmp_path):
+    from keras_crvae.gan_training import train_gan
+
+    faces = np.zeros((8, 64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="not a GAN preset"):
+        train_gan("mnist_crvae", arrays=faces, output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        train_gan("celeba_vae_gan", arrays=faces, batch_size=6, output_dir=str(tmp_path))
+
+
+@pytest.mark.skipif(not os.path.exists(FACES), reason="../shared/data/celeba64_subset.npz is absent")
+def test_example_trains_on_real_faces(tmp_path):
+    output_dir = tmp_path / "celeba"
+    command = [sys.executable, os.path.join(ROOT, "examples", "train_celeba.py"), f"--npz={FACES}",
+               "--model=vae_gan", "--epochs=1", "--steps_per_epoch=2", "--batch_size=8",
+               "--base_channels=4", "--discriminator_channels=8", f"--output_dir={output_dir}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (output_dir / "model.keras").exists() and (output_dir / "samples.png").exists()
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["preset"] == "celeba_vae_gan" and metrics["steps_per_epoch"] == 2
