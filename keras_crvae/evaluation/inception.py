@@ -117,9 +117,27 @@ def preprocess_images(images, input_range=(0, 255)):
 
 # === The 2015-12-05 graph; layer names follow default_1.pt's module paths (`mixed_4.tower_1.conv_2`) ===
 
+class _NumpyHeNormal(keras.initializers.Initializer):
+    """He-normal placeholder kernels drawn with NumPy, seeded by the layer name. JAX's initializers
+    compile a random kernel per shape (about 80 s for these 94 shapes on 2 cores); these are
+    overwritten by the converted weights anyway."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, shape, dtype=None):
+        seed = sum(self.name.encode())  # deterministic across runs and backends
+        fan_in = int(np.prod(shape[:-1]))
+        values = np.random.default_rng(seed).normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        return ops.convert_to_tensor(values.astype(np.float32), dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name}
+
+
 def _conv_bn_relu(x, filters, kernel_size, name, strides=1, padding="valid"):
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=False,
-                      name=f"{name}.conv")(x)
+                      kernel_initializer=_NumpyHeNormal(name), name=f"{name}.conv")(x)
     x = layers.BatchNormalization(epsilon=1e-3, scale=False, name=f"{name}.bn")(x)
     return layers.ReLU(name=f"{name}.relu")(x)
 
