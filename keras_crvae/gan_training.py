@@ -8,7 +8,8 @@ Outputs in `output_dir`:
     history.csv                     per-epoch metrics
     tensorboard/                    scalars (`keras.callbacks.TensorBoard`) and image grids
     backup/                         `keras.callbacks.BackupAndRestore`: a killed run resumes at the
-                                    epoch it stopped in (`resume=False` starts afresh)
+                                    epoch it stopped in (`resume=False` starts afresh); removed
+                                    when the run completes
 
 The learning rate follows the reference's step decay (halved every `lr_decay_every_epochs` epochs)
 through the optimizers' schedules, so a resumed run continues the schedule where it stopped.
@@ -45,7 +46,8 @@ def _count_batches(dataset):
 
 def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=None, data_dir=None,
               arrays=None, output_dir="crvae_gan_run", epochs=None, steps_per_epoch=None,
-              batch_size=None, resume=True, strategy="default", seed=0, verbose=1, **overrides):
+              batch_size=None, resume=True, strategy="default", seed=0, verbose=1, run_eagerly=False,
+              callbacks=(), **overrides):
     """Trains a GAN preset on 64x64 images and writes the artifacts listed in the module docstring.
 
     Exactly one image source: `npz` ("PATH" or "PATH:KEY"), `image_dir`, `tfds_name` (+ `data_dir`)
@@ -62,6 +64,10 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
         strategy: str, "default", "mirrored" or "multi_worker" (`keras_crvae.distribute`).
         seed: int, default 0.
         verbose: int, default 1. Keras progress bars.
+        callbacks: extra `keras.callbacks.Callback`s, run after the job's own (so a checkpoint
+            exists when they run at an epoch's end).
+        run_eagerly: bool, default False. Run `train_step` eagerly (debugging; slow per step but
+            skips tracing, which dominates runs of a few steps).
         **overrides: preset overrides, e.g. `base_channels=8`, `learning_rate=1e-4`.
 
     Returns:
@@ -103,11 +109,13 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
     with distribution.scope():
         model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed,
                                     **overrides)
+    model.run_eagerly = bool(run_eagerly)
 
     os.makedirs(output_dir, exist_ok=True)
     backup_dir = os.path.join(output_dir, "backup")
     if not resume and os.path.exists(backup_dir):
         shutil.rmtree(backup_dir)
+    extra_callbacks = list(callbacks)
     callbacks = [
         crvae_callbacks.NaNGuard(),
         keras.callbacks.BackupAndRestore(backup_dir),
@@ -117,9 +125,10 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
     if len(grid_images):
         callbacks.append(crvae_callbacks.ImageGrids(
             output_dir, grid_images, seed=seed, log_dir=os.path.join(output_dir, "tensorboard")))
+    callbacks += extra_callbacks
     start = time.time()
     history = model.fit(dataset, epochs=config.training.epochs, steps_per_epoch=steps_per_epoch,
-                        callbacks=callbacks, verbose=verbose)
+                        callbacks=callbacks, shuffle=False, verbose=verbose)
     train_seconds = time.time() - start
     save_model(model, os.path.join(output_dir, "model.keras"))
 

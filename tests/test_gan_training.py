@@ -53,24 +53,34 @@ def test_from_preset_builds_compiled_gan_models_with_switches():
     assert isinstance(crvae_gan, CRVAEGAN) and crvae_gan.mi_weight == 0.01
 
 
-def test_train_gan_writes_artifacts_and_resumes(tmp_path):
+class Interrupt(keras.callbacks.Callback):
+    """Kills a run at the end of its first epoch, after the backup was written."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt("simulated kill")
+
+
+def test_train_gan_writes_artifacts_and_resumes_a_killed_run(tmp_path):
     from keras_crvae.gan_training import train_gan
 
     faces = np.random.default_rng(0).integers(0, 256, (40, 72, 64, 3), dtype=np.uint8)
     output_dir = str(tmp_path / "run")
-    first = train_gan("celeba_crvae_gan", arrays=faces, output_dir=output_dir, epochs=1,
-                      batch_size=8, verbose=0, **TINY)
-    assert first["steps_per_epoch"] == 5 and first["epochs_this_run"] == 1
-    for name in ("model.keras", "samples.png", "reconstructions.png", "samples_epoch1.png",
+    # Eager steps: this test is about the job's files and resumption, not about tracing.
+    arguments = dict(arrays=faces, output_dir=output_dir, epochs=2, batch_size=8, verbose=0,
+                     run_eagerly=True, **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train_gan("celeba_crvae_gan", callbacks=[Interrupt()], **arguments)
+    assert os.path.exists(os.path.join(output_dir, "samples_epoch1.png"))
+    assert not os.path.exists(os.path.join(output_dir, "model.keras"))
+    # The same command again resumes at epoch 2 instead of starting over.
+    metrics = train_gan("celeba_crvae_gan", **arguments)
+    assert metrics["steps_per_epoch"] == 5 and metrics["epochs_this_run"] == 1
+    for name in ("model.keras", "samples.png", "reconstructions.png", "samples_epoch2.png",
                  "metrics.json", "history.csv"):
         assert os.path.exists(os.path.join(output_dir, name)), name
     assert os.listdir(os.path.join(output_dir, "tensorboard"))
-    # A second run with more epochs resumes from the backup instead of starting again.
-    second = train_gan("celeba_crvae_gan", arrays=faces, output_dir=output_dir, epochs=2,
-                       batch_size=8, verbose=0, **TINY)
-    assert second["epochs_this_run"] == 1
     model = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
-    assert int(model.generator_optimizer.iterations) == 10
+    assert int(model.generator_optimizer.iterations) == 10  # 2 epochs x 5 steps in total
     with open(os.path.join(output_dir, "metrics.json")) as handle:
         metrics = json.load(handle)
     assert 0.0 <= metrics["final"]["d_updated"] <= 1.0 and np.isfinite(metrics["final"]["loss"])
