@@ -164,8 +164,9 @@ class ThresholdedAdam(MultiplierAdam):
 
     def _warmup_factor(self, dtype):
         factor = ops.cast(1.0, dtype)
+        iterations = ops.convert_to_tensor(self.iterations)
         for updates, value in reversed(self.warmup):
-            factor = ops.where(ops.less(self.iterations, updates), ops.cast(value, dtype), factor)
+            factor = ops.where(ops.less(iterations, updates), ops.cast(value, dtype), factor)
         return factor
 
     def update_step(self, gradient, variable, learning_rate):
@@ -182,17 +183,21 @@ class ThresholdedAdam(MultiplierAdam):
         beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
         alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
 
-        momentum = self._momentums[self._get_variable_index(variable)]
-        velocity = self._velocities[self._get_variable_index(variable)]
+        momentum_variable = self._momentums[self._get_variable_index(variable)]
+        velocity_variable = self._velocities[self._get_variable_index(variable)]
+        # Plain tensors for the arithmetic (JAX's `where` refuses Variable objects).
+        momentum = ops.convert_to_tensor(momentum_variable)
+        velocity = ops.convert_to_tensor(velocity_variable)
+        old_value = ops.convert_to_tensor(variable)
         new_momentum = momentum + (gradient - momentum) * (1 - self.beta_1)
         new_velocity = velocity + (ops.square(gradient) - velocity) * (1 - self.beta_2)
-        new_variable = variable - new_momentum * alpha / (ops.sqrt(new_velocity) + self.epsilon)
+        new_value = old_value - new_momentum * alpha / (ops.sqrt(new_velocity) + self.epsilon)
 
-        update = ops.greater(self._update_gate, 0.5)
+        update = ops.greater(ops.convert_to_tensor(self._update_gate), 0.5)
         # `where`, not arithmetic blending: a skipped step stays exact even for non-finite gradients.
-        self.assign(momentum, ops.where(update, new_momentum, momentum))
-        self.assign(velocity, ops.where(update, new_velocity, velocity))
-        self.assign(variable, ops.where(update, new_variable, variable))
+        self.assign(momentum_variable, ops.where(update, new_momentum, momentum))
+        self.assign(velocity_variable, ops.where(update, new_velocity, velocity))
+        self.assign(variable, ops.where(update, new_value, old_value))
 
     def get_config(self):
         config = super().get_config()
