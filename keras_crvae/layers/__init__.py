@@ -7,12 +7,14 @@ from keras_crvae.layers.channel_recurrent import (
     channels_to_blocks,
 )
 from keras_crvae.layers.sampling import GaussianSampler
+from keras_crvae.layers.gaussian_parameters import GaussianParameters
 
 __all__ = [
     "ChannelRecurrentLatent",
     "ConcatenatedReLU",
     "ElementwiseBias",
     "GaussianSampler",
+    "GaussianParameters",
     "blocks_to_channels",
     "channels_to_blocks",
 ]
