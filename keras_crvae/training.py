@@ -87,6 +87,9 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
     Returns:
         dict, the content of metrics.json.
     """
+    if isinstance(presets.get_preset(preset), presets.TwoStagePreset):
+        return train_two_stage(preset, train_images, eval_images, output_dir, epochs=epochs,
+                               batch_size=batch_size, seed=seed, verbose=verbose, **overrides)
     if train_images is None or eval_images is None:
         embedded = crvae_data.load_embedded_mnist()
         train_images = embedded["x_train"] if train_images is None else train_images

@@ -53,9 +53,19 @@ def _train():
                                 stage2_learning_rate=FLAGS.learning_rate)
     gamma_x = callbacks.GammaHistory(every_batches=FLAGS.gamma_every)
     gamma_z = callbacks.GammaHistory(every_batches=FLAGS.gamma_every)
+
+    def progress(history, label):
+        def log(batch, logs):
+            if history.batches and history.batches[-1][0] == history._step and batch % 4 == 0:
+                print(f"{label} step {history._step}: gamma {history.batches[-1][1]:.4f} "
+                      f"loss {float(logs['loss']):.1f} ({time.strftime('%H:%M:%S')})", flush=True)
+        return keras.callbacks.LambdaCallback(on_train_batch_end=log)
+
     run = training.fit_two_stage(model, images, FLAGS.epochs, FLAGS.stage2_epochs, batch_size=100,
-                                 seed=FLAGS.seed, stage1_callbacks=[gamma_x],
-                                 stage2_callbacks=[gamma_z], verbose=2)
+                                 seed=FLAGS.seed,
+                                 stage1_callbacks=[gamma_x, progress(gamma_x, "stage1")],
+                                 stage2_callbacks=[gamma_z, progress(gamma_z, "stage2")],
+                                 verbose=2)
     training.save_model(model, os.path.join(FLAGS.output_dir, "model.keras"))
     run.update({
         "gamma_x_batches": gamma_x.batches, "gamma_z_batches": gamma_z.batches,
