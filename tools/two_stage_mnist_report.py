@@ -9,8 +9,9 @@ and the FID of stage-1 vs stage-2 samples with the MNIST-classifier features.
 `--num_train` images of `shared/data/mnist.npz` for `--epochs` / `--stage2_epochs` epochs at
 `--learning_rate` (both stages), recording gamma every `--gamma_every` batches, and saves
 `model.keras` and `train.json`. `evaluate` draws `--num_samples` images per stage, writes them (uint8)
-with the same number of real test images to `--samples_npz`, and writes `report.json` and
-`spectra.png` (when matplotlib is installed) to `--card_dir`.
+with the same number of real test images to `--samples_npz`, and writes `report.json`,
+`samples_stage{1,2}.png` and (when matplotlib is installed) `spectra.png`,
+`encoder_variance_histogram.png` and `gamma.png` to `--card_dir`.
 """
 
 import json
@@ -91,8 +92,13 @@ def _evaluate():
     start = time.time()
     report = diagnostics.two_stage_report(model, test, num_fid_samples=FLAGS.num_samples,
                                           seed=FLAGS.seed, plot_dir=FLAGS.card_dir,
-                                          return_samples=bool(FLAGS.samples_npz))
+                                          return_samples=True)
     samples = report.pop("samples", None)
+    if samples is not None:
+        from keras_crvae.io import save_image_grid
+
+        for name, values in samples.items():
+            save_image_grid(values[:64], os.path.join(FLAGS.card_dir, f"samples_{name}.png"))
     if FLAGS.samples_npz and samples is not None:
         with atomic_path(FLAGS.samples_npz) as temporary:
             np.savez_compressed(
@@ -106,6 +112,11 @@ def _evaluate():
     if os.path.exists(train_info):
         with open(train_info) as handle:
             report["training"] = json.load(handle)
+        if diagnostics.matplotlib_available():
+            diagnostics.plot_gamma(
+                {"stage 1 gamma_x": report["training"]["gamma_x_batches"],
+                 "stage 2 gamma_z": report["training"]["gamma_z_batches"]},
+                os.path.join(FLAGS.card_dir, "gamma.png"))
     write_json(report, os.path.join(FLAGS.card_dir, "report.json"))
     print(json.dumps({k: v for k, v in report.items() if k != "training"}, indent=1, default=str))
 
