@@ -2,12 +2,16 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import numpy as np
 
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+# The subprocess imports the keras_crvae under test (this checkout), not another installed copy.
+ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+           PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
 
 
 def test_train_two_stage_preset_end_to_end(tmp_path):

@@ -100,8 +100,9 @@ def test_report_on_a_tiny_two_stage_model():
 
     model = TwoStageVAE.from_networks(
         nets.build_resnet_encoder((8, 8, 1), 4, base_channels=2, num_scales=2, blocks_per_scale=1,
-                                  fc_dim=8),
-        nets.build_resnet_decoder((8, 8, 1), 4, base_channels=2, blocks_per_scale=1),
+                                  depth_per_block=1, fc_dim=8),
+        nets.build_resnet_decoder((8, 8, 1), 4, base_channels=2, blocks_per_scale=1,
+                                  depth_per_block=1),
         nets.build_latent_encoder(4, depth=1, width=8), nets.build_latent_decoder(4, depth=1, width=8),
         seed=0)
     images = np.random.default_rng(0).random((40, 8, 8, 1)).astype("float32")

@@ -19,11 +19,13 @@ LATENT = 4
 
 
 def tiny_two_stage(seed=0, decoder_loss="learned_gamma", weight_decay=0.0):
-    """ResNet stage 1 on 8x8x1 images (base 2 channels, 2 scales), latent 4; stage 2 depth 1 width 16."""
+    """ResNet stage 1 on 8x8x1 images (base 2 channels, 2 scales, 1-conv blocks), latent 4; stage 2
+    depth 1 width 16."""
     keras.utils.set_random_seed(seed)
     encoder1 = nets.build_resnet_encoder(IMAGE_SHAPE, LATENT, base_channels=2, num_scales=2,
-                                         blocks_per_scale=1, fc_dim=8)
-    decoder1 = nets.build_resnet_decoder(IMAGE_SHAPE, LATENT, base_channels=2, blocks_per_scale=1)
+                                         blocks_per_scale=1, depth_per_block=1, fc_dim=8)
+    decoder1 = nets.build_resnet_decoder(IMAGE_SHAPE, LATENT, base_channels=2, blocks_per_scale=1,
+                                         depth_per_block=1)
     encoder2 = nets.build_latent_encoder(LATENT, depth=1, width=16)
     decoder2 = nets.build_latent_decoder(LATENT, depth=1, width=16)
     return models.TwoStageVAE.from_networks(encoder1, decoder1, encoder2, decoder2,
@@ -214,9 +216,11 @@ def test_first_stage_networks_shapes(image_shape):
     assert tuple(decoder.output_shape[1:]) == image_shape
     encoder = nets.build_resnet_encoder(image_shape, 8, base_channels=2, num_scales=3, fc_dim=8)
     resnet_decoder = nets.build_resnet_decoder(image_shape, 8, base_channels=2)
-    z, _ = encoder(np.zeros((2,) + image_shape, "float32"))
-    assert tuple(z.shape) == (2, 8)
-    assert tuple(resnet_decoder(z).shape) == (2,) + image_shape
+    # Symbolic shapes only: an eager pass through the deep ResNet is slow on the JAX backend.
+    assert [tuple(shape) for shape in encoder.output_shape] == [(None, 8), (None, 8)]
+    assert tuple(resnet_decoder.output_shape) == (None,) + image_shape
+    scales = [layer for layer in encoder.layers if layer.name.endswith("_add")]
+    assert len(scales) == 3 * 2 + 2  # two residual blocks per ScaleBlock, two in the fc ScaleBlock
     # Figure 11: fc to 2x2 with base * 2^(scales) channels, halved at every upsampling.
     first = resnet_decoder.get_layer("fc0")
     assert first.units == 2 * 2 * 2 * (32 if image_shape[0] == 64 else 16)
