@@ -165,7 +165,7 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
 
 
 def fit_two_stage(model, train_images, stage1_epochs, stage2_epochs, batch_size=100, seed=0,
-                  stage1_callbacks=(), stage2_callbacks=(), verbose=1):
+                  stage1_callbacks=(), stage2_callbacks=(), recalibrate_batch_norm=True, verbose=1):
     """Trains stage 1 on `train_images`, then stage 2 on latents from the frozen stage-1 posterior.
 
     Args:
@@ -175,6 +175,9 @@ def fit_two_stage(model, train_images, stage1_epochs, stage2_epochs, batch_size=
         batch_size: int, default 100 (the paper's).
         seed: int, default 0. Shuffling and stage-2 noise.
         stage1_callbacks, stage2_callbacks: extra Keras callbacks.
+        recalibrate_batch_norm: bool, default True. Before extracting the stage-2 data, re-estimate
+            stage 1's BatchNorm moving statistics on `train_images` (`GammaVAE.recalibrate_batch_norm`;
+            not in the reference, whose 0.999 decay needs hundreds of epochs to forget its start).
         verbose: int, Keras progress bars.
 
     Returns:
@@ -187,6 +190,8 @@ def fit_two_stage(model, train_images, stage1_epochs, stage2_epochs, batch_size=
     stage1 = model.stage1.fit(train_images, batch_size=batch_size, epochs=stage1_epochs,
                               shuffle=True, callbacks=[gamma_x, *stage1_callbacks],
                               verbose=verbose)
+    if recalibrate_batch_norm:
+        model.stage1.recalibrate_batch_norm(train_images, batch_size=batch_size)
     stage1_seconds = time.time() - start
     start = time.time()
     latents = model.stage2_data(train_images, batch_size=batch_size, seed=seed)

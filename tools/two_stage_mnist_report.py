@@ -29,7 +29,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("phase", "train", ["train", "evaluate"], "Which half to run.")
+flags.DEFINE_enum("phase", "train", ["train", "restage2", "evaluate"],
+                  "train both stages; restage2: recalibrate stage-1 BatchNorm statistics and train a "
+                  "fresh stage 2 on `model.keras`, saving `--model_name`; evaluate `--model_name`.")
+flags.DEFINE_string("model_name", "model.keras", "Model file in --output_dir used by evaluate.")
 flags.DEFINE_string("output_dir", "/tmp/two_stage_mnist", "Model and training logs.")
 flags.DEFINE_string("card_dir", "saved_models/two_stage_mnist", "Report JSON and plots.")
 flags.DEFINE_string("samples_npz", None, "Where the uint8 samples go (evaluate).")
@@ -81,12 +84,41 @@ def _train():
                                           "stage2_seconds")}, indent=1))
 
 
+def _restage2():
+    from keras_crvae import callbacks, presets, training
+    from keras_crvae.io import write_json
+    from keras_crvae.models import GammaVAE, TwoStageVAE
+
+    model = training.load_model(os.path.join(FLAGS.output_dir, "model.keras"))
+    data = np.load(FLAGS.data)
+    images = data["x_train"][:FLAGS.num_train, ..., None].astype("float32") / 255.0
+    count = model.stage1.recalibrate_batch_norm(images)
+    keras.utils.set_random_seed(FLAGS.seed + 1)
+    stage2 = GammaVAE.from_config(model.stage2.get_config())  # fresh weights
+    model = TwoStageVAE(model.stage1, stage2, name=model.name)
+    preset = presets.get_preset("mnist_two_stage", stage2_learning_rate=FLAGS.learning_rate)
+    stage2.compile(optimizer=presets.make_optimizer(preset.stage2_training, len(images) // 100))
+    gamma_z = callbacks.GammaHistory(every_batches=FLAGS.gamma_every)
+    start = time.time()
+    history = stage2.fit(model.stage2_data(images, batch_size=100, seed=FLAGS.seed),
+                         epochs=FLAGS.stage2_epochs, callbacks=[gamma_z], verbose=2)
+    training.save_model(model, os.path.join(FLAGS.output_dir, FLAGS.model_name))
+    with open(os.path.join(FLAGS.output_dir, "train.json")) as handle:
+        run = json.load(handle)
+    run.update({"batch_norm_recalibrated_layers": count, "gamma_z": gamma_z.epochs,
+                "gamma_z_batches": gamma_z.batches, "stage2_seconds": round(time.time() - start, 2),
+                "stage2_history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+                "restage2_command": " ".join(sys.argv)})
+    write_json(run, os.path.join(FLAGS.output_dir, "train_" + FLAGS.model_name.replace(".keras", ".json")))
+    print(json.dumps({"gamma_z": gamma_z.epochs}, indent=1))
+
+
 def _evaluate():
     from keras_crvae import training
     from keras_crvae.evaluation import two_stage_diagnostics as diagnostics
     from keras_crvae.io import atomic_path, write_json
 
-    model = training.load_model(os.path.join(FLAGS.output_dir, "model.keras"))
+    model = training.load_model(os.path.join(FLAGS.output_dir, FLAGS.model_name))
     data = np.load(FLAGS.data)
     test = data["x_test"][:FLAGS.num_samples, ..., None].astype("float32") / 255.0
     start = time.time()
@@ -109,6 +141,9 @@ def _evaluate():
             )
     report["evaluate_seconds"] = round(time.time() - start, 1)
     train_info = os.path.join(FLAGS.output_dir, "train.json")
+    if FLAGS.model_name != "model.keras":
+        train_info = os.path.join(FLAGS.output_dir,
+                                  "train_" + FLAGS.model_name.replace(".keras", ".json"))
     if os.path.exists(train_info):
         with open(train_info) as handle:
             report["training"] = json.load(handle)
@@ -123,7 +158,7 @@ def _evaluate():
 
 def main(argv):
     del argv
-    _train() if FLAGS.phase == "train" else _evaluate()
+    {"train": _train, "restage2": _restage2, "evaluate": _evaluate}[FLAGS.phase]()
 
 
 if __name__ == "__main__":

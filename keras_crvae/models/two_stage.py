@@ -216,6 +216,35 @@ class GammaVAE(keras.Model):
         data = self._to_tensor(data, self.data_shape, "data", self.data_range)
         return -self.negative_log_likelihood(data, self.decode(z))
 
+    def recalibrate_batch_norm(self, data, batch_size=100):
+        """Re-estimates every BatchNorm moving mean/variance as the plain average over `data`.
+
+        The reference's BatchNorm decay of 0.999 leaves the moving statistics ~70% at their
+        initial values after 360 steps, so a short run's inference-mode encoder (used by `encode`,
+        hence by the stage-2 training data) is off. This runs the model in training mode over
+        `data` (one posterior draw per example, as in training) with a cumulative-average momentum;
+        no trainable weight changes (spectral normalisation re-normalises already normalised
+        kernels). Not in the reference; for short runs.
+
+        Args:
+            data: array `(N, *data_shape)`.
+            batch_size: int, default 100 (the training batch).
+        """
+        norms = [layer for layer in self._flatten_layers()
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+        momenta = [layer.momentum for layer in norms]
+        try:
+            for index, start in enumerate(range(0, len(data) - int(batch_size) + 1,
+                                                int(batch_size))):
+                for layer in norms:
+                    layer.momentum = index / (index + 1.0)
+                self(ops.convert_to_tensor(np.asarray(data[start:start + int(batch_size)],
+                                                      self.compute_dtype)), training=True)
+        finally:
+            for layer, momentum in zip(norms, momenta):
+                layer.momentum = momentum
+        return len(norms)
+
     # --- serialization -------------------------------------------------------------------------
 
     def get_config(self):

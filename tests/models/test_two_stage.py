@@ -281,3 +281,21 @@ def test_bad_arguments_raise_clear_errors():
             nets.build_latent_decoder(3, depth=1, width=4), data_range=None))
     with pytest.raises(ValueError, match="image_shape"):
         nets.build_infogan_encoder((30, 30, 1))
+
+
+def test_recalibrate_batch_norm_averages_batch_statistics():
+    """The first BatchNorm sees conv0(x): its moving statistics become the average of the per-batch
+    mean and (biased) variance; no trainable weight moves and the momentum is restored."""
+    model = tiny_two_stage().stage1
+    x = images(20, seed=3)
+    trainable_before = [to_np(v) for v in model.trainable_variables]
+    assert model.recalibrate_batch_norm(x, batch_size=10) > 0
+    norm = model.encoder.get_layer("scale0_block0_bn0")
+    features = to_np(model.encoder.get_layer("conv0")(x)).reshape(2, -1, norm.moving_mean.shape[0])
+    np.testing.assert_allclose(to_np(norm.moving_mean), features.mean(axis=(0, 1)), rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(to_np(norm.moving_variance), features.var(axis=1).mean(axis=0),
+                               rtol=1e-3, atol=1e-6)
+    assert norm.momentum == 0.999
+    for before, after in zip(trainable_before, model.trainable_variables):
+        np.testing.assert_array_equal(before, to_np(after))
