@@ -2,8 +2,8 @@
 
 >>> import keras_crvae
 >>> model = keras_crvae.from_preset("mnist_crvae")      # the paper's MNIST crVAE, compiled
->>> keras_crvae.list_presets()[:2]
-['mnist_criwae', 'mnist_crvae']
+>>> "mnist_two_stage" in keras_crvae.list_presets()      # also the Two-Stage VAE presets
+True
 """
 
 __version__ = "0.1.0"

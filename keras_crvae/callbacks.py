@@ -125,3 +125,51 @@ class ImageGrids(keras.callbacks.Callback):
                 tf.summary.image("samples", samples[:16], step=epoch + 1, max_outputs=16)
                 tf.summary.image("reconstructions", paired[:16], step=epoch + 1, max_outputs=16)
             self._writer.flush()
+
+
+class GammaHistory(keras.callbacks.Callback):
+    """Records the decoder standard deviation `gamma = exp(log_gamma)` of a `GammaVAE` while it trains.
+
+    Theorem 3 of Dai & Wipf (2019) predicts `gamma -> 0` for data on a manifold; this is the data of
+    their Figure 1 (left). Values are read from the model's `log_gamma` variable (not averaged over
+    the epoch) at the end of every epoch and, when `every_batches` is set, every that many batches.
+
+    Args:
+        every_batches: int or None, default None. Also record within epochs.
+        verbose: bool, default False. Print each epoch's value.
+
+    Attributes:
+        epochs: list of `(epoch, gamma)` (1-based epoch numbers).
+        batches: list of `(global_step, gamma)`.
+    """
+
+    def __init__(self, every_batches=None, verbose=False):
+        super().__init__()
+        if every_batches is not None and int(every_batches) < 1:
+            raise ValueError(f"`every_batches` must be None or >= 1, got {every_batches}.")
+        self.every_batches = None if every_batches is None else int(every_batches)
+        self.verbose = bool(verbose)
+        self.epochs, self.batches = [], []
+        self._step = 0
+
+    def _gamma(self):
+        return float(ops.convert_to_numpy(ops.exp(self.model.log_gamma)))
+
+    def on_train_begin(self, logs=None):
+        if not hasattr(self.model, "log_gamma"):
+            raise ValueError("`GammaHistory` needs a model with a `log_gamma` variable (GammaVAE).")
+        if not self.batches:
+            self.batches.append((0, self._gamma()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self.every_batches and self._step % self.every_batches == 0:
+            self.batches.append((self._step, self._gamma()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        gamma = self._gamma()
+        self.epochs.append((epoch + 1, gamma))
+        if logs is not None:
+            logs["gamma_end"] = gamma
+        if self.verbose:
+            print(f"epoch {epoch + 1}: gamma = {gamma:.5f}")

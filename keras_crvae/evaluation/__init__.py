@@ -1,9 +1,16 @@
-"""Evaluation: importance-sampled NLL, ELBO, posterior diagnostics and the Frechet distance."""
+"""Evaluation: importance-sampled NLL, ELBO, posterior diagnostics, the Frechet distance (with the
+MNIST-classifier features for digits) and the Two-Stage VAE diagnostics."""
 
 from keras_crvae.evaluation.diagnostics import active_units, posterior_means
 from keras_crvae.evaluation.fid import feature_statistics, fid, frechet_distance
 from keras_crvae.evaluation.likelihood import LikelihoodEstimate, elbo, importance_sampled_nll
 from keras_crvae.evaluation.inception import FIDInceptionV3
+from keras_crvae.evaluation.mnist_features import (
+    build_mnist_classifier,
+    mnist_feature_extractor,
+    mnist_fid,
+)
+from keras_crvae.evaluation import two_stage_diagnostics
 
 __all__ = [
     "LikelihoodEstimate",
@@ -15,4 +22,8 @@ __all__ = [
     "importance_sampled_nll",
     "posterior_means",
     "FIDInceptionV3",
+    "build_mnist_classifier",
+    "mnist_feature_extractor",
+    "mnist_fid",
+    "two_stage_diagnostics",
 ]

@@ -13,6 +13,7 @@ from keras_crvae.layers.discriminator import (
     SpectralNormalization,
 )
 from keras_crvae.layers.sampling import GaussianSampler
+from keras_crvae.layers.gaussian_parameters import GaussianParameters
 
 __all__ = [
     "ChannelRecurrentLatent",
@@ -23,6 +24,7 @@ __all__ = [
     "MinibatchDiscrimination",
     "SpectralDiscriminator",
     "SpectralNormalization",
+    "GaussianParameters",
     "blocks_to_channels",
     "channels_to_blocks",
 ]

@@ -1,6 +1,16 @@
 """`keras.Model` subclasses of keras_crvae."""
 
+from keras_crvae.models.two_stage import GammaVAE, PosteriorLatents, TwoStageVAE
 from keras_crvae.models.vae import VAE, validate_images
 from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_masks
 
-__all__ = ["CRVAEGAN", "VAE", "VAEGAN", "discriminator_batch_masks", "validate_images"]
+__all__ = [
+    "CRVAEGAN",
+    "GammaVAE",
+    "PosteriorLatents",
+    "TwoStageVAE",
+    "VAE",
+    "VAEGAN",
+    "discriminator_batch_masks",
+    "validate_images",
+]

@@ -6,6 +6,16 @@ from keras_crvae.networks.image64 import (
     build_image64_encoder,
 )
 from keras_crvae.networks.mnist import build_mnist_decoder, build_mnist_encoder
+from keras_crvae.networks.two_stage import (
+    build_infogan_decoder,
+    build_infogan_encoder,
+    build_latent_decoder,
+    build_latent_encoder,
+    build_resnet_decoder,
+    build_resnet_encoder,
+    build_two_stage_decoder,
+    build_two_stage_encoder,
+)
 
 __all__ = [
     "build_image64_decoder",
@@ -13,4 +23,12 @@ __all__ = [
     "build_image64_encoder",
     "build_mnist_decoder",
     "build_mnist_encoder",
+    "build_infogan_decoder",
+    "build_infogan_encoder",
+    "build_latent_decoder",
+    "build_latent_encoder",
+    "build_resnet_decoder",
+    "build_resnet_encoder",
+    "build_two_stage_decoder",
+    "build_two_stage_encoder",
 ]
