@@ -201,9 +201,10 @@ def build_export_archive(model):
         return {"images": to_images(mean)}
 
     archive = keras.export.ExportArchive()
-    # Only the two networks: no optimizer, metrics or sampler seed state in the served model.
-    archive.track(encoder)
-    archive.track(decoder)
+    # No `archive.track(model)`: the archive saves the variables the endpoints use (the two
+    # networks' weights, no optimizer or sampler state), and tracking the Keras variables as well
+    # would store every weight twice (Keras 3.15 TF backend: the Keras variables and the
+    # tf.Variables the functions capture are saved as separate objects; 6.1 MB instead of 3.1 MB).
     # The first endpoint is also written as "serving_default" (one trace shared by both names).
     archive.add_endpoint("sample", sample, input_signature=[z_spec])
     archive.add_endpoint("decode", decode, input_signature=[z_spec])
