@@ -21,8 +21,8 @@ import keras_crvae
 from keras_crvae import export
 
 tf = pytest.importorskip("tensorflow")
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                                reason="SavedModel export needs the TensorFlow backend")
+needs_tensorflow = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                                      reason="SavedModel export needs the TensorFlow backend")
 
 # Subprocesses import the same keras_crvae as this test (the checkout, not another install).
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
@@ -90,6 +90,7 @@ def _check_outputs(signature, outputs, expected):
         np.testing.assert_allclose(outputs["images"], expected["reconstruct"], atol=1e-6)
 
 
+@needs_tensorflow
 def test_layout_and_metadata(exported):
     base = os.path.dirname(exported["dir"])
     assert os.listdir(base) == ["1"]  # the version folder only: no temporary left behind
@@ -101,6 +102,7 @@ def test_layout_and_metadata(exported):
     assert sorted(metadata["signatures"]) == sorted(export.SIGNATURES)
 
 
+@needs_tensorflow
 def test_fresh_process_reload_matches_keras(exported):
     script = textwrap.dedent("""
         import sys, numpy as np, tensorflow as tf
@@ -140,6 +142,7 @@ def _saved_model_cli():
     return [found] if found else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 
 
+@needs_tensorflow
 def test_saved_model_cli_show_and_run(exported):
     cli = _saved_model_cli()
     shown = subprocess.run(cli + ["show", "--dir", exported["dir"], "--all"], env=ENV,
@@ -169,6 +172,7 @@ def test_saved_model_cli_show_and_run(exported):
         _check_outputs(signature, outputs, exported["expected"])
 
 
+@needs_tensorflow
 def test_predict_requests_match_the_signatures(exported, loaded):
     from tensorflow_serving.apis import predict_pb2
 
@@ -191,6 +195,7 @@ def test_predict_requests_match_the_signatures(exported, loaded):
                        exported["expected"])
 
 
+@needs_tensorflow
 def test_concurrent_calls_equal_sequential_calls(exported, loaded):
     rng = np.random.default_rng(1)
     jobs = []
@@ -215,6 +220,7 @@ def test_concurrent_calls_equal_sequential_calls(exported, loaded):
             np.testing.assert_array_equal(one[name], other[name])
 
 
+@needs_tensorflow
 @pytest.mark.parametrize("signature,key,value,message", [
     ("decode", "z", np.zeros((2, 5), np.float32), r"`z` must have shape \(batch, 4, 4, 8\)"),
     ("sample", "z", np.zeros((2, 4, 4, 3), np.float32), r"`z` must have shape \(batch, 4, 4, 8\)"),
@@ -231,6 +237,7 @@ def test_bad_inputs_fail_with_clear_errors(loaded, signature, key, value, messag
         loaded.signatures[signature](**{key: tf.constant(value)})
 
 
+@needs_tensorflow
 def test_export_argument_errors(exported, tmp_path):
     model = exported["model"]
     with pytest.raises(ValueError, match="already exists"):
@@ -253,6 +260,7 @@ class _PartialArchive:
         raise OSError("disk full")
 
 
+@needs_tensorflow
 def test_failed_write_leaves_nothing_and_keeps_the_old_version(exported, tmp_path, monkeypatch):
     monkeypatch.setattr(export, "build_export_archive", lambda model: _PartialArchive())
     with pytest.raises(OSError, match="disk full"):
@@ -267,6 +275,7 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_version(exported, tmp_pat
     assert os.listdir(old) == ["1"] and (old / "1" / "saved_model.pb").read_bytes() == before
 
 
+@needs_tensorflow
 def test_overwrite_replaces_a_version(exported, tmp_path):
     shutil.copytree(exported["dir"], tmp_path / "1")
     (tmp_path / "1" / "stale.txt").write_text("from the old version")
@@ -278,6 +287,7 @@ def test_overwrite_replaces_a_version(exported, tmp_path):
     np.testing.assert_allclose(outputs["images"].numpy(), exported["expected"]["decode"], atol=1e-6)
 
 
+@needs_tensorflow
 def test_crvae_export_command(exported):
     root = exported["root"]
     result = subprocess.run(
