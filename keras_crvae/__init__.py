@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from keras_crvae import layers, losses, models, networks, optimizers  # noqa: E402
 from keras_crvae.presets import from_preset, get_preset, list_presets  # noqa: E402
+from keras_crvae.pretrained import list_pretrained, load_pretrained  # noqa: E402
 
 __all__ = [
     "from_preset",
@@ -20,4 +21,6 @@ __all__ = [
     "models",
     "networks",
     "optimizers",
+    "list_pretrained",
+    "load_pretrained",
 ]

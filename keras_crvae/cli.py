@@ -9,6 +9,7 @@
     crvae evaluate --model=crvae_run/model.keras --data=embedded:test --num_samples=1000
     crvae sample --model=crvae_run/model.keras --num_images=64 --output=samples.png
     crvae presets
+    crvae export --model=crvae_run/model.keras --output=serving/mnist_crvae --version=1
 """
 
 import os
@@ -17,11 +18,12 @@ import sys
 from absl import app, flags
 
 USAGE = (
-    "usage: crvae {train,evaluate,sample,presets} [--flags]\n"
+    "usage: crvae {train,evaluate,sample,presets,export} [--flags]\n"
     "  train     train a preset and write model.keras, samples.png, reconstructions.png, metrics.json\n"
     "  evaluate  ELBO, importance-sampled NLL and active units of a saved model\n"
     "  sample    write a PNG grid of prior samples of a saved model\n"
     "  presets   list the presets\n"
+    "  export    write a TF Serving SavedModel into OUTPUT/VERSION/\n"
     "Run `crvae COMMAND --helpfull` for the flags."
 )
 
@@ -56,7 +58,10 @@ flags.DEFINE_integer("num_samples", 1000, "evaluate: importance samples k per im
 flags.DEFINE_integer("num_images", None, "evaluate: images used (default all); sample: grid size.")
 flags.DEFINE_enum("binarize", "static", ["static", "none"],
                   "evaluate: binarize grey levels with a fixed draw, or use the values as they are.")
-flags.DEFINE_string("output", None, "evaluate: metrics JSON path; sample: PNG path.")
+flags.DEFINE_string("output", None, "evaluate: metrics JSON path; sample: PNG path; "
+                    "export: the model base directory (the SavedModel goes to OUTPUT/VERSION/).")
+flags.DEFINE_integer("version", 1, "export: the SavedModel's version folder (TF Serving).")
+flags.DEFINE_boolean("overwrite", False, "export: replace an existing version folder.")
 flags.DEFINE_integer("stage2_epochs", None,
                      "train (Two-Stage VAE presets): stage-2 epochs (default: the preset's).")
 flags.DEFINE_integer("num_fid_samples", 1000,
@@ -178,7 +183,20 @@ def _presets():
         print(f"{name:26s} {presets.PRESETS[name].description}")
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "presets": _presets}
+def _export():
+    from keras_crvae.export import export_saved_model
+
+    if not FLAGS.output:
+        raise ValueError("--output is required: the model base directory, e.g. serving/mnist_crvae.")
+    model = _require_model()
+    directory = export_saved_model(model, FLAGS.output, version=FLAGS.version,
+                                   overwrite=FLAGS.overwrite)
+    print(f"Wrote the SavedModel to {directory} (signatures: serving_default, sample, decode, "
+          "encode, reconstruct)")
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "presets": _presets,
+            "export": _export}
 
 
 def main(argv=None):

@@ -110,6 +110,10 @@ class VAE(keras.Model):
     Reference: Kingma & Welling 2014; Burda et al. 2016; Shang et al. 2018 (supplement B).
     """
 
+    # The serving contract (keras_crvae.export): decoded images are sigmoid(decoder output) in [0, 1].
+    image_range = (0.0, 1.0)
+    decoder_outputs = "logits"
+
     def __init__(
         self,
         encoder,
