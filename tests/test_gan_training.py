@@ -108,3 +108,24 @@ def test_example_trains_on_real_faces(tmp_path):
     assert (output_dir / "model.keras").exists() and (output_dir / "samples.png").exists()
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["preset"] == "celeba_vae_gan" and metrics["steps_per_epoch"] == 2
+
+
+def test_gan_models_export_for_serving_like_every_model(tmp_path):
+    import tensorflow as tf
+
+    from keras_crvae.export import export_saved_model
+
+    model = presets.from_preset("celeba_crvae_gan", compile=False, **TINY)
+    loaded = tf.saved_model.load(export_saved_model(model, str(tmp_path / "serving")))
+    z = np.random.default_rng(0).normal(size=(2, 4, 4, 64)).astype("float32")
+    outputs = loaded.signatures["sample"](z=tf.constant(z))
+    expected = keras.ops.convert_to_numpy(model.decode(z))
+    np.testing.assert_allclose(outputs["images"].numpy(), expected, atol=1e-5)
+    # tanh images in [-1, 1] map linearly onto 0..255.
+    unit = np.clip((outputs["images"].numpy() + np.float32(1)) / np.float32(2), 0, 1)
+    np.testing.assert_array_equal(outputs["images_uint8"].numpy(),
+                                  np.round(unit * np.float32(255)).astype(np.uint8))
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    encoded = loaded.signatures["encode"](images=tf.constant(images))
+    np.testing.assert_allclose(encoded["mean"].numpy(),
+                               keras.ops.convert_to_numpy(model.encode(images)[0]), atol=1e-5)
