@@ -54,7 +54,8 @@ def main(_):
     from keras_crvae import presets
 
     names = FLAGS.presets or [n for n in presets.list_presets() if n != "mnist_crvae_quickstart"
-                              and not isinstance(presets.PRESETS[n], presets.TwoStagePreset)]
+                              and not isinstance(presets.PRESETS[n], presets.TwoStagePreset)
+                              and not presets.is_gan_preset(n)]
     rows = [time_preset(name, FLAGS.batch_size, FLAGS.repeats, FLAGS.steps) for name in names]
     print(f"{'preset':26s} {'params':>10s} {'s/step':>8s} {'images/s':>9s}")
     for row in rows:
