@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import losses
+from keras_crvae import distribute, losses
 from keras_crvae.layers import GaussianSampler
 
 RECONSTRUCTION_REDUCTIONS = ("mean", "sum")
@@ -224,7 +224,8 @@ class VAE(keras.Model):
         self.reconstruction_tracker.update_state(distortion)
         self.kl_tracker.update_state(kl)
         self.elbo_tracker.update_state(-distortion - kl)
-        return loss + self._regularization_loss()
+        # A per-replica mean: scaled by 1/replicas so the summed gradients are the global mean's.
+        return distribute.scale_loss_for_replicas(loss + self._regularization_loss())
 
     def _regularization_loss(self):
         extra = self.losses

@@ -42,7 +42,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import losses
+from keras_crvae import distribute, losses
 from keras_crvae.models.vae import validate_images
 from keras_crvae.optimizers import ThresholdedAdam
 
@@ -252,8 +252,9 @@ class VAEGAN(keras.Model):
     def _noise(self, given, batch_size, dtype):
         if given is not None:
             return ops.cast(given, dtype)
-        return keras.random.normal((batch_size,) + self.latent_shape, dtype=dtype,
-                                   seed=self.seed_generator)
+        # Under a TF distribution strategy: this replica's rows of one global-batch draw.
+        return distribute.replica_normal((batch_size,) + self.latent_shape, self.seed_generator,
+                                         dtype=dtype)
 
     def compute_terms(self, images, posterior_noise=None, prior_noise=None, training=False):
         """Every loss term of one iteration for images `(B, H, W, 3)` in [-1, 1].
