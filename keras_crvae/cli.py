@@ -2,6 +2,7 @@
 
     crvae train                                   # quick start on the embedded MNIST subset
     crvae train --preset=mnist_crvae --data=../shared/data/mnist.npz:x_train --epochs=200
+    crvae train --strategy=mirrored               # all local GPUs (TF_CONFIG: --strategy=multi_worker)
     crvae evaluate --model=crvae_run/model.keras --data=embedded:test --num_samples=1000
     crvae sample --model=crvae_run/model.keras --num_images=64 --output=samples.png
     crvae presets
@@ -40,6 +41,9 @@ flags.DEFINE_integer("nll_samples", 100, "train: importance samples k for the NL
 flags.DEFINE_integer("nll_images", 500, "train: evaluation images used for the NLL.")
 flags.DEFINE_boolean("fresh", False, "train: discard a previous run's backup instead of resuming.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "train: tf.distribute strategy: one device, MirroredStrategy over the local GPUs, "
+                  "or MultiWorkerMirroredStrategy configured by the TF_CONFIG environment variable.")
 flags.DEFINE_string("model", None, "evaluate/sample: path of a .keras model.")
 flags.DEFINE_integer("num_samples", 1000, "evaluate: importance samples k per image.")
 flags.DEFINE_integer("num_images", None, "evaluate: images used (default all); sample: grid size.")
@@ -84,14 +88,15 @@ def _load_images(spec):
 
 
 def _train():
-    from keras_crvae import training
+    from keras_crvae import distribute, training
 
+    strategy = distribute.make_strategy(FLAGS.strategy)  # before any TF op (multi-worker)
     train_images = _load_images(FLAGS.data) if FLAGS.data else None
     training.train(
         FLAGS.preset, train_images=train_images, eval_images=_load_images(FLAGS.eval_data),
         output_dir=FLAGS.output_dir, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
         nll_samples=FLAGS.nll_samples, nll_images=FLAGS.nll_images, seed=FLAGS.seed,
-        fresh=FLAGS.fresh, **_overrides(),
+        fresh=FLAGS.fresh, strategy=strategy, **_overrides(),
     )
     print(f"Done. Artifacts in {os.path.abspath(FLAGS.output_dir)}: model.keras, samples.png, "
           "reconstructions.png, metrics.json")

@@ -35,7 +35,9 @@ def make_strategy(name="default"):
         name: str. "default": `tf.distribute.get_strategy()` (one device, no-op); "mirrored":
             `MirroredStrategy` over all local GPUs (or the CPU when there are none);
             "multi_worker": `MultiWorkerMirroredStrategy`, configured by the `TF_CONFIG`
-            environment variable (see the README's "Training on several GPUs or machines").
+            environment variable (see the README's "Training on several GPUs or machines"); create
+            it before any other TensorFlow op runs. It is a subclass whose `reduce` accepts the
+            scalar metrics Keras 3 hands it (see `_multi_worker_strategy_class`).
 
     Returns:
         `tf.distribute.Strategy`.
@@ -47,8 +49,30 @@ def make_strategy(name="default"):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy_class()()
     raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.")
+
+
+def _multi_worker_strategy_class():
+    """`MultiWorkerMirroredStrategy` whose `reduce(op, scalars, axis=0)` reduces over replicas.
+
+    With several workers, Keras 3's `fit` averages each step's per-replica metrics with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on scalar metrics ("Invalid reduction
+    dimension 0 for input with 0 dimensions"; tensorflow/tensorflow issue 72388) whatever
+    `distribute_reduction_method` says. For scalars the only meaningful reduction is across
+    replicas, i.e. `axis=None`; other values are reduced as asked.
+    """
+    import tensorflow as tf
+
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            components = getattr(value, "values", (value,))
+            if axis == 0 and all(getattr(c, "shape", None) is not None and c.shape.rank == 0
+                                 for c in components):
+                axis = None
+            return super().reduce(reduce_op, value, axis)
+
+    return MultiWorkerMirroredStrategy
 
 
 def _replica_context():
@@ -113,3 +137,4 @@ def replica_normal(shape, seed_generator, dtype=None):
     noise = keras.random.normal((tf.reduce_sum(rows),) + tuple(shape[1:]), dtype=dtype,
                                 seed=seed_generator)
     return noise[offset:offset + local_rows]
+
