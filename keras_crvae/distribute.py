@@ -96,6 +96,16 @@ def num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def model_replicas(model):
+    """Replicas of the TF strategy `model` was created under (1 on other backends / without one).
+
+    Keras 3.15's `predict_on_batch` on such a model runs the whole batch on every replica and
+    concatenates the results (R copies of each row); callers fall back to a direct call.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    return 1 if strategy is None else int(strategy.num_replicas_in_sync)
+
+
 def scale_loss_for_replicas(loss):
     """`loss / R` under a TF strategy with `R` replicas in sync; `loss` otherwise.
 

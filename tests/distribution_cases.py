@@ -128,7 +128,7 @@ def case_vae():
     """crVAE (mnist_crvae at tiny width: recurrent latent on both paths), 2 steps of batch 8."""
     def build():
         model = presets.from_preset("mnist_crvae", compile=False, seed=1, base_channels=2,
-                                    latent_channels=8, time_steps=4,
+                                    latent_channels=8, time_steps=4, lstm_layers=1,
                                     synchronized_batch_norm=True)
         training = presets.get_preset("mnist_crvae", learning_rate=0.1).training
         optimizer = presets.make_optimizer(training)
@@ -144,7 +144,8 @@ def case_vae():
 
 # --- VAE-GAN and crVAE-GAN (custom train_step) ----------------------------------------------------
 
-GAN_SIZE = dict(base_channels=4, latent_channels=8, time_steps=4, synchronized_batch_norm=True)
+GAN_SIZE = dict(base_channels=4, latent_channels=8, time_steps=4, lstm_layers=1,
+                synchronized_batch_norm=True)
 
 
 def brightness_discriminator():
@@ -247,7 +248,7 @@ def case_train():
 
     images = np.random.default_rng(0).random((64, 28, 28)).astype("float32")
     output_dir = tempfile.mkdtemp()
-    metrics = training.train("mnist_vae", train_images=images, eval_images=images[:8],
+    metrics = training.train("mnist_vae", train_images=images, eval_images=images[:32],
                              output_dir=output_dir, epochs=1, batch_size=32, nll_samples=2,
                              nll_images=4, verbose=0, strategy=STRATEGY, base_channels=1,
                              latent_channels=2, synchronized_batch_norm=True)

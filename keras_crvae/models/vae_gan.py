@@ -414,7 +414,8 @@ class VAEGAN(keras.Model):
     def decode(self, z):
         """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
         validate_images(z, self.latent_shape, name="z", value_range=None)
-        if isinstance(z, np.ndarray):
+        # predict_on_batch repeats the batch per replica for models built under a strategy.
+        if isinstance(z, np.ndarray) and distribute.model_replicas(self.decoder) == 1:
             return ops.convert_to_tensor(self.decoder.predict_on_batch(z.astype(self.compute_dtype)))
         return self.decoder(ops.cast(ops.convert_to_tensor(z), self.compute_dtype), training=False)
 
