@@ -47,8 +47,11 @@ TFDS_NAMES = {"celeba": "celeb_a", "birds": "caltech_birds2011", "lsun": "lsun/b
 
 def main(argv):
     del argv
-    from keras_crvae.presets import parse_overrides
+    from keras_crvae.distribute import make_strategy
+
+    strategy = make_strategy(FLAGS.strategy)  # before any other TF op (multi-worker needs it)
     from keras_crvae.gan_training import train_gan
+    from keras_crvae.presets import parse_overrides
 
     sources = [FLAGS.data_dir, FLAGS.image_dir, FLAGS.npz]
     if sum(source is not None for source in sources) != 1:
@@ -62,7 +65,7 @@ def main(argv):
         npz=FLAGS.npz, image_dir=FLAGS.image_dir,
         tfds_name=TFDS_NAMES[FLAGS.dataset] if FLAGS.data_dir else None, data_dir=FLAGS.data_dir,
         output_dir=FLAGS.output_dir, epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch,
-        batch_size=FLAGS.batch_size, resume=FLAGS.resume, strategy=FLAGS.strategy, seed=FLAGS.seed,
+        batch_size=FLAGS.batch_size, resume=FLAGS.resume, strategy=strategy, seed=FLAGS.seed,
         **overrides)
     print(json.dumps({"final": metrics["final"],
                       "train_images_per_second": metrics["train_images_per_second"]}, indent=2))

@@ -3,9 +3,8 @@
     crvae train                                   # quick start on the embedded MNIST subset
     crvae train --preset=mnist_crvae --data=../shared/data/mnist.npz:x_train --epochs=200
     crvae train --preset=celeba_crvae_gan --npz=faces.npz --epochs=2 --set base_channels=8
-
-
     crvae train --preset=mnist_two_stage --epochs=20 --stage2_epochs=40   # both stages
+    crvae train --strategy=mirrored               # all local GPUs (TF_CONFIG: --strategy=multi_worker)
     crvae evaluate --model=crvae_run/model.keras --data=embedded:test --num_samples=1000
     crvae sample --model=crvae_run/model.keras --num_images=64 --output=samples.png
     crvae presets
@@ -53,6 +52,9 @@ flags.DEFINE_string("tfds", None, "train (GAN presets): a TFDS dataset prepared 
 flags.DEFINE_integer("steps_per_epoch", None, "train (GAN presets): steps per epoch (default: one "
                      "pass over the data).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "train: tf.distribute strategy: one device, MirroredStrategy over the local GPUs, "
+                  "or MultiWorkerMirroredStrategy configured by the TF_CONFIG environment variable.")
 flags.DEFINE_string("model", None, "evaluate/sample: path of a .keras model.")
 flags.DEFINE_integer("num_samples", 1000, "evaluate: importance samples k per image.")
 flags.DEFINE_integer("num_images", None, "evaluate: images used (default all); sample: grid size.")
@@ -91,22 +93,23 @@ def _load_images(spec):
     return data.load_images(spec)
 
 
-def _train_gan():
+def _train_gan(strategy):
     from keras_crvae.gan_training import train_gan
 
     train_gan(FLAGS.preset, npz=FLAGS.npz, image_dir=FLAGS.image_dir, tfds_name=FLAGS.tfds,
               data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir, epochs=FLAGS.epochs,
               steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
-              resume=not FLAGS.fresh, seed=FLAGS.seed, **_overrides())
+              resume=not FLAGS.fresh, strategy=strategy, seed=FLAGS.seed, **_overrides())
     print(f"Done. Artifacts in {os.path.abspath(FLAGS.output_dir)}: model.keras, samples.png, "
           "reconstructions.png, metrics.json, tensorboard/")
 
 
 def _train():
-    from keras_crvae import presets, training
+    from keras_crvae import distribute, presets, training
 
+    strategy = distribute.make_strategy(FLAGS.strategy)  # before any TF op (multi-worker)
     if presets.is_gan_preset(FLAGS.preset):
-        return _train_gan()
+        return _train_gan(strategy)
     train_images = _load_images(FLAGS.data) if FLAGS.data else None
     if isinstance(presets.get_preset(FLAGS.preset), presets.TwoStagePreset):
         training.train_two_stage(
@@ -122,7 +125,7 @@ def _train():
         FLAGS.preset, train_images=train_images, eval_images=_load_images(FLAGS.eval_data),
         output_dir=FLAGS.output_dir, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
         nll_samples=FLAGS.nll_samples, nll_images=FLAGS.nll_images, seed=FLAGS.seed,
-        fresh=FLAGS.fresh, **_overrides(),
+        fresh=FLAGS.fresh, strategy=strategy, **_overrides(),
     )
     print(f"Done. Artifacts in {os.path.abspath(FLAGS.output_dir)}: model.keras, samples.png, "
           "reconstructions.png, metrics.json")

@@ -61,7 +61,8 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
         epochs, batch_size: override the preset's values when given.
         steps_per_epoch: int or None. Default: one pass over the data (the dataset then repeats).
         resume: bool, default True. Continue a killed run from `output_dir/backup`.
-        strategy: str, "default", "mirrored" or "multi_worker" (`keras_crvae.distribute`).
+        strategy: str ("default", "mirrored", "multi_worker"; `keras_crvae.distribute`) or a
+            `tf.distribute.Strategy`, default "default".
         seed: int, default 0.
         verbose: int, default 1. Keras progress bars.
         callbacks: extra `keras.callbacks.Callback`s, run after the job's own (so a checkpoint
@@ -74,7 +75,10 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
         dict, the content of metrics.json.
     """
     from keras_crvae import data
+    from keras_crvae.training import _worker_output_dir
 
+    if isinstance(strategy, str):  # first: multi-worker collectives must precede any TF op
+        strategy = make_strategy(strategy)
     if not presets.is_gan_preset(preset):
         raise ValueError(f"`preset`={preset!r} is not a GAN preset; GAN presets: "
                          f"{[p for p in presets.list_presets() if presets.is_gan_preset(p)]}.")
@@ -105,7 +109,8 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
                                                shuffle=False, drop_remainder=False)))
     grid_images = np.asarray(grid_images)[: 8 * (min(32, len(grid_images)) // 8)]
 
-    distribution = make_strategy(strategy)
+    distribution = strategy
+    output_dir = _worker_output_dir(output_dir, distribution)  # only the chief writes output_dir
     with distribution.scope():
         model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed,
                                     **overrides)
@@ -143,7 +148,7 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
         "train_images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
         "final": {key: float(values[-1]) for key, values in history.history.items() if values},
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-        "strategy": strategy,
+        "strategy": type(distribution).__name__,
         "num_replicas": int(distribution.num_replicas_in_sync),
         "backend": keras.backend.backend(),
     }

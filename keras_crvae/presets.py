@@ -117,6 +117,8 @@ def _mnist_network(encoder_latent, decoder_latent, time_steps=8, bn_epsilon=1e-5
         "lstm_layers": 2,
         "bn_epsilon": bn_epsilon,
         "bn_momentum": bn_momentum,
+        # True: global-batch BatchNorm statistics under a tf.distribute strategy (TF only).
+        "synchronized_batch_norm": False,
     }
 
 

@@ -8,6 +8,12 @@ Outputs in `output_dir`:
                           the training history, wall time and throughput
     history.csv           per-epoch training metrics
     backup/               `keras.callbacks.BackupAndRestore` state: a killed run resumes where it stopped
+
+With `strategy="mirrored"` or `"multi_worker"` the model is built and compiled inside the strategy's
+scope and `fit` splits every global batch (`batch_size`) over the replicas. Under
+`MultiWorkerMirroredStrategy` every worker runs this whole job (training and evaluation take part in
+collective ops); the chief writes to `output_dir`, worker `i` to `output_dir/workers/worker_<i>`
+so that workers sharing a file system do not overwrite each other.
 """
 
 import dataclasses
@@ -21,7 +27,7 @@ import numpy as np
 
 from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import data as crvae_data
-from keras_crvae import evaluation, presets
+from keras_crvae import distribute, evaluation, presets
 from keras_crvae.io import atomic_path, save_image_grid, write_json
 
 
@@ -64,9 +70,17 @@ def evaluate_model(model, images, nll_samples=1000, nll_images=None, batch_size=
     }
 
 
+def _worker_output_dir(output_dir, strategy):
+    """`output_dir` for the chief (and without multi-worker), `output_dir/workers/worker_<i>` else."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or getattr(strategy.extended, "should_checkpoint", True):
+        return output_dir
+    return os.path.join(output_dir, "workers", f"{resolver.task_type}_{resolver.task_id}")
+
+
 def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
           output_dir="crvae_run", epochs=None, batch_size=None, nll_samples=100, nll_images=500,
-          seed=0, fresh=False, verbose=1, **overrides):
+          seed=0, fresh=False, verbose=1, strategy="default", **overrides):
     """Trains a preset and writes the artifacts listed in the module docstring.
 
     Args:
@@ -82,11 +96,16 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
         seed: int, default 0.
         fresh: bool, default False. Delete a previous run's backup instead of resuming it.
         verbose: int, default 1. Keras progress bars.
+        strategy: str ("default", "mirrored", "multi_worker"; see `keras_crvae.distribute`) or a
+            `tf.distribute.Strategy`, default "default". Create a multi-worker strategy before
+            any TensorFlow op runs (a name here is resolved first thing).
         **overrides: preset overrides (see `keras_crvae.from_preset`).
 
     Returns:
         dict, the content of metrics.json.
     """
+    if isinstance(strategy, str):  # first: multi-worker collectives must precede any TF op
+        strategy = distribute.make_strategy(strategy)
     if isinstance(presets.get_preset(preset), presets.TwoStagePreset):
         return train_two_stage(preset, train_images, eval_images, output_dir, epochs=epochs,
                                batch_size=batch_size, seed=seed, verbose=verbose, **overrides)
@@ -108,8 +127,10 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
     dataset = crvae_data.training_data(train_images, batch_size=config.training.batch_size,
                                        seed=seed)
     steps_per_epoch = len(train_images) // config.training.batch_size
-    model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed, **overrides)
+    with strategy.scope():  # variables and optimizer slots are created per replica
+        model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed, **overrides)
 
+    output_dir = _worker_output_dir(output_dir, strategy)
     os.makedirs(output_dir, exist_ok=True)
     backup_dir = os.path.join(output_dir, "backup")
     if fresh and os.path.exists(backup_dir):
@@ -150,6 +171,7 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
         "train_images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
         "backend": keras.backend.backend(),
+        "replicas": int(strategy.num_replicas_in_sync),
         "paper_nll": config.paper_nll,
     })
     write_json(metrics, os.path.join(output_dir, "metrics.json"))

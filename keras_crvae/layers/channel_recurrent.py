@@ -91,6 +91,9 @@ class ChannelRecurrentLatent(keras.layers.Layer):
         bias_init_range: float, default 0.01. Uniform init range of `mu0` and the generation bias.
         lstm_bias_init: str, default "forget_one". "forget_one" or "zeros".
         return_u: bool, default False. Generation only: also return `u`.
+        synchronized_batch_norm: bool, default False. With `recurrent_batch_norm`, compute the
+            BatchNorm statistics over the global batch under a `tf.distribute` strategy
+            (`keras.layers.BatchNormalization(synchronized=True)`; TensorFlow backend only).
 
     >>> block = ChannelRecurrentLatent("inference", latent_channels=16, time_steps=4)
     >>> mean, log_var = block(keras.ops.ones((2, 4, 4, 32)))
@@ -112,6 +115,7 @@ class ChannelRecurrentLatent(keras.layers.Layer):
         bias_init_range=0.01,
         lstm_bias_init="forget_one",
         return_u=False,
+        synchronized_batch_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -142,6 +146,7 @@ class ChannelRecurrentLatent(keras.layers.Layer):
         self.bias_init_range = float(bias_init_range)
         self.lstm_bias_init = lstm_bias_init
         self.return_u = bool(return_u)
+        self.synchronized_batch_norm = bool(synchronized_batch_norm)
 
     def build(self, input_shape):
         _, height, width, channels = input_shape
@@ -173,7 +178,8 @@ class ChannelRecurrentLatent(keras.layers.Layer):
             feature_size = hidden_size
         self.batch_norm = None
         if self.recurrent_batch_norm:
-            self.batch_norm = keras.layers.BatchNormalization(name="recurrent_batch_norm")
+            self.batch_norm = keras.layers.BatchNormalization(
+                synchronized=self.synchronized_batch_norm, name="recurrent_batch_norm")
             self.batch_norm.build((None, self.time_steps, hidden_size))
         self.step_projection = keras.layers.Dense(latent_block_size, name="step_projection")
         self.step_projection.build((None, self.time_steps, hidden_size))
@@ -241,6 +247,7 @@ class ChannelRecurrentLatent(keras.layers.Layer):
                 "bias_init_range": self.bias_init_range,
                 "lstm_bias_init": self.lstm_bias_init,
                 "return_u": self.return_u,
+                "synchronized_batch_norm": self.synchronized_batch_norm,
             }
         )
         return config

@@ -170,6 +170,13 @@ class SpectralDiscriminator(keras.layers.Layer):
         minibatch_kernel_dim: int, default 5.
         bn_epsilon: float, default 1e-5. BatchNorm epsilon of the Q head (`-eps`).
         bn_momentum: float, default 0.9. Keras BatchNorm momentum of the Q head (Torch `-mom 0.1`).
+        synchronized_batch_norm: bool, default False. The Q head's BatchNorm statistics over the
+            global batch under a `tf.distribute` strategy (TensorFlow backend only).
+
+    Under a distribution strategy, dropout masks and minibatch-discrimination features are computed
+    per replica (the latter compare each example with its replica's shard only); with
+    `dropout_rate=0` and `minibatch_kernels=0` (and synchronized BatchNorm) a mirrored step equals a
+    one-device step on the global batch.
 
     >>> discriminator = SpectralDiscriminator(base_channels=8, latent_channels=16)
     >>> logits, q = discriminator(keras.ops.zeros((2, 64, 64, 3)))
@@ -182,7 +189,7 @@ class SpectralDiscriminator(keras.layers.Layer):
 
     def __init__(self, base_channels=64, latent_channels=None, spectral_norm=True, power_iterations=1,
                  dropout_rate=0.5, minibatch_kernels=100, minibatch_kernel_dim=5, bn_epsilon=1e-5,
-                 bn_momentum=0.9, **kwargs):
+                 bn_momentum=0.9, synchronized_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         if int(base_channels) <= 0:
             raise ValueError(f"`base_channels` must be a positive int, got {base_channels!r}.")
@@ -202,6 +209,7 @@ class SpectralDiscriminator(keras.layers.Layer):
         self.minibatch_kernel_dim = int(minibatch_kernel_dim)
         self.bn_epsilon = float(bn_epsilon)
         self.bn_momentum = float(bn_momentum)
+        self.synchronized_batch_norm = bool(synchronized_batch_norm)
 
         # === Trunk ===
         width = self.base_channels
@@ -250,7 +258,8 @@ class SpectralDiscriminator(keras.layers.Layer):
             keras.layers.Dense(1, kernel_initializer=dense_init, name="gan_logit"), "gan_logit"))
         if self.latent_channels is not None:
             z = self.latent_channels
-            norm = dict(epsilon=self.bn_epsilon, momentum=self.bn_momentum)
+            norm = dict(epsilon=self.bn_epsilon, momentum=self.bn_momentum,
+                        synchronized=self.synchronized_batch_norm)
             self.q_head = [
                 keras.layers.Conv2D(width, 3, padding="same", kernel_initializer=_torch_conv_init(),
                                     name="q_conv1"),
@@ -312,5 +321,6 @@ class SpectralDiscriminator(keras.layers.Layer):
             "minibatch_kernel_dim": self.minibatch_kernel_dim,
             "bn_epsilon": self.bn_epsilon,
             "bn_momentum": self.bn_momentum,
+            "synchronized_batch_norm": self.synchronized_batch_norm,
         })
         return config

@@ -13,12 +13,14 @@ On the TensorFlow backend the tensor math goes through `tensorflow_probability` 
 `tfd.kl_divergence`), as DESIGN.md section 2 asks; on other backends (JAX) it is `keras.ops`. The
 noise `eps` always comes from `keras.random` with the layer's seed generator, so the two paths give the
 same numbers for the same seed. This module is one of the few places allowed to import TensorFlow.
+Under a TensorFlow distribution strategy the noise is `keras_crvae.distribute.replica_normal`: each
+replica's rows of the draw a single device makes for the whole global batch.
 """
 
 import keras
 from keras import ops
 
-from keras_crvae import losses
+from keras_crvae import distribute, losses
 
 _TFP_DISTRIBUTIONS = None
 
@@ -111,7 +113,8 @@ class GaussianSampler(keras.layers.Layer):
 
     def call(self, inputs):
         mean, log_var = inputs
-        noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
+        # Under a TF distribution strategy each replica takes its rows of one global-batch draw.
+        noise = distribute.replica_normal(ops.shape(mean), self.seed_generator, dtype=mean.dtype)
         use_tfp = self.uses_tfp
         z = reparameterized_sample(mean, log_var, noise, use_tfp=use_tfp)
         kl = gaussian_kl_to_standard_normal(mean, log_var, use_tfp=use_tfp)

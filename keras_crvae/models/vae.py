@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import losses
+from keras_crvae import distribute, losses
 from keras_crvae.layers import GaussianSampler
 
 RECONSTRUCTION_REDUCTIONS = ("mean", "sum")
@@ -228,7 +228,8 @@ class VAE(keras.Model):
         self.reconstruction_tracker.update_state(distortion)
         self.kl_tracker.update_state(kl)
         self.elbo_tracker.update_state(-distortion - kl)
-        return loss + self._regularization_loss()
+        # A per-replica mean: scaled by 1/replicas so the summed gradients are the global mean's.
+        return distribute.scale_loss_for_replicas(loss + self._regularization_loss())
 
     def _regularization_loss(self):
         extra = self.losses
@@ -262,7 +263,8 @@ class VAE(keras.Model):
         caller's graph.
         """
         validate_images(z, self.latent_shape, name="z", value_range=None)
-        if isinstance(z, np.ndarray):
+        # predict_on_batch repeats the batch per replica for models built under a strategy.
+        if isinstance(z, np.ndarray) and distribute.model_replicas(self.decoder) == 1:
             return ops.convert_to_tensor(self.decoder.predict_on_batch(z.astype(self.compute_dtype)))
         return self.decoder(ops.cast(ops.convert_to_tensor(z), self.compute_dtype), training=False)
 

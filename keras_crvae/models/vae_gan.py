@@ -42,7 +42,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import losses
+from keras_crvae import distribute, losses
 from keras_crvae.models.vae import validate_images
 from keras_crvae.optimizers import ThresholdedAdam
 
@@ -252,8 +252,9 @@ class VAEGAN(keras.Model):
     def _noise(self, given, batch_size, dtype):
         if given is not None:
             return ops.cast(given, dtype)
-        return keras.random.normal((batch_size,) + self.latent_shape, dtype=dtype,
-                                   seed=self.seed_generator)
+        # Under a TF distribution strategy: this replica's rows of one global-batch draw.
+        return distribute.replica_normal((batch_size,) + self.latent_shape, self.seed_generator,
+                                         dtype=dtype)
 
     def compute_terms(self, images, posterior_noise=None, prior_noise=None, training=False):
         """Every loss term of one iteration for images `(B, H, W, 3)` in [-1, 1].
@@ -413,7 +414,8 @@ class VAEGAN(keras.Model):
     def decode(self, z):
         """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
         validate_images(z, self.latent_shape, name="z", value_range=None)
-        if isinstance(z, np.ndarray):
+        # predict_on_batch repeats the batch per replica for models built under a strategy.
+        if isinstance(z, np.ndarray) and distribute.model_replicas(self.decoder) == 1:
             return ops.convert_to_tensor(self.decoder.predict_on_batch(z.astype(self.compute_dtype)))
         return self.decoder(ops.cast(ops.convert_to_tensor(z), self.compute_dtype), training=False)
 

@@ -13,6 +13,8 @@ The baseline file hard-codes `eps=1e-6, momentum=0.9` (Keras 0.1) for its first 
 keep that for the dense latent.
 """
 
+import functools
+
 import keras
 
 from keras_crvae.layers import ChannelRecurrentLatent, ConcatenatedReLU
@@ -36,7 +38,8 @@ def _check_latent(latent, base_channels, latent_channels, time_steps):
 
 
 def build_image64_encoder(latent="recurrent", base_channels=32, latent_channels=64, time_steps=8,
-                          lstm_layers=2, bn_epsilon=1e-5, bn_momentum=0.9, name=None):
+                          lstm_layers=2, bn_epsilon=1e-5, bn_momentum=0.9, name=None,
+                          synchronized_batch_norm=False):
     """64x64x3 images in [-1, 1] -> `[mean, log_var]`, each `(batch, 4, 4, latent_channels)`.
 
     Trunk (`encoder` of the reference, `b = base_channels`): CReLU -> conv5x5/2 (b) -> BN -> CReLU ->
@@ -53,27 +56,31 @@ def build_image64_encoder(latent="recurrent", base_channels=32, latent_channels=
         lstm_layers: int, default 2 (`-rnnLayer`).
         bn_epsilon, bn_momentum: BatchNorm settings, default 1e-5 / 0.9 (Torch `-eps 1e-5 -mom 0.1`).
         name: str or None.
+        synchronized_batch_norm: bool, default False. Every BatchNorm (the recurrent one included)
+            uses the global batch's statistics under a `tf.distribute` strategy (TensorFlow only);
+            see `networks.build_mnist_encoder`.
 
     Returns:
         `keras.Model`.
     """
     _check_latent(latent, base_channels, latent_channels, time_steps)
     b = int(base_channels)
+    batch_norm = functools.partial(_batch_norm, synchronized=synchronized_batch_norm)
     early = (1e-6, 0.1) if latent == "dense" else (bn_epsilon, bn_momentum)
     images = keras.Input(IMAGE_SHAPE, name="images")
     x = ConcatenatedReLU(name="crelu0")(images)
     x = _conv(x, b, 5, stride=2, padding=2, name="conv1")
-    x = ConcatenatedReLU(name="crelu1")(_batch_norm(x, *early, name="bn1"))
+    x = ConcatenatedReLU(name="crelu1")(batch_norm(x, *early, name="bn1"))
     x = _conv(x, 2 * b, 3, stride=2, padding=1, name="conv2")
-    x = ConcatenatedReLU(name="crelu2")(_batch_norm(x, *early, name="bn2"))
+    x = ConcatenatedReLU(name="crelu2")(batch_norm(x, *early, name="bn2"))
     x = _conv(x, 4 * b, 3, stride=2, padding=1, name="conv3_1")
-    x = ConcatenatedReLU(name="crelu3")(_batch_norm(x, *early, name="bn3_1"))
+    x = ConcatenatedReLU(name="crelu3")(batch_norm(x, *early, name="bn3_1"))
     x = _conv(x, 8 * b, 3, padding=1, name="conv3_2")
-    x = keras.layers.LeakyReLU(0.1, name="lrelu3")(_batch_norm(x, bn_epsilon, bn_momentum, "bn3_2"))
+    x = keras.layers.LeakyReLU(0.1, name="lrelu3")(batch_norm(x, bn_epsilon, bn_momentum, "bn3_2"))
     x = _conv(x, 8 * b, 3, stride=2, padding=1, name="conv4_1")
-    x = ConcatenatedReLU(name="crelu4")(_batch_norm(x, bn_epsilon, bn_momentum, "bn4_1"))
+    x = ConcatenatedReLU(name="crelu4")(batch_norm(x, bn_epsilon, bn_momentum, "bn4_1"))
     x = _conv(x, 8 * b, 3, padding=1, name="conv4_2")
-    h = keras.layers.LeakyReLU(0.1, name="lrelu4")(_batch_norm(x, bn_epsilon, bn_momentum, "bn4_2"))
+    h = keras.layers.LeakyReLU(0.1, name="lrelu4")(batch_norm(x, bn_epsilon, bn_momentum, "bn4_2"))
     latent_shape = (SPATIAL_SIZE, SPATIAL_SIZE, int(latent_channels))
     if latent == "dense":
         flat = keras.layers.Flatten(name="flatten")(h)
@@ -87,6 +94,7 @@ def build_image64_encoder(latent="recurrent", base_channels=32, latent_channels=
         outputs = ChannelRecurrentLatent(
             "inference", latent_channels=latent_channels, time_steps=time_steps,
             lstm_layers=lstm_layers, mean_head="conv", recurrent_batch_norm=True,
+            synchronized_batch_norm=synchronized_batch_norm,
             name="recurrence")(h)
     return keras.Model(images, outputs, name=name or f"image64_{latent}_encoder")
 
@@ -97,7 +105,8 @@ def _linear_init():
 
 
 def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=64, time_steps=8,
-                          lstm_layers=2, bn_epsilon=1e-5, bn_momentum=0.9, name=None):
+                          lstm_layers=2, bn_epsilon=1e-5, bn_momentum=0.9, name=None,
+                          synchronized_batch_norm=False):
     """z `(batch, 4, 4, latent_channels)` -> images `(batch, 64, 64, 3)` in [-1, 1] (tanh).
 
     `"dense"`: Linear(4*4*Z -> 4*4*8b) -> reshape. `"recurrent"`: `ChannelRecurrentLatent` generation
@@ -117,6 +126,7 @@ def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=
     latent_shape = (SPATIAL_SIZE, SPATIAL_SIZE, int(latent_channels))
     z = keras.Input(latent_shape, name="z")
     norm = (bn_epsilon, bn_momentum)
+    batch_norm = functools.partial(_batch_norm, synchronized=synchronized_batch_norm)
     if latent == "dense":
         x = keras.layers.Flatten(name="flatten")(z)
         x = keras.layers.Dense(SPATIAL_SIZE * SPATIAL_SIZE * 8 * b, kernel_initializer=_linear_init(),
@@ -127,20 +137,20 @@ def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=
         x, u = ChannelRecurrentLatent(
             "generation", latent_channels=latent_channels, time_steps=time_steps,
             hidden_channels=8 * b, lstm_layers=lstm_layers, return_u=True, name="recurrence")(z)
-        x = _batch_norm(_conv(x, 8 * b, 3, padding=1, name="conv5"), *norm, name="bn5")
+        x = batch_norm(_conv(x, 8 * b, 3, padding=1, name="conv5"), *norm, name="bn5")
     lrelu = keras.layers.LeakyReLU
-    x = lrelu(0.1, name="lrelu4_1")(_batch_norm(_transposed_conv(x, 8 * b, 1, "deconv4_1"), *norm,
-                                                name="bn4_1"))
-    x = lrelu(0.1, name="lrelu4_2")(_batch_norm(_conv(x, 8 * b, 3, padding=1, name="conv4_2"), *norm,
-                                                name="bn4_2"))
-    x = lrelu(0.1, name="lrelu3")(_batch_norm(_transposed_conv(x, 4 * b, 1, "deconv3"), *norm,
-                                              name="bn3"))
-    x = lrelu(0.1, name="lrelu2")(_batch_norm(_transposed_conv(x, 2 * b, 1, "deconv2"), *norm,
-                                              name="bn2"))
-    x = lrelu(0.1, name="lrelu1")(_batch_norm(_transposed_conv(x, 2 * b, 1, "deconv1"), *norm,
-                                              name="bn1"))
-    x = lrelu(0.1, name="lrelu0")(_batch_norm(_conv(x, 2 * b, 3, padding=1, name="conv0"), *norm,
-                                              name="bn0"))
+    x = lrelu(0.1, name="lrelu4_1")(batch_norm(_transposed_conv(x, 8 * b, 1, "deconv4_1"), *norm,
+                                               name="bn4_1"))
+    x = lrelu(0.1, name="lrelu4_2")(batch_norm(_conv(x, 8 * b, 3, padding=1, name="conv4_2"), *norm,
+                                               name="bn4_2"))
+    x = lrelu(0.1, name="lrelu3")(batch_norm(_transposed_conv(x, 4 * b, 1, "deconv3"), *norm,
+                                             name="bn3"))
+    x = lrelu(0.1, name="lrelu2")(batch_norm(_transposed_conv(x, 2 * b, 1, "deconv2"), *norm,
+                                             name="bn2"))
+    x = lrelu(0.1, name="lrelu1")(batch_norm(_transposed_conv(x, 2 * b, 1, "deconv1"), *norm,
+                                             name="bn1"))
+    x = lrelu(0.1, name="lrelu0")(batch_norm(_conv(x, 2 * b, 3, padding=1, name="conv0"), *norm,
+                                             name="bn0"))
     images = keras.layers.Activation("tanh", name="tanh")(_conv(x, 3, 3, padding=1, name="to_rgb"))
     outputs = images if u is None else [images, u]
     return keras.Model(z, outputs, name=name or f"image64_{latent}_decoder")
@@ -148,14 +158,15 @@ def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=
 
 def build_image64_discriminator(base_channels=64, latent_channels=None, spectral_norm=True,
                                 dropout_rate=0.5, minibatch_kernels=100, minibatch_kernel_dim=5,
-                                bn_epsilon=1e-5, bn_momentum=0.9, name=None):
+                                bn_epsilon=1e-5, bn_momentum=0.9, name=None,
+                                synchronized_batch_norm=False):
     """A `SpectralDiscriminator` for 64x64x3 images, built.
 
     Args:
         base_channels: int, default 64 (the reference's `2 * -baseChannels`).
         latent_channels: int or None, default None. Set it (to `Z`) for the crVAE-GAN's MI head.
         spectral_norm, dropout_rate, minibatch_kernels, minibatch_kernel_dim, bn_epsilon,
-            bn_momentum: see `keras_crvae.layers.SpectralDiscriminator`.
+            bn_momentum, synchronized_batch_norm: see `keras_crvae.layers.SpectralDiscriminator`.
         name: str or None.
 
     Returns:
@@ -165,6 +176,6 @@ def build_image64_discriminator(base_channels=64, latent_channels=None, spectral
         base_channels=base_channels, latent_channels=latent_channels, spectral_norm=spectral_norm,
         dropout_rate=dropout_rate, minibatch_kernels=minibatch_kernels,
         minibatch_kernel_dim=minibatch_kernel_dim, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
-        name=name or "discriminator")
+        synchronized_batch_norm=synchronized_batch_norm, name=name or "discriminator")
     discriminator.build((None,) + IMAGE_SHAPE)
     return discriminator

@@ -54,8 +54,10 @@ def _transposed_conv(x, filters, padding, name):
     return keras.layers.Cropping2D(padding, name=name + "_crop")(x)
 
 
-def _batch_norm(x, epsilon, momentum, name):
-    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name=name)(x)
+def _batch_norm(x, epsilon, momentum, name, synchronized=False):
+    # synchronized=True: statistics over the global batch under a tf.distribute strategy (TF only).
+    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=momentum,
+                                           synchronized=synchronized, name=name)(x)
 
 
 def _leaky(x, name):
@@ -88,6 +90,7 @@ def build_mnist_encoder(
     bn_epsilon=1e-5,
     bn_momentum=0.9,
     name="encoder",
+    synchronized_batch_norm=False,
 ):
     """Builds the MNIST inference network: images `(B, 28, 28, 1)` -> `[mean, log_var]`.
 
@@ -105,9 +108,10 @@ def build_mnist_encoder(
         bn_epsilon: float, default 1e-5. BatchNorm epsilon.
         bn_momentum: float, default 0.9. Keras BatchNorm momentum (`1 -` Torch momentum).
         name: str, model name.
-
-    Returns:
-        `keras.Model` with outputs `[mean, log_var]`.
+        synchronized_batch_norm: bool, default False. BatchNorm statistics over the global batch
+            (all replicas) under a `tf.distribute` strategy, so a mirrored step computes exactly what
+            one device computes on the whole batch; TensorFlow backend only. False: per-replica
+            statistics (Keras' default, and identical when training on one device).
     """
     _validate(latent, base_channels, latent_channels, time_steps)
     images = keras.Input((28, 28, 1), name="images")
@@ -118,11 +122,11 @@ def build_mnist_encoder(
     channels = base_channels
     for index, (kernel, padding) in enumerate(stages, start=1):
         x = _conv(x, channels, kernel, stride=2, padding=padding, name=f"conv{index}_1")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn{index}_1")
+        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn{index}_1", synchronized_batch_norm)
         x = ConcatenatedReLU(name=f"crelu{index}")(x)
         channels *= 2
         x = _conv(x, channels, 3, padding=1, name=f"conv{index}_2")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn{index}_2")
+        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn{index}_2", synchronized_batch_norm)
         x = _leaky(x, f"lrelu{index}")
     if latent == "dense":
         flat = keras.layers.Flatten(name="flatten")(x)
@@ -149,6 +153,7 @@ def build_mnist_decoder(
     bn_epsilon=1e-5,
     bn_momentum=0.9,
     name="decoder",
+    synchronized_batch_norm=False,
 ):
     """Builds the MNIST generation network: `z` -> Bernoulli logits `(B, 28, 28, 1)`.
 
@@ -179,16 +184,17 @@ def build_mnist_decoder(
                 hidden_channels=channels, lstm_layers=lstm_layers, name="generation_recurrence",
             )(x)
         x = _conv(x, channels, 3, padding=1, name="project")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, "bn_project")
+        x = _batch_norm(x, bn_epsilon, bn_momentum, "bn_project", synchronized_batch_norm)
     # (deconv padding, output channels) per stage: 4->8, 8->16, 16->30 then a valid 3x3 conv -> 28.
     for index, (padding, out_channels) in enumerate(
         [(1, channels), (1, channels // 2), (2, channels // 4)], start=1
     ):
         x = _transposed_conv(x, out_channels, padding, name=f"deconv{index}")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn_deconv{index}")
+        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn_deconv{index}",
+                        synchronized_batch_norm)
         x = _leaky(x, f"lrelu_deconv{index}")
         x = _conv(x, out_channels, 3, padding=1, name=f"conv{index}")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn_conv{index}")
+        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn_conv{index}", synchronized_batch_norm)
         x = _leaky(x, f"lrelu_conv{index}")
     logits = _conv(x, 1, 3, name="logits")
     return keras.Model(z, logits, name=name)
