@@ -82,13 +82,7 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
     if not presets.is_gan_preset(preset):
         raise ValueError(f"`preset`={preset!r} is not a GAN preset; GAN presets: "
                          f"{[p for p in presets.list_presets() if presets.is_gan_preset(p)]}.")
-    if epochs is not None:
-        overrides["epochs"] = int(epochs)
-    if batch_size is not None:
-        overrides["batch_size"] = int(batch_size)
-    config = presets.get_preset(preset, **overrides)
-    if config.training.epochs < 1:
-        raise ValueError(f"`epochs` must be >= 1, got {config.training.epochs}.")
+    config, overrides = presets.preset_for_run(preset, epochs, batch_size, **overrides)
     if config.training.batch_size < 4 or config.training.batch_size % 4:
         raise ValueError("`batch_size` must be a positive multiple of 4 (50/25/25 discriminator "
                          f"batch); got {config.training.batch_size}.")

@@ -265,6 +265,19 @@ def parse_overrides(items):
     return overrides
 
 
+def preset_for_run(name, epochs=None, batch_size=None, **overrides):
+    """`(preset, overrides)` for a training run: `epochs` / `batch_size` (when given) join the overrides,
+    and a run of fewer than one epoch is refused with a clear error."""
+    if epochs is not None:
+        overrides["epochs"] = int(epochs)
+    if batch_size is not None:
+        overrides["batch_size"] = int(batch_size)
+    config = get_preset(name, **overrides)
+    if config.training.epochs < 1:
+        raise ValueError(f"`epochs` must be >= 1, got {config.training.epochs}.")
+    return config, overrides
+
+
 def list_presets():
     """Names of all presets, sorted."""
     return sorted(PRESETS)

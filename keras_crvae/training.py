@@ -115,13 +115,7 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
         eval_images = embedded["x_test"] if eval_images is None else eval_images
     train_images = crvae_data.to_unit_images(train_images, name="train_images")
     eval_images = crvae_data.static_binarize(eval_images, seed=0)
-    if epochs is not None:
-        overrides["epochs"] = int(epochs)
-    if batch_size is not None:
-        overrides["batch_size"] = int(batch_size)
-    config = presets.get_preset(preset, **overrides)
-    if config.training.epochs < 1:
-        raise ValueError(f"`epochs` must be >= 1, got {config.training.epochs}.")
+    config, overrides = presets.preset_for_run(preset, epochs, batch_size, **overrides)
 
     keras.utils.set_random_seed(seed)
     dataset = crvae_data.training_data(train_images, batch_size=config.training.batch_size,

@@ -5,7 +5,6 @@ One tiny cVAE is exported once per module; the tests reload it in fresh processe
 Serving `PredictRequest`s, call it from several threads, feed it bad inputs, and break its writing.
 """
 
-import json
 import os
 import shutil
 import subprocess

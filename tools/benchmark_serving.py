@@ -13,7 +13,6 @@ Without `--saved_model`, an untrained `--preset` model is exported to a temporar
 (speed does not depend on the weights). Numbers include no network or request (de)serialisation.
 """
 
-import json
 import os
 import platform
 import tempfile

@@ -513,7 +513,6 @@ def tfds_image_dataset(name, split="train", data_dir=None, image_size=64, batch_
     Returns:
         `tf.data.Dataset` of float32 `(batch_size, image_size, image_size, 3)` in [-1, 1].
     """
-    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     if name not in TFDS_IMAGE_DATASETS:

@@ -29,7 +29,7 @@ from keras import ops
 
 from keras_crvae import losses
 from keras_crvae.layers import GaussianSampler
-from keras_crvae.models.vae import validate_images
+from keras_crvae.models.vae import check_encoder_decoder, validate_images
 
 DECODER_LOSSES = ("learned_gamma", "fixed_gamma", "cross_entropy")
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -121,17 +121,7 @@ class GammaVAE(keras.Model):
         self.built = True
 
     def _check_networks(self):
-        mean_shape, log_var_shape = (tuple(s[1:]) for s in self.encoder.output_shape)
-        if mean_shape != self.latent_shape or log_var_shape != self.latent_shape:
-            raise ValueError(
-                f"The encoder outputs {mean_shape} and {log_var_shape} but the decoder expects "
-                f"inputs of shape {self.latent_shape}."
-            )
-        if tuple(self.decoder.output_shape[1:]) != self.data_shape:
-            raise ValueError(
-                f"The decoder outputs {tuple(self.decoder.output_shape[1:])} but the encoder takes "
-                f"inputs of shape {self.data_shape}."
-            )
+        check_encoder_decoder(self.encoder, self.decoder, self.latent_shape, self.data_shape)
 
     @property
     def gamma(self):

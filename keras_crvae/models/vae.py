@@ -71,6 +71,22 @@ def validate_images(images, image_shape, name="images", value_range=(0.0, 1.0)):
     return images
 
 
+def check_encoder_decoder(encoder, decoder, latent_shape, data_shape):
+    """Raises a clear ValueError unless `encoder: data -> [mean, log_var]` of `latent_shape` and
+    `decoder: latent -> data_shape` fit together (shapes without the batch axis)."""
+    mean_shape, log_var_shape = (tuple(s[1:]) for s in encoder.output_shape)
+    if mean_shape != tuple(latent_shape) or log_var_shape != tuple(latent_shape):
+        raise ValueError(
+            f"The encoder outputs {mean_shape} and {log_var_shape} but the decoder expects inputs "
+            f"of shape {tuple(latent_shape)}."
+        )
+    if tuple(decoder.output_shape[1:]) != tuple(data_shape):
+        raise ValueError(
+            f"The decoder outputs {tuple(decoder.output_shape[1:])} but the encoder takes inputs of "
+            f"shape {tuple(data_shape)}."
+        )
+
+
 def _tile_rows(tensor, times):
     """Stacks `times` copies of a batch along axis 0 (sample-major: row `k*B + b`)."""
     if isinstance(times, int) and times == 1:
@@ -174,17 +190,7 @@ class VAE(keras.Model):
         self.built = True
 
     def _check_networks(self):
-        mean_shape, log_var_shape = (tuple(s[1:]) for s in self.encoder.output_shape)
-        if mean_shape != self.latent_shape or log_var_shape != self.latent_shape:
-            raise ValueError(
-                f"The encoder outputs {mean_shape} and {log_var_shape} but the decoder expects z of "
-                f"shape {self.latent_shape}."
-            )
-        if tuple(self.decoder.output_shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"The decoder outputs {tuple(self.decoder.output_shape[1:])} but the encoder takes "
-                f"images of shape {self.image_shape}."
-            )
+        check_encoder_decoder(self.encoder, self.decoder, self.latent_shape, self.image_shape)
 
     # --- forward pass used by fit() --------------------------------------------------------------
 

@@ -43,7 +43,7 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import distribute, losses
-from keras_crvae.models.vae import validate_images
+from keras_crvae.models.vae import check_encoder_decoder, validate_images
 from keras_crvae.optimizers import ThresholdedAdam
 
 IMAGE_RANGE = (-1.0, 1.0)
@@ -141,14 +141,7 @@ class VAEGAN(keras.Model):
         self.built = True
 
     def _check_networks(self):
-        mean_shape, log_var_shape = (tuple(s[1:]) for s in self.encoder.output_shape)
-        if mean_shape != self.latent_shape or log_var_shape != self.latent_shape:
-            raise ValueError(f"The encoder returns {mean_shape} and {log_var_shape}; the decoder takes "
-                             f"{self.latent_shape}.")
-        image_output = self.decoder.output_shape
-        if tuple(image_output[1:]) != self.image_shape:
-            raise ValueError(f"The decoder returns images {image_output[1:]}, the encoder takes "
-                             f"{self.image_shape}.")
+        check_encoder_decoder(self.encoder, self.decoder, self.latent_shape, self.image_shape)
         has_q = isinstance(self.discriminator.compute_output_shape((None,) + self.image_shape), list)
         if self.mi_weight > 0 and not (self.returns_u and has_q):
             raise ValueError("`mi_weight` > 0 needs a decoder returning [images, u] and a "

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_crvae import losses, networks
+from keras_crvae import networks
 from keras_crvae.models import CRVAEGAN, VAEGAN, discriminator_batch_masks
 from keras_crvae.optimizers import MultiplierAdam, ThresholdedAdam
 
