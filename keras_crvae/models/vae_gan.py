@@ -167,9 +167,11 @@ class VAEGAN(keras.Model):
         """
         from keras_crvae.optimizers import MultiplierAdam
 
-        super().compile(**kwargs)
         self.generator_optimizer = generator_optimizer or MultiplierAdam(1e-3)
         self.discriminator_optimizer = discriminator_optimizer or ThresholdedAdam(1e-3)
+        # `model.optimizer` is the generator's: otherwise Keras makes an unused RMSprop that
+        # BackupAndRestore would build on every weight and checkpoint.
+        super().compile(optimizer=self.generator_optimizer, **kwargs)
         # Built here, under the caller's distribution scope, so the slots mirror like the weights.
         self.generator_optimizer.build(self.generator_variables)
         self.discriminator_optimizer.build(self.discriminator.trainable_variables)
