@@ -1,9 +1,9 @@
 """The Two-Stage VAE MNIST run of the issue-5 note: gamma falling, the latent spectra of the two stages,
 and the FID of stage-1 vs stage-2 samples with the MNIST-classifier features.
 
-    python tools/two_stage_mnist_report.py --phase=train --output_dir=/work/artifacts/two_stage_mnist
+    python tools/two_stage_mnist_report.py --phase=train --output_dir=runs/two_stage_mnist
     python tools/two_stage_mnist_report.py --phase=evaluate --output_dir=... \\
-        --card_dir=saved_models/two_stage_mnist --samples_npz=/work/artifacts/two_stage_mnist_samples.npz
+        --card_dir=saved_models/two_stage_mnist --samples_npz=runs/two_stage_mnist_samples.npz
 
 `train` fits the `mnist_two_stage` preset (InfoGAN networks, batch 100, weight decay 5e-4) on the first
 `--num_train` images of `shared/data/mnist.npz` for `--epochs` / `--stage2_epochs` epochs at

@@ -92,7 +92,7 @@ class ChannelRecurrentLatent(keras.layers.Layer):
         lstm_bias_init: str, default "forget_one". "forget_one" or "zeros".
         return_u: bool, default False. Generation only: also return `u`.
         synchronized_batch_norm: bool, default False. With `recurrent_batch_norm`, compute the
-            BatchNorm statistics over the global batch under a `tf.distribute` strategy
+            BatchNorm statistics over the global batch under a TensorFlow distribution strategy
             (`keras.layers.BatchNormalization(synchronized=True)`; TensorFlow backend only).
 
     >>> block = ChannelRecurrentLatent("inference", latent_channels=16, time_steps=4)

@@ -171,7 +171,7 @@ class SpectralDiscriminator(keras.layers.Layer):
         bn_epsilon: float, default 1e-5. BatchNorm epsilon of the Q head (`-eps`).
         bn_momentum: float, default 0.9. Keras BatchNorm momentum of the Q head (Torch `-mom 0.1`).
         synchronized_batch_norm: bool, default False. The Q head's BatchNorm statistics over the
-            global batch under a `tf.distribute` strategy (TensorFlow backend only).
+            global batch under a TensorFlow distribution strategy (TensorFlow backend only).
 
     Under a distribution strategy, dropout masks and minibatch-discrimination features are computed
     per replica (the latter compare each example with its replica's shard only); with

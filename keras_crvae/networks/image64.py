@@ -57,7 +57,7 @@ def build_image64_encoder(latent="recurrent", base_channels=32, latent_channels=
         bn_epsilon, bn_momentum: BatchNorm settings, default 1e-5 / 0.9 (Torch `-eps 1e-5 -mom 0.1`).
         name: str or None.
         synchronized_batch_norm: bool, default False. Every BatchNorm (the recurrent one included)
-            uses the global batch's statistics under a `tf.distribute` strategy (TensorFlow only);
+            uses the global batch's statistics under a TensorFlow distribution strategy (TensorFlow only);
             see `networks.build_mnist_encoder`.
 
     Returns:

@@ -55,7 +55,7 @@ def _transposed_conv(x, filters, padding, name):
 
 
 def _batch_norm(x, epsilon, momentum, name, synchronized=False):
-    # synchronized=True: statistics over the global batch under a tf.distribute strategy (TF only).
+    # synchronized=True: statistics over the global batch under a TensorFlow distribution strategy.
     return keras.layers.BatchNormalization(epsilon=epsilon, momentum=momentum,
                                            synchronized=synchronized, name=name)(x)
 
@@ -109,7 +109,7 @@ def build_mnist_encoder(
         bn_momentum: float, default 0.9. Keras BatchNorm momentum (`1 -` Torch momentum).
         name: str, model name.
         synchronized_batch_norm: bool, default False. BatchNorm statistics over the global batch
-            (all replicas) under a `tf.distribute` strategy, so a mirrored step computes exactly what
+            (all replicas) under a TensorFlow distribution strategy, so a mirrored step computes exactly what
             one device computes on the whole batch; TensorFlow backend only. False: per-replica
             statistics (Keras' default, and identical when training on one device).
     """
