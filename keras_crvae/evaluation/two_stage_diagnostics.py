@@ -182,48 +182,48 @@ def _pyplot():
     return plt
 
 
-def plot_spectra(spectra, path, title="Singular values of aggregated-posterior samples"):
-    """Writes Figure 1 (right) to `path` (PNG): each spectrum of `spectra` (name -> array)."""
-    from keras_crvae.io import atomic_path
-
+def _new_figure():
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5, 3.5))
+    return plt, figure, axis
+
+
+def _save_figure(plt, figure, path):
+    """Lays out, writes `figure` to `path` (PNG) atomically, closes it; returns `path`."""
+    from keras_crvae.io import atomic_path
+
+    figure.tight_layout()
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_spectra(spectra, path, title="Singular values of aggregated-posterior samples"):
+    """Writes Figure 1 (right) to `path` (PNG): each spectrum of `spectra` (name -> array)."""
+    plt, figure, axis = _new_figure()
     for label, values in spectra.items():
         axis.plot(np.arange(1, len(values) + 1), values, label=label)
     axis.set_xlabel("singular value index")
     axis.set_ylabel("singular value")
     axis.set_title(title, fontsize=9)
     axis.legend()
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
-    return path
+    return _save_figure(plt, figure, path)
 
 
 def plot_variance_histogram(variances, path, bins=24):
     """Writes the Figure 10 histogram of encoder variances `lambda_j(x)` to `path` (PNG)."""
-    from keras_crvae.io import atomic_path
-
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    plt, figure, axis = _new_figure()
     axis.hist(np.asarray(variances).ravel(), bins=bins, range=(0.0, 1.2))
     axis.set_xlabel("encoder variance lambda_j")
     axis.set_ylabel("frequency")
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
-    return path
+    return _save_figure(plt, figure, path)
 
 
 def plot_gamma(trajectories, path):
     """Writes `gamma` against the training step (Figure 1, left), log scale; `trajectories` maps a
     label to a list of `(step, gamma)`."""
-    from keras_crvae.io import atomic_path
-
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    plt, figure, axis = _new_figure()
     for label, points in trajectories.items():
         steps, values = zip(*points)
         axis.plot(steps, values, label=label)
@@ -231,11 +231,7 @@ def plot_gamma(trajectories, path):
     axis.set_xlabel("training step")
     axis.set_ylabel("gamma")
     axis.legend()
-    figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=100)
-    plt.close(figure)
-    return path
+    return _save_figure(plt, figure, path)
 
 
 def _summary(values):

@@ -29,7 +29,7 @@ from keras import ops
 
 from keras_crvae import losses
 from keras_crvae.layers import GaussianSampler
-from keras_crvae.models.vae import check_encoder_decoder, validate_images
+from keras_crvae.models.vae import check_encoder_decoder, validate_images, with_deserialized
 
 DECODER_LOSSES = ("learned_gamma", "fixed_gamma", "cross_entropy")
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -251,10 +251,7 @@ class GammaVAE(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
-        return cls(**config)
+        return cls(**with_deserialized(config, "encoder", "decoder"))
 
 
 class PosteriorLatents(keras.utils.PyDataset):
@@ -418,7 +415,4 @@ class TwoStageVAE(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["stage1"] = keras.saving.deserialize_keras_object(config["stage1"])
-        config["stage2"] = keras.saving.deserialize_keras_object(config["stage2"])
-        return cls(**config)
+        return cls(**with_deserialized(config, "stage1", "stage2"))

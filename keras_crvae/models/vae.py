@@ -87,6 +87,14 @@ def check_encoder_decoder(encoder, decoder, latent_shape, data_shape):
         )
 
 
+def with_deserialized(config, *keys):
+    """A copy of a model config whose `keys` (serialized sub-networks) are deserialized."""
+    config = dict(config)
+    for key in keys:
+        config[key] = keras.saving.deserialize_keras_object(config[key])
+    return config
+
+
 def _tile_rows(tensor, times):
     """Stacks `times` copies of a batch along axis 0 (sample-major: row `k*B + b`)."""
     if isinstance(times, int) and times == 1:
@@ -314,7 +322,4 @@ class VAE(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
-        return cls(**config)
+        return cls(**with_deserialized(config, "encoder", "decoder"))

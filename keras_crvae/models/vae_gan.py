@@ -43,7 +43,7 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import distribute, losses
-from keras_crvae.models.vae import check_encoder_decoder, validate_images
+from keras_crvae.models.vae import check_encoder_decoder, validate_images, with_deserialized
 from keras_crvae.optimizers import ThresholdedAdam
 
 IMAGE_RANGE = (-1.0, 1.0)
@@ -215,10 +215,7 @@ class VAEGAN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "decoder", "discriminator"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return cls(**with_deserialized(config, "encoder", "decoder", "discriminator"))
 
     @property
     def metrics(self):

@@ -184,5 +184,4 @@ def test_api_contract_and_errors():
     with pytest.raises(ValueError, match="mi_weight"):
         build("dense", mi_weight=0.1)
     with pytest.raises(ValueError, match="divisible by 4"):
-        model.compute_terms  # noqa: B018 (attribute exists)
         model._check_batch(ops.zeros((6, 64, 64, 3)))
