@@ -20,7 +20,7 @@ Torch-to-Keras details kept exactly:
 
 import keras
 
-from keras_crvae.layers import ChannelRecurrentLatent, ConcatenatedReLU
+from keras_crvae.layers import ChannelRecurrentLatent, ConcatenatedReLU, PhaseConv2DTranspose
 
 LATENT_KINDS = ("dense", "conv", "recurrent")
 SPATIAL_SIZE = 4  # w: the 28x28 trunk ends at 4x4.
@@ -61,7 +61,9 @@ def _transposed_conv(x, filters, padding, name):
     # p = 1 that is Keras' "same" (output 2x the input), which avoids the crop and its gradient (a
     # StridedSliceGrad that cost ~8% of a crVAE training step on CPU).
     if padding == 1:
-        return keras.layers.Conv2DTranspose(
+        # PhaseConv2DTranspose: Conv2DTranspose's function and weights, differentiable quickly by
+        # XLA:CPU (JAX) too.
+        return PhaseConv2DTranspose(
             filters, 4, strides=2, padding="same",
             kernel_initializer=_transposed_conv_init(), bias_initializer="zeros", name=name,
         )(x)
