@@ -18,6 +18,7 @@ second. A Python traceback appears only with `--verbose` or for a bug in the lib
 with exit status 130 and one line.
 """
 
+import json
 import math
 import os
 import re
@@ -439,10 +440,27 @@ def _check_model_path():
     if "config.json" not in names:
         raise UsageError(f"{_flag_text('model')}: a zip file without config.json; expected a "
                          ".keras model")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (ValueError, OSError, zipfile.BadZipFile):
+        raise UsageError(damaged) from None
+    return config.get("class_name") if isinstance(config, dict) else None
+
+
+GAN_CLASSES = ("VAEGAN", "CRVAEGAN")
 
 
 def _check_evaluate():
-    _check_model_path()
+    model_class = _check_model_path()
+    if model_class in GAN_CLASSES and not FLAGS.data:
+        raise UsageError(f"{_flag_text('model')} is a {model_class} (64x64 colour images, no "
+                         "likelihood); pass --data=PATH.npz[:KEY] with colour images to measure "
+                         "its reconstruction error")
+    if model_class == "TwoStageVAE":
+        raise UsageError(f"{_flag_text('model')} is a TwoStageVAE: `crvae evaluate` computes the "
+                         "NLL of Bernoulli VAE-family models; its FID and spectra are in the "
+                         "metrics.json that `crvae train` wrote beside it")
     _check_positive("num_samples", "num_images")
     output = FLAGS.output or os.path.join(os.path.dirname(os.path.abspath(FLAGS.model)),
                                           "evaluation.json")

@@ -258,3 +258,29 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(workdir):
         "crvae train: interrupted; rerun the same command to resume")
     assert "Traceback" not in stderr
     assert not (workdir / "run").exists()  # no epoch finished: nothing to resume, nothing kept
+
+
+# === A VAE-GAN model: evaluate measures what it has (reconstruction error) ===
+
+
+def test_evaluate_a_gan_model(tmp_path):
+    import keras_crvae
+
+    model = keras_crvae.from_preset("celeba_vae_gan", base_channels=2, discriminator_channels=4,
+                                    minibatch_kernels=2)
+    model.save(tmp_path / "gan.keras")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "faces.npz", x=rng.integers(0, 256, (6, 64, 64, 3)).astype(np.uint8))
+    np.savez(tmp_path / "two_channels.npz", x=np.zeros((6, 64, 64, 2), np.uint8))
+    # Without colour images it says what it needs, before TensorFlow loads.
+    assert_usage_error(crvae("evaluate", "--model=gan.keras", cwd=tmp_path),
+                       "--model=gan.keras is a VAEGAN", "--data=PATH.npz")
+    assert_usage_error(crvae("evaluate", "--model=gan.keras", "--data=two_channels.npz",
+                             cwd=tmp_path), "--data=two_channels.npz", "(N, H, W, 3)")
+    result = crvae("evaluate", "--model=gan.keras", "--data=faces.npz", "--output=gan.json",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Reconstruction MSE" in result.stdout and "no NLL" in result.stdout
+    metrics = json.loads((tmp_path / "gan.json").read_text())
+    assert metrics["reconstruction_mse"]["num_images"] == 6
+    assert 0 < metrics["reconstruction_mse"]["mean"] < 4  # images in [-1, 1]
