@@ -539,11 +539,9 @@ def _train(job):
         _say(f"--set KEY=VALUE keys of {job['preset']}: {', '.join(job['settings'])}")
         return 0
     plan = job["plan"]
-    if plan.action == "done":
+    if plan.action == "done":  # decided before TensorFlow loads; other plans are announced by the job
         _say(plan.message)
         return 0
-    if plan.message:
-        _say(plan.message)
     _import_quietly(FLAGS.verbose)
     from keras_crvae import distribute, training
 
@@ -579,7 +577,8 @@ def _train(job):
         job["preset"], train_images=job["train_images"], eval_images=job["eval_images"],
         output_dir=output_dir, epochs=job["epochs"], batch_size=job["batch_size"],
         nll_samples=FLAGS.nll_samples, nll_images=FLAGS.nll_images, seed=FLAGS.seed,
-        fresh=FLAGS.fresh, strategy=strategy, data_spec=job["data_spec"], eval_spec=job["eval_spec"], **job["overrides"])
+        fresh=FLAGS.fresh, strategy=strategy, data_spec=job["data_spec"],
+        eval_spec=job["eval_spec"], **job["overrides"])
     _say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, samples.png, "
          "reconstructions.png, metrics.json, history.csv")
     return 0

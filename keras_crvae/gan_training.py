@@ -157,7 +157,7 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
         if plan.message:
             print(plan.message, flush=True)
         print(f"Training {preset} on {data_spec or 'the given images'}: "
-              f"{config.training.epochs} epochs of {steps_per_epoch} steps at batch "
+              f"{runs.epochs_text(config.training.epochs)} of {steps_per_epoch} steps at batch "
               f"{config.training.batch_size} -> {output_dir}/", flush=True)
     start = time.time()
     try:

@@ -34,6 +34,11 @@ ARTIFACTS = ("run.json", "model.keras", "metrics.json", "history.csv", "history_
 ARTIFACT_PREFIXES = ("samples_epoch", "reconstructions_epoch")
 
 
+def epochs_text(count):
+    """'1 epoch', '3 epochs'."""
+    return f"{count} epoch" + ("" if count == 1 else "s")
+
+
 class RunConflictError(ValueError):
     """The output folder holds a run this command cannot continue (another preset or settings)."""
 
@@ -156,11 +161,12 @@ def plan_run(output_dir, preset, settings, epochs, fresh=False, resumable=True):
     done = int(previous.get("completed_epochs", 0))
     if previous.get("finished") and os.path.exists(os.path.join(output_dir, "model.keras")):
         if epochs <= done:
-            return RunPlan("done", done, f"already trained ({done} epochs) in {output_dir}; use "
-                                         f"--fresh to retrain or --epochs=M (M > {done}) to continue")
+            return RunPlan("done", done,
+                           f"already trained ({epochs_text(done)}) in {output_dir}; use --fresh "
+                           f"to retrain or --epochs=M (M > {done}) to continue")
         if not resumable:
-            return RunPlan("start", 0, f"{output_dir} holds a finished run of {done} epochs; this "
-                                       f"job cannot continue one, so it retrains for {epochs}")
+            return RunPlan("start", 0, f"{output_dir} holds a finished run of {epochs_text(done)}; "
+                                       f"this job cannot continue one, so it retrains for {epochs}")
         return RunPlan("continue", done, f"continuing from epoch {done} to {epochs}")
     restored = backup_epoch(output_dir) if resumable else None
     if restored is not None:

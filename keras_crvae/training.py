@@ -232,7 +232,8 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
     if plan.message:
         _say(plan.message, verbose)
     _say(f"Training {preset} on {len(train_images):,} images ({data_spec or 'arrays'}): "
-         f"{total_epochs} epochs of {steps_per_epoch} steps at batch {config.training.batch_size}"
+         f"{runs.epochs_text(total_epochs)} of {steps_per_epoch} steps at batch "
+         f"{config.training.batch_size}"
          f" -> {output_dir}/", verbose)
     start = time.time()
     try:
@@ -396,8 +397,9 @@ def train_two_stage(preset="mnist_two_stage", train_images=None, eval_images=Non
     total_epochs = config.training.epochs + config.stage2_training.epochs
     plan = runs.plan_run(output_dir, preset, settings, total_epochs, fresh=fresh, resumable=False)
     if plan.action == "done":
-        _say(plan.message.replace(f"({total_epochs} epochs)", f"({config.training.epochs} + "
-                                  f"{config.stage2_training.epochs} epochs)"), verbose)
+        _say(plan.message.replace(f"({runs.epochs_text(total_epochs)})",
+                                  f"({config.training.epochs} + {config.stage2_training.epochs} "
+                                  "epochs)"), verbose)
         metrics_path = os.path.join(output_dir, "metrics.json")
         if os.path.exists(metrics_path):
             with open(metrics_path) as handle:

@@ -194,7 +194,8 @@ def test_train_is_quiet_and_says_what_it_does(trained):
     directory, result = trained
     for noise in TENSORFLOW_NOISE:
         assert noise not in result.stderr, result.stderr[-2000:]
-    for said in ("Training mnist_crvae_quickstart on 256 images (train.npz)", "Evaluating on 16",
+    for said in ("Training mnist_crvae_quickstart on 256 images (train.npz): 1 epoch of 8 steps",
+                 "Evaluating on 16",
                  "NLL: 8 images x k=2", "NLL  ", "ELBO ", "Done."):
         assert said in result.stdout, said
     run = directory / "run"
@@ -209,7 +210,7 @@ def test_rerun_of_a_finished_run(trained):
     result = crvae("train", "--data=train.npz", "--output_dir=run", "--set", "epochs=1", *TINY,
                    cwd=directory)
     assert result.returncode == 0, result.stderr
-    assert "already trained (1 epochs)" in result.stdout and "--fresh" in result.stdout
+    assert "already trained (1 epoch)" in result.stdout and "--fresh" in result.stdout
     assert time.time() - started < 30  # decided before TensorFlow loads: nothing retrained
     # Another preset's run, and the same preset with other settings, are refused by name.
     assert_usage_error(crvae("train", "--preset=mnist_cvae", "--data=train.npz",
