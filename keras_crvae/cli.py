@@ -523,9 +523,7 @@ def _import_quietly(verbose):
         os.dup2(saved, 2)
         os.close(saved)
         os.close(quiet)
-    import tensorflow as tf
-
-    tf.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # (no-op without TensorFlow: JAX)
     warnings.filterwarnings("ignore", module="keras")
     warnings.filterwarnings("ignore", module="tensorflow")
 
