@@ -408,10 +408,12 @@ def _check_train():
     if not _given("output_dir"):
         FLAGS.output_dir = runs.default_output_dir(preset)
     _check_output_dir("output_dir")
-    total_epochs = resolved.training.epochs
-    plan = runs.plan_run(FLAGS.output_dir, preset, runs.run_settings(resolved), total_epochs,
-                         fresh=FLAGS.fresh, resumable=kind != "two_stage")
-    job["plan"] = plan
+    try:
+        job["plan"] = runs.plan_run(FLAGS.output_dir, preset, runs.run_settings(resolved),
+                                    runs.total_epochs(resolved), fresh=FLAGS.fresh,
+                                    resumable=kind != "two_stage")
+    except runs.RunConflictError as error:
+        raise UsageError(str(error)) from None
     return job
 
 
@@ -798,8 +800,8 @@ def _run(command, args):
         if verbose:
             raise
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-        print(f"crvae {command}: error: {message.splitlines()[0] if message else error!r}",
-              file=sys.stderr)
+        first_line = message.splitlines()[0] if message.strip() else type(error).__name__
+        print(f"crvae {command}: error: {first_line}", file=sys.stderr)
         return EXIT_USAGE
 
 

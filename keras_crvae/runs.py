@@ -74,6 +74,12 @@ def run_settings(config):
     return json.loads(json.dumps(settings))
 
 
+def total_epochs(config):
+    """The epochs a run of `config` trains: stage 1 + stage 2 for a Two-Stage preset."""
+    stage2 = getattr(config, "stage2_training", None)
+    return config.training.epochs + (stage2.epochs if stage2 is not None else 0)
+
+
 def read_run(output_dir):
     """The `run.json` of `output_dir` as a dict, or None if there is none (or it is unreadable)."""
     try:
@@ -109,7 +115,8 @@ def setting_differences(previous, current, prefix=""):
     for key in sorted(set(previous) | set(current)):
         old, new = previous.get(key), current.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
-            differences += setting_differences(old, new, prefix)
+            differences += setting_differences(
+                old, new, "stage2" if key.startswith("stage2_") else prefix)
         elif old != new:
             name = f"stage2_{key}" if prefix == "stage2" else key
             differences.append((name, old, new))
@@ -160,13 +167,17 @@ def plan_run(output_dir, preset, settings, epochs, fresh=False, resumable=True):
             "--output_dir")
     done = int(previous.get("completed_epochs", 0))
     if previous.get("finished") and os.path.exists(os.path.join(output_dir, "model.keras")):
+        if epochs <= done and not resumable:  # Two-Stage: both stages' epochs in `done`
+            return RunPlan("done", done,
+                           f"already trained ({epochs_text(done)} over both stages) in "
+                           f"{output_dir}; use --fresh to retrain")
         if epochs <= done:
             return RunPlan("done", done,
                            f"already trained ({epochs_text(done)}) in {output_dir}; use --fresh "
                            f"to retrain or --epochs=M (M > {done}) to continue")
         if not resumable:
             return RunPlan("start", 0, f"{output_dir} holds a finished run of {epochs_text(done)}; "
-                                       f"this job cannot continue one, so it retrains for {epochs}")
+                                       f"this job cannot continue one, so it retrains ({epochs_text(epochs)})")
         return RunPlan("continue", done, f"continuing from epoch {done} to {epochs}")
     restored = backup_epoch(output_dir) if resumable else None
     if restored is not None:

@@ -316,8 +316,8 @@ def fit_two_stage(model, train_images, stage1_epochs, stage2_epochs, batch_size=
     gamma_x = crvae_callbacks.GammaHistory(verbose=bool(verbose))
     gamma_z = crvae_callbacks.GammaHistory(verbose=bool(verbose))
     start = time.time()
-    _say(f"Stage 1 of 2: the image VAE, {stage1_epochs} epochs on {len(train_images):,} images",
-         verbose)
+    _say(f"Stage 1 of 2: the image VAE, {runs.epochs_text(stage1_epochs)} on "
+         f"{len(train_images):,} images", verbose)
     stage1 = model.stage1.fit(train_images, batch_size=batch_size, epochs=stage1_epochs,
                               shuffle=True, callbacks=[gamma_x, *stage1_callbacks],
                               verbose=verbose)
@@ -326,7 +326,7 @@ def fit_two_stage(model, train_images, stage1_epochs, stage2_epochs, batch_size=
     stage1_seconds = time.time() - start
     start = time.time()
     _say("Stage 2 of 2: encoding the images with the frozen stage 1, then the latent VAE, "
-         f"{stage2_epochs} epochs", verbose)
+         f"{runs.epochs_text(stage2_epochs)}", verbose)
     latents = model.stage2_data(train_images, batch_size=batch_size, seed=seed)
     stage2 = model.stage2.fit(latents, epochs=stage2_epochs, callbacks=[gamma_z, *stage2_callbacks],
                               verbose=verbose)
@@ -394,12 +394,10 @@ def train_two_stage(preset="mnist_two_stage", train_images=None, eval_images=Non
 
     settings = runs.run_settings(config)
     # Stage 2's epochs count too: a run is "already trained" only if both stages have their epochs.
-    total_epochs = config.training.epochs + config.stage2_training.epochs
+    total_epochs = runs.total_epochs(config)
     plan = runs.plan_run(output_dir, preset, settings, total_epochs, fresh=fresh, resumable=False)
     if plan.action == "done":
-        _say(plan.message.replace(f"({runs.epochs_text(total_epochs)})",
-                                  f"({config.training.epochs} + {config.stage2_training.epochs} "
-                                  "epochs)"), verbose)
+        _say(plan.message, verbose)
         metrics_path = os.path.join(output_dir, "metrics.json")
         if os.path.exists(metrics_path):
             with open(metrics_path) as handle:
@@ -469,8 +467,11 @@ def _print_two_stage_summary(metrics):
 
     print(f"gamma_x {last_gamma('gamma_x')} (stage 1), gamma_z {last_gamma('gamma_z')} (stage 2) "
           "at the last epoch", flush=True)
-    if metrics.get("active_dimensions") is not None:
-        print(f"Active latent dimensions {metrics['active_dimensions']}", flush=True)
+    active = metrics.get("active_dimensions")
+    if isinstance(active, dict) and "active_dimensions" in active:
+        print(f"Active latent dimensions {active['active_dimensions']} / "
+              f"{active.get('num_dimensions', '?')} (encoder variance below "
+              f"{active.get('threshold', '?')})", flush=True)
     fid = metrics.get("fid")
     if isinstance(fid, dict):
         shown = ", ".join(f"{key} {value:.2f}" for key, value in fid.items()
