@@ -542,6 +542,7 @@ def _train(job):
     if plan.action == "done":  # decided before TensorFlow loads; other plans are announced by the job
         _say(plan.message)
         return 0
+    _say(f"Loading TensorFlow and the data for {job['preset']} ...")  # ~5-20 s of silence else
     _import_quietly(FLAGS.verbose)
     from keras_crvae import distribute, training
 
@@ -610,6 +611,7 @@ def _model_kind(model):
 
 
 def _evaluate(checked):
+    _say(f"Loading TensorFlow and {FLAGS.model} ...")
     _import_quietly(FLAGS.verbose)
     from keras_crvae import data, training
     from keras_crvae.io import write_json
