@@ -23,7 +23,8 @@ import dataclasses
 
 # The model, network and optimizer modules (Keras, TensorFlow) are imported inside the functions
 # that build things, so that the tables below can be read without loading TensorFlow: `crvae`
-# validates its flags against them first.
+# validates its flags against them first. (`precision` imports Keras only when it builds.)
+from keras_crvae import precision as crvae_precision
 
 # The reference's `var_encoder`/`var_decoder`: the LSTMs, their BatchNorm and per-step Linear. The mean
 # head and the latent biases belong to `vae_encoder`/`vae_decoder` and learn at the full LR.
@@ -49,6 +50,10 @@ class TrainingConfig:
             discriminator trunk at LR/2 (0.5); the paper does not say so.
         discriminator_warmup: bool, default False. The reference's `adam_gan.lua` warm-up: LR/50
             for 10 updates, then LR/5 until 30.
+        precision: str, default "float32". "bfloat16" builds the networks under Keras'
+            `mixed_bfloat16` policy (float32 variables, optimizer state, BatchNorm statistics,
+            densities and metrics); "auto" picks bfloat16 on CPUs with native bfloat16 arithmetic
+            (`keras_crvae.precision`).
     """
 
     learning_rate: float
@@ -61,6 +66,10 @@ class TrainingConfig:
     discriminator_threshold: float = 0.9
     discriminator_trunk_lr_multiplier: float = 1.0
     discriminator_warmup: bool = False
+    precision: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "precision", crvae_precision.normalize(self.precision))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,7 +515,9 @@ def from_preset(name, steps_per_epoch=None, compile=True, seed=None, **overrides
         compile: bool, default True. Compile with the preset's optimizer.
         seed: int or None. Seed of the posterior sampler.
         **overrides: any key of the preset's `network`, `model` or `training` tables, e.g.
-            `time_steps=4`, `base_channels=16`, `learning_rate=1e-3`.
+            `time_steps=4`, `base_channels=16`, `learning_rate=1e-3`, `precision="bfloat16"`
+            (mixed bfloat16 training, see `keras_crvae.precision`; "auto" picks it on CPUs with
+            native bfloat16 arithmetic).
 
     Returns:
         `keras_crvae.models.VAE`; `VAEGAN` / `CRVAEGAN` (compiled with a generator
@@ -519,21 +530,24 @@ def from_preset(name, steps_per_epoch=None, compile=True, seed=None, **overrides
     from keras_crvae.models import CRVAEGAN, VAE, VAEGAN
 
     preset = get_preset(name, **overrides)
-    if isinstance(preset, TwoStagePreset):
-        return build_two_stage_from_preset(preset, steps_per_epoch, compile=compile, seed=seed)
-    if preset.network["builder"] in GAN_BUILDERS:
-        encoder, decoder, discriminator = build_networks(preset.network)
-        cls = CRVAEGAN if preset.network["encoder_latent"] == "recurrent" else VAEGAN
-        model = cls(encoder, decoder, discriminator, seed=seed, name=preset.name, **preset.model)
+    # Layers take the precision's dtype policy; variables and optimizer state stay float32.
+    with crvae_precision.scope(preset.training.precision):
+        if isinstance(preset, TwoStagePreset):
+            return build_two_stage_from_preset(preset, steps_per_epoch, compile=compile, seed=seed)
+        if preset.network["builder"] in GAN_BUILDERS:
+            encoder, decoder, discriminator = build_networks(preset.network)
+            cls = CRVAEGAN if preset.network["encoder_latent"] == "recurrent" else VAEGAN
+            model = cls(encoder, decoder, discriminator, seed=seed, name=preset.name,
+                        **preset.model)
+            if compile:
+                model.compile(make_optimizer(preset.training, steps_per_epoch),
+                              make_discriminator_optimizer(preset.training, steps_per_epoch))
+            return model
+        encoder, decoder = build_networks(preset.network)
+        model = VAE(encoder, decoder, seed=seed, name=preset.name, **preset.model)
         if compile:
-            model.compile(make_optimizer(preset.training, steps_per_epoch),
-                          make_discriminator_optimizer(preset.training, steps_per_epoch))
+            model.compile(optimizer=make_optimizer(preset.training, steps_per_epoch))
         return model
-    encoder, decoder = build_networks(preset.network)
-    model = VAE(encoder, decoder, seed=seed, name=preset.name, **preset.model)
-    if compile:
-        model.compile(optimizer=make_optimizer(preset.training, steps_per_epoch))
-    return model
 
 
 # =====================================================================================================
@@ -580,6 +594,8 @@ class TwoStagePreset(Preset):
                 raise ValueError(f"Unknown override {key!r} for preset {self.name!r}; valid: {valid}.")
             else:
                 stage1[key] = value
+        if "precision" in stage1 and "stage2_precision" not in overrides:
+            stage2_training["precision"] = stage1["precision"]  # one switch for both stages
         updated = super().with_overrides(**stage1)
         return dataclasses.replace(updated, stage2_network=stage2_network,
                                    stage2_training=TrainingConfig(**stage2_training))
@@ -631,12 +647,13 @@ def build_two_stage_from_preset(preset, steps_per_epoch=None, compile=True, seed
     encoder1 = networks.build_two_stage_encoder(architecture, image_shape, latent_dim, **network)
     decoder1 = networks.build_two_stage_decoder(architecture, image_shape, latent_dim,
                                                 **decoder_kwargs)
-    encoder2 = networks.build_latent_encoder(latent_dim, **preset.stage2_network)
-    decoder2 = networks.build_latent_decoder(latent_dim, **preset.stage2_network)
     stage1 = GammaVAE(encoder1, decoder1, seed=seed, name="stage1", **preset.model)
-    stage2 = GammaVAE(encoder2, decoder2, decoder_loss="learned_gamma",
-                      weight_decay=preset.model.get("weight_decay", 0.0), data_range=None,
-                      seed=None if seed is None else seed + 1, name="stage2")
+    with crvae_precision.scope(preset.stage2_training.precision):
+        encoder2 = networks.build_latent_encoder(latent_dim, **preset.stage2_network)
+        decoder2 = networks.build_latent_decoder(latent_dim, **preset.stage2_network)
+        stage2 = GammaVAE(encoder2, decoder2, decoder_loss="learned_gamma",
+                          weight_decay=preset.model.get("weight_decay", 0.0), data_range=None,
+                          seed=None if seed is None else seed + 1, name="stage2")
     model = TwoStageVAE(stage1, stage2, name=preset.name)
     if compile:
         stage1.compile(optimizer=make_optimizer(preset.training, steps_per_epoch))
