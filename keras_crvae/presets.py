@@ -346,8 +346,8 @@ def check_override(preset, key, value):
         if isinstance(value, (list, tuple)):
             return [float(v) for v in value]
         return float(value)
-    elif isinstance(current, str) and not isinstance(value, str):
-        raise ValueError(f"{key}={value!r}: expected text")
+    elif isinstance(current, str) and not isinstance(value, str) and value is not None:
+        raise ValueError(f"{key}={value!r}: expected text")  # (None: the setting's default)
     return value
 
 
