@@ -36,7 +36,8 @@ flags.DEFINE_integer("batch_size", None, "Global batch size, a multiple of 4 (de
 flags.DEFINE_integer("base_channels", None, "Encoder/decoder width (default: the reference's 32).")
 flags.DEFINE_integer("discriminator_channels", None, "Discriminator width (default: 64).")
 flags.DEFINE_float("learning_rate", None, "Initial learning rate (default: the supplement's).")
-flags.DEFINE_boolean("resume", True, "Resume from --output_dir/backup if a previous run left one.")
+flags.DEFINE_boolean("resume", True, "Resume a killed run from --output_dir/backup, or continue a "
+                     "finished one when --epochs asks for more; --noresume starts over.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy (multi_worker reads TF_CONFIG).")
 flags.DEFINE_multi_string("set", [], "Other preset overrides as KEY=VALUE (repeatable).")
@@ -56,19 +57,26 @@ def main(argv):
     sources = [FLAGS.data_dir, FLAGS.image_dir, FLAGS.npz]
     if sum(source is not None for source in sources) != 1:
         sys.exit("Give exactly one image source: --data_dir (TFDS), --image_dir or --npz.")
-    overrides = parse_overrides(FLAGS.set)
-    for name in ("base_channels", "discriminator_channels", "learning_rate"):
-        if getattr(FLAGS, name) is not None:
-            overrides[name] = getattr(FLAGS, name)
-    metrics = train_gan(
-        f"{FLAGS.dataset}_{FLAGS.model}",
-        npz=FLAGS.npz, image_dir=FLAGS.image_dir,
-        tfds_name=TFDS_NAMES[FLAGS.dataset] if FLAGS.data_dir else None, data_dir=FLAGS.data_dir,
-        output_dir=FLAGS.output_dir, epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch,
-        batch_size=FLAGS.batch_size, resume=FLAGS.resume, strategy=strategy, seed=FLAGS.seed,
-        **overrides)
-    print(json.dumps({"final": metrics["final"],
-                      "train_images_per_second": metrics["train_images_per_second"]}, indent=2))
+    preset = f"{FLAGS.dataset}_{FLAGS.model}"
+    try:
+        overrides = parse_overrides(FLAGS.set, preset=preset)  # typed: "--set x=abc" is refused
+        for name in ("base_channels", "discriminator_channels", "learning_rate"):
+            if getattr(FLAGS, name) is not None:
+                overrides[name] = getattr(FLAGS, name)
+        metrics = train_gan(
+            preset, npz=FLAGS.npz, image_dir=FLAGS.image_dir,
+            tfds_name=TFDS_NAMES[FLAGS.dataset] if FLAGS.data_dir else None,
+            data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir, epochs=FLAGS.epochs,
+            steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
+            resume=FLAGS.resume, strategy=strategy, seed=FLAGS.seed,
+            data_spec=FLAGS.npz or FLAGS.image_dir or FLAGS.data_dir, **overrides)
+    except (ValueError, KeyError, FileNotFoundError) as error:  # bad input: one line, status 2
+        print(f"train_celeba.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if "final" in metrics:  # absent when the run was already trained and nothing ran
+        print(json.dumps({"final": metrics["final"],
+                          "train_images_per_second": metrics["train_images_per_second"]},
+                         indent=2))
     print(f"Artifacts in {os.path.abspath(FLAGS.output_dir)}: model.keras, samples.png, "
           "reconstructions.png, metrics.json, tensorboard/")
 

@@ -6,11 +6,41 @@
 True
 """
 
+import os
+import sys
+
 __version__ = "0.1.0"
 
-from keras_crvae import layers, losses, models, networks, optimizers  # noqa: E402
-from keras_crvae.presets import from_preset, get_preset, list_presets  # noqa: E402
-from keras_crvae.pretrained import list_pretrained, load_pretrained  # noqa: E402
+_LAZY_ATTRIBUTES = {
+    "layers": "keras_crvae.layers", "losses": "keras_crvae.losses",
+    "models": "keras_crvae.models", "networks": "keras_crvae.networks",
+    "optimizers": "keras_crvae.optimizers",
+    "from_preset": "keras_crvae.presets", "get_preset": "keras_crvae.presets",
+    "list_presets": "keras_crvae.presets",
+    "list_pretrained": "keras_crvae.pretrained", "load_pretrained": "keras_crvae.pretrained",
+}
+
+
+def __getattr__(name):
+    """Imports a public attribute on first use (PEP 562); see the note below."""
+    import importlib
+
+    if name not in _LAZY_ATTRIBUTES:
+        raise AttributeError(f"module 'keras_crvae' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY_ATTRIBUTES[name])
+    value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+# `import keras_crvae` loads everything, so that the library's Keras classes are registered for
+# `keras.saving.load_model` the moment the package is imported. The one exception is the `crvae`
+# console script: it checks the user's flags before TensorFlow loads (TensorFlow alone takes
+# seconds to import) and imports what a command needs afterwards.
+if os.path.basename(sys.argv[0] if sys.argv else "") != "crvae":
+    from keras_crvae import layers, losses, models, networks, optimizers  # noqa: E402
+    from keras_crvae.presets import from_preset, get_preset, list_presets  # noqa: E402
+    from keras_crvae.pretrained import list_pretrained, load_pretrained  # noqa: E402
 
 __all__ = [
     "from_preset",

@@ -22,7 +22,8 @@ Input validation, in two layers:
    of shape" error, and TF Serving rejects a tensor of another dtype in a gRPC request (REST JSON
    numbers are converted to float32).
 2. Checks inside the graph, which run in every server (TF Serving does not compare a request's shape
-   with the signature): the per-example shape, finite values and, for `images`, the value range.
+   with the signature): the per-example shape, a batch of at least one example, finite values and,
+   for `images`, the value range.
    A violation fails the request with an `InvalidArgumentError` whose message names the input and the
    expected shape or range, e.g. "`z` must have shape (batch, 4, 4, 64)".
 
@@ -139,9 +140,13 @@ def _check_input(tensor, name, shape, value_range=None):
     padded = tf.concat([actual[1:], tf.fill([len(shape)], -1)], axis=0)[:len(shape)]
     shape_ok = tf.logical_and(tf.equal(tf.size(actual), len(shape) + 1),
                               tf.reduce_all(tf.equal(padded, tf.constant(shape, tf.int32))))
+    # An empty batch would otherwise fail deep inside the networks ("Incompatible shapes").
+    not_empty = tf.reduce_prod(actual[:1]) > 0
     checks = [
         tf.debugging.Assert(shape_ok, [f"`{name}` must have shape {_shape_text(shape)}; got",
                                        actual]),
+        tf.debugging.Assert(not_empty, [f"`{name}` is an empty batch: send at least one "
+                                        f"example of shape {_shape_text(shape)}; got", actual]),
         tf.debugging.assert_all_finite(tensor, f"`{name}` must hold finite values"),
     ]
     if value_range is not None:

@@ -5,17 +5,23 @@ Outputs in `output_dir`:
     samples.png, samples_epoch{N}.png                  prior samples of fixed latents, every epoch
     reconstructions.png, reconstructions_epoch{N}.png  fixed real images above their reconstructions
     metrics.json                    the history, final metrics, wall time and images/s
-    history.csv                     per-epoch metrics
+    history.csv                     per-epoch metrics, one row per epoch
+    run.json                        the preset and settings of the run (`keras_crvae.runs`)
     tensorboard/                    scalars (`keras.callbacks.TensorBoard`) and image grids
     backup/                         `keras.callbacks.BackupAndRestore`: a killed run resumes at the
                                     epoch it stopped in (`resume=False` starts afresh); removed
                                     when the run completes
+
+Rerunning on the same `output_dir` follows `keras_crvae.runs`: a killed run resumes, a finished one
+is "already trained" unless more epochs are asked for (then it continues from its model.keras), and
+another preset's run or changed settings are refused.
 
 The learning rate follows the reference's step decay (halved every `lr_decay_every_epochs` epochs)
 through the optimizers' schedules, so a resumed run continues the schedule where it stopped.
 """
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -24,10 +30,10 @@ import keras
 import numpy as np
 
 from keras_crvae import callbacks as crvae_callbacks
-from keras_crvae import presets
+from keras_crvae import presets, runs
 from keras_crvae.distribute import make_strategy
 from keras_crvae.io import write_json
-from keras_crvae.training import save_model
+from keras_crvae.training import EpochHistory, load_model, read_history, save_model
 
 
 def _count_batches(dataset):
@@ -47,7 +53,7 @@ def _count_batches(dataset):
 def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=None, data_dir=None,
               arrays=None, output_dir="crvae_gan_run", epochs=None, steps_per_epoch=None,
               batch_size=None, resume=True, strategy="default", seed=0, verbose=1, run_eagerly=False,
-              callbacks=(), **overrides):
+              callbacks=(), data_spec=None, **overrides):
     """Trains a GAN preset on 64x64 images and writes the artifacts listed in the module docstring.
 
     Exactly one image source: `npz` ("PATH" or "PATH:KEY"), `image_dir`, `tfds_name` (+ `data_dir`)
@@ -69,10 +75,15 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
             exists when they run at an epoch's end).
         run_eagerly: bool, default False. Run `train_step` eagerly (debugging; slow per step but
             skips tracing, which dominates runs of a few steps).
+        data_spec: str or None, where the images came from (run.json).
         **overrides: preset overrides, e.g. `base_channels=8`, `learning_rate=1e-4`.
 
     Returns:
-        dict, the content of metrics.json.
+        dict, the content of metrics.json (of the earlier run when it is already trained).
+
+    Raises:
+        keras_crvae.runs.RunConflictError: `output_dir` holds another preset's run, or this
+            preset's with other settings.
     """
     from keras_crvae import data
     from keras_crvae.training import _worker_output_dir
@@ -86,6 +97,19 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
     if config.training.batch_size < 4 or config.training.batch_size % 4:
         raise ValueError("`batch_size` must be a positive multiple of 4 (50/25/25 discriminator "
                          f"batch); got {config.training.batch_size}.")
+
+    distribution = strategy
+    output_dir = _worker_output_dir(output_dir, distribution)  # only the chief writes output_dir
+    settings = runs.run_settings(config)
+    plan = runs.plan_run(output_dir, preset, settings, config.training.epochs, fresh=not resume)
+    if plan.action == "done":
+        if verbose:
+            print(plan.message, flush=True)
+        metrics_path = os.path.join(output_dir, "metrics.json")
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as handle:
+                return json.load(handle)
+        return {}
 
     keras.utils.set_random_seed(seed)
     source = dict(npz=npz, image_dir=image_dir, tfds_name=tfds_name, data_dir=data_dir,
@@ -103,33 +127,53 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
                                                shuffle=False, drop_remainder=False)))
     grid_images = np.asarray(grid_images)[: 8 * (min(32, len(grid_images)) // 8)]
 
-    distribution = strategy
-    output_dir = _worker_output_dir(output_dir, distribution)  # only the chief writes output_dir
+    model_path = os.path.join(output_dir, "model.keras")
     with distribution.scope():
-        model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed,
-                                    **overrides)
+        if plan.action == "continue":  # the finished run's weights and both optimizers' states
+            model = load_model(model_path)
+        else:
+            model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed,
+                                        **overrides)
     model.run_eagerly = bool(run_eagerly)
 
+    created_output_dir = not os.path.isdir(output_dir)
+    if not resume:
+        runs.clear_run(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    backup_dir = os.path.join(output_dir, "backup")
-    if not resume and os.path.exists(backup_dir):
-        shutil.rmtree(backup_dir)
+    runs.write_run(output_dir, preset, settings, plan.initial_epoch, data=data_spec)
+    backup_dir = os.path.join(output_dir, runs.BACKUP_DIR)
     extra_callbacks = list(callbacks)
     callbacks = [
         crvae_callbacks.NaNGuard(),
         keras.callbacks.BackupAndRestore(backup_dir),
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        EpochHistory(os.path.join(output_dir, "history.csv")),
         keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard"), update_freq="epoch"),
     ]
     if len(grid_images):
         callbacks.append(crvae_callbacks.ImageGrids(
             output_dir, grid_images, seed=seed, log_dir=os.path.join(output_dir, "tensorboard")))
     callbacks += extra_callbacks
+    if verbose:
+        if plan.message:
+            print(plan.message, flush=True)
+        print(f"Training {preset} on {data_spec or 'the given images'}: "
+              f"{runs.epochs_text(config.training.epochs)} of {steps_per_epoch} steps at batch "
+              f"{config.training.batch_size} -> {output_dir}/", flush=True)
     start = time.time()
-    history = model.fit(dataset, epochs=config.training.epochs, steps_per_epoch=steps_per_epoch,
-                        callbacks=callbacks, shuffle=False, verbose=verbose)
+    try:
+        history = model.fit(dataset, epochs=config.training.epochs,
+                            steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False,
+                            verbose=verbose,
+                            initial_epoch=plan.initial_epoch if plan.action == "continue" else 0)
+    except BaseException:
+        # Failed or interrupted before the first epoch ended: nothing to resume, nothing kept.
+        if created_output_dir and runs.backup_epoch(output_dir) in (None, 0):
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
     train_seconds = time.time() - start
-    save_model(model, os.path.join(output_dir, "model.keras"))
+    save_model(model, model_path)
+    runs.write_run(output_dir, preset, settings, config.training.epochs, finished=True,
+                   data=data_spec)
 
     images_seen = steps_per_epoch * config.training.batch_size * len(history.epoch)
     metrics = {
@@ -141,7 +185,9 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
         "train_seconds": round(train_seconds, 2),
         "train_images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
         "final": {key: float(values[-1]) for key, values in history.history.items() if values},
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "history": {key: [float(row[key]) for row in
+                          read_history(os.path.join(output_dir, "history.csv"))
+                          if row.get(key, "") != ""] for key in history.history},
         "strategy": type(distribution).__name__,
         "num_replicas": int(distribution.num_replicas_in_sync),
         "backend": keras.backend.backend(),

@@ -71,3 +71,117 @@ def save_image_grid(images, path, columns=8, scale=2):
     with atomic_path(path) as temporary:
         picture.save(temporary, format="PNG")
     return path
+
+
+# === Reading user files and checking output paths (NumPy only: the CLI runs these before TF) ===
+
+
+class ArchiveKeyError(KeyError):
+    """A key missing from an `.npz` archive (a `KeyError` whose message reads as plain text)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+def split_npz_spec(spec, default_key=None):
+    """`"PATH"` or `"PATH:KEY"` -> `(path, key)`; a path that exists as given is never split."""
+    spec = os.fspath(spec)
+    if not os.path.exists(spec) and ":" in spec:
+        path, key = spec.rsplit(":", 1)
+        if path and key and os.sep not in key:
+            return path, key
+    return spec, default_key
+
+
+def read_npz_array(path, key=None, preferred_keys=()):
+    """One numeric array of an `.npz` archive, with a one-line error for every way a file can be wrong.
+
+    Never unpickles: an archive holding Python objects is refused (a `.npz` from a stranger must not
+    run code on load).
+
+    Args:
+        path: str, the `.npz` file.
+        key: str or None. None: the first of `preferred_keys` present, else the archive's only array.
+        preferred_keys: keys tried in order when `key` is None.
+
+    Returns:
+        `(array, key)`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ArchiveKeyError (a `KeyError`): no array `key`.
+        ValueError: a folder, not a NumPy archive, a damaged archive, an ambiguous key, or an array
+            of objects.
+    """
+    import zipfile
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder; expected a .npz file")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path!r} is not a NumPy .npz archive (write one with numpy.savez)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.keys())
+            if key is None:
+                found = [name for name in preferred_keys if name in names]
+                key = found[0] if found else (names[0] if len(names) == 1 else None)
+                if key is None:
+                    raise ValueError(f"{path!r} holds the arrays {names}; name one as PATH:KEY")
+            array = archive[key] if key in names else None
+    except ValueError as error:
+        if "pickle" in str(error).lower() or "object" in str(error).lower():
+            raise ValueError(f"{path!r}:{key} holds Python objects, not numbers; save a numeric "
+                             "array (e.g. uint8 images) with numpy.savez") from None
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
+        raise ValueError(f"{path!r} is a damaged .npz archive ({type(error).__name__}: "
+                         f"{str(error)[:120]})") from None
+    if array is None:
+        raise ArchiveKeyError(f"{path!r} has no array {key!r}; it holds {names} (use PATH:KEY)")
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number)
+                                      or array.dtype == np.bool_):
+        raise ValueError(f"{path!r}:{key} has dtype {array.dtype}; expected numbers (e.g. uint8 "
+                         "images)")
+    return array, key
+
+
+def output_file_problem(path, suffixes=()):
+    """Why `path` cannot be written as an output file, or None if it can.
+
+    Checked before any work runs, so that a long job never fails at its last step: not a folder, a
+    parent folder that exists and is writable, and (optionally) one of `suffixes`.
+    """
+    path = os.fspath(path)
+    if not path:
+        return "expected a file path"
+    if os.path.isdir(path) or path.endswith(os.sep):
+        return "is a folder; expected a file path" + (f" ending in {' or '.join(suffixes)}"
+                                                      if suffixes else "")
+    if suffixes and not path.lower().endswith(tuple(suffixes)):
+        return f"expected a file path ending in {' or '.join(suffixes)}"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"its folder {parent!r} does not exist"
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return "is not writable"
+    return None
+
+
+def output_dir_problem(path):
+    """Why `path` cannot be used (or created) as an output folder, or None if it can."""
+    path = os.fspath(path)
+    if not path:
+        return "expected a folder path"
+    if os.path.exists(path) and not os.path.isdir(path):
+        return "is a file; expected a folder (it is created if missing)"
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing!r} is a file, so the folder cannot be created"
+    if not os.access(existing, os.W_OK):
+        return "is not writable"
+    return None

@@ -8,6 +8,7 @@ cast every tensor that enters a density to float32 at the network boundary (`VAE
 the metrics are float32, and the NLL/FID evaluators accumulate in float64 whatever the training
 precision (DESIGN.md section 9).
 
+    >>> import keras
     >>> from keras_crvae import precision
     >>> precision.resolve("float32")
     'float32'
@@ -25,7 +26,8 @@ import contextlib
 import functools
 import os
 
-import keras
+# Keras is imported by the functions that use it: `presets` (and through it the `crvae` flag
+# checks, which run before TensorFlow loads) needs only `normalize` from here.
 
 PRECISIONS = ("float32", "bfloat16", "auto")
 _ALIASES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
@@ -60,6 +62,8 @@ def cpu_supports_bfloat16(cpuinfo_path="/proc/cpuinfo"):
 
 def _accelerator_in_use():
     """True when the backend computes on a GPU/TPU (where "auto" keeps float32: not measured here)."""
+    import keras
+
     backend = keras.backend.backend()
     try:
         if backend == "jax":
@@ -102,6 +106,8 @@ def policy_name(precision):
 def scope(precision):
     """Layers created inside take the dtype policy of `precision`; the previous global policy is
     restored on exit (also on error). Not thread-safe: Keras' policy is process-global."""
+    import keras
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy_name(precision))
     try:

@@ -6,8 +6,13 @@ Outputs in `output_dir`:
     reconstructions.png   evaluation images (odd rows) above their reconstructions (even rows)
     metrics.json          ELBO, importance-sampled NLL (with k and standard error), active units,
                           the training history, wall time and throughput
-    history.csv           per-epoch training metrics
+    history.csv           per-epoch training metrics, one row per epoch (`EpochHistory`)
+    run.json              the preset and settings of the run (`keras_crvae.runs`)
     backup/               `keras.callbacks.BackupAndRestore` state: a killed run resumes where it stopped
+
+Running a job again on the same `output_dir` resumes a killed run, continues a finished one when
+more epochs are asked for, says "already trained" otherwise, and refuses another preset's run or
+changed settings (`keras_crvae.runs` has the rules; `fresh=True` starts over).
 
 With `strategy="mirrored"` or `"multi_worker"` the model is built and compiled inside the strategy's
 scope and `fit` splits every global batch (`batch_size`) over the replicas. Under
@@ -16,6 +21,7 @@ collective ops); the chief writes to `output_dir`, worker `i` to `output_dir/wor
 so that workers sharing a file system do not overwrite each other.
 """
 
+import csv
 import dataclasses
 import json
 import os
@@ -27,7 +33,7 @@ import numpy as np
 
 from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import data as crvae_data
-from keras_crvae import distribute, evaluation, presets
+from keras_crvae import distribute, evaluation, presets, runs
 from keras_crvae.io import atomic_path, save_image_grid, write_json
 
 
@@ -44,7 +50,15 @@ def load_model(path):
     """Loads a `.keras` model saved by this library, with a clear error for a missing file."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"No model at `model`={path!r}. Pass the path of a .keras file.")
+    import keras_crvae.models  # noqa: F401  (registers the library's classes for deserialization)
+
     return keras.saving.load_model(path)
+
+
+def _say(message, verbose):
+    """One status line between the progress bars (flushed, so it shows before the next bar)."""
+    if verbose:
+        print(message, flush=True)
 
 
 def evaluate_model(model, images, nll_samples=1000, nll_images=None, batch_size=100, seed=0,
@@ -55,11 +69,14 @@ def evaluate_model(model, images, nll_samples=1000, nll_images=None, batch_size=
         JSON-ready dict.
     """
     nll_images = len(images) if nll_images is None else min(int(nll_images), len(images))
+    _say(f"  ELBO (k=1) on {len(images)} images ...", verbose)
     bound = evaluation.elbo(model, images, batch_size=batch_size, seed=seed)
+    _say(f"  NLL: {nll_images} images x k={nll_samples} importance samples ...", verbose)
     nll = evaluation.importance_sampled_nll(
         model, images[:nll_images], num_samples=nll_samples, batch_size=batch_size, seed=seed,
         verbose=verbose,
     )
+    _say(f"  active units on {len(images)} images ...", verbose)
     units = evaluation.active_units(model, images)
     return {
         "elbo": bound["elbo"].to_dict(),
@@ -68,6 +85,55 @@ def evaluate_model(model, images, nll_samples=1000, nll_images=None, batch_size=
         "nll": nll.to_dict(),
         "active_units": {key: value for key, value in units.items() if key != "activity"},
     }
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Writes per-epoch metrics to a CSV file with exactly one row per epoch.
+
+    Unlike `keras.callbacks.CSVLogger` it adds no empty `val_*` columns, writes nothing before the
+    first epoch ends (a run that fails at once leaves no empty file), and rows of a resumed or
+    continued run replace those of the same epochs instead of repeating them. The file is rewritten
+    atomically at every epoch's end (a few hundred rows at most).
+
+    Args:
+        path: str, the CSV file.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = [row for row in read_history(self.path) if int(row["epoch"]) < epoch]
+        rows.append({"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}})
+        keys = ["epoch"] + sorted({key for row in rows for key in row} - {"epoch"})
+        with atomic_path(self.path) as temporary:
+            with open(temporary, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=keys, restval="")
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+def read_history(path):
+    """The rows of a history CSV as dicts (an empty list when there is no file)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row.get("epoch", "").isdigit()]
+
+
+def save_reconstruction_grid(model, images, path, columns=8):
+    """Up to 32 `images` in rows of `columns`, each row followed by its reconstructions (fewer
+    rows when there are fewer images; at least one image)."""
+    count = min(32, len(images))
+    count = count - count % columns if count >= columns else count
+    columns = min(columns, count)
+    originals = np.asarray(images[:count])
+    reconstructions = keras.ops.convert_to_numpy(model.reconstruct(originals))
+    shape = originals.shape[1:]
+    rows = np.concatenate([originals.reshape((-1, columns) + shape),
+                           reconstructions.reshape((-1, columns) + shape)], axis=1)
+    save_image_grid(rows.reshape((-1,) + shape), path, columns=columns)
 
 
 def _worker_output_dir(output_dir, strategy):
@@ -80,7 +146,8 @@ def _worker_output_dir(output_dir, strategy):
 
 def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
           output_dir="crvae_run", epochs=None, batch_size=None, nll_samples=100, nll_images=500,
-          seed=0, fresh=False, verbose=1, strategy="default", **overrides):
+          seed=0, fresh=False, verbose=1, strategy="default", data_spec=None, eval_spec=None,
+          **overrides):
     """Trains a preset and writes the artifacts listed in the module docstring.
 
     Args:
@@ -94,64 +161,102 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
         nll_samples: int, default 100. `k` of the importance-sampled NLL.
         nll_images: int, default 500. Evaluation images used for the NLL.
         seed: int, default 0.
-        fresh: bool, default False. Delete a previous run's backup instead of resuming it.
-        verbose: int, default 1. Keras progress bars.
+        fresh: bool, default False. Delete a previous run in `output_dir` and start over; without
+            it a killed run resumes and a finished one is kept or continued (`keras_crvae.runs`).
+        verbose: int, default 1. Keras progress bars and status lines.
         strategy: str ("default", "mirrored", "multi_worker"; see `keras_crvae.distribute`) or a
             `tf.distribute.Strategy`, default "default". Create a multi-worker strategy before
             any TensorFlow op runs (a name here is resolved first thing).
+        data_spec, eval_spec: str or None, where the images came from (recorded in run.json and
+            printed).
         **overrides: preset overrides (see `keras_crvae.from_preset`).
 
     Returns:
-        dict, the content of metrics.json.
+        dict, the content of metrics.json (of the earlier run when it is already trained).
+
+    Raises:
+        keras_crvae.runs.RunConflictError: `output_dir` holds another preset's run, or this
+            preset's with other settings.
     """
     if isinstance(strategy, str):  # first: multi-worker collectives must precede any TF op
         strategy = distribute.make_strategy(strategy)
     if isinstance(presets.get_preset(preset), presets.TwoStagePreset):
         return train_two_stage(preset, train_images, eval_images, output_dir, epochs=epochs,
-                               batch_size=batch_size, seed=seed, verbose=verbose, **overrides)
+                               batch_size=batch_size, seed=seed, verbose=verbose, fresh=fresh,
+                               **overrides)
+    config, overrides = presets.preset_for_run(preset, epochs, batch_size, **overrides)
+    output_dir = _worker_output_dir(output_dir, strategy)
+    total_epochs = config.training.epochs
+    settings = runs.run_settings(config)
+    plan = runs.plan_run(output_dir, preset, settings, total_epochs, fresh=fresh)
+    if plan.action == "done":
+        _say(plan.message, verbose)
+        metrics_path = os.path.join(output_dir, "metrics.json")
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as handle:
+                return json.load(handle)
+        return {}
     if train_images is None or eval_images is None:
         embedded = crvae_data.load_embedded_mnist()
         train_images = embedded["x_train"] if train_images is None else train_images
         eval_images = embedded["x_test"] if eval_images is None else eval_images
+        data_spec = data_spec or "embedded"
+        eval_spec = eval_spec or "embedded:test"
     train_images = crvae_data.to_unit_images(train_images, name="train_images")
     eval_images = crvae_data.static_binarize(eval_images, seed=0)
-    config, overrides = presets.preset_for_run(preset, epochs, batch_size, **overrides)
 
     keras.utils.set_random_seed(seed)
     dataset = crvae_data.training_data(train_images, batch_size=config.training.batch_size,
                                        seed=seed)
     steps_per_epoch = len(train_images) // config.training.batch_size
-    with strategy.scope():  # variables and optimizer slots are created per replica
-        model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed, **overrides)
-
-    output_dir = _worker_output_dir(output_dir, strategy)
+    created_output_dir = not os.path.isdir(output_dir)
+    if fresh:
+        runs.clear_run(output_dir)
     os.makedirs(output_dir, exist_ok=True)
-    backup_dir = os.path.join(output_dir, "backup")
-    if fresh and os.path.exists(backup_dir):
-        shutil.rmtree(backup_dir)
+    model_path = os.path.join(output_dir, "model.keras")
+    with strategy.scope():  # variables and optimizer slots are created per replica
+        if plan.action == "continue":  # the finished run's weights, optimizer state, LR schedule
+            model = load_model(model_path)
+        else:
+            model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed,
+                                        **overrides)
+    runs.write_run(output_dir, preset, settings, plan.initial_epoch, data=data_spec)
+
+    backup_dir = os.path.join(output_dir, runs.BACKUP_DIR)
     callbacks = [
         crvae_callbacks.NaNGuard(),
         keras.callbacks.BackupAndRestore(backup_dir),
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        EpochHistory(os.path.join(output_dir, "history.csv")),
         crvae_callbacks.SampleGrid(os.path.join(output_dir, "samples.png"), seed=seed),
     ]
+    if plan.message:
+        _say(plan.message, verbose)
+    _say(f"Training {preset} on {len(train_images):,} images ({data_spec or 'arrays'}): "
+         f"{runs.epochs_text(total_epochs)} of {steps_per_epoch} steps at batch "
+         f"{config.training.batch_size}"
+         f" -> {output_dir}/", verbose)
     start = time.time()
-    history = model.fit(dataset, epochs=config.training.epochs, callbacks=callbacks, shuffle=False,
-                        verbose=verbose)
+    try:
+        history = model.fit(dataset, epochs=total_epochs, callbacks=callbacks, shuffle=False,
+                            verbose=verbose,
+                            initial_epoch=plan.initial_epoch if plan.action == "continue" else 0)
+    except BaseException:
+        # A run that fails or is interrupted before its first epoch ends has nothing to resume:
+        # leave no half-made folder behind.
+        if created_output_dir and runs.backup_epoch(output_dir) in (None, 0):
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
     train_seconds = time.time() - start
-    save_model(model, os.path.join(output_dir, "model.keras"))
+    save_model(model, model_path)
+    runs.write_run(output_dir, preset, settings, total_epochs, finished=True, data=data_spec)
 
+    _say(f"Saved {model_path}; writing samples.png and reconstructions.png", verbose)
     save_image_grid(keras.ops.convert_to_numpy(model.sample(64, seed=seed)),
                     os.path.join(output_dir, "samples.png"))
-    originals = eval_images[:32]
-    reconstructions = keras.ops.convert_to_numpy(model.reconstruct(originals))
-    rows = np.concatenate([originals.reshape(4, 8, 28, 28, 1),
-                           reconstructions.reshape(4, 8, 28, 28, 1)], axis=1)
-    save_image_grid(rows.reshape(64, 28, 28, 1), os.path.join(output_dir, "reconstructions.png"))
+    save_reconstruction_grid(model, eval_images, os.path.join(output_dir, "reconstructions.png"))
 
-    if verbose:
-        print(f"Evaluating on {len(eval_images)} statically binarized images "
-              f"(NLL: k={nll_samples} on {min(nll_images, len(eval_images))} images)...")
+    _say(f"Evaluating on {len(eval_images)} statically binarized images of "
+         f"{eval_spec or 'eval_images'}:", verbose)
     metrics = evaluate_model(model, eval_images, nll_samples=nll_samples, nll_images=nll_images,
                              seed=seed, verbose=verbose)
     images_seen = steps_per_epoch * config.training.batch_size * len(history.epoch)
@@ -160,19 +265,27 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
         "config": {"network": config.network, "model": config.model,
                    "training": dataclasses.asdict(config.training)},
         "num_train_images": int(len(train_images)),
+        "epochs": total_epochs,
         "epochs_this_run": len(history.epoch),
         "train_seconds": round(train_seconds, 2),
         "train_images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "history": {row_key: [float(row[row_key]) for row in
+                              read_history(os.path.join(output_dir, "history.csv"))
+                              if row.get(row_key, "") != ""]
+                    for row_key in history.history},
         "backend": keras.backend.backend(),
         "replicas": int(strategy.num_replicas_in_sync),
         "paper_nll": config.paper_nll,
     })
     write_json(metrics, os.path.join(output_dir, "metrics.json"))
     if verbose:
-        print(json.dumps({k: metrics[k] for k in ("elbo", "nll", "active_units")}, indent=2))
+        nll, bound = metrics["nll"], metrics["elbo"]
+        print(f"NLL  {nll['mean']:.2f} +- {nll['standard_error']:.2f} nats (k={nll['num_samples']}, "
+              f"{nll['num_images']} images; lower is better)\n"
+              f"ELBO {bound['mean']:.2f} +- {bound['standard_error']:.2f} nats (higher is better)\n"
+              f"Active units {metrics['active_units']['active_units']} / "
+              f"{metrics['active_units']['num_latents']}", flush=True)
     return metrics
-
 
 
 # =====================================================================================================
@@ -203,6 +316,8 @@ def fit_two_stage(model, train_images, stage1_epochs, stage2_epochs, batch_size=
     gamma_x = crvae_callbacks.GammaHistory(verbose=bool(verbose))
     gamma_z = crvae_callbacks.GammaHistory(verbose=bool(verbose))
     start = time.time()
+    _say(f"Stage 1 of 2: the image VAE, {runs.epochs_text(stage1_epochs)} on "
+         f"{len(train_images):,} images", verbose)
     stage1 = model.stage1.fit(train_images, batch_size=batch_size, epochs=stage1_epochs,
                               shuffle=True, callbacks=[gamma_x, *stage1_callbacks],
                               verbose=verbose)
@@ -210,6 +325,8 @@ def fit_two_stage(model, train_images, stage1_epochs, stage2_epochs, batch_size=
         model.stage1.recalibrate_batch_norm(train_images, batch_size=batch_size)
     stage1_seconds = time.time() - start
     start = time.time()
+    _say("Stage 2 of 2: encoding the images with the frozen stage 1, then the latent VAE, "
+         f"{runs.epochs_text(stage2_epochs)}", verbose)
     latents = model.stage2_data(train_images, batch_size=batch_size, seed=seed)
     stage2 = model.stage2.fit(latents, epochs=stage2_epochs, callbacks=[gamma_z, *stage2_callbacks],
                               verbose=verbose)
@@ -225,7 +342,8 @@ def fit_two_stage(model, train_images, stage1_epochs, stage2_epochs, batch_size=
 
 def train_two_stage(preset="mnist_two_stage", train_images=None, eval_images=None,
                     output_dir="crvae_run", epochs=None, stage2_epochs=None, batch_size=None,
-                    num_fid_samples=1000, seed=0, verbose=1, **overrides):
+                    num_fid_samples=1000, seed=0, verbose=1, fresh=False, data_spec=None,
+                    eval_spec=None, **overrides):
     """Trains both stages of a Two-Stage VAE preset and writes its artifacts.
 
     Outputs in `output_dir`: `model.keras`, `samples.png` (stage-2 samples), `samples_stage1.png`,
@@ -242,10 +360,14 @@ def train_two_stage(preset="mnist_two_stage", train_images=None, eval_images=Non
         num_fid_samples: int, default 1000. Samples per stage for the FID (0 skips it).
         seed: int, default 0.
         verbose: int, default 1.
+        fresh: bool, default False. Start over whatever `output_dir` holds. Without it a finished
+            run with at least these epochs is kept ("already trained"), another preset's run or
+            other settings are refused; a Two-Stage run does not resume mid-way (`runs`).
+        data_spec, eval_spec: str or None, where the images came from (run.json).
         **overrides: preset overrides (stage-2 keys prefixed `stage2_`).
 
     Returns:
-        dict, the content of metrics.json.
+        dict, the content of metrics.json (of the earlier run when it is already trained).
     """
     from keras_crvae.evaluation import two_stage_diagnostics as diagnostics
 
@@ -270,29 +392,49 @@ def train_two_stage(preset="mnist_two_stage", train_images=None, eval_images=Non
         raise ValueError(f"`train_images` have shape {train_images.shape[1:]} but preset {preset!r} "
                          f"expects {tuple(config.network['image_shape'])}.")
 
+    settings = runs.run_settings(config)
+    # Stage 2's epochs count too: a run is "already trained" only if both stages have their epochs.
+    total_epochs = runs.total_epochs(config)
+    plan = runs.plan_run(output_dir, preset, settings, total_epochs, fresh=fresh, resumable=False)
+    if plan.action == "done":
+        _say(plan.message, verbose)
+        metrics_path = os.path.join(output_dir, "metrics.json")
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as handle:
+                return json.load(handle)
+        return {}
+    if plan.message:
+        _say(plan.message, verbose)
+
     keras.utils.set_random_seed(seed)
     batch = config.training.batch_size
     steps_per_epoch = len(train_images) // batch
     model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed, **overrides)
+    created_output_dir = not os.path.isdir(output_dir)
+    runs.clear_run(output_dir)  # a Two-Stage run always starts from epoch 0
     os.makedirs(output_dir, exist_ok=True)
-    run = fit_two_stage(
-        model, train_images, config.training.epochs, config.stage2_training.epochs,
-        batch_size=batch, seed=seed, verbose=verbose,
-        stage1_callbacks=[keras.callbacks.CSVLogger(os.path.join(output_dir, "history_stage1.csv"))],
-        stage2_callbacks=[keras.callbacks.CSVLogger(os.path.join(output_dir, "history_stage2.csv"))],
-    )
+    runs.write_run(output_dir, preset, settings, 0, data=data_spec)
+    try:
+        run = fit_two_stage(
+            model, train_images, config.training.epochs, config.stage2_training.epochs,
+            batch_size=batch, seed=seed, verbose=verbose,
+            stage1_callbacks=[EpochHistory(os.path.join(output_dir, "history_stage1.csv"))],
+            stage2_callbacks=[EpochHistory(os.path.join(output_dir, "history_stage2.csv"))],
+        )
+    except BaseException:
+        if created_output_dir:  # nothing to resume: leave no half-made folder behind
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
     save_model(model, os.path.join(output_dir, "model.keras"))
+    runs.write_run(output_dir, preset, settings, total_epochs, finished=True, data=data_spec)
+    _say(f"Saved {os.path.join(output_dir, 'model.keras')}; writing samples.png (stage 2), "
+         "samples_stage1.png and reconstructions.png", verbose)
 
     save_image_grid(keras.ops.convert_to_numpy(model.sample(64, stage=2, seed=seed)),
                     os.path.join(output_dir, "samples.png"))
     save_image_grid(keras.ops.convert_to_numpy(model.sample(64, stage=1, seed=seed)),
                     os.path.join(output_dir, "samples_stage1.png"))
-    originals = eval_images[:32]
-    reconstructions = keras.ops.convert_to_numpy(model.reconstruct(originals))
-    shape = originals.shape[1:]
-    rows = np.concatenate([originals.reshape((4, 8) + shape),
-                           reconstructions.reshape((4, 8) + shape)], axis=1)
-    save_image_grid(rows.reshape((64,) + shape), os.path.join(output_dir, "reconstructions.png"))
+    save_reconstruction_grid(model, eval_images, os.path.join(output_dir, "reconstructions.png"))
 
     metrics = {
         "preset": preset,
@@ -305,13 +447,36 @@ def train_two_stage(preset="mnist_two_stage", train_images=None, eval_images=Non
         "paper_fid": config.paper_fid,
         **run,
     }
+    _say(f"Evaluating on {len(eval_images)} images of {eval_spec or 'eval_images'}: encoder "
+         "variances, singular-value spectra"
+         + (f", MNIST-classifier FID of {num_fid_samples} samples per stage" if num_fid_samples
+            else ""), verbose)
     metrics.update(diagnostics.two_stage_report(
         model, eval_images, num_fid_samples=num_fid_samples, seed=seed))
     write_json(metrics, os.path.join(output_dir, "metrics.json"))
     if verbose:
-        summary = {k: metrics.get(k) for k in ("gamma_x", "gamma_z", "active_dimensions", "fid")}
-        print(json.dumps(summary, indent=2, default=str))
+        _print_two_stage_summary(metrics)
     return metrics
+
+
+def _print_two_stage_summary(metrics):
+    """A few lines of the Two-Stage metrics (the whole report is in metrics.json)."""
+    def last_gamma(key):
+        values = metrics.get(key) or []
+        return f"{values[-1][1]:.4g}" if values and len(values[-1]) > 1 else "n/a"
+
+    print(f"gamma_x {last_gamma('gamma_x')} (stage 1), gamma_z {last_gamma('gamma_z')} (stage 2) "
+          "at the last epoch", flush=True)
+    active = metrics.get("active_dimensions")
+    if isinstance(active, dict) and "active_dimensions" in active:
+        print(f"Active latent dimensions {active['active_dimensions']} / "
+              f"{active.get('num_dimensions', '?')} (encoder variance below "
+              f"{active.get('threshold', '?')})", flush=True)
+    fid = metrics.get("fid")
+    if isinstance(fid, dict):
+        shown = ", ".join(f"{key} {value:.2f}" for key, value in fid.items()
+                          if isinstance(value, (int, float)))
+        print(f"FID (MNIST classifier features, lower is better): {shown}", flush=True)
 
 
 def _unit_images(images, name):

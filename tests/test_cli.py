@@ -2,18 +2,26 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+# The subprocess imports the keras_crvae under test (this checkout), not another installed copy.
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
+                                                                os.environ.get("PYTHONPATH")])))
+# The console script's entry point under its own name (`crvae` checks flags before importing
+# TensorFlow only when it runs as `crvae`).
+COMMAND = [sys.executable, "-c",
+           "import sys; sys.argv[0] = 'crvae'; from keras_crvae.cli import main; sys.exit(main())"]
 
 
 def _crvae(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "keras_crvae.cli", *args], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run([*COMMAND, *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=600)
 
 
 @pytest.fixture(scope="module")

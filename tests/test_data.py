@@ -107,3 +107,23 @@ def test_tfds_mnist_with_mock_data():
 def test_tfds_missing_dataset_says_how_to_prepare(tmp_path):
     with pytest.raises(FileNotFoundError, match="tfds build"):
         data.tfds_mnist("binarized_mnist", data_dir=os.fspath(tmp_path))
+
+
+def test_one_shape_rule_from_data_to_evaluation():
+    """(N, 28, 28) is accepted wherever (N, 28, 28, 1) is: the data functions, fit, the model's
+    methods and the evaluators, with the same results."""
+    import keras_crvae
+    from keras_crvae import evaluation
+
+    images = data.static_binarize(np.random.default_rng(0).random((6, 28, 28)), seed=0)
+    assert images.shape == (6, 28, 28, 1)
+    model = keras_crvae.from_preset("mnist_cvae", base_channels=2, seed=0)
+    model.fit(data.binarized_dataset(images[..., 0], batch_size=3, seed=0), epochs=1, verbose=0)
+    with_axis = evaluation.importance_sampled_nll(model, images, num_samples=3, seed=0, verbose=0)
+    without = evaluation.importance_sampled_nll(model, images[..., 0], num_samples=3, seed=0,
+                                                verbose=0)
+    np.testing.assert_allclose(without.mean, with_axis.mean, rtol=1e-5)
+    mean, _ = model.encode(images[..., 0])
+    assert tuple(mean.shape)[0] == 6
+    with pytest.raises(ValueError, match=r"must have shape \(batch, 28, 28, 1\); got \(6, 28\)"):
+        model.encode(images[:, 0, :, 0])

@@ -245,6 +245,8 @@ def test_concurrent_calls_equal_sequential_calls(exported, loaded):
     ("decode", "z", np.zeros((2, 5), np.float32), r"`z` must have shape \(batch, 4, 4, 8\)"),
     ("sample", "z", np.zeros((2, 4, 4, 3), np.float32), r"`z` must have shape \(batch, 4, 4, 8\)"),
     ("decode", "z", np.full((1, 4, 4, 8), np.nan, np.float32), "`z` must hold finite values"),
+    ("sample", "z", np.zeros((0, 4, 4, 8), np.float32), "`z` is an empty batch"),
+    ("encode", "images", np.zeros((0, 28, 28, 1), np.float32), "`images` is an empty batch"),
     ("encode", "images", np.full((1, 28, 28, 1), 2.0, np.float32),
      r"`images` values must lie in \[0.0, 1.0\]"),
     ("reconstruct", "images", np.zeros((1, 28, 28), np.float32),

@@ -342,17 +342,14 @@ def load_celeba_subset(path=None):
 
 
 def _load_npz_spec(spec):
-    """`"PATH"` (key "x") or `"PATH:KEY"` -> the array."""
-    spec = os.fspath(spec)
-    path, key = spec, "x"
-    if not os.path.exists(spec) and ":" in spec:
-        path, key = spec.rsplit(":", 1)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"No such .npz file: {path!r} (from `npz`={spec!r}).")
-    with np.load(path) as archive:
-        if key not in archive:
-            raise KeyError(f"Key {key!r} not in {path!r}; it holds {sorted(archive.keys())}. Use PATH:KEY.")
-        return archive[key]
+    """`"PATH"` (key "x") or `"PATH:KEY"` -> the array (never unpickled; see `io.read_npz_array`)."""
+    from keras_crvae.io import read_npz_array, split_npz_spec
+
+    path, key = split_npz_spec(spec, default_key="x")
+    try:
+        return read_npz_array(path, key)[0]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No such .npz file: {path!r} (from `npz`={spec!r}).") from None
 
 
 # === Pipelines ===

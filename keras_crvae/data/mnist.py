@@ -26,31 +26,42 @@ MNIST_SHAPE = (28, 28, 1)
 def to_unit_images(images, name="images"):
     """Converts grey-level images to float32 `(N, 28, 28, 1)` in [0, 1].
 
-    Accepts uint8 grey levels in 0..255, uint8 binary images in {0, 1} (kept as they are), or floats
-    already in [0, 1], with or without the channel axis.
+    Accepts integer grey levels in 0..255 (uint8 or any integer dtype; integers in {0, 1} are binary
+    images, kept as they are), booleans, or floats already in [0, 1], with or without the channel
+    axis. Every entry point of the library (training pipelines, `evaluate`, the CLI) applies this
+    one shape rule.
 
     Args:
         images: array `(N, 28, 28)` or `(N, 28, 28, 1)`.
         name: str, the argument name used in error messages.
     """
     images = np.asarray(images)
+    dtype = images.dtype  # named in errors as the caller passed it, before any conversion
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[1:] != MNIST_SHAPE:
         raise ValueError(
-            f"`{name}` must have shape (N, 28, 28) or (N, 28, 28, 1); got {images.shape}."
+            f"`{name}` must have shape (N, 28, 28) or (N, 28, 28, 1); got {np.shape(images)}."
         )
     if images.shape[0] == 0:
         raise ValueError(f"`{name}` is empty: got 0 images.")
-    if images.dtype == np.uint8:
-        # uint8 in {0, 1} is already binary (binarized MNIST); otherwise grey levels 0..255.
-        scale = 1.0 if images.max() <= 1 else 255.0
-        return images.astype("float32") / scale
+    if dtype == np.bool_:
+        return images.astype("float32")
+    if np.issubdtype(dtype, np.integer):
+        low, high = int(images.min()), int(images.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"`{name}` of dtype {dtype} must hold grey levels 0..255; got values "
+                             f"in [{low}, {high}].")
+        # Integers in {0, 1} are already binary (binarized MNIST); otherwise grey levels 0..255.
+        return images.astype("float32") / (1.0 if high <= 1 else 255.0)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"`{name}` must hold numbers (uint8 0..255 or float in [0, 1]); got dtype "
+                         f"{dtype}.")
     images = images.astype("float32")
     low, high = float(images.min()), float(images.max())
     if not (np.isfinite(low) and np.isfinite(high)) or low < 0.0 or high > 1.0:
         raise ValueError(
-            f"`{name}` of dtype {images.dtype} must lie in [0, 1] (or be uint8 in 0..255); "
+            f"`{name}` of dtype {dtype} must lie in [0, 1] (or be uint8 in 0..255); "
             f"got values in [{low}, {high}]."
         )
     return images
@@ -82,20 +93,15 @@ def load_embedded_mnist():
 def load_npz_images(path, key=None):
     """Loads images from an `.npz` file (`path` or `path:key`) as float32 `(N, 28, 28, 1)` in [0, 1].
 
-    With no key, `x_train` is used if present, else the archive's only array.
+    With no key, `x_train` is used if present, else the archive's only array. Objects are never
+    unpickled (`keras_crvae.io.read_npz_array`).
     """
-    path = os.fspath(path)
-    if key is None and ":" in path and not os.path.exists(path):
-        path, key = path.rsplit(":", 1)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No such .npz file: {path!r}.")
-    with np.load(path) as archive:
-        names = list(archive.keys())
-        if key is None:
-            key = "x_train" if "x_train" in names else (names[0] if len(names) == 1 else None)
-        if key not in names:
-            raise KeyError(f"Key {key!r} not in {path!r}; it holds {names}. Use PATH:KEY.")
-        return to_unit_images(archive[key], name=f"{path}:{key}")
+    from keras_crvae.io import read_npz_array, split_npz_spec
+
+    if key is None:
+        path, key = split_npz_spec(path)
+    array, key = read_npz_array(path, key, preferred_keys=("x_train",))
+    return to_unit_images(array, name=f"{os.fspath(path)}:{key}")
 
 
 def load_images(spec):

@@ -183,7 +183,7 @@ class GammaVAE(keras.Model):
     # --- encode / decode -----------------------------------------------------------------------
 
     def _to_tensor(self, data, shape, name, value_range):
-        validate_images(data, shape, name=name, value_range=value_range)
+        data = validate_images(data, shape, name=name, value_range=value_range)
         return ops.cast(ops.convert_to_tensor(data), "float32")
 
     def encode(self, data):

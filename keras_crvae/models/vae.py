@@ -35,26 +35,31 @@ LIKELIHOODS = ("bernoulli",)
 def validate_images(images, image_shape, name="images", value_range=(0.0, 1.0)):
     """Checks rank, per-example shape and (for concrete arrays) the value range of an image batch.
 
+    The library's one shape rule: for single-channel images the channel axis may be left out,
+    `(batch, 28, 28)` as well as `(batch, 28, 28, 1)`, as the `data` functions and `crvae` accept.
+
     Args:
-        images: array or tensor `(batch, *image_shape)`.
+        images: array or tensor `(batch, *image_shape)` (or without a trailing axis of size 1).
         image_shape: tuple, the expected per-example shape, e.g. `(28, 28, 1)`.
         name: str, the argument name used in error messages.
         value_range: `(low, high)` or None. Checked only for NumPy / eager inputs.
 
     Returns:
-        The input, unchanged.
+        The input, with the channel axis added where it was left out.
     """
     shape = tuple(images.shape)
     expected = tuple(image_shape)
+    if (expected and expected[-1] == 1 and len(shape) == len(expected)
+            and all(e is None or s is None or s == e for s, e in zip(shape[1:], expected[:-1]))):
+        images = images[..., None] if isinstance(images, np.ndarray) else ops.expand_dims(images,
+                                                                                           -1)
+        shape = tuple(images.shape)
     if len(shape) != len(expected) + 1 or any(
         e is not None and s is not None and s != e for s, e in zip(shape[1:], expected)
     ):
-        hint = ""
-        if len(shape) == len(expected) and expected[-1] == 1:
-            hint = " Add a trailing channel axis, e.g. images[..., None]."
         raise ValueError(
             f"`{name}` must have shape (batch, {', '.join(str(d) for d in expected)}); "
-            f"got {shape}.{hint}"
+            f"got {shape}."
         )
     if shape[0] == 0:
         raise ValueError(f"`{name}` is empty: got a batch of 0 images.")
@@ -273,7 +278,7 @@ class VAE(keras.Model):
 
     def encode(self, images):
         """`q(z|x)` parameters: images `(B, *image_shape)` in [0, 1] -> `(mean, log_var)`."""
-        validate_images(images, self.image_shape)
+        images = validate_images(images, self.image_shape)
         images = ops.cast(ops.convert_to_tensor(images), "float32")
         mean, log_var = to_float32(self.encoder(images, training=False))
         return mean, log_var
@@ -306,7 +311,7 @@ class VAE(keras.Model):
 
     def log_likelihood(self, images, z):
         """`log p(x|z)` summed over pixels -> `(B,)`, for images `(B, *image_shape)` in [0, 1]."""
-        validate_images(images, self.image_shape)
+        images = validate_images(images, self.image_shape)
         return losses.bernoulli_log_likelihood(self.decode_logits(z), ops.convert_to_tensor(images))
 
     def reconstruct(self, images, sample=False, seed=None):

@@ -1,0 +1,94 @@
+"""What `crvae train` does with an output folder that already holds a run (`keras_crvae.runs`),
+checked on hand-made folders: no training, no TensorFlow."""
+
+import json
+
+import pytest
+
+from keras_crvae import presets, runs
+
+pytestmark = pytest.mark.portable  # plain Python: cheap on every backend
+
+PRESET = "mnist_crvae_quickstart"
+
+
+def settings(**overrides):
+    return runs.run_settings(presets.get_preset(PRESET, **overrides))
+
+
+def finished_run(directory, epochs=6, **overrides):
+    directory.mkdir(exist_ok=True)
+    runs.write_run(str(directory), PRESET, settings(**overrides), epochs, finished=True)
+    (directory / "model.keras").write_bytes(b"model")
+    return str(directory)
+
+
+def test_a_new_or_empty_folder_starts(tmp_path):
+    assert runs.plan_run(str(tmp_path / "new"), PRESET, settings(), 6).action == "start"
+    assert runs.plan_run(str(tmp_path), PRESET, settings(), 6).action == "start"
+
+
+def test_a_finished_run_is_done_or_continues(tmp_path):
+    directory = finished_run(tmp_path / "run")
+    done = runs.plan_run(directory, PRESET, settings(), 6)
+    assert done.action == "done" and "already trained (6 epochs)" in done.message
+    assert "--fresh" in done.message and "--epochs=M (M > 6)" in done.message
+    more = runs.plan_run(directory, PRESET, settings(), 9)
+    assert (more.action, more.initial_epoch) == ("continue", 6)
+    assert more.message == "continuing from epoch 6 to 9"
+    assert runs.plan_run(directory, PRESET, settings(), 6, fresh=True).action == "start"
+    # A job that cannot continue (Two-Stage) retrains when more epochs are asked for.
+    assert runs.plan_run(directory, PRESET, settings(), 9, resumable=False).action == "start"
+
+
+def test_a_killed_run_resumes_from_its_backup(tmp_path):
+    directory = tmp_path / "run"
+    directory.mkdir()
+    runs.write_run(str(directory), PRESET, settings(), 0)
+    (directory / "backup").mkdir()
+    (directory / "backup" / "training_metadata.json").write_text(json.dumps({"epoch": 2,
+                                                                             "batch": 0}))
+    plan = runs.plan_run(str(directory), PRESET, settings(), 6)
+    assert (plan.action, plan.initial_epoch) == ("resume", 2)
+    assert plan.message.startswith("resuming from epoch 2")
+
+
+def test_other_presets_and_settings_are_refused_by_name(tmp_path):
+    directory = finished_run(tmp_path / "run")
+    with pytest.raises(runs.RunConflictError, match="holds a run of preset mnist_crvae_quickstart"):
+        runs.plan_run(directory, "mnist_cvae", runs.run_settings(presets.get_preset("mnist_cvae")),
+                      6)
+    with pytest.raises(runs.RunConflictError,
+                       match=r"base_channels=8 there, 4 now.*learning_rate=0.003 there, 0.001 now"):
+        runs.plan_run(directory, PRESET, settings(base_channels=4, learning_rate=0.001), 6)
+    # Epochs are not a setting: more or fewer never conflict.
+    assert runs.plan_run(directory, PRESET, settings(epochs=2), 2).action == "done"
+
+
+def test_files_of_an_unknown_run_are_not_overwritten(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    with pytest.raises(runs.RunConflictError, match="without run.json"):
+        runs.plan_run(str(tmp_path), PRESET, settings(), 6)
+    (tmp_path / "notes.txt").write_text("mine")
+    runs.clear_run(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # only our files go
+
+
+def test_each_preset_has_its_own_default_folder():
+    folders = {runs.default_output_dir(name) for name in presets.list_presets()}
+    assert len(folders) == len(presets.list_presets())
+    assert runs.default_output_dir(PRESET) == "crvae_run"
+
+
+def test_typed_overrides_name_the_key_and_the_expected_type():
+    assert presets.parse_overrides(["base_channels=4", "kl_weight=0.01"], preset=PRESET) == {
+        "base_channels": 4, "kl_weight": 0.01}
+    for item, message in [("base_channels=abc", "--set base_channels=abc: expected an integer"),
+                          ("base_channels=2.5", "--set base_channels=2.5: expected an integer"),
+                          ("learning_rate=nan", "--set learning_rate=nan: expected a finite"),
+                          ("synchronized_batch_norm=maybe", "expected true or false"),
+                          ("base_channels", "expected KEY=VALUE")]:
+        with pytest.raises(ValueError, match=message):
+            presets.parse_overrides([item], preset=PRESET)
+    with pytest.raises(ValueError, match="base_channels='abc': expected an integer"):
+        presets.get_preset(PRESET, base_channels="abc")  # the Python API checks types too
