@@ -158,9 +158,9 @@ def test_weighted_kl_and_mean_reduction_scale_the_loss():
 def test_nll_scores_the_joint_weights_and_active_units_count_each_layer():
     model = _model("bottom_up")
     images = _images(6)
-    estimate = evaluation.importance_sampled_nll(model, images, num_samples=30, batch_size=4,
-                                                 seed=0, max_decoder_batch=16, verbose=0)
-    bound = evaluation.elbo(model, images, num_samples=2, seed=0)
+    estimate = evaluation.importance_sampled_nll(model, images, num_samples=30, batch_size=6,
+                                                 seed=0, max_decoder_batch=180, verbose=0)
+    bound = evaluation.elbo(model, images, num_samples=1, seed=0)
     assert estimate.per_example.shape == (6,) and np.all(np.isfinite(estimate.per_example))
     # log-mean-exp of 30 weights beats the ELBO on average (Jensen), by a wide margin here.
     assert estimate.mean < -bound["elbo"].mean
@@ -173,9 +173,10 @@ SMALL_CONV = {"base_channels": 2, "latent_channels": 8, "time_steps": 2, "lstm_l
               "top_hidden_units": [8]}
 
 
-@pytest.mark.portable
-@pytest.mark.parametrize("name,overrides", [("mnist_mlp_iwae_2layer", {"iwae_samples": 2}),
-                                            ("mnist_crvae_2layer", SMALL_CONV)])
+@pytest.mark.parametrize("name,overrides", [
+    pytest.param("mnist_mlp_iwae_2layer", {"iwae_samples": 2}, marks=pytest.mark.portable),
+    ("mnist_crvae_2layer", SMALL_CONV),  # TF only: the recurrent crVAE traces slowly under JAX
+])
 def test_presets_train(name, overrides):
     model = presets.from_preset(name, seed=0, steps_per_epoch=2, epochs=8, **overrides)
     images = _images_28(8)
