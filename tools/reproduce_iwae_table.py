@@ -197,7 +197,7 @@ def write_tables(output_dir, results, settings, results_json=None, show=True):
         pathlib.Path(results_json).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(results_json).write_text(json.dumps(report, indent=2) + "\n")
     lines = [
-        "| model | layers | k | epochs | s/epoch | ELBO | NLL (k=5000) | active units | paper NLL | "
+        "| model | layers | k | epochs | s/epoch | ELBO | NLL (samples) | active units | paper NLL | "
         "paper units | gap |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -206,7 +206,8 @@ def write_tables(output_dir, results, settings, results_json=None, show=True):
         lines.append(
             f"| {r['preset']} | {r['stochastic_layers']} | {r['iwae_samples']} | {r['epochs']} | "
             f"{r['epoch_seconds']} | {r['elbo']['mean']:.2f} | "
-            f"{r['nll']['mean']:.2f} +- {r['nll']['standard_error']:.2f} | {r['active_units']} | "
+            f"{r['nll']['mean']:.2f} +- {r['nll']['standard_error']:.2f} "
+            f"({r['nll']['num_samples']}) | {r['active_units']} | "
             f"{r['paper_nll']} | {r['paper_active_units'] or '-'} | {gap} |")
     (pathlib.Path(output_dir) / "results.md").write_text("\n".join(lines) + "\n")
     if show:

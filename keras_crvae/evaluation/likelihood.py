@@ -109,12 +109,33 @@ def _float32(tensor):
     return ops.cast(tensor, "float32")
 
 
-def log_weight_function(model, images):
+def compiled_log_importance_weights(model):
+    """`model.log_importance_weights` compiled for the backend (`tf.function` on TensorFlow,
+    `jax.jit` on JAX; eager elsewhere). It is a pure function of `(images, noise)`, so compiling is
+    safe; a new trace is made per input shape (a full chunk, the last chunk, the last batch)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(model.log_importance_weights)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(model.log_importance_weights)
+    return model.log_importance_weights
+
+
+def log_weight_function(model, images, compiled=None):
     """`(function, latent_shapes)` for one image batch: `function(noise) -> np.ndarray (S, B)` float64
-    log importance weights of the noise list `[(S, B, *shape), ...]` (module docstring)."""
+    log importance weights of the noise list `[(S, B, *shape), ...]` (module docstring).
+
+    `compiled`: optional `compiled_log_importance_weights(model)`, reused across batches."""
     if _uses_log_weights(model):
+        score = compiled or model.log_importance_weights
+        image_tensor = ops.convert_to_tensor(images)
+
         def from_model(noise):
-            return ops.convert_to_numpy(model.log_importance_weights(images, noise)).astype(np.float64)
+            return ops.convert_to_numpy(score(image_tensor, list(noise))).astype(np.float64)
 
         return from_model, [tuple(shape) for shape in model.latent_shapes]
 
@@ -165,11 +186,12 @@ def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed
     num_samples, batch_size = int(num_samples), int(batch_size)
     seed_generator = keras.random.SeedGenerator(seed)
     progress = keras.utils.Progbar(len(images) * num_samples, unit_name="sample") if verbose else None
+    compiled = compiled_log_importance_weights(model) if _uses_log_weights(model) else None
     nll, mc_error = [], []
     for batch_array in _batches(images, batch_size):
         batch_array = np.asarray(ops.convert_to_numpy(batch_array))
         rows = int(batch_array.shape[0])
-        log_weights_of, latent_shapes = log_weight_function(model, batch_array)
+        log_weights_of, latent_shapes = log_weight_function(model, batch_array, compiled)
         chunk = max(1, min(num_samples, int(max_decoder_batch) // rows))
         running_max = np.full(rows, -np.inf)
         sum_weights = np.zeros(rows)  # sum_k exp(log_w_k - running_max)
