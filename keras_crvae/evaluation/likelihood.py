@@ -112,8 +112,11 @@ def _float32(tensor):
 def compiled_log_importance_weights(model):
     """`model.log_importance_weights` compiled for the backend (`tf.function` on TensorFlow,
     `jax.jit` on JAX; eager elsewhere). It is a pure function of `(images, noise)`, so compiling is
-    safe; a new trace is made per input shape (a full chunk, the last chunk, the last batch)."""
+    safe; a new trace is made per input shape (a full chunk, the last chunk, the last batch).
+    Objects that are not `keras.Model`s (e.g. NumPy models) are called as they are."""
     backend = keras.backend.backend()
+    if not isinstance(model, keras.Model):
+        return model.log_importance_weights
     if backend == "tensorflow":
         import tensorflow as tf
 

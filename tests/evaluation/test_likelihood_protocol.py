@@ -137,3 +137,29 @@ def test_progress_moves_per_chunk_of_samples_and_verbose_0_is_silent(monkeypatch
     # 2 batches of 3 images, chunks of 4 samples: 4 + 4 + 2 samples per batch, counted in samples.
     assert progress.target == 60 and progress.added == [12, 12, 6] * 2
     assert progress.kwargs["unit_name"] == "sample"
+
+
+class EncodeDecodeOnly:
+    """Hides a VAE's `log_importance_weights`: only `encode` / `log_likelihood` remain."""
+
+    def __init__(self, model):
+        self.encode, self.log_likelihood = model.encode, model.log_likelihood
+
+
+def test_vae_log_weights_compiled_equal_the_encode_log_likelihood_path():
+    from keras_crvae.evaluation import likelihood
+    from keras_crvae.models import VAE
+    from keras_crvae.networks import mlp
+
+    keras.utils.set_random_seed(0)
+    model = VAE(mlp.build_mlp_gaussian((2, 3, 1), 4, (5,), name="encoder"),
+                mlp.build_mlp_bernoulli_decoder(4, (5,), image_shape=(2, 3, 1)))
+    images = (np.random.default_rng(0).random((3, 2, 3, 1)) < 0.5).astype("float32")
+    noise = [np.random.default_rng(1).standard_normal((5, 3, 4)).astype("float32")]
+    compiled = likelihood.compiled_log_importance_weights(model)
+    from_method, shapes = likelihood.log_weight_function(model, images, compiled)
+    from_encoder, duck_shapes = likelihood.log_weight_function(EncodeDecodeOnly(model), images)
+    assert shapes == duck_shapes == [(4,)]
+    np.testing.assert_allclose(from_method(noise), from_encoder(noise), rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match=r"`noise\[0\]` must have shape \(num_samples, 3, 4\)"):
+        model.log_importance_weights(images, [noise[0][:, :2]])
