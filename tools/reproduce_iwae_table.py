@@ -188,7 +188,28 @@ def run_preset(name, train_images, valid_images, settings, output_dir, overrides
     return result
 
 
+def validation_curve(history_path):
+    """`{epoch: {metric: value}}` of the validation metrics (`val_elbo`, and `val_iwae_bound` for IWAE
+    rows) in a row's `history.csv`, epochs counted from 1; {} when there is none."""
+    import csv
+
+    path = pathlib.Path(history_path)
+    if not path.exists():
+        return {}
+    curve = {}
+    with path.open() as handle:
+        for record in csv.DictReader(handle):
+            values = {key[4:]: round(float(value), 3) for key, value in record.items()
+                      if key in ("val_elbo", "val_iwae_bound") and value not in ("", "NA")}
+            if values:
+                curve[int(record["epoch"]) + 1] = values
+    return curve
+
+
 def write_tables(output_dir, results, settings, results_json=None, show=True):
+    for row in results:  # the training curve of every finished row, from its history.csv
+        row["validation_curve"] = validation_curve(
+            pathlib.Path(output_dir) / row["preset"] / "history.csv")
     rows = sorted(results, key=lambda r: IWAE_TABLE_ORDER.index(r["preset"])
                   if r["preset"] in IWAE_TABLE_ORDER else len(IWAE_TABLE_ORDER))
     report = {"settings": dataclasses.asdict(settings), "results": rows}
