@@ -188,8 +188,10 @@ def build_export_archive(model):
     images_spec = tf.TensorSpec((None,) + image_shape, tf.float32, name="images")
 
     def to_images(z):
-        output = decoder(tf.cast(z, decoder.compute_dtype), training=False)
-        return tf.cast(images_from_decoder_output(output, decoder_outputs), tf.float32)
+        # Networks may compute in bfloat16 (keras_crvae.precision): their inputs enter as float32
+        # (the layers cast) and the output activation runs in float32, as in the Keras model.
+        output = tf.cast(decoder(z, training=False), tf.float32)
+        return images_from_decoder_output(output, decoder_outputs)
 
     def sample(z):
         images = to_images(_check_input(z, "z", latent_shape))
@@ -200,13 +202,13 @@ def build_export_archive(model):
 
     def encode(images):
         images = _check_input(images, "images", image_shape, image_range)
-        mean, log_var = encoder(tf.cast(images, encoder.compute_dtype), training=False)
+        mean, log_var = encoder(images, training=False)
         return {"mean": tf.cast(mean, tf.float32), "log_var": tf.cast(log_var, tf.float32)}
 
     def reconstruct(images):
         images = _check_input(images, "images", image_shape, image_range)
-        mean, _ = encoder(tf.cast(images, encoder.compute_dtype), training=False)
-        return {"images": to_images(mean)}
+        mean, _ = encoder(images, training=False)
+        return {"images": to_images(tf.cast(mean, tf.float32))}
 
     archive = keras.export.ExportArchive()
     # No `archive.track(model)`: the archive saves the variables the endpoints use (the two

@@ -22,6 +22,7 @@ k is not given in the paper, 5 is the reference's `-nSample` default), i.e. alph
 import dataclasses
 
 from keras_crvae import networks
+from keras_crvae import precision as crvae_precision
 from keras_crvae.models import CRVAEGAN, VAE, VAEGAN
 from keras_crvae.optimizers import MultiplierAdam, ThresholdedAdam
 
@@ -52,6 +53,10 @@ class TrainingConfig:
         adam_epsilon: float, default 1e-8. Adam's epsilon (the IWAE presets: 1e-4).
         lr_schedule: str, default "step". "step": x`lr_decay_rate` every `lr_decay_every_epochs`;
             "iwae": Burda et al.'s 8 stages (`iwae_learning_rate_schedule`) fitted to `epochs`.
+        precision: str, default "float32". "bfloat16" builds the networks under Keras'
+            `mixed_bfloat16` policy (float32 variables, optimizer state, BatchNorm statistics,
+            densities and metrics); "auto" picks bfloat16 on CPUs with native bfloat16 arithmetic
+            (`keras_crvae.precision`).
     """
 
     learning_rate: float
@@ -64,8 +69,12 @@ class TrainingConfig:
     discriminator_threshold: float = 0.9
     discriminator_trunk_lr_multiplier: float = 1.0
     discriminator_warmup: bool = False
+    precision: str = "float32"
     adam_epsilon: float = 1e-8
     lr_schedule: str = "step"
+
+    def __post_init__(self):
+        object.__setattr__(self, "precision", crvae_precision.normalize(self.precision))
 
 
 LR_SCHEDULES = ("step", "iwae")
@@ -410,7 +419,9 @@ def from_preset(name, steps_per_epoch=None, compile=True, seed=None, **overrides
         compile: bool, default True. Compile with the preset's optimizer.
         seed: int or None. Seed of the posterior sampler.
         **overrides: any key of the preset's `network`, `model` or `training` tables, e.g.
-            `time_steps=4`, `base_channels=16`, `learning_rate=1e-3`.
+            `time_steps=4`, `base_channels=16`, `learning_rate=1e-3`, `precision="bfloat16"`
+            (mixed bfloat16 training, see `keras_crvae.precision`; "auto" picks it on CPUs with
+            native bfloat16 arithmetic).
 
     Returns:
         `keras_crvae.models.VAE`; `VAEGAN` / `CRVAEGAN` (compiled with a generator
@@ -421,26 +432,29 @@ def from_preset(name, steps_per_epoch=None, compile=True, seed=None, **overrides
     >>> model = from_preset("mnist_cvae", base_channels=4)
     """
     preset = get_preset(name, **overrides)
-    if isinstance(preset, TwoStagePreset):
-        return build_two_stage_from_preset(preset, steps_per_epoch, compile=compile, seed=seed)
-    if preset.network["builder"] in HIERARCHICAL_BUILDERS:
-        model = build_hierarchical_from_preset(preset, seed=seed)
+    # Layers take the precision's dtype policy; variables and optimizer state stay float32.
+    with crvae_precision.scope(preset.training.precision):
+        if isinstance(preset, TwoStagePreset):
+            return build_two_stage_from_preset(preset, steps_per_epoch, compile=compile, seed=seed)
+        if preset.network["builder"] in HIERARCHICAL_BUILDERS:
+            model = build_hierarchical_from_preset(preset, seed=seed)
+            if compile:
+                model.compile(optimizer=make_optimizer(preset.training, steps_per_epoch))
+            return model
+        if preset.network["builder"] in GAN_BUILDERS:
+            encoder, decoder, discriminator = build_networks(preset.network)
+            cls = CRVAEGAN if preset.network["encoder_latent"] == "recurrent" else VAEGAN
+            model = cls(encoder, decoder, discriminator, seed=seed, name=preset.name,
+                        **preset.model)
+            if compile:
+                model.compile(make_optimizer(preset.training, steps_per_epoch),
+                              make_discriminator_optimizer(preset.training, steps_per_epoch))
+            return model
+        encoder, decoder = build_networks(preset.network)
+        model = VAE(encoder, decoder, seed=seed, name=preset.name, **preset.model)
         if compile:
             model.compile(optimizer=make_optimizer(preset.training, steps_per_epoch))
         return model
-    if preset.network["builder"] in GAN_BUILDERS:
-        encoder, decoder, discriminator = build_networks(preset.network)
-        cls = CRVAEGAN if preset.network["encoder_latent"] == "recurrent" else VAEGAN
-        model = cls(encoder, decoder, discriminator, seed=seed, name=preset.name, **preset.model)
-        if compile:
-            model.compile(make_optimizer(preset.training, steps_per_epoch),
-                          make_discriminator_optimizer(preset.training, steps_per_epoch))
-        return model
-    encoder, decoder = build_networks(preset.network)
-    model = VAE(encoder, decoder, seed=seed, name=preset.name, **preset.model)
-    if compile:
-        model.compile(optimizer=make_optimizer(preset.training, steps_per_epoch))
-    return model
 
 
 # =====================================================================================================
@@ -487,6 +501,8 @@ class TwoStagePreset(Preset):
                 raise ValueError(f"Unknown override {key!r} for preset {self.name!r}; valid: {valid}.")
             else:
                 stage1[key] = value
+        if "precision" in stage1 and "stage2_precision" not in overrides:
+            stage2_training["precision"] = stage1["precision"]  # one switch for both stages
         updated = super().with_overrides(**stage1)
         return dataclasses.replace(updated, stage2_network=stage2_network,
                                    stage2_training=TrainingConfig(**stage2_training))
@@ -537,12 +553,13 @@ def build_two_stage_from_preset(preset, steps_per_epoch=None, compile=True, seed
     encoder1 = networks.build_two_stage_encoder(architecture, image_shape, latent_dim, **network)
     decoder1 = networks.build_two_stage_decoder(architecture, image_shape, latent_dim,
                                                 **decoder_kwargs)
-    encoder2 = networks.build_latent_encoder(latent_dim, **preset.stage2_network)
-    decoder2 = networks.build_latent_decoder(latent_dim, **preset.stage2_network)
     stage1 = GammaVAE(encoder1, decoder1, seed=seed, name="stage1", **preset.model)
-    stage2 = GammaVAE(encoder2, decoder2, decoder_loss="learned_gamma",
-                      weight_decay=preset.model.get("weight_decay", 0.0), data_range=None,
-                      seed=None if seed is None else seed + 1, name="stage2")
+    with crvae_precision.scope(preset.stage2_training.precision):
+        encoder2 = networks.build_latent_encoder(latent_dim, **preset.stage2_network)
+        decoder2 = networks.build_latent_decoder(latent_dim, **preset.stage2_network)
+        stage2 = GammaVAE(encoder2, decoder2, decoder_loss="learned_gamma",
+                          weight_decay=preset.model.get("weight_decay", 0.0), data_range=None,
+                          seed=None if seed is None else seed + 1, name="stage2")
     model = TwoStageVAE(stage1, stage2, name=preset.name)
     if compile:
         stage1.compile(optimizer=make_optimizer(preset.training, steps_per_epoch))

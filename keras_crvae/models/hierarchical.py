@@ -39,7 +39,7 @@ from keras import ops
 from keras_crvae import distribute, losses
 from keras_crvae.layers import GaussianSampler
 from keras_crvae.models.vae import (LIKELIHOODS, RECONSTRUCTION_REDUCTIONS, _tile_rows,
-                                    validate_images, with_deserialized)
+                                    to_float32, validate_images, with_deserialized)
 
 INFERENCE_KINDS = ("factorized", "bottom_up")
 
@@ -59,7 +59,7 @@ def _output_shapes(network, count, role):
 
 
 def _float32(tensor):
-    return ops.cast(tensor, "float32")
+    return to_float32(tensor)
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
@@ -145,9 +145,10 @@ class HierarchicalVAE(keras.Model):
         self.top_encoder = top_encoder
         self.top_decoder = top_decoder
         self.decoder = decoder
-        self.sampler = GaussianSampler(seed=seed, name="bottom_sampler")
+        # float32 whatever the precision (`keras_crvae.precision`): densities use their outputs.
+        self.sampler = GaussianSampler(seed=seed, dtype="float32", name="bottom_sampler")
         self.top_sampler = GaussianSampler(seed=None if seed is None else seed + 1,
-                                           name="top_sampler")
+                                           dtype="float32", name="top_sampler")
 
         # === Metrics ===
         self.elbo_tracker = keras.metrics.Mean(name="elbo")
@@ -348,7 +349,7 @@ class HierarchicalVAE(keras.Model):
         flat_noise = [ops.reshape(ops.convert_to_tensor(array, "float32"),
                                   (num_samples * batch,) + tuple(shape))
                       for array, shape in zip(noise, self.latent_shapes)]
-        sample = self._joint_sample(ops.cast(images, self.compute_dtype), num_samples,
+        sample = self._joint_sample(ops.cast(images, "float32"), num_samples,
                                     noise=flat_noise, training=False)
         log_px = losses.bernoulli_log_likelihood(sample["logits"],
                                                  _tile_rows(_float32(images), num_samples))
@@ -365,7 +366,7 @@ class HierarchicalVAE(keras.Model):
         noise = [keras.random.normal((1, batch) + tuple(shape), seed=seed)
                  for shape in self.latent_shapes]
         images = ops.convert_to_tensor(images)
-        sample = self._joint_sample(ops.cast(images, self.compute_dtype), 1,
+        sample = self._joint_sample(ops.cast(images, "float32"), 1,
                                     noise=[ops.reshape(n, (batch,) + tuple(s))
                                            for n, s in zip(noise, self.latent_shapes)],
                                     training=False)
@@ -384,19 +385,19 @@ class HierarchicalVAE(keras.Model):
         shapes `(B, *z2_shape)`. Active units (`evaluation.active_units`) count each layer's means.
         """
         validate_images(images, self.image_shape)
-        images = ops.cast(ops.convert_to_tensor(images), self.compute_dtype)
-        mean_1, log_var_1 = self.encoder(images, training=False)
+        images = ops.cast(ops.convert_to_tensor(images), "float32")
+        mean_1, log_var_1 = to_float32(self.encoder(images, training=False))
         top_input = images if self.inference == "factorized" else mean_1
-        mean_2, log_var_2 = self.top_encoder(top_input, training=False)
+        mean_2, log_var_2 = to_float32(self.top_encoder(top_input, training=False))
         return [(mean_1, log_var_1), (mean_2, log_var_2)]
 
     def decode_logits(self, z2):
         """Decoder logits of top latents `z2` `(B, *z2_shape)` through `z1 = E[z1|z2]` (the prior
         mean of `p(z1|z2)`) -> `(B, *image_shape)`."""
         validate_images(z2, self.latent_shape, name="z", value_range=None)
-        z2 = ops.cast(ops.convert_to_tensor(z2), self.compute_dtype)
+        z2 = ops.cast(ops.convert_to_tensor(z2), "float32")
         prior_mean_1, _ = self.top_decoder(z2, training=False)
-        return self.decoder(prior_mean_1, training=False)
+        return to_float32(self.decoder(prior_mean_1, training=False))
 
     def decode(self, z2):
         """Bernoulli means (pixel probabilities) of top latents `z2` (see `decode_logits`)."""
@@ -408,17 +409,16 @@ class HierarchicalVAE(keras.Model):
             raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
         seed_generator = keras.random.SeedGenerator(seed)
         z2 = keras.random.normal((int(num_samples),) + self.latent_shape, seed=seed_generator)
-        prior_mean_1, prior_log_var_1 = self.top_decoder(ops.cast(z2, self.compute_dtype),
-                                                         training=False)
-        z1 = prior_mean_1 + ops.exp(0.5 * prior_log_var_1) * ops.cast(
-            keras.random.normal(ops.shape(prior_mean_1), seed=seed_generator), prior_mean_1.dtype)
-        return ops.sigmoid(self.decoder(z1, training=False))
+        prior_mean_1, prior_log_var_1 = to_float32(self.top_decoder(z2, training=False))
+        z1 = prior_mean_1 + ops.exp(0.5 * prior_log_var_1) * keras.random.normal(
+            ops.shape(prior_mean_1), seed=seed_generator)
+        return ops.sigmoid(to_float32(self.decoder(z1, training=False)))
 
     def log_likelihood(self, images, z1):
         """`log p(x|z1)` summed over pixels -> `(B,)`."""
         validate_images(images, self.image_shape)
         validate_images(z1, self.bottom_latent_shape, name="z1", value_range=None)
-        logits = self.decoder(ops.cast(ops.convert_to_tensor(z1), self.compute_dtype),
+        logits = self.decoder(ops.cast(ops.convert_to_tensor(z1), "float32"),
                               training=False)
         return losses.bernoulli_log_likelihood(_float32(logits), ops.convert_to_tensor(images))
 
@@ -427,9 +427,9 @@ class HierarchicalVAE(keras.Model):
         (mean_1, log_var_1), _ = self.encode(images)
         z1 = mean_1
         if sample:
-            z1 = mean_1 + ops.exp(0.5 * log_var_1) * ops.cast(
-                keras.random.normal(ops.shape(mean_1), seed=seed), mean_1.dtype)
-        return ops.sigmoid(self.decoder(z1, training=False))
+            z1 = mean_1 + ops.exp(0.5 * log_var_1) * keras.random.normal(ops.shape(mean_1),
+                                                                         seed=seed)
+        return ops.sigmoid(to_float32(self.decoder(z1, training=False)))
 
     # --- serving (keras_crvae.export): the signatures take the top latent -------------------------
 

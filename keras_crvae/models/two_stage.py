@@ -29,7 +29,8 @@ from keras import ops
 
 from keras_crvae import losses
 from keras_crvae.layers import GaussianSampler
-from keras_crvae.models.vae import check_encoder_decoder, validate_images, with_deserialized
+from keras_crvae.models.vae import (check_encoder_decoder, to_float32, validate_images,
+                                    with_deserialized)
 
 DECODER_LOSSES = ("learned_gamma", "fixed_gamma", "cross_entropy")
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -91,7 +92,8 @@ class GammaVAE(keras.Model):
         # === Layers ===
         self.encoder = encoder
         self.decoder = decoder
-        self.sampler = GaussianSampler(seed=seed, use_tfp=False, name="posterior_sampler")
+        self.sampler = GaussianSampler(seed=seed, use_tfp=False, dtype="float32",
+                                       name="posterior_sampler")
 
         # === Config ===
         self.decoder_loss = decoder_loss
@@ -136,9 +138,9 @@ class GammaVAE(keras.Model):
         Returns a dict: `mean`, `log_var`, `z`, `kl` (per element) `(B, *latent)` and `x_mean`
         `(B, *data_shape)`.
         """
-        mean, log_var = self.encoder(data, training=training)
+        mean, log_var = to_float32(self.encoder(data, training=training))
         z, kl = self.sampler([mean, log_var])
-        x_mean = self.decoder(z, training=training)
+        x_mean = to_float32(self.decoder(z, training=training))
         return {"mean": mean, "log_var": log_var, "z": z, "kl": kl, "x_mean": x_mean}
 
     def negative_log_likelihood(self, data, x_mean):
@@ -182,18 +184,18 @@ class GammaVAE(keras.Model):
 
     def _to_tensor(self, data, shape, name, value_range):
         validate_images(data, shape, name=name, value_range=value_range)
-        return ops.cast(ops.convert_to_tensor(data), self.compute_dtype)
+        return ops.cast(ops.convert_to_tensor(data), "float32")
 
     def encode(self, data):
         """`q(z|x)` parameters: data `(B, *data_shape)` -> `(mean, log_var)`, each `(B, *latent)`."""
         data = self._to_tensor(data, self.data_shape, "data", self.data_range)
-        mean, log_var = self.encoder(data, training=False)
+        mean, log_var = to_float32(self.encoder(data, training=False))
         return mean, log_var
 
     def decode(self, z):
         """The decoder mean for latents `z` `(B, *latent_shape)` -> `(B, *data_shape)`."""
         z = self._to_tensor(z, self.latent_shape, "z", None)
-        return self.decoder(z, training=False)
+        return to_float32(self.decoder(z, training=False))
 
     def posterior_sample(self, data, seed=None):
         """One `z ~ q(z|x)` per example, `(B, *latent_shape)`."""
@@ -229,7 +231,7 @@ class GammaVAE(keras.Model):
                 for layer in norms:
                     layer.momentum = index / (index + 1.0)
                 self(ops.convert_to_tensor(np.asarray(data[start:start + int(batch_size)],
-                                                      self.compute_dtype)), training=True)
+                                                      "float32")), training=True)
         finally:
             for layer, momentum in zip(norms, momenta):
                 layer.momentum = momentum
@@ -386,7 +388,7 @@ class TwoStageVAE(keras.Model):
         if stage == 1:
             return keras.random.normal(shape, seed=generator)
         u = keras.random.normal((int(num_samples),) + self.code_shape, seed=generator)
-        z_mean = self.stage2.decoder(u, training=False)
+        z_mean = to_float32(self.stage2.decoder(u, training=False))
         return z_mean + self.stage2.gamma * keras.random.normal(shape, seed=generator)
 
     def sample(self, num_samples, stage=2, seed=None):

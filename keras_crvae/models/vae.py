@@ -95,6 +95,14 @@ def with_deserialized(config, *keys):
     return config
 
 
+def to_float32(tensors):
+    """Casts a tensor, or each of a list of tensors, to float32: the boundary between networks that
+    may compute in bfloat16 (`keras_crvae.precision`) and the densities, which never do."""
+    if isinstance(tensors, (list, tuple)):
+        return type(tensors)(to_float32(tensor) for tensor in tensors)
+    return tensors if tensors.dtype == "float32" else ops.cast(tensors, "float32")
+
+
 def _tile_rows(tensor, times):
     """Stacks `times` copies of a batch along axis 0 (sample-major: row `k*B + b`)."""
     if isinstance(times, int) and times == 1:
@@ -168,7 +176,8 @@ class VAE(keras.Model):
         # === Layers ===
         self.encoder = encoder
         self.decoder = decoder
-        self.sampler = GaussianSampler(seed=seed, name="posterior_sampler")
+        # float32 whatever the precision: KLs and densities are computed from its outputs.
+        self.sampler = GaussianSampler(seed=seed, dtype="float32", name="posterior_sampler")
 
         # === Metrics ===
         self.elbo_tracker = keras.metrics.Mean(name="elbo")
@@ -209,10 +218,10 @@ class VAE(keras.Model):
         `k*B` rows, sample-major, where `k = iwae_samples` (in training and evaluation alike, so
         `evaluate()` reports the bound that `fit()` optimises).
         """
-        mean, log_var = self.encoder(images, training=training)
+        mean, log_var = to_float32(self.encoder(images, training=training))
         num_samples = self.iwae_samples
         z, kl = self.sampler([_tile_rows(mean, num_samples), _tile_rows(log_var, num_samples)])
-        logits = self.decoder(z, training=training)
+        logits = to_float32(self.decoder(z, training=training))
         return {"mean": mean, "log_var": log_var, "z": z, "kl": kl, "logits": logits}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -291,11 +300,12 @@ class VAE(keras.Model):
             raise ValueError(f"`noise[0]` must have shape (num_samples, {batch}, "
                              f"{', '.join(str(d) for d in self.latent_shape)}); got "
                              f"{tuple(noise.shape)}.")
-        mean, log_var = self.encoder(ops.cast(images, self.compute_dtype), training=False)
-        mean = _tile_rows(ops.cast(mean, "float32"), num_samples)
-        log_var = _tile_rows(ops.cast(log_var, "float32"), num_samples)
-        z = mean + ops.exp(0.5 * log_var) * ops.reshape(noise, (num_samples * batch,) + self.latent_shape)
-        logits = ops.cast(self.decoder(ops.cast(z, self.compute_dtype), training=False), "float32")
+        mean, log_var = to_float32(self.encoder(ops.cast(images, "float32"), training=False))
+        mean = _tile_rows(mean, num_samples)
+        log_var = _tile_rows(log_var, num_samples)
+        z = mean + ops.exp(0.5 * log_var) * ops.reshape(noise,
+                                                        (num_samples * batch,) + self.latent_shape)
+        logits = to_float32(self.decoder(z, training=False))
         log_px = losses.bernoulli_log_likelihood(logits, _tile_rows(ops.cast(images, "float32"),
                                                                     num_samples))
         log_ratio = (losses.standard_normal_log_density(z)
@@ -307,8 +317,8 @@ class VAE(keras.Model):
     def encode(self, images):
         """`q(z|x)` parameters: images `(B, *image_shape)` in [0, 1] -> `(mean, log_var)`."""
         validate_images(images, self.image_shape)
-        images = ops.cast(ops.convert_to_tensor(images), self.compute_dtype)
-        mean, log_var = self.encoder(images, training=False)
+        images = ops.cast(ops.convert_to_tensor(images), "float32")
+        mean, log_var = to_float32(self.encoder(images, training=False))
         return mean, log_var
 
     def decode_logits(self, z):
@@ -321,8 +331,10 @@ class VAE(keras.Model):
         validate_images(z, self.latent_shape, name="z", value_range=None)
         # predict_on_batch repeats the batch per replica for models built under a strategy.
         if isinstance(z, np.ndarray) and distribute.model_replicas(self.decoder) == 1:
-            return ops.convert_to_tensor(self.decoder.predict_on_batch(z.astype(self.compute_dtype)))
-        return self.decoder(ops.cast(ops.convert_to_tensor(z), self.compute_dtype), training=False)
+            return to_float32(ops.convert_to_tensor(self.decoder.predict_on_batch(
+                z.astype(np.float32))))
+        return to_float32(self.decoder(ops.cast(ops.convert_to_tensor(z), "float32"),
+                                       training=False))
 
     def decode(self, z):
         """Bernoulli means (pixel probabilities in [0, 1]) for latents `z` `(B, *latent_shape)`."""

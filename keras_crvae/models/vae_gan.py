@@ -43,7 +43,8 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import distribute, losses
-from keras_crvae.models.vae import check_encoder_decoder, validate_images, with_deserialized
+from keras_crvae.models.vae import (check_encoder_decoder, to_float32, validate_images,
+                                    with_deserialized)
 from keras_crvae.optimizers import ThresholdedAdam
 
 IMAGE_RANGE = (-1.0, 1.0)
@@ -224,11 +225,11 @@ class VAEGAN(keras.Model):
     # --- the objective --------------------------------------------------------------------------
 
     def _generate(self, z, training):
-        outputs = self.generator(z, training=training)
+        outputs = to_float32(self.generator(z, training=training))
         return (outputs[0], outputs[1]) if self.returns_u else (outputs, None)
 
     def _discriminate(self, images, training):
-        outputs = self.discriminator(images, training=training)
+        outputs = to_float32(self.discriminator(images, training=training))
         return (outputs[0], outputs[1]) if isinstance(outputs, (list, tuple)) else (outputs, None)
 
     def _unpack(self, data):
@@ -261,10 +262,10 @@ class VAEGAN(keras.Model):
             `d_loss` (BCE of the D batch), `discriminator_loss` (`d_loss + mi`), `d_correct` (number of correct D decisions), `d_count`, and `kl_blocks`
             `(T,)` when block weights are used.
         """
-        dtype = self.compute_dtype
+        dtype = "float32"  # every loss term, whatever precision the networks compute in
         images = ops.cast(images, dtype)
         batch_size = ops.shape(images)[0]
-        mean, log_var = self.encoder(images, training=training)
+        mean, log_var = to_float32(self.encoder(images, training=training))
         z = mean + ops.exp(0.5 * log_var) * self._noise(posterior_noise, batch_size, dtype)
         z_prior = self._noise(prior_noise, batch_size, dtype)
         reconstructions, u_reconstruction = self._generate(z, training)
@@ -366,7 +367,7 @@ class VAEGAN(keras.Model):
                 variable.assign(ops.where(keep, variable.value, before))
         else:
             self.discriminator_optimizer.apply(discriminator_grads, discriminator_variables)
-            updated = ops.ones((), self.compute_dtype)
+            updated = ops.ones((), "float32")
         return self._update_metrics(terms, accuracy, updated)
 
     def test_step(self, data):
@@ -394,13 +395,13 @@ class VAEGAN(keras.Model):
     def call(self, images, training=False):
         """Reconstructions (decoded posterior means) of images `(B, *image_shape)` in [-1, 1]."""
         mean, _ = self.encoder(images, training=training)
-        return self.decoder(mean, training=training)
+        return to_float32(self.decoder(mean, training=training))
 
     def encode(self, images):
         """`q(z|x)` parameters: images `(B, *image_shape)` in [-1, 1] -> `(mean, log_var)`."""
         validate_images(images, self.image_shape, value_range=IMAGE_RANGE)
-        images = ops.cast(ops.convert_to_tensor(images), self.compute_dtype)
-        mean, log_var = self.encoder(images, training=False)
+        images = ops.cast(ops.convert_to_tensor(images), "float32")
+        mean, log_var = to_float32(self.encoder(images, training=False))
         return mean, log_var
 
     def decode(self, z):
@@ -408,8 +409,10 @@ class VAEGAN(keras.Model):
         validate_images(z, self.latent_shape, name="z", value_range=None)
         # predict_on_batch repeats the batch per replica for models built under a strategy.
         if isinstance(z, np.ndarray) and distribute.model_replicas(self.decoder) == 1:
-            return ops.convert_to_tensor(self.decoder.predict_on_batch(z.astype(self.compute_dtype)))
-        return self.decoder(ops.cast(ops.convert_to_tensor(z), self.compute_dtype), training=False)
+            return to_float32(ops.convert_to_tensor(self.decoder.predict_on_batch(
+                z.astype(np.float32))))
+        return to_float32(self.decoder(ops.cast(ops.convert_to_tensor(z), "float32"),
+                                       training=False))
 
     def sample(self, num_samples, seed=None):
         """Draws `num_samples` images in [-1, 1]: `z ~ N(0, I)`, `decode(z)`."""

@@ -7,7 +7,8 @@ With `base_channels=32` (`-baseChannels`) the encoder trunk ends in a `(4, 4, 25
 map is `(4, 4, 64)` (`-nf`). Decoders end in `tanh`, images in [-1, 1].
 
 Torch-to-Keras details (as in `networks/mnist.py`): symmetric Torch padding is `ZeroPadding2D` +
-`padding="valid"`; a transposed conv with padding 1 is `Conv2DTranspose(valid)` + `Cropping2D(1)`;
+`padding="valid"`; a transposed conv with padding 1 is `Conv2DTranspose(valid)` + `Cropping2D(1)`
+(both written as Keras' equivalent `padding="same"` where that is the same function);
 Torch BatchNorm momentum `m` is Keras `1 - m`; convolutions start uniform in `+-sqrt(1/(k*k*out))`.
 The baseline file hard-codes `eps=1e-6, momentum=0.9` (Keras 0.1) for its first three BatchNorms; we
 keep that for the dense latent.

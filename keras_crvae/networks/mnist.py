@@ -7,7 +7,10 @@ trunk ends in a `(4, 4, 256)` map, and every model has the same latent size, `4*
 
 Torch-to-Keras details kept exactly:
 - Torch's symmetric padding: `ZeroPadding2D(p)` + `Conv2D(padding="valid")`; a transposed conv with
-  padding `p` is `Conv2DTranspose(padding="valid")` + `Cropping2D(p)`.
+  padding `p` is `Conv2DTranspose(padding="valid")` + `Cropping2D(p)`. Where that equals Keras'
+  `padding="same"` (a stride-1 conv with `p = (k-1)/2`, a 4x4 stride-2 transposed conv with `p = 1`)
+  the builders use "same": the same function and weights with fewer ops
+  (`tests/networks/test_torch_padding.py` checks the equality on every backend).
 - Torch BatchNorm `momentum m` is Keras `momentum = 1 - m`. The baseline/conv reference files hard-code
   `eps=1e-6, momentum=0.9` (Keras 0.1); the lstm file takes `-eps 1e-5 -mom 0.1` (Keras 0.9).
 - Convolutions start uniform in `+-sqrt(1 / (k*k*out_channels))` with zero bias (`ConvInit`); Linear
@@ -38,6 +41,13 @@ def _dense_init():
 
 
 def _conv(x, filters, kernel_size, stride=1, padding=0, name=None):
+    if padding and stride == 1 and 2 * padding == kernel_size - 1:
+        # Torch's symmetric padding p = (k-1)/2 at stride 1 is Keras' "same": one op instead of a
+        # Pad and a valid conv (and a Slice in the gradient); the same function and weights.
+        return keras.layers.Conv2D(
+            filters, kernel_size, padding="same",
+            kernel_initializer=_conv_init(), bias_initializer="zeros", name=name,
+        )(x)
     if padding:
         x = keras.layers.ZeroPadding2D(padding, name=None if name is None else name + "_pad")(x)
     return keras.layers.Conv2D(
@@ -47,6 +57,14 @@ def _conv(x, filters, kernel_size, stride=1, padding=0, name=None):
 
 
 def _transposed_conv(x, filters, padding, name):
+    # A 4x4 stride-2 transposed conv with Torch padding p: full ("valid") output cropped by p. For
+    # p = 1 that is Keras' "same" (output 2x the input), which avoids the crop and its gradient (a
+    # StridedSliceGrad that cost ~8% of a crVAE training step on CPU).
+    if padding == 1:
+        return keras.layers.Conv2DTranspose(
+            filters, 4, strides=2, padding="same",
+            kernel_initializer=_transposed_conv_init(), bias_initializer="zeros", name=name,
+        )(x)
     x = keras.layers.Conv2DTranspose(
         filters, 4, strides=2, padding="valid",
         kernel_initializer=_transposed_conv_init(), bias_initializer="zeros", name=name,

@@ -1,0 +1,124 @@
+"""Training precision: float32, or mixed bfloat16 with the numerically sensitive parts in float32.
+
+`precision="bfloat16"` builds a model's layers under Keras' `mixed_bfloat16` dtype policy: variables,
+optimizer state and BatchNorm statistics stay float32, convolutions, matmuls and the LSTM run in
+bfloat16 (oneDNN's AVX512-BF16 / AMX kernels on CPUs that have them, tensor cores on GPUs). The models
+cast every tensor that enters a density to float32 at the network boundary (`VAE.call`, `encode`,
+`decode_logits`; the same in the GAN and Two-Stage models), so log-likelihoods, KLs, log-sum-exps and
+the metrics are float32, and the NLL/FID evaluators accumulate in float64 whatever the training
+precision (DESIGN.md section 9).
+
+    >>> from keras_crvae import precision
+    >>> precision.resolve("float32")
+    'float32'
+    >>> with precision.scope("bfloat16"):
+    ...     layer = keras.layers.Dense(2)
+    >>> layer.dtype_policy.name
+    'mixed_bfloat16'
+
+"auto" picks bfloat16 where it is measured to be faster (`docs/performance.md`): a CPU with native
+bfloat16 arithmetic (AVX512-BF16 or AMX) and no accelerator in use. Elsewhere it picks float32, so it
+is never slower than float32.
+"""
+
+import contextlib
+import functools
+import os
+
+import keras
+
+PRECISIONS = ("float32", "bfloat16", "auto")
+_ALIASES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+            "mixed_bfloat16": "bfloat16", "auto": "auto"}
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def normalize(precision):
+    """The canonical name ("float32", "bfloat16" or "auto") of `precision`; aliases `fp32`, `bf16`
+    and `mixed_bfloat16` are accepted. Raises ValueError naming the accepted values."""
+    key = str(precision).strip().lower() if precision is not None else "float32"
+    if key not in _ALIASES:
+        raise ValueError(
+            f"`precision` must be one of {PRECISIONS} (or fp32 / bf16); got {precision!r}.")
+    return _ALIASES[key]
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_supports_bfloat16(cpuinfo_path="/proc/cpuinfo"):
+    """True when the CPU advertises native bfloat16 arithmetic (Linux `avx512_bf16` or `amx_bf16`)."""
+    try:
+        with open(cpuinfo_path) as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+    except OSError:
+        return False
+    return False
+
+
+def _accelerator_in_use():
+    """True when the backend computes on a GPU/TPU (where "auto" keeps float32: not measured here)."""
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() != "cpu"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+        if backend == "torch":
+            import torch
+
+            return bool(torch.cuda.is_available())
+    except Exception:  # a broken accelerator runtime is not one in use
+        return False
+    return False
+
+
+def resolve(precision):
+    """"float32" or "bfloat16" for `precision` ("auto" decided by `cpu_supports_bfloat16` and
+    the absence of an accelerator; `KERAS_CRVAE_PRECISION` overrides what "auto" decides)."""
+    precision = normalize(precision)
+    if precision != "auto":
+        return precision
+    forced = os.environ.get("KERAS_CRVAE_PRECISION")
+    if forced:
+        return resolve(forced) if normalize(forced) != "auto" else "float32"
+    if cpu_supports_bfloat16() and not _accelerator_in_use():
+        return "bfloat16"
+    return "float32"
+
+
+def policy_name(precision):
+    """The Keras dtype policy of `precision`: "float32" or "mixed_bfloat16"."""
+    return _POLICIES[resolve(precision)]
+
+
+@contextlib.contextmanager
+def scope(precision):
+    """Layers created inside take the dtype policy of `precision`; the previous global policy is
+    restored on exit (also on error). Not thread-safe: Keras' policy is process-global."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy_name(precision))
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def of_model(model):
+    """"bfloat16" when any layer of `model` computes in bfloat16, else "float32"."""
+    for layer in _layers(model):
+        if getattr(layer, "compute_dtype", "float32") == "bfloat16":
+            return "bfloat16"
+    return "float32"
+
+
+def _layers(model):
+    yield model
+    for layer in getattr(model, "_flatten_layers", lambda **_: [])(include_self=False, recursive=True):
+        yield layer
