@@ -188,7 +188,9 @@ def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed
     _check_inputs(model, images, num_samples, batch_size)
     num_samples, batch_size = int(num_samples), int(batch_size)
     seed_generator = keras.random.SeedGenerator(seed)
-    progress = keras.utils.Progbar(len(images) * num_samples, unit_name="sample") if verbose else None
+    # Advanced after every chunk; redrawn at most once a second (a log file gets ~1 line a second).
+    progress = keras.utils.Progbar(len(images) * num_samples, unit_name="sample",
+                                   interval=1.0) if verbose else None
     compiled = compiled_log_importance_weights(model) if _uses_log_weights(model) else None
     nll, mc_error = [], []
     for batch_array in _batches(images, batch_size):
