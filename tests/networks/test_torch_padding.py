@@ -14,20 +14,22 @@ def _copy_weights(source, target):
         t.assign(s)
 
 
-@pytest.mark.parametrize("size", [4, 7])
-def test_stride2_transposed_conv_padding1_is_valid_then_crop(size):
+@pytest.mark.parametrize("size,padding", [(4, 1), (7, 1), (16, 2), (5, 3)])
+def test_stride2_transposed_conv_is_valid_then_crop(size, padding):
     inputs = keras.Input((size, size, 3))
-    fast = keras.Model(inputs, mnist._transposed_conv(inputs, 5, padding=1, name="fast"))
+    fast = keras.Model(inputs, mnist._transposed_conv(inputs, 5, padding=padding, name="fast"))
     valid = keras.layers.Conv2DTranspose(5, 4, strides=2, padding="valid", name="valid")
-    reference = keras.Model(inputs, keras.layers.Cropping2D(1)(valid(inputs)))
+    reference = keras.Model(inputs, keras.layers.Cropping2D(padding)(valid(inputs)))
     _copy_weights(fast, reference)
     # Non-zero bias too, so an off-by-one crop would show at the border.
     reference.layers[1].bias.assign(np.arange(5, dtype="float32"))
     fast.layers[1].bias.assign(np.arange(5, dtype="float32"))
     x = np.random.default_rng(0).standard_normal((2, size, size, 3)).astype("float32")
-    assert fast.output_shape == reference.output_shape == (None, 2 * size, 2 * size, 5)
+    side = 2 * size + 2 - 2 * padding
+    assert fast.output_shape == reference.output_shape == (None, side, side, 5)
     np.testing.assert_allclose(fast(x), reference(x), atol=1e-5)
-    assert not any(isinstance(layer, keras.layers.Cropping2D) for layer in fast.layers)
+    if padding == 1:
+        assert not any(isinstance(layer, keras.layers.Cropping2D) for layer in fast.layers)
 
 
 @pytest.mark.parametrize("kernel", [3, 5])
