@@ -788,6 +788,12 @@ def _run(command, args):
         print(f"crvae {command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        if not verbose:
+            # A step cut short leaves half-built graph objects whose garbage collection at exit
+            # makes TensorFlow log a dozen "Object was never used" lines: not the user's business.
+            import logging
+
+            logging.getLogger("tensorflow").setLevel(logging.CRITICAL + 1)
         hint = "; rerun the same command to resume" if command == "train" else ""
         print(f"\ncrvae {command}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -804,6 +804,8 @@ PRESETS.update({
 def build_hierarchical_from_preset(preset, seed=None):
     """The (uncompiled) model of an "mlp" or "hierarchical_mnist" preset: `VAE` for one stochastic
     layer, `HierarchicalVAE` for two."""
+    from keras_crvae import networks
+    from keras_crvae.models import VAE
     from keras_crvae.networks import mlp
 
     config = dict(preset.network)
