@@ -69,6 +69,10 @@ _define["float"]("learning_rate", None, "Initial learning rate (default: the pre
                  flag_values=FLAGS)
 _define["integer"]("time_steps", None, "crVAE time steps T (default: the preset's).",
                    flag_values=FLAGS)
+_define["string"]("precision", None, "float32, bfloat16 (mixed: bf16 convolutions and matmuls, "
+                  "float32 densities, statistics and weights) or auto (bfloat16 on CPUs with "
+                  "native bf16 arithmetic, e.g. AVX512-BF16; float32 elsewhere). Default: the "
+                  "preset's (float32). See docs/performance.md.", flag_values=FLAGS)
 _define["multi_string"]("set", [], "Other preset settings as KEY=VALUE (repeatable), e.g. "
                         "--set base_channels=8; `crvae train --set help=1` lists the keys.",
                         flag_values=FLAGS)
@@ -116,7 +120,7 @@ _define["boolean"]("verbose", False, "Show TensorFlow's log and full Python trac
 COMMON_FLAGS = ("seed", "verbose")
 COMMAND_FLAGS = {
     "train": ("preset", "data", "eval_data", "data_dir", "output_dir", "epochs", "batch_size",
-              "learning_rate", "time_steps", "set", "fresh", "nll_samples", "nll_images", "npz",
+              "learning_rate", "time_steps", "precision", "set", "fresh", "nll_samples", "nll_images", "npz",
               "image_dir", "tfds", "steps_per_epoch", "stage2_epochs", "num_fid_samples",
               "strategy"),
     "evaluate": ("model", "data", "data_dir", "num_samples", "num_images", "binarize", "output"),
@@ -341,6 +345,14 @@ def _check_train():
         overrides["learning_rate"] = FLAGS.learning_rate
     if FLAGS.time_steps is not None:
         overrides["time_steps"] = FLAGS.time_steps
+    if FLAGS.precision is not None:
+        from keras_crvae import precision as crvae_precision
+
+        try:
+            overrides["precision"] = crvae_precision.normalize(FLAGS.precision)
+        except ValueError:
+            raise UsageError(f"--precision={FLAGS.precision}: expected float32, bfloat16 or auto "
+                             "(fp32 and bf16 also work)") from None
 
     only = {"gan": ("npz", "image_dir", "tfds", "steps_per_epoch"),
             "two_stage": ("stage2_epochs", "num_fid_samples"),

@@ -87,6 +87,8 @@ def trained(tmp_path_factory):
     (["--epochs=abc"], ["--epochs=abc: expected an integer"]),
     (["--epochs=0"], ["--epochs=0: expected an integer >= 1"]),
     (["--learning_rate=nan"], ["--learning_rate=nan: expected a finite number > 0"]),
+    (["--precision=fp8"], ["--precision=fp8: expected float32, bfloat16 or auto"]),
+    (["--set", "precision=half"], ["precision", "half"]),
     (["--strategy=gpu"], ["--strategy=gpu: expected one of default, mirrored, multi_worker"]),
     (["--preset=mnist_crvae_fast"], ["--preset=mnist_crvae_fast: expected one of", "mnist_crvae"]),
     (["--npz=faces.npz"], ["--npz is for the 64x64 GAN presets", "--data="]),

@@ -9,6 +9,9 @@ from keras import ops
 
 from keras_crvae import losses, models, networks, optimizers
 
+# Tiny models train faster eagerly than traced on TensorFlow; on JAX jit is the faster path.
+EAGER_IS_CHEAP = keras.backend.backend() == "tensorflow"
+
 pytestmark = pytest.mark.portable
 
 LATENTS = ["dense", "conv", "recurrent"]
@@ -163,9 +166,11 @@ def test_fit_two_steps_trains_every_variable_and_logs_finite_nats(latent):
     """Two fit steps move every trainable variable (gradients reach encoder, latent block and
     decoder) and log finite loss / elbo / reconstruction / kl with elbo = -(reconstruction + kl)."""
     model = tiny_vae(latent, kl_weight=0.001)
-    # The compiled (graph) step is traced for the recurrent latent, the costliest to trace; the
-    # other two run eagerly (the same maths, a third of the test time).
-    model.compile(optimizer=optimizers.MultiplierAdam(1e-3), run_eagerly=latent != "recurrent")
+    # On TensorFlow the compiled (graph) step is traced for the recurrent latent, the costliest to
+    # trace; the other two run eagerly (the same maths, a third of the test time). JAX's eager
+    # dispatch is slower than its jit, so JAX always compiles.
+    model.compile(optimizer=optimizers.MultiplierAdam(1e-3),
+                  run_eagerly=latent != "recurrent" and EAGER_IS_CHEAP)
     before = [ops.convert_to_numpy(v).copy() for v in model.trainable_variables]
     history = model.fit(binary_images(8), batch_size=4, epochs=1, verbose=0)
     assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 2
@@ -183,7 +188,7 @@ def test_iwae_fit_logs_a_finite_bound_below_zero():
     """An IWAE model (k=2) logs `iwae_bound` in fit: finite, negative (a log-likelihood bound on
     binary images) and above the ELBO estimate up to Monte Carlo noise."""
     model = tiny_vae("conv", iwae_samples=2, kl_weight=1.0, reconstruction_reduction="sum")
-    model.compile(optimizer=optimizers.MultiplierAdam(1e-3), run_eagerly=True)
+    model.compile(optimizer=optimizers.MultiplierAdam(1e-3), run_eagerly=EAGER_IS_CHEAP)
     logs = model.fit(binary_images(4), batch_size=4, epochs=1, verbose=0).history
     bound = logs["iwae_bound"][-1]
     assert np.isfinite(bound) and bound < 0
@@ -255,7 +260,7 @@ def test_keras_file_round_trip_keeps_outputs_and_training_state(tmp_path, latent
     # Eager fit: what is saved and restored is the point here, not the traced step.
     model.compile(optimizer=optimizers.MultiplierAdam(
         1e-3, lr_multipliers={"recurrence/lstm_": 0.25}, clip_values={"recurrence": 5.0}),
-        run_eagerly=True)
+        run_eagerly=EAGER_IS_CHEAP)
     images = binary_images(4)
     model.fit(images, batch_size=4, epochs=1, verbose=0)
     path = tmp_path / "vae.keras"
