@@ -17,9 +17,10 @@ precision (DESIGN.md section 9).
     >>> layer.dtype_policy.name
     'mixed_bfloat16'
 
-"auto" picks bfloat16 where it is measured to be faster (`docs/performance.md`): a CPU with native
-bfloat16 arithmetic (AVX512-BF16 or AMX) and no accelerator in use. Elsewhere it picks float32, so it
-is never slower than float32.
+"auto" picks bfloat16 where it is measured to be faster (`docs/performance.md`): the TensorFlow
+backend on a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX; oneDNN's kernels) and no
+accelerator in use. Elsewhere it picks float32 (XLA:CPU under JAX gained nothing from bfloat16 here),
+so it is never slower than float32.
 """
 
 import contextlib
@@ -84,15 +85,19 @@ def _accelerator_in_use():
 
 
 def resolve(precision):
-    """"float32" or "bfloat16" for `precision` ("auto" decided by `cpu_supports_bfloat16` and
-    the absence of an accelerator; `KERAS_CRVAE_PRECISION` overrides what "auto" decides)."""
+    """"float32" or "bfloat16" for `precision` ("auto": bfloat16 on the TensorFlow backend when
+    `cpu_supports_bfloat16` and no accelerator is in use; `KERAS_CRVAE_PRECISION` overrides what
+    "auto" decides)."""
     precision = normalize(precision)
     if precision != "auto":
         return precision
     forced = os.environ.get("KERAS_CRVAE_PRECISION")
     if forced:
         return resolve(forced) if normalize(forced) != "auto" else "float32"
-    if cpu_supports_bfloat16() and not _accelerator_in_use():
+    import keras
+
+    if (keras.backend.backend() == "tensorflow" and cpu_supports_bfloat16()
+            and not _accelerator_in_use()):
         return "bfloat16"
     return "float32"
 

@@ -47,7 +47,9 @@ def test_auto_follows_the_cpu_flags_and_the_override(tmp_path, monkeypatch):
     assert precision.resolve("auto") == "float32"  # never bfloat16 without native support
     monkeypatch.setattr(precision, "cpu_supports_bfloat16", lambda: True)
     monkeypatch.setattr(precision, "_accelerator_in_use", lambda: False)
-    assert precision.resolve("auto") == "bfloat16"
+    # Only TensorFlow's oneDNN kernels were measured faster in bfloat16 on such CPUs.
+    expected = "bfloat16" if keras.backend.backend() == "tensorflow" else "float32"
+    assert precision.resolve("auto") == expected
     monkeypatch.setenv("KERAS_CRVAE_PRECISION", "float32")
     assert precision.resolve("auto") == "float32"
     assert precision.resolve("bfloat16") == "bfloat16"  # explicit choices are not overridden
