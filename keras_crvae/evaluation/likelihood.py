@@ -109,6 +109,15 @@ def _float32(tensor):
     return ops.cast(tensor, "float32")
 
 
+def _with_channel_axis(model, images):
+    """The library's shape rule (`models.vae.validate_images`): single-channel images may come
+    without their channel axis; `log_importance_weights` is compiled and takes them with it."""
+    shape = tuple(getattr(model, "image_shape", ()) or ())
+    if shape and shape[-1] == 1 and np.ndim(images) == len(shape):
+        return np.asarray(images)[..., None]
+    return images
+
+
 def compiled_log_importance_weights(model):
     """`model.log_importance_weights` compiled for the backend (`tf.function` on TensorFlow,
     `jax.jit` on JAX; eager elsewhere). It is a pure function of `(images, noise)`, so compiling is
@@ -135,7 +144,7 @@ def log_weight_function(model, images, compiled=None):
     `compiled`: optional `compiled_log_importance_weights(model)`, reused across batches."""
     if _uses_log_weights(model):
         score = compiled or model.log_importance_weights
-        image_tensor = ops.convert_to_tensor(images)
+        image_tensor = ops.convert_to_tensor(_with_channel_axis(model, images))
 
         def from_model(noise):
             return ops.convert_to_numpy(score(image_tensor, list(noise))).astype(np.float64)
