@@ -23,7 +23,6 @@ through the optimizers' schedules, so a resumed run continues the schedule where
 import dataclasses
 import json
 import os
-import shutil
 import time
 
 import keras
@@ -160,16 +159,10 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
               f"{runs.epochs_text(config.training.epochs)} of {steps_per_epoch} steps at batch "
               f"{config.training.batch_size} -> {output_dir}/", flush=True)
     start = time.time()
-    try:
-        history = model.fit(dataset, epochs=config.training.epochs,
-                            steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False,
-                            verbose=verbose,
-                            initial_epoch=plan.initial_epoch if plan.action == "continue" else 0)
-    except BaseException:
-        # Failed or interrupted before the first epoch ended: nothing to resume, nothing kept.
-        if created_output_dir and runs.backup_epoch(output_dir) in (None, 0):
-            shutil.rmtree(output_dir, ignore_errors=True)
-        raise
+    history = runs.fit_keeping_only_resumable_state(
+        model, output_dir, created_output_dir, x=dataset, epochs=config.training.epochs,
+        steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=verbose,
+        initial_epoch=plan.initial_epoch if plan.action == "continue" else 0)
     train_seconds = time.time() - start
     save_model(model, model_path)
     runs.write_run(output_dir, preset, settings, config.training.epochs, finished=True,

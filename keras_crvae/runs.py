@@ -207,3 +207,24 @@ def default_output_dir(preset):
     """`crvae_run` for the quick start (the README's), `<preset>_run` for every other preset, so
     that two presets' runs never share a folder by default."""
     return "crvae_run" if preset == "mnist_crvae_quickstart" else f"{preset}_run"
+
+
+def fit_keeping_only_resumable_state(model, output_dir, created_output_dir, **fit_arguments):
+    """`model.fit(**fit_arguments)`; if it fails or is interrupted before its first epoch ended in a
+    folder this run created, the folder is removed (there is nothing to resume: no half-made run
+    is left behind). Returns the History."""
+    try:
+        return model.fit(**fit_arguments)
+    except BaseException:
+        if created_output_dir and backup_epoch(output_dir) in (None, 0):
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+
+
+def finished_run_metrics(output_dir):
+    """The metrics.json of a finished run in `output_dir` ({} when it has none)."""
+    metrics_path = os.path.join(output_dir, "metrics.json")
+    if not os.path.exists(metrics_path):
+        return {}
+    with open(metrics_path) as handle:
+        return json.load(handle)

@@ -23,7 +23,6 @@ so that workers sharing a file system do not overwrite each other.
 
 import csv
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -191,11 +190,7 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
     plan = runs.plan_run(output_dir, preset, settings, total_epochs, fresh=fresh)
     if plan.action == "done":
         _say(plan.message, verbose)
-        metrics_path = os.path.join(output_dir, "metrics.json")
-        if os.path.exists(metrics_path):
-            with open(metrics_path) as handle:
-                return json.load(handle)
-        return {}
+        return runs.finished_run_metrics(output_dir)
     if train_images is None or eval_images is None:
         embedded = crvae_data.load_embedded_mnist()
         train_images = embedded["x_train"] if train_images is None else train_images
@@ -236,16 +231,10 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
          f"{config.training.batch_size}"
          f" -> {output_dir}/", verbose)
     start = time.time()
-    try:
-        history = model.fit(dataset, epochs=total_epochs, callbacks=callbacks, shuffle=False,
-                            verbose=verbose,
-                            initial_epoch=plan.initial_epoch if plan.action == "continue" else 0)
-    except BaseException:
-        # A run that fails or is interrupted before its first epoch ends has nothing to resume:
-        # leave no half-made folder behind.
-        if created_output_dir and runs.backup_epoch(output_dir) in (None, 0):
-            shutil.rmtree(output_dir, ignore_errors=True)
-        raise
+    history = runs.fit_keeping_only_resumable_state(
+        model, output_dir, created_output_dir, x=dataset, epochs=total_epochs, callbacks=callbacks,
+        shuffle=False, verbose=verbose,
+        initial_epoch=plan.initial_epoch if plan.action == "continue" else 0)
     train_seconds = time.time() - start
     save_model(model, model_path)
     runs.write_run(output_dir, preset, settings, total_epochs, finished=True, data=data_spec)
@@ -398,11 +387,7 @@ def train_two_stage(preset="mnist_two_stage", train_images=None, eval_images=Non
     plan = runs.plan_run(output_dir, preset, settings, total_epochs, fresh=fresh, resumable=False)
     if plan.action == "done":
         _say(plan.message, verbose)
-        metrics_path = os.path.join(output_dir, "metrics.json")
-        if os.path.exists(metrics_path):
-            with open(metrics_path) as handle:
-                return json.load(handle)
-        return {}
+        return runs.finished_run_metrics(output_dir)
     if plan.message:
         _say(plan.message, verbose)
 

@@ -249,9 +249,10 @@ def test_continue_a_finished_run_with_more_epochs(trained, tmp_path):
 def test_ctrl_c_then_rerun_resumes(workdir):
     """Ctrl-C: one line, status 130; the same command then resumes from the last finished epoch and
     history.csv keeps one row per epoch."""
-    # 8 short epochs (8 steps each, each ending with a backup and a sample grid): the interrupt,
-    # sent as soon as the first epoch's row appears, lands mid-run.
-    args = ["train", "--data=train.npz", "--output_dir=run", "--epochs=8", *TINY]
+    # 16 short epochs (8 steps each, each ending with a backup and a sample grid): the interrupt,
+    # sent as soon as the first epoch's row appears, lands mid-run (with 8, a bfloat16 run on a
+    # quiet CPU once finished its epochs before the signal arrived).
+    args = ["train", "--data=train.npz", "--output_dir=run", "--epochs=16", *TINY]
     process = subprocess.Popen([*COMMAND, *args], cwd=workdir, env=ENV, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     history = workdir / "run" / "history.csv"
@@ -270,7 +271,7 @@ def test_ctrl_c_then_rerun_resumes(workdir):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming" in result.stdout and "epoch" in result.stdout
     epochs = [row.split(",")[0] for row in history.read_text().splitlines()[1:]]
-    assert epochs == [str(epoch) for epoch in range(8)]
+    assert epochs == [str(epoch) for epoch in range(16)]
 
 
 # === A VAE-GAN model: evaluate measures what it has (reconstruction error) ===
