@@ -31,15 +31,14 @@ supplement B ("a hierarchical crVAE with 2 stochastic layers").
 """
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
 from keras_crvae import distribute, losses
 from keras_crvae.layers import GaussianSampler
-from keras_crvae.models.vae import (LIKELIHOODS, RECONSTRUCTION_REDUCTIONS, _tile_rows,
-                                    to_float32, validate_images, with_deserialized)
+from keras_crvae.models.vae import (_tile_rows, check_objective_options, to_float32,
+                                    validate_images, with_deserialized)
 
 INFERENCE_KINDS = ("factorized", "bottom_up")
 
@@ -58,8 +57,11 @@ def _output_shapes(network, count, role):
     return [tuple(shape[1:]) for shape in shapes]
 
 
-def _float32(tensor):
-    return to_float32(tensor)
+def _reparameterize(sampler, mean, log_var, noise):
+    """`z = mean + exp(log_var / 2) * noise`; with `noise=None` the (float32) sampler draws it."""
+    if noise is None:
+        return sampler([mean, log_var])[0]
+    return mean + ops.exp(0.5 * log_var) * to_float32(noise)
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
@@ -122,19 +124,8 @@ class HierarchicalVAE(keras.Model):
         super().__init__(**kwargs)
         if inference not in INFERENCE_KINDS:
             raise ValueError(f"`inference` must be one of {INFERENCE_KINDS}, got {inference!r}.")
-        if reconstruction_reduction not in RECONSTRUCTION_REDUCTIONS:
-            raise ValueError(
-                f"`reconstruction_reduction` must be one of {RECONSTRUCTION_REDUCTIONS}, got "
-                f"{reconstruction_reduction!r}.")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {likelihood!r}.")
-        if isinstance(iwae_samples, bool) or int(iwae_samples) < 1:
-            raise ValueError(f"`iwae_samples` must be >= 1, got {iwae_samples}.")
-        if isinstance(kl_weight, numbers.Real):
-            kl_weight = float(kl_weight)
-        weights = [kl_weight] if isinstance(kl_weight, float) else [float(w) for w in kl_weight]
-        if not weights or any(w < 0 for w in weights):
-            raise ValueError(f"`kl_weight` must be non-negative, got {kl_weight!r}.")
+        kl_weight, weights = check_objective_options(reconstruction_reduction, likelihood,
+                                                     iwae_samples, kl_weight)
         if top_kl_weight is None:
             top_kl_weight = weights[0]
         if float(top_kl_weight) < 0:
@@ -216,25 +207,20 @@ class HierarchicalVAE(keras.Model):
         """Draws `num_samples` joint samples `(z1, z2) ~ q(z1, z2 | x)` per image (sample-major rows
         `s*B + b`) and runs the generative networks on them. `noise`: None (the samplers draw) or
         `[noise_1, noise_2]` standard normal, `(num_samples * B, *z_shape)` each. Float32 tensors."""
-        mean_1, log_var_1 = (_float32(t) for t in self.encoder(images, training=training))
+        mean_1, log_var_1 = (to_float32(t) for t in self.encoder(images, training=training))
         mean_1 = _tile_rows(mean_1, num_samples)
         log_var_1 = _tile_rows(log_var_1, num_samples)
-        if noise is None:
-            z1, _ = self.sampler([mean_1, log_var_1])
-        else:
-            z1 = mean_1 + ops.exp(0.5 * log_var_1) * _float32(noise[0])
+        z1 = _reparameterize(self.sampler, mean_1, log_var_1, None if noise is None else noise[0])
         top_input = images if self.inference == "factorized" else z1
-        mean_2, log_var_2 = (_float32(t) for t in self.top_encoder(top_input, training=training))
+        mean_2, log_var_2 = (to_float32(t) for t in self.top_encoder(top_input, training=training))
         if self.inference == "factorized":
             mean_2 = _tile_rows(mean_2, num_samples)
             log_var_2 = _tile_rows(log_var_2, num_samples)
-        if noise is None:
-            z2, _ = self.top_sampler([mean_2, log_var_2])
-        else:
-            z2 = mean_2 + ops.exp(0.5 * log_var_2) * _float32(noise[1])
-        prior_mean_1, prior_log_var_1 = (_float32(t) for t in self.top_decoder(z2,
+        z2 = _reparameterize(self.top_sampler, mean_2, log_var_2,
+                             None if noise is None else noise[1])
+        prior_mean_1, prior_log_var_1 = (to_float32(t) for t in self.top_decoder(z2,
                                                                                training=training))
-        logits = _float32(self.decoder(z1, training=training))
+        logits = to_float32(self.decoder(z1, training=training))
         return {"mean_1": mean_1, "log_var_1": log_var_1, "z1": z1, "mean_2": mean_2,
                 "log_var_2": log_var_2, "z2": z2, "prior_mean_1": prior_mean_1,
                 "prior_log_var_1": prior_log_var_1, "logits": logits}
@@ -352,7 +338,7 @@ class HierarchicalVAE(keras.Model):
         sample = self._joint_sample(ops.cast(images, "float32"), num_samples,
                                     noise=flat_noise, training=False)
         log_px = losses.bernoulli_log_likelihood(sample["logits"],
-                                                 _tile_rows(_float32(images), num_samples))
+                                                 _tile_rows(to_float32(images), num_samples))
         ratio_1, ratio_2 = self._log_ratios(sample)
         log_weights = (log_px + losses.sum_per_example(ratio_1)
                        + losses.sum_per_example(ratio_2))
@@ -372,7 +358,7 @@ class HierarchicalVAE(keras.Model):
                                     training=False)
         kl_1, kl_2 = self._kl_elements(sample)
         return {"reconstruction": -losses.bernoulli_log_likelihood(sample["logits"],
-                                                                   _float32(images)),
+                                                                   to_float32(images)),
                 "kl_1": losses.sum_per_example(kl_1), "kl_2": losses.sum_per_example(kl_2)}
 
     # --- the public API: encode / decode / sample / reconstruct -----------------------------------
@@ -420,7 +406,7 @@ class HierarchicalVAE(keras.Model):
         validate_images(z1, self.bottom_latent_shape, name="z1", value_range=None)
         logits = self.decoder(ops.cast(ops.convert_to_tensor(z1), "float32"),
                               training=False)
-        return losses.bernoulli_log_likelihood(_float32(logits), ops.convert_to_tensor(images))
+        return losses.bernoulli_log_likelihood(to_float32(logits), ops.convert_to_tensor(images))
 
     def reconstruct(self, images, sample=False, seed=None):
         """Decoded probabilities of `z1 = mean_1` (default) or of one sample of `q(z1|x)`."""

@@ -92,6 +92,30 @@ def check_encoder_decoder(encoder, decoder, latent_shape, data_shape):
         )
 
 
+def check_objective_options(reconstruction_reduction, likelihood, iwae_samples, kl_weight):
+    """Validates the objective arguments the VAE-family models share (`VAE`, `HierarchicalVAE`).
+
+    Returns:
+        `(kl_weight, weights)`: `kl_weight` as a float (NumPy scalars too) or unchanged sequence, and
+        `weights`, the list of floats it holds (one entry for a single weight).
+    """
+    if reconstruction_reduction not in RECONSTRUCTION_REDUCTIONS:
+        raise ValueError(
+            f"`reconstruction_reduction` must be one of {RECONSTRUCTION_REDUCTIONS}, got "
+            f"{reconstruction_reduction!r}."
+        )
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {likelihood!r}.")
+    if isinstance(iwae_samples, bool) or int(iwae_samples) < 1:
+        raise ValueError(f"`iwae_samples` must be >= 1, got {iwae_samples}.")
+    if isinstance(kl_weight, numbers.Real):
+        kl_weight = float(kl_weight)  # also NumPy scalars
+    weights = [kl_weight] if isinstance(kl_weight, float) else [float(w) for w in kl_weight]
+    if not weights or any(w < 0 for w in weights):
+        raise ValueError(f"`kl_weight` must be non-negative, got {kl_weight!r}.")
+    return kl_weight, weights
+
+
 def with_deserialized(config, *keys):
     """A copy of a model config whose `keys` (serialized sub-networks) are deserialized."""
     config = dict(config)
@@ -163,20 +187,8 @@ class VAE(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if reconstruction_reduction not in RECONSTRUCTION_REDUCTIONS:
-            raise ValueError(
-                f"`reconstruction_reduction` must be one of {RECONSTRUCTION_REDUCTIONS}, got "
-                f"{reconstruction_reduction!r}."
-            )
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {likelihood!r}.")
-        if int(iwae_samples) < 1:
-            raise ValueError(f"`iwae_samples` must be >= 1, got {iwae_samples}.")
-        if isinstance(kl_weight, numbers.Real):
-            kl_weight = float(kl_weight)  # also NumPy scalars
-        weights = [kl_weight] if isinstance(kl_weight, float) else list(kl_weight)
-        if not weights or any(float(w) < 0 for w in weights):
-            raise ValueError(f"`kl_weight` must be non-negative, got {kl_weight!r}.")
+        kl_weight, weights = check_objective_options(reconstruction_reduction, likelihood,
+                                                     iwae_samples, kl_weight)
 
         # === Layers ===
         self.encoder = encoder
