@@ -9,7 +9,8 @@ TensorFlow, `jax.jit(jax.value_and_grad(stateless_call))` on JAX) with a random 
 shape, and timed for the value and the gradients with respect to its input and weights. The sum over
 layers is a lower bound of one training step (the optimizer update and the loss are not included);
 the table shows the slowest layers and each one's share. This is how docs/performance.md found that
-XLA:CPU spent 14-46 s in the gradient of each transposed convolution.
+XLA:CPU spent 9.5-14 s in each transposed convolution's forward+backward pass
+(`--native_transposed_conv`).
 """
 
 import inspect

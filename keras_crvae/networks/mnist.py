@@ -59,8 +59,8 @@ def _conv(x, filters, kernel_size, stride=1, padding=0, name=None):
 def _transposed_conv(x, filters, padding, name):
     # A 4x4 stride-2 transposed conv with Torch padding p is the full ("valid") output cropped by p
     # on each side. Keras' "same" is the full output cropped by 1, so p >= 1 is "same" cropped by
-    # p - 1: no crop for p = 1 (the crop's gradient, a StridedSliceGrad, cost ~8% of a crVAE step on
-    # CPU), and the "same" form is what PhaseConv2DTranspose computes quickly on JAX (XLA:CPU).
+    # p - 1: no crop for p = 1 (one op less, and no crop gradient), and the "same" form is what
+    # PhaseConv2DTranspose computes quickly on JAX (XLA:CPU).
     if padding < 1:
         return keras.layers.Conv2DTranspose(
             filters, 4, strides=2, padding="valid",
