@@ -117,7 +117,6 @@ def run_preset(name, train_images, valid_images, settings, output_dir, overrides
 
     import keras_crvae
     from keras_crvae import callbacks, data, evaluation
-    from keras_crvae.networks import mlp
 
     folder = pathlib.Path(output_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,7 +126,8 @@ def run_preset(name, train_images, valid_images, settings, output_dir, overrides
     keras.utils.set_random_seed(FLAGS.seed)
     model = keras_crvae.from_preset(name, steps_per_epoch=steps_per_epoch, seed=FLAGS.seed,
                                     compile=False, epochs=settings.epochs, **overrides)
-    mlp.set_output_bias(model.decoder, mlp.pixel_mean_logits(train_images))
+    keras_crvae.presets.initialize_from_data(model, name, train_images, epochs=settings.epochs,
+                                             **overrides)
     model.compile(keras_crvae.presets.make_optimizer(preset.training, steps_per_epoch),
                   steps_per_execution=min(FLAGS.steps_per_execution, steps_per_epoch))
     (folder / "config.json").write_text(json.dumps(
