@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import time
 
 from absl import flags
@@ -61,6 +62,10 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch):
                          f"k={smoke.num_samples} on {smoke.num_valid} validation images.")
     flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: TensorFlow's "
                          "default).")
+    flags.DEFINE_float("stop_after_minutes", 0.0,
+                       "Stop training at the first epoch end after this many minutes of this "
+                       "invocation (0: never); the row resumes from there on the next run. For lent "
+                       "machines with a hard time limit.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
     flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (2: one line per epoch).")
 
@@ -125,12 +130,39 @@ def write_config(folder, name, preset):
          "training": dataclasses.asdict(preset.training)}, indent=2))
 
 
+_STARTED = time.time()
+
+
+class TimeLimitReached(Exception):
+    """Training stopped at an epoch end for --stop_after_minutes; the row resumes on the next run."""
+
+
+def time_limit_callback():
+    """Stops `fit` at the first epoch end after --stop_after_minutes (counted from the import of this
+    module, i.e. the start of the invocation); `reached` tells whether it did."""
+    import keras
+
+    class TimeLimit(keras.callbacks.Callback):
+        reached = False
+
+        def on_epoch_end(self, epoch, logs=None):
+            limit = FLAGS.stop_after_minutes * 60.0
+            if limit and time.time() - _STARTED > limit and epoch + 1 < self.params["epochs"]:
+                self.reached = self.model.stop_training = True
+
+    return TimeLimit()
+
+
 def train_row(model, folder, train_images, batch_size, epochs, **fit_kwargs):
     """Trains `model` (compiled) into `folder`, or loads its weights when an earlier session trained it.
 
     Writes `model.weights.h5`, `train_info.json` (wall time, seconds per epoch, images/s of the epochs
     run in this session) and `history.csv`; `backup/` holds the state of a killed run. Returns the
     train-info dict.
+
+    Raises:
+        TimeLimitReached: --stop_after_minutes passed at an epoch end before the last epoch; the
+            state of that epoch is in `backup/`.
     """
     import keras
 
@@ -143,7 +175,7 @@ def train_row(model, folder, train_images, batch_size, epochs, **fit_kwargs):
         model.load_weights(str(weights_path))
         return json.loads(info_path.read_text())
     steps_per_epoch = len(train_images) // batch_size
-    timing = epoch_timer()
+    timing, time_limit = epoch_timer(), time_limit_callback()
     start = time.time()
     model.fit(
         data.training_data(train_images, batch_size=batch_size, seed=FLAGS.seed),
@@ -151,10 +183,16 @@ def train_row(model, folder, train_images, batch_size, epochs, **fit_kwargs):
         verbose=FLAGS.verbose,
         shuffle=False,  # the pipeline shuffles itself
         callbacks=[callbacks.NaNGuard(),
-                   keras.callbacks.BackupAndRestore(str(folder / "backup")),
-                   keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing],
+                   # Kept when fit returns: a time-limited stop resumes from it (removed below
+                   # once the row is trained).
+                   keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False),
+                   keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing,
+                   time_limit],
         **fit_kwargs,
     )
+    if time_limit.reached:
+        raise TimeLimitReached(f"{folder.name}: --stop_after_minutes={FLAGS.stop_after_minutes} "
+                               "reached; run the same command again to resume.")
     trained_images = steps_per_epoch * batch_size * max(timing.epochs_run, 1)
     train_info = {
         "wall_seconds_this_session": round(time.time() - start, 1),
@@ -163,6 +201,7 @@ def train_row(model, folder, train_images, batch_size, epochs, **fit_kwargs):
     }
     model.save_weights(str(weights_path))
     info_path.write_text(json.dumps(train_info, indent=2))
+    shutil.rmtree(folder / "backup", ignore_errors=True)
     return train_info
 
 
@@ -207,7 +246,11 @@ def run_rows(names, settings, train_images, valid_images, run_row, write_tables)
               f"k={settings.num_samples} on {len(valid_images)} validation images", flush=True)
         folder = pathlib.Path(FLAGS.output_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
-        result = run_row(name, folder)
+        try:
+            result = run_row(name, folder)
+        except TimeLimitReached as stopped:
+            print(stopped, flush=True)
+            break
         (folder / "result.json").write_text(json.dumps(result, indent=2))
         results.append(result)
         write_tables(results, show=False)

@@ -46,3 +46,25 @@ def test_smoke_mode_writes_both_kinds_of_rows_and_skips_finished_ones(tmp_path):
     assert "| mnist_mlp_iwae_2layer |" in (tmp_path / "results.md").read_text()
     again = _run(tmp_path)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
+
+
+def test_a_time_limit_stops_at_an_epoch_end_and_the_next_run_resumes(tmp_path):
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, str(SCRIPT), f"--output_dir={tmp_path}", "--presets=mnist_mlp_vae",
+             "--epochs=3", "--num_train=100", "--num_valid=10", "--num_samples=2", "--threads=1",
+             *extra],
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True,
+            timeout=900)
+
+    stopped = run("--stop_after_minutes=0.0001")  # passed before the first epoch ends
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "reached; run the same command again to resume" in stopped.stdout
+    row = tmp_path / "mnist_mlp_vae"
+    assert (row / "backup").is_dir() and not (row / "result.json").exists()
+    assert len((row / "history.csv").read_text().strip().splitlines()) == 1 + 1  # header + epoch 1
+    resumed = run()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    epochs = [line.split(",")[0] for line in (row / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2"]  # epochs 2 and 3 continue the first run's epoch 1
+    assert (row / "result.json").exists() and not (row / "backup").exists()
