@@ -80,7 +80,7 @@ def serving_contract(model):
     for attribute in ("decoder", "image_shape", "latent_shape"):
         if not hasattr(model, attribute):
             raise ValueError(
-                f"`model` must have an `{attribute}` attribute (the library's serving contract: "
+                f"`model` must have a `{attribute}` attribute (the library's serving contract: "
                 f"decoder, image_shape, latent_shape[, encoder]); got {type(model).__name__}."
             )
     decoder_outputs = getattr(model, "decoder_outputs", DEFAULT_DECODER_OUTPUTS)
