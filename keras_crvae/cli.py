@@ -481,6 +481,10 @@ def _check_evaluate():
         raise UsageError(f"{_flag_text('model')} is a {model_class} (64x64 colour images, no "
                          "likelihood); pass --data=PATH.npz[:KEY] with colour images to measure "
                          "its reconstruction error")
+    if model_class in ("GAN", "InfoGAN"):
+        raise UsageError(f"{_flag_text('model')} is a {model_class} (a generator without encoder "
+                         "or likelihood); score its samples with `python tools/gan_study.py` "
+                         "(MNIST-classifier FID) or draw them with `crvae sample`")
     if model_class == "TwoStageVAE":
         raise UsageError(f"{_flag_text('model')} is a TwoStageVAE: `crvae evaluate` computes the "
                          "NLL of Bernoulli VAE-family models; its FID and spectra are in the "

@@ -6,7 +6,7 @@ in D, transposed convolutions in G; BatchNorm everywhere except G's output and D
 in G with a tanh output, LeakyReLU 0.2 in D with a sigmoid output (here D returns the logit; the
 sigmoid is inside the BCE). Weights start from N(0, 0.02) as in the DCGAN paper (section 4).
 
-A side `s` halves down to a base map while it stays even and at least 8: 28 -> 14 -> 7 (two
+A side `s` halves down to a base map while it is even and its half at least 4: 28 -> 14 -> 7 (two
 stages), 64 -> 32 -> 16 -> 8 -> 4 (four). G projects z to the base map with `b * 2**(n-1)` channels
 (n stages) and halves the channels at every upsampling; D mirrors it. With `hidden_units` (the
 InfoGAN MNIST networks: 1024) G starts with a dense layer of that width and D ends with one.
