@@ -482,7 +482,7 @@ def _check_evaluate():
                          "likelihood); pass --data=PATH.npz[:KEY] with colour images to measure "
                          "its reconstruction error")
     if model_class in ("GAN", "InfoGAN"):
-        raise UsageError(f"{_flag_text('model')} is a {model_class} (a generator without encoder "
+        raise UsageError(f"{_flag_text('model')} is a{'n' if model_class[0] in 'AEIOU' else ''} {model_class} (a generator without encoder "
                          "or likelihood); score its samples with `python tools/gan_study.py` "
                          "(MNIST-classifier FID) or draw them with `crvae sample`")
     if model_class == "TwoStageVAE":

@@ -211,3 +211,47 @@ def test_crvaegan_with_wgan_gp_critic_steps_and_mi_head():
     assert logs["d_updated"] == 1.0 and logs["gp"] > 0 and logs["mi"] > 0
     assert all(np.isfinite(value) for value in logs.values())
     assert CRVAEGAN.from_config(model.get_config()).adversarial_loss == "wgan_gp"
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize("objective,smoothing", [("bce", 0.1), ("hinge", 0.0)])
+def test_vaegan_objectives_on_the_interleaved_batch_match_numpy(objective, smoothing):
+    from keras_crvae.models import VAEGAN
+
+    keras.utils.set_random_seed(3)
+    encoder = networks.build_image64_encoder("dense", base_channels=4, latent_channels=8)
+    decoder = networks.build_image64_decoder("dense", base_channels=4, latent_channels=8)
+    discriminator = networks.build_image64_discriminator(base_channels=4, dropout_rate=0.0,
+                                                         minibatch_kernels=0)
+    model = VAEGAN(encoder, decoder, discriminator, adversarial_loss=objective,
+                   label_smoothing=smoothing, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (8, 64, 64, 3)).astype("float32")
+    noise = [rng.normal(size=(8, 4, 4, 8)).astype("float32") for _ in range(2)]
+    terms = model.compute_terms(x, *noise)
+
+    def run(network, inputs):
+        return ops.convert_to_numpy(network(inputs, training=False)).astype("float64")
+
+    mean, log_var = (ops.convert_to_numpy(t) for t in encoder(x, training=False))
+    recon = run(decoder, (mean + np.exp(0.5 * log_var) * noise[0]).astype("float32"))
+    prior = run(decoder, noise[1])
+    mixed = np.stack([[x, x, prior, recon][i % 4][i] for i in range(8)]).astype("float32")
+    logits = run(discriminator, mixed)[:, 0]
+    real, fake = logits[np.arange(8) % 4 < 2], logits[np.arange(8) % 4 >= 2]
+    fake_scores = np.concatenate([run(discriminator, recon.astype("float32"))[:, 0],
+                                  run(discriminator, prior.astype("float32"))[:, 0]])
+
+    def softplus(v):
+        return np.log1p(np.exp(v))
+
+    if objective == "bce":  # the reference's mean over the whole D batch, reals' target 1 - s
+        targets = np.where(np.arange(8) % 4 < 2, 1 - smoothing, 0.0)
+        d_loss = np.mean(softplus(logits) - targets * logits)
+        g_adv = softplus(-fake_scores[:8]).mean() + softplus(-fake_scores[8:]).mean()
+    else:
+        d_loss = (fake.mean() - real.mean() if objective == "wgan" else
+                  np.maximum(0, 1 - real).mean() + np.maximum(0, 1 + fake).mean())
+        g_adv = -fake_scores[:8].mean() - fake_scores[8:].mean()
+    np.testing.assert_allclose(float(terms["d_loss"]), d_loss, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(terms["g_adv"]), g_adv, rtol=1e-4, atol=1e-6)
