@@ -194,14 +194,15 @@ def test_generator_only_saved_model_has_a_sample_signature(tmp_path):
                                                               "serving_default"]
 
 
-def test_crvaegan_with_wgan_gp_critic_steps_and_mi_head():
+def test_crvaegan_with_wgan_gp_critic_steps_and_mi_head(tmp_path):
     keras.utils.set_random_seed(3)
     encoder = networks.build_image64_encoder("recurrent", base_channels=4, latent_channels=8)
     decoder = networks.build_image64_decoder("recurrent", base_channels=4, latent_channels=8)
     discriminator = networks.build_image64_discriminator(base_channels=4, latent_channels=8,
                                                          dropout_rate=0.0, minibatch_kernels=0)
     model = CRVAEGAN(encoder, decoder, discriminator, kl_weight=[3e-4, 2e-4],
-                     adversarial_loss="wgan_gp", critic_steps=2, seed=0)
+                     adversarial_loss="wgan_gp", critic_steps=2, historical_averaging=0.1,
+                     seed=0)
     # A threshold every batch exceeds: "bce" would skip; the WGAN critic updates anyway.
     model.compile(discriminator_optimizer=ThresholdedAdam(1e-3, threshold=1e-6))
     batch = np.random.default_rng(0).uniform(-1, 1, (8, 64, 64, 3)).astype("float32")
@@ -210,7 +211,12 @@ def test_crvaegan_with_wgan_gp_critic_steps_and_mi_head():
     assert int(model.generator_optimizer.iterations) == 1
     assert logs["d_updated"] == 1.0 and logs["gp"] > 0 and logs["mi"] > 0
     assert all(np.isfinite(value) for value in logs.values())
-    assert CRVAEGAN.from_config(model.get_config()).adversarial_loss == "wgan_gp"
+    model.save(tmp_path / "crvaegan.keras")
+    restored = keras.saving.load_model(tmp_path / "crvaegan.keras")
+    assert restored.adversarial_options == model.adversarial_options
+    assert float(restored.discriminator_history.count) == 2.0  # the running means were saved
+    np.testing.assert_allclose(ops.convert_to_numpy(restored.reconstruct(batch)),
+                               ops.convert_to_numpy(model.reconstruct(batch)), atol=1e-5)
 
 
 @pytest.mark.portable
