@@ -141,3 +141,16 @@ def test_wgan_updates_ignore_the_accuracy_threshold():
         updated = adversarial.apply_discriminator_update(optimizer, grads, [variable], 1.0, loss)
         assert float(updated) == expected
         assert (np.abs(variable.numpy() - before).max() > 0) == bool(expected)
+
+
+def test_historical_average_penalty_pulls_towards_the_mean():
+    import tensorflow as tf
+
+    variable = keras.Variable(np.array([1.0, 2.0], "float32"))
+    history = adversarial.HistoricalAverage([(2,)])
+    history.update([variable])
+    variable.assign(np.array([3.0, 5.0], "float32"))
+    with tf.GradientTape() as tape:
+        penalty = history.penalty([variable])
+    # d/dtheta ||theta - mean||^2 = 2 (theta - mean) = 2 * (2, 3)
+    np.testing.assert_allclose(tape.gradient(penalty, [variable])[0].numpy(), [4.0, 6.0])
