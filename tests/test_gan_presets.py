@@ -101,3 +101,20 @@ def test_crvae_train_and_export_an_mnist_gan(tmp_path):
                 cwd=tmp_path)
     assert bad.returncode == 2 and "--batch_size=12" in bad.stderr and "critic_steps" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", [name for name, preset in presets.PRESETS.items()
+                                  if preset.network["builder"] == "dcgan"])
+def test_each_gan_preset_trains_a_step(name):
+    config = presets.get_preset(name)
+    hidden = 4 if config.network["generator_hidden_units"] else 0  # InfoGAN's FC 1024 -> 4
+    model = presets.from_preset(name, seed=0, base_channels=2, generator_hidden_units=hidden,
+                                discriminator_hidden_units=hidden)
+    model.run_eagerly = True  # one step: the traced one is covered by the CLI test
+    images = np.random.default_rng(0).uniform(
+        -1, 1, (2 * config.model["critic_steps"],) + model.image_shape).astype("float32")
+    before = [w.copy() for w in model.get_weights()]
+    logs = model.train_on_batch(images, return_dict=True)
+    assert np.isfinite(logs["loss"]) and np.isfinite(logs["d_loss"])
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+    assert int(model.discriminator_optimizer.iterations) == config.model["critic_steps"]
