@@ -118,3 +118,28 @@ def test_each_gan_preset_trains_a_step(name):
     assert np.isfinite(logs["loss"]) and np.isfinite(logs["d_loss"])
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
     assert int(model.discriminator_optimizer.iterations) == config.model["critic_steps"]
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Kills a run at the end of its first epoch, after the backup was written."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt("simulated kill")
+
+
+def test_killed_infogan_run_resumes(tmp_path):
+    from keras_crvae.gan_training import train_gan
+
+    digits = np.random.default_rng(0).integers(0, 256, (24, 28, 28), dtype=np.uint8)
+    output_dir = str(tmp_path / "run")
+    arguments = dict(arrays=digits, output_dir=output_dir, epochs=2, batch_size=8, verbose=0,
+                     run_eagerly=True, base_channels=2, generator_hidden_units=4,
+                     discriminator_hidden_units=4)
+    with pytest.raises(KeyboardInterrupt):
+        train_gan("mnist_infogan", callbacks=[Interrupt()], **arguments)
+    assert os.path.exists(os.path.join(output_dir, "samples_epoch1.png"))
+    metrics = train_gan("mnist_infogan", **arguments)  # the same call resumes at epoch 2
+    assert metrics["steps_per_epoch"] == 3 and metrics["epochs_this_run"] == 1
+    model = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
+    assert int(model.generator_optimizer.iterations) == 6  # 2 epochs x 3 steps in total
+    assert np.isfinite(metrics["final"]["mi"])
