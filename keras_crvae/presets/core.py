@@ -7,12 +7,8 @@ TensorFlow loads. (`precision` imports Keras only when it builds.)
 
 import dataclasses
 
-from keras_crvae import precision as crvae_precision
-
-import dataclasses
-
 # The model, network and optimizer modules (Keras, TensorFlow) are imported inside the functions
-# that build things, so that the tables below can be read without loading TensorFlow: `crvae`
+# that build things, so that the tables can be read without loading TensorFlow: `crvae`
 # validates its flags against them first. (`precision` imports Keras only when it builds.)
 from keras_crvae import precision as crvae_precision
 
@@ -187,10 +183,25 @@ def is_gan_preset(name):
     return get_preset(name).network["builder"] in GAN_BUILDERS
 
 
+def gan_batch_multiple(preset):
+    """`(multiple, reason)`: every batch size of GAN preset `preset` (a `Preset`) must be a multiple
+    of `multiple`: 4 for the VAE-GANs (their 50/25/25 discriminator batch), `critic_steps` for the
+    standalone GANs (each critic step takes its own rows)."""
+    if preset.network["builder"] != "dcgan":
+        return 4, "the 50/25/25 discriminator batch"
+    steps = int(preset.model.get("critic_steps", 1))
+    return steps, f"critic_steps={steps}: each critic step takes its own rows"
+
+
+def is_digit_gan(preset):
+    """True for a GAN `Preset` on 28x28 grey MNIST digits (it trains on MNIST arrays)."""
+    return tuple(preset.network.get("image_shape", (64, 64, 3))) == (28, 28, 1)
+
+
 # Settings that count things: an override must be >= 1 (other integers must be >= 0).
 _COUNT_SETTINGS = ("base_channels", "latent_channels", "time_steps", "lstm_layers", "batch_size",
                    "epochs", "discriminator_channels", "iwae_samples", "latent_dim", "depth",
-                   "width")
+                   "width", "critic_steps")
 
 
 def _parse_value(text):
