@@ -1,5 +1,6 @@
 """`keras.Model` subclasses of keras_crvae."""
 
+from keras_crvae.models.factor_vae import FactorVAE, permute_dims, tc_discriminator_loss
 from keras_crvae.models.hierarchical import HierarchicalVAE
 from keras_crvae.models.two_stage import GammaVAE, PosteriorLatents, TwoStageVAE
 from keras_crvae.models.vae import VAE, validate_images
@@ -7,6 +8,7 @@ from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_mas
 
 __all__ = [
     "CRVAEGAN",
+    "FactorVAE",
     "GammaVAE",
     "HierarchicalVAE",
     "PosteriorLatents",
@@ -14,5 +16,7 @@ __all__ = [
     "VAE",
     "VAEGAN",
     "discriminator_batch_masks",
+    "permute_dims",
+    "tc_discriminator_loss",
     "validate_images",
 ]
