@@ -158,7 +158,8 @@ def load_sprites(num_images=None, seed=0):
 
 
 def sprite_batches(batch_size, seed=0):
-    """An endless generator of float32 batches `(batch_size, 64, 64, 1)` of fresh uniform draws.
+    """An endless generator of 1-tuples `(images,)`, float32 `(batch_size, 64, 64, 1)` of fresh
+    uniform draws (a tuple, as Keras' `fit` expects of a generator).
 
     Each batch is drawn anew, so training never sees a fixed subset (dSprites' 737,280 images are
     in effect an infinite stream at CPU budgets). Feed it to `model.fit(..., steps_per_epoch=N)`.
@@ -167,7 +168,7 @@ def sprite_batches(batch_size, seed=0):
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
     rng = np.random.default_rng(seed)
     while True:
-        yield render_sprites(sample_factors(int(batch_size), rng))
+        yield (render_sprites(sample_factors(int(batch_size), rng)),)
 
 
 _TFDS_LABELS = ("label_shape", "label_scale", "label_orientation", "label_x_position",

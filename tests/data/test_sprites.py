@@ -84,7 +84,7 @@ def test_load_sprites_returns_factors_beside_images():
     np.testing.assert_array_equal(data["images"], sprites.render_sprites(data["factors"]))
     np.testing.assert_allclose(data["factor_values"][:, 1],
                                sprites.FACTOR_VALUES["scale"][data["factors"][:, 1]])
-    batch = next(sprites.sprite_batches(8, seed=0))
+    (batch,) = next(sprites.sprite_batches(8, seed=0))
     assert batch.shape == (8, 64, 64, 1)
 
 
