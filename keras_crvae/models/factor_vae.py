@@ -213,7 +213,9 @@ class FactorVAE(VAE):
         self.d_accuracy_tracker.update_state(terms["d_accuracy"])
         return {metric.name: metric.result() for metric in self.metrics}
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        # TF calls train_step(data); JAX's trainer calls train_step(state, data).
+        data = args[-1]
         if keras.backend.backend() != "tensorflow":
             raise NotImplementedError("FactorVAE trains on the TensorFlow backend only (module "
                                       "docstring); load and use a trained one on any backend.")
