@@ -175,7 +175,7 @@ class GammaHistory(keras.callbacks.Callback):
             print(f"epoch {epoch + 1}: gamma = {gamma:.5f}")
 
 
-def latent_traversal_grid(model, image, kl_per_latent, num_values=8, limit=2.5):
+def latent_traversal_grid(model, image, kl_per_latent, num_values=8, limit=2.5, max_rows=None):
     """Decoded latent traversals of one image, one row per latent, ordered by KL (largest first).
 
     Row `r` holds `decode(z)` for `z` = the image's posterior mean with latent `order[r]` set to
@@ -183,13 +183,16 @@ def latent_traversal_grid(model, image, kl_per_latent, num_values=8, limit=2.5):
     "latent traversals ordered by KL divergence with the prior").
 
     Args:
-        model: a VAE-family model with `encode`, `decode` and a flat `latent_shape` `(d,)`.
+        model: a VAE-family model with `encode`, `decode` and `latent_shape` (a latent map is
+            traversed element by element, in its flattened order).
         image: array `(*image_shape)` in the model's image range.
-        kl_per_latent: array `(d,)`, e.g. the mean KL of each latent over some images.
+        kl_per_latent: array `(d,)`, `d = prod(latent_shape)`, e.g. the mean KL of each latent
+            over some images.
         num_values, limit: int default 8, float default 2.5.
+        max_rows: int or None. Only the `max_rows` latents of largest KL.
 
     Returns:
-        `(images (d * num_values, *image_shape), order (d,))`.
+        `(images (rows * num_values, *image_shape), order (rows,))`.
     """
     kl_per_latent = np.asarray(kl_per_latent, np.float64)
     mean, _ = model.encode(np.asarray(image, np.float32)[None])
@@ -197,11 +200,12 @@ def latent_traversal_grid(model, image, kl_per_latent, num_values=8, limit=2.5):
     if mean.shape[1] != len(kl_per_latent):
         raise ValueError(f"`kl_per_latent` has {len(kl_per_latent)} entries for "
                          f"{mean.shape[1]} latents.")
-    order = np.argsort(-kl_per_latent, kind="stable")
+    order = np.argsort(-kl_per_latent, kind="stable")[:max_rows]
     values = np.linspace(-float(limit), float(limit), int(num_values), dtype=np.float32)
     z = np.repeat(mean, len(order) * len(values), axis=0)
     for row, latent in enumerate(order):
         z[row * len(values):(row + 1) * len(values), latent] = values
+    z = z.reshape((len(z),) + tuple(model.latent_shape))
     return ops.convert_to_numpy(model.decode(z)), order
 
 
@@ -225,22 +229,24 @@ class LatentTraversal(keras.callbacks.Callback):
             the KL order).
         num_values: int, default 8. limit: float, default 2.5.
         every: int, default 1.
+        max_rows: int or None, default 16. The latents of largest KL shown.
     """
 
-    def __init__(self, path, images, num_values=8, limit=2.5, every=1):
+    def __init__(self, path, images, num_values=8, limit=2.5, every=1, max_rows=16):
         super().__init__()
         images = np.asarray(images)[:256]
         if len(images) < 1 or int(every) < 1 or int(num_values) < 2:
             raise ValueError("`images` must hold >= 1 image, `every` >= 1, `num_values` >= 2.")
         self.path, self.images, self.every = path, images, int(every)
         self.num_values, self.limit = int(num_values), float(limit)
+        self.max_rows = max_rows
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
         kl = mean_kl_per_latent(self.model, self.images)
         grid, _ = latent_traversal_grid(self.model, self.images[0], kl, self.num_values,
-                                        self.limit)
+                                        self.limit, self.max_rows)
         low, high = getattr(self.model, "image_range", (0.0, 1.0))
         save_image_grid(_to_unit_range(grid, (low, high)), self.path.format(epoch=epoch + 1),
                         columns=self.num_values)

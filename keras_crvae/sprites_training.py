@@ -12,6 +12,9 @@ reconstructions.png, traversals.png (rows = latents by KL, `LatentTraversal`).
 
 `time_budget_seconds` stops training once that much wall time has passed (at a step's end), so
 that models of different cost can be compared at the same budget (docs/disentanglement.md).
+
+Rerunning on the same `output_dir` follows `keras_crvae.runs` without resuming: a finished run is
+"already trained", another preset's run or other settings are refused, an unfinished one restarts.
 """
 
 import dataclasses
@@ -22,7 +25,7 @@ import keras
 import numpy as np
 
 from keras_crvae import callbacks as crvae_callbacks
-from keras_crvae import presets
+from keras_crvae import presets, runs
 from keras_crvae.data import sprites
 from keras_crvae.evaluation import disentanglement
 from keras_crvae.io import save_image_grid, write_json
@@ -90,7 +93,7 @@ def evaluate_sprites_model(model, num_images=1000, num_train=500, num_eval=300,
 
 def train_sprites(preset="sprites_beta_vae", output_dir=None, epochs=None, batch_size=None,
                   steps_per_epoch=None, time_budget_seconds=None, seed=0, verbose=1,
-                  evaluation=None, **overrides):
+                  evaluation=None, fresh=False, **overrides):
     """Trains a sprites preset on fresh procedural sprites and writes the artifacts above.
 
     Args:
@@ -102,10 +105,15 @@ def train_sprites(preset="sprites_beta_vae", output_dir=None, epochs=None, batch
         seed: int, default 0.
         verbose: int, default 1.
         evaluation: dict or None, keyword arguments of `evaluate_sprites_model`.
+        fresh: bool, default False. Start over whatever `output_dir` holds.
         **overrides: preset overrides (e.g. `channels=[16, 16, 32, 32]`).
 
     Returns:
-        dict, the content of metrics.json.
+        dict, the content of metrics.json (of the earlier run when it is already trained).
+
+    Raises:
+        keras_crvae.runs.RunConflictError: `output_dir` holds another preset's run, or this
+            preset's with other settings.
     """
     if not is_sprites_preset(preset):
         raise ValueError(f"`preset`={preset!r} is not a sprites preset.")
@@ -115,8 +123,19 @@ def train_sprites(preset="sprites_beta_vae", output_dir=None, epochs=None, batch
         steps_per_epoch = max(1, 737280 // batch)
     if int(steps_per_epoch) < 1:
         raise ValueError(f"`steps_per_epoch` must be >= 1, got {steps_per_epoch}.")
-    output_dir = output_dir or f"{preset}_run"
+    output_dir = output_dir or runs.default_output_dir(preset)
+    settings = runs.run_settings(config)
+    plan = runs.plan_run(output_dir, preset, settings, config.training.epochs, fresh=fresh,
+                         resumable=False)
+    if plan.action == "done":
+        if verbose:
+            print(plan.message, flush=True)
+        return runs.finished_run_metrics(output_dir)
+    if verbose and plan.message:
+        print(plan.message, flush=True)
+    runs.clear_run(output_dir)
     os.makedirs(output_dir, exist_ok=True)
+    runs.write_run(output_dir, preset, settings, 0, data="procedural sprites")
 
     keras.utils.set_random_seed(seed)
     model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed, **overrides)
@@ -140,6 +159,8 @@ def train_sprites(preset="sprites_beta_vae", output_dir=None, epochs=None, batch
     train_seconds = time.time() - start
     steps = budget.steps if budget is not None else int(steps_per_epoch) * len(history.epoch)
     save_model(model, os.path.join(output_dir, "model.keras"))
+    runs.write_run(output_dir, preset, settings, config.training.epochs, finished=True,
+                   data="procedural sprites")
     save_image_grid(keras.ops.convert_to_numpy(model.sample(64, seed=seed)),
                     os.path.join(output_dir, "samples.png"))
     save_reconstruction_grid(model, grid_images, os.path.join(output_dir, "reconstructions.png"))

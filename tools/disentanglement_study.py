@@ -1,13 +1,19 @@
 """The CPU-scale disentanglement study of docs/disentanglement.md: train and score each preset.
 
-Each preset trains for the same wall-time budget on fresh procedural sprites
-(`keras_crvae.sprites_training.train_sprites`), then is scored (reconstruction, KL, beta-VAE
+Each preset trains for the same number of optimizer steps (`--steps`, batch 64 for the VAE; the
+FactorVAE step also encodes a second half-batch of 64 for its discriminator, as in the paper), on
+fresh procedural sprites (`keras_crvae.sprites_training.train_sprites`), then is scored (reconstruction, KL, beta-VAE
 metric, FactorVAE metric, MIG). Results are written as they come: `OUTPUT_DIR/PRESET/metrics.json`
 per model and `OUTPUT_DIR/study.json` with all of them; a preset whose metrics.json exists is
 skipped, so a killed study resumes where it stopped. Run it in the background, niced, on one thread:
 
-    nohup nice -n 19 python tools/disentanglement_study.py --threads=1 --budget_seconds=600 \
+    nohup nice -n 19 python tools/disentanglement_study.py --threads=1 --steps=3000 \
         > runs/disentanglement_study.log 2>&1 &
+
+A step budget, not a wall-time one, keeps the comparison fair on a shared machine whose load
+changes while the models train one after another; the wall time of each is recorded too.
+`--presets` splits the study over processes (each writes its presets' metrics.json; a final run
+with all presets, finding them done, writes the table and study.json).
 
 The study's deviations from the presets (all models alike; see the doc): narrower networks, a
 narrower discriminator, learning rate 5e-4 and the capacity schedule squeezed into the budget.
@@ -27,7 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["sprites_vae", "sprites_beta_vae", "sprites_capacity_vae",
                               "sprites_factor_vae"], "Presets to train and score, in order.")
-flags.DEFINE_float("budget_seconds", 600.0, "Training wall time per model.")
+flags.DEFINE_integer("steps", 3000, "Optimizer steps per model.")
+flags.DEFINE_integer("steps_per_epoch", 500, "Steps between progress lines and traversal grids.")
+flags.DEFINE_float("budget_seconds", 0.0, "If > 0, also stop a model after this training time.")
 flags.DEFINE_integer("threads", 1, "TensorFlow intra- and inter-op threads.")
 flags.DEFINE_string("output_dir", "runs/disentanglement", "Where the runs and study.json go.")
 flags.DEFINE_list("channels", ["16", "16", "32", "32"], "Encoder/decoder conv channels.")
@@ -35,9 +43,9 @@ flags.DEFINE_list("dense_units", ["64"], "Hidden fully connected units.")
 flags.DEFINE_integer("discriminator_units", 256, "FactorVAE discriminator width.")
 flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate of every model (and of FactorVAE's "
                    "discriminator).")
-flags.DEFINE_integer("capacity_steps", 3000, "Steps over which the capacity VAE's C reaches C_max.")
-flags.DEFINE_integer("num_train", 500, "Training points / votes of the two vote metrics.")
-flags.DEFINE_integer("num_eval", 300, "Test points / votes of the two vote metrics.")
+flags.DEFINE_integer("capacity_steps", 2000, "Steps over which the capacity VAE's C reaches C_max.")
+flags.DEFINE_integer("num_train", 400, "Training points / votes of the two vote metrics.")
+flags.DEFINE_integer("num_eval", 200, "Test points / votes of the two vote metrics.")
 flags.DEFINE_integer("num_mig_samples", 5000, "Samples for MIG.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
@@ -78,8 +86,8 @@ def main(argv):
 
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     study_path = os.path.join(FLAGS.output_dir, "study.json")
-    study = {"command": " ".join(sys.argv), "budget_seconds": FLAGS.budget_seconds,
-             "threads": FLAGS.threads, "results": {}}
+    study = {"command": " ".join(sys.argv), "steps": FLAGS.steps, "threads": FLAGS.threads,
+             "results": {}}
     if os.path.exists(study_path):
         with open(study_path) as handle:
             study["results"] = json.load(handle).get("results", {})
@@ -94,8 +102,9 @@ def main(argv):
         before = _machine()
         started = time.time()
         metrics = train_sprites(
-            preset, output_dir=run_dir, epochs=1, steps_per_epoch=1_000_000,
-            time_budget_seconds=FLAGS.budget_seconds, seed=FLAGS.seed, verbose=2,
+            preset, output_dir=run_dir, epochs=max(1, FLAGS.steps // FLAGS.steps_per_epoch),
+            steps_per_epoch=min(FLAGS.steps, FLAGS.steps_per_epoch),
+            time_budget_seconds=FLAGS.budget_seconds or None, seed=FLAGS.seed, verbose=2,
             evaluation={"num_train": FLAGS.num_train, "num_eval": FLAGS.num_eval,
                         "num_mig_samples": FLAGS.num_mig_samples},
             **_overrides(preset))
@@ -107,10 +116,11 @@ def main(argv):
         with open(study_path, "w") as handle:
             json.dump(study, handle, indent=1)
 
-    print(f"\n{'preset':24s} {'steps':>6s} {'img/s':>6s} {'recon':>7s} {'KL':>6s} {'betaVAE':>8s} "
+    print(f"\n{'preset':24s} {'steps':>6s} {'sec':>6s} {'img/s':>6s} {'recon':>7s} {'KL':>6s} {'betaVAE':>8s} "
           f"{'FactorVAE':>9s} {'MIG':>6s}")
     for preset, result in study["results"].items():
-        print(f"{preset:24s} {result['train_steps']:6d} {result['train_images_per_second']:6.0f} "
+        print(f"{preset:24s} {result['train_steps']:6d} {result['train_seconds']:6.0f} "
+              f"{result['train_images_per_second']:6.0f} "
               f"{result['reconstruction']:7.1f} {result['kl']:6.1f} "
               f"{result['beta_vae']['score']:8.3f} {result['factor_vae']['score']:9.3f} "
               f"{result['mig']['score']:6.3f}")

@@ -62,9 +62,11 @@ def build_sprites_networks(network):
     """`(encoder, decoder)`, plus the TC discriminator for a FactorVAE network dict."""
     from keras_crvae import networks
 
-    widths = dict(latent_dim=int(network["latent_dim"]),
-                  channels=[int(c) for c in network["channels"]],
-                  dense_units=[int(u) for u in network["dense_units"]])
+    def as_ints(value):  # `--set dense_units=256` arrives as one number
+        return [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+
+    widths = dict(latent_dim=int(network["latent_dim"]), channels=as_ints(network["channels"]),
+                  dense_units=as_ints(network["dense_units"]))
     built = (networks.build_sprites_encoder(**widths), networks.build_sprites_decoder(**widths))
     if "discriminator_units" in network:
         built += (networks.build_tc_discriminator(
