@@ -56,7 +56,7 @@ def is_sprites_preset(name):
 
 
 def evaluate_sprites_model(model, num_images=1000, num_train=500, num_eval=300,
-                           num_mig_samples=5000, seed=0):
+                           num_mig_samples=5000, pairs=64, seed=0):
     """Reconstruction, KL and the three disentanglement metrics of a sprites model (JSON-ready).
 
     Args:
@@ -64,6 +64,8 @@ def evaluate_sprites_model(model, num_images=1000, num_train=500, num_eval=300,
         num_images: int, default 1000. Fresh sprites for reconstruction and KL.
         num_train, num_eval: int, default 500 / 300. Points / votes of the two vote metrics.
         num_mig_samples: int, default 5000.
+        pairs: int, default 64. `L`: pairs per beta-VAE-metric point and samples per FactorVAE
+            vote.
         seed: int, default 0 (the evaluation sprites do not depend on the training seed).
     """
     from keras import ops
@@ -83,9 +85,11 @@ def evaluate_sprites_model(model, num_images=1000, num_train=500, num_eval=300,
         "kl_per_latent": kl_per_latent.tolist(),
         "num_images": int(num_images),
         "beta_vae": disentanglement.beta_vae_metric(encode, source, num_train=num_train,
-                                                    num_eval=num_eval, seed=seed),
+                                                    num_eval=num_eval, pairs_per_point=pairs,
+                                                    seed=seed),
         "factor_vae": disentanglement.factor_vae_metric(encode, source, num_train=num_train,
-                                                        num_eval=num_eval, seed=seed),
+                                                        num_eval=num_eval, samples_per_vote=pairs,
+                                                        seed=seed),
         "mig": disentanglement.mutual_information_gap(encode, source,
                                                       num_samples=num_mig_samples, seed=seed),
     }

@@ -46,8 +46,13 @@ flags.DEFINE_float("learning_rate", 5e-4, "Adam learning rate of every model (an
 flags.DEFINE_integer("capacity_steps", 2000, "Steps over which the capacity VAE's C reaches C_max.")
 flags.DEFINE_integer("num_train", 400, "Training points / votes of the two vote metrics.")
 flags.DEFINE_integer("num_eval", 200, "Test points / votes of the two vote metrics.")
+flags.DEFINE_integer("pairs", 64, "L: pairs per beta-VAE-metric point, samples per FactorVAE "
+                     "vote.")
 flags.DEFINE_integer("num_mig_samples", 5000, "Samples for MIG.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("images_dir", None, "If set, copy each model's traversals.png there as "
+                    "disentanglement_PRESET_traversals.png, and write disentanglement_sprites.png "
+                    "(32 procedural sprites).")
 
 
 def _overrides(preset):
@@ -106,7 +111,7 @@ def main(argv):
             steps_per_epoch=min(FLAGS.steps, FLAGS.steps_per_epoch),
             time_budget_seconds=FLAGS.budget_seconds or None, seed=FLAGS.seed, verbose=2,
             evaluation={"num_train": FLAGS.num_train, "num_eval": FLAGS.num_eval,
-                        "num_mig_samples": FLAGS.num_mig_samples},
+                        "num_mig_samples": FLAGS.num_mig_samples, "pairs": FLAGS.pairs},
             **_overrides(preset))
         metrics["machine_before"], metrics["machine_after"] = before, _machine()
         metrics["total_seconds"] = round(time.time() - started, 1)
@@ -115,6 +120,21 @@ def main(argv):
         study["results"][preset] = metrics
         with open(study_path, "w") as handle:
             json.dump(study, handle, indent=1)
+
+    if FLAGS.images_dir:
+        import shutil
+
+        from keras_crvae.data import sprites
+        from keras_crvae.io import save_image_grid
+
+        os.makedirs(FLAGS.images_dir, exist_ok=True)
+        save_image_grid(sprites.load_sprites(32, seed=FLAGS.seed)["images"],
+                        os.path.join(FLAGS.images_dir, "disentanglement_sprites.png"))
+        for preset in study["results"]:
+            source = os.path.join(FLAGS.output_dir, preset, "traversals.png")
+            if os.path.exists(source):
+                shutil.copyfile(source, os.path.join(
+                    FLAGS.images_dir, f"disentanglement_{preset}_traversals.png"))
 
     print(f"\n{'preset':24s} {'steps':>6s} {'sec':>6s} {'img/s':>6s} {'recon':>7s} {'KL':>6s} {'betaVAE':>8s} "
           f"{'FactorVAE':>9s} {'MIG':>6s}")
