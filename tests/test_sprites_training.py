@@ -35,6 +35,7 @@ def test_presets_carry_the_papers_numbers():
     assert all(presets.get_preset(n).network["latent_dim"] == 10 for n in SPRITES_PRESETS)
 
 
+@pytest.mark.portable
 @pytest.mark.parametrize("name", SPRITES_PRESETS)
 def test_presets_train_a_few_steps(name):
     if "factor" in name and not ON_TF:
@@ -47,6 +48,7 @@ def test_presets_train_a_few_steps(name):
     assert expected in history.history
 
 
+@pytest.mark.portable
 def test_latent_traversal_rows_follow_kl_order():
     model = keras_crvae.from_preset("sprites_vae", seed=0, compile=False, **TINY)
     image = sprites.load_sprites(1, seed=0)["images"][0]

@@ -186,11 +186,13 @@ def load_tfds_dsprites(data_dir=None, num_images=None, split="train"):
     import tensorflow_datasets as tfds
 
     builder = tfds.builder("dsprites", data_dir=data_dir)
-    if not builder.info.splits or split not in builder.info.splits:
+    try:  # TFDS raises AssertionError for a dataset that is not prepared
+        dataset = builder.as_dataset(split=split, shuffle_files=False)
+    except AssertionError:
         raise FileNotFoundError("dSprites is not prepared in TFDS' data_dir "
                                 f"{data_dir or '~/tensorflow_datasets'}; prepare it on a "
-                                "connected machine (tfds.builder('dsprites').download_and_prepare()).")
-    dataset = builder.as_dataset(split=split, shuffle_files=False)
+                                "connected machine (tfds.builder('dsprites').download_and_prepare()"
+                                ").") from None
     if num_images is not None:
         dataset = dataset.take(int(num_images))
     images, factors = [], []

@@ -93,3 +93,14 @@ def test_bad_factors_raise():
         sprites.render_sprites(np.array([[3, 0, 0, 0, 0]]))
     with pytest.raises(ValueError, match="shape"):
         sprites.render_sprites(np.zeros((2, 4), int))
+
+
+def test_tfds_dsprites_reads_a_prepared_copy_and_names_a_missing_one(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(FileNotFoundError, match="not prepared"):
+        sprites.load_tfds_dsprites(data_dir=str(tmp_path))
+    with tfds.testing.mock_data(num_examples=6):
+        data = sprites.load_tfds_dsprites(data_dir=str(tmp_path))
+    assert data["images"].shape == (6, 64, 64, 1) and data["factors"].shape == (6, 5)
+    assert data["images"].max() <= 1.0
+    assert np.all(data["factors"] < np.asarray(sprites.FACTOR_SIZES))
