@@ -159,7 +159,7 @@ def train_sprites(preset="sprites_beta_vae", output_dir=None, epochs=None, batch
     start = time.time()
     history = model.fit(sprites.sprite_batches(batch, seed=seed), epochs=config.training.epochs,
                         steps_per_epoch=int(steps_per_epoch), callbacks=callbacks,
-                        verbose=verbose)
+                        shuffle=False, verbose=verbose)  # each batch is a fresh draw
     train_seconds = time.time() - start
     steps = budget.steps if budget is not None else int(steps_per_epoch) * len(history.epoch)
     save_model(model, os.path.join(output_dir, "model.keras"))
