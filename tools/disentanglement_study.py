@@ -50,6 +50,8 @@ flags.DEFINE_integer("pairs", 64, "L: pairs per beta-VAE-metric point, samples p
                      "vote.")
 flags.DEFINE_integer("num_mig_samples", 5000, "Samples for MIG.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("summary", None, "If set, also write the study without training histories "
+                    "(scores, KL per latent, settings, load averages) to this JSON file.")
 flags.DEFINE_string("images_dir", None, "If set, copy each model's traversals.png there as "
                     "disentanglement_PRESET_traversals.png, and write disentanglement_sprites.png "
                     "(32 procedural sprites).")
@@ -135,6 +137,18 @@ def main(argv):
             if os.path.exists(source):
                 shutil.copyfile(source, os.path.join(
                     FLAGS.images_dir, f"disentanglement_{preset}_traversals.png"))
+
+    if FLAGS.summary:
+        keys = ("train_steps", "train_seconds", "train_images_per_second", "reconstruction", "kl",
+                "kl_per_latent", "overrides", "machine_before", "machine_after", "beta_vae",
+                "factor_vae")
+        summary = {"command": study["command"], "results": {
+            preset: {**{key: result.get(key) for key in keys},
+                     "mig": {key: result["mig"][key] for key in ("score", "per_factor",
+                                                                  "factor_entropy")}}
+            for preset, result in study["results"].items()}}
+        with open(FLAGS.summary, "w") as handle:
+            json.dump(summary, handle, indent=1)
 
     print(f"\n{'preset':24s} {'steps':>6s} {'sec':>6s} {'img/s':>6s} {'recon':>7s} {'KL':>6s} {'betaVAE':>8s} "
           f"{'FactorVAE':>9s} {'MIG':>6s}")
