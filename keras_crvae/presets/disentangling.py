@@ -5,14 +5,14 @@ All four presets share the 2D-Shapes networks of Kim & Mnih (2018, appendix Tabl
 their objective; each takes its objective's numbers from its paper:
 
 - `sprites_vae`: the plain VAE (beta = 1), Adam 1e-4, batch 64 (Kim & Mnih's VAE settings).
-- `sprites_beta_vae`: beta = 4, the beta Higgins et al. (ICLR 2017, section 4 / Figure 7) use on
-  dSprites, and the best-scoring beta-VAE of Kim & Mnih (2018, Figure 4: beta = 4, metric 0.814).
+- `sprites_beta_vae`: beta = 4, the beta Higgins et al. (ICLR 2017) use on dSprites, and the
+  best-scoring beta-VAE of Kim & Mnih (2018, Figure 4).
 - `sprites_capacity_vae`: controlled capacity (Burgess et al. 2018, appendix A: dSprites), gamma
   = 1000, C from 0 to C_max = 25 nats linearly over 100,000 iterations, Adam 5e-4, batch 64.
   Burgess et al.'s own network (32-channel convolutions, two 256-unit layers) is
   `--set channels=32,32,32,32 --set dense_units=256,256`.
 - `sprites_factor_vae`: FactorVAE (Kim & Mnih 2018, section 3 and appendix): gamma = 35 (their best
-  2D-Shapes model, Figure 4: metric 0.889), discriminator of 6 layers of 1000 units with leaky ReLU
+  2D-Shapes model, Figure 4), discriminator of 6 layers of 1000 units with leaky ReLU
   0.2, VAE Adam(1e-4, 0.9, 0.999), discriminator Adam(1e-4, 0.5, 0.9), batch 64 per half (128
   images per step: one half for the VAE, one for the permuted discriminator samples).
 
