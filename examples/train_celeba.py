@@ -1,4 +1,4 @@
-"""Train a 64x64 crVAE-GAN or VAE-GAN on CelebA faces (or Birds / LSUN) with `model.fit`.
+"""Train a 64x64 crVAE-GAN or VAE-GAN (or DCGAN, CelebA) on CelebA faces (or Birds / LSUN) with `model.fit`.
 
 A short literate script over `keras_crvae.gan_training.train_gan`. Pick one image source:
 
@@ -23,7 +23,8 @@ import sys
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "crvae_gan", ["crvae_gan", "vae_gan"], "Which model.")
+flags.DEFINE_enum("model", "crvae_gan", ["crvae_gan", "vae_gan", "dcgan"],
+                  "Which model (dcgan: celeba only, the lecture's DCGAN).")
 flags.DEFINE_enum("dataset", "celeba", ["celeba", "birds", "lsun"],
                   "Whose hyperparameters (preset `{dataset}_{model}`) and TFDS dataset to use.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory holding the prepared dataset.")
@@ -77,8 +78,9 @@ def main(argv):
         print(json.dumps({"final": metrics["final"],
                           "train_images_per_second": metrics["train_images_per_second"]},
                          indent=2))
-    print(f"Artifacts in {os.path.abspath(FLAGS.output_dir)}: model.keras, samples.png, "
-          "reconstructions.png, metrics.json, tensorboard/")
+    grids = "samples.png" + ("" if FLAGS.model == "dcgan" else ", reconstructions.png")
+    print(f"Artifacts in {os.path.abspath(FLAGS.output_dir)}: model.keras, {grids}, "
+          "metrics.json, tensorboard/")
 
 
 if __name__ == "__main__":
