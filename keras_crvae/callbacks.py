@@ -180,3 +180,80 @@ class GammaHistory(keras.callbacks.Callback):
             logs["gamma_end"] = gamma
         if self.verbose:
             print(f"epoch {epoch + 1}: gamma = {gamma:.5f}")
+
+
+def latent_traversal_grid(model, image, kl_per_latent, num_values=8, limit=2.5, max_rows=None):
+    """Decoded latent traversals of one image, one row per latent, ordered by KL (largest first).
+
+    Row `r` holds `decode(z)` for `z` = the image's posterior mean with latent `order[r]` set to
+    each of `num_values` values evenly spaced in `[-limit, limit]` (the lecture's beta-VAE figure:
+    "latent traversals ordered by KL divergence with the prior").
+
+    Args:
+        model: a VAE-family model with `encode`, `decode` and `latent_shape` (a latent map is
+            traversed element by element, in its flattened order).
+        image: array `(*image_shape)` in the model's image range.
+        kl_per_latent: array `(d,)`, `d = prod(latent_shape)`, e.g. the mean KL of each latent
+            over some images.
+        num_values, limit: int default 8, float default 2.5.
+        max_rows: int or None. Only the `max_rows` latents of largest KL.
+
+    Returns:
+        `(images (rows * num_values, *image_shape), order (rows,))`.
+    """
+    kl_per_latent = np.asarray(kl_per_latent, np.float64)
+    mean, _ = model.encode(np.asarray(image, np.float32)[None])
+    mean = np.asarray(ops.convert_to_numpy(mean), np.float32).reshape(1, -1)
+    if mean.shape[1] != len(kl_per_latent):
+        raise ValueError(f"`kl_per_latent` has {len(kl_per_latent)} entries for "
+                         f"{mean.shape[1]} latents.")
+    order = np.argsort(-kl_per_latent, kind="stable")[:max_rows]
+    values = np.linspace(-float(limit), float(limit), int(num_values), dtype=np.float32)
+    z = np.repeat(mean, len(order) * len(values), axis=0)
+    for row, latent in enumerate(order):
+        z[row * len(values):(row + 1) * len(values), latent] = values
+    z = z.reshape((len(z),) + tuple(model.latent_shape))
+    return ops.convert_to_numpy(model.decode(z)), order
+
+
+def mean_kl_per_latent(model, images):
+    """`KL(q(z_j|x) || N(0, 1))` of each latent, averaged over `images` -> `(d,)` NumPy."""
+    mean, log_var = model.encode(np.asarray(images, np.float32))
+    mean = np.asarray(ops.convert_to_numpy(mean), np.float64).reshape(len(images), -1)
+    log_var = np.asarray(ops.convert_to_numpy(log_var), np.float64).reshape(len(images), -1)
+    return (0.5 * (np.exp(log_var) + mean ** 2 - 1.0 - log_var)).mean(axis=0)
+
+
+class LatentTraversal(keras.callbacks.Callback):
+    """Writes a latent traversal grid (`latent_traversal_grid`) every `every` epochs.
+
+    Rows are the latents ordered by their mean KL over `images` (largest first), columns the
+    traversed values; the traversed image is `images[0]`.
+
+    Args:
+        path: str, output PNG; `{epoch}` in it is formatted with the 1-based epoch number.
+        images: array `(M, *image_shape)` in the model's image range (M >= 1; up to 256 used for
+            the KL order).
+        num_values: int, default 8. limit: float, default 2.5.
+        every: int, default 1.
+        max_rows: int or None, default 16. The latents of largest KL shown.
+    """
+
+    def __init__(self, path, images, num_values=8, limit=2.5, every=1, max_rows=16):
+        super().__init__()
+        images = np.asarray(images)[:256]
+        if len(images) < 1 or int(every) < 1 or int(num_values) < 2:
+            raise ValueError("`images` must hold >= 1 image, `every` >= 1, `num_values` >= 2.")
+        self.path, self.images, self.every = path, images, int(every)
+        self.num_values, self.limit = int(num_values), float(limit)
+        self.max_rows = max_rows
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        kl = mean_kl_per_latent(self.model, self.images)
+        grid, _ = latent_traversal_grid(self.model, self.images[0], kl, self.num_values,
+                                        self.limit, self.max_rows)
+        low, high = getattr(self.model, "image_range", (0.0, 1.0))
+        save_image_grid(_to_unit_range(grid, (low, high)), self.path.format(epoch=epoch + 1),
+                        columns=self.num_values)

@@ -89,7 +89,8 @@ _define["string"]("image_dir", None, "GAN presets: a folder of image files.", fl
 _define["string"]("tfds", None, "GAN presets: a TFDS dataset prepared in --data_dir, e.g. "
                   "celeb_a, caltech_birds2011, lsun/bedroom.", flag_values=FLAGS)
 _define["integer"]("steps_per_epoch", None, "GAN presets: steps per epoch (default: one pass "
-                   "over the data).", flag_values=FLAGS)
+                   "over the data). Sprites presets: steps per epoch (default: 737,280 images, "
+                   "the dSprites grid's size).", flag_values=FLAGS)
 _define["integer"]("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy: one device, MirroredStrategy over the local GPUs, or "
@@ -114,6 +115,10 @@ _define["integer"]("stage2_epochs", None, "Two-Stage presets: stage-2 epochs (de
                    "preset's).", flag_values=FLAGS)
 _define["integer"]("num_fid_samples", 1000, "Two-Stage presets: samples per stage for the "
                    "MNIST-classifier FID (0 skips it).", flag_values=FLAGS)
+_define["boolean"]("traversals", False, "sample: write a latent traversal grid instead (rows = "
+                   "the 10 latents of largest mean KL over evaluation images, 8 values in "
+                   "[-2.5, 2.5] each): procedural sprites for 64x64x1 models, the embedded MNIST "
+                   "test images for 28x28x1 ones.", flag_values=FLAGS)
 _define["boolean"]("verbose", False, "Show TensorFlow's log and full Python tracebacks.",
                    flag_values=FLAGS)
 
@@ -124,7 +129,7 @@ COMMAND_FLAGS = {
               "image_dir", "tfds", "steps_per_epoch", "stage2_epochs", "num_fid_samples",
               "strategy"),
     "evaluate": ("model", "data", "data_dir", "num_samples", "num_images", "binarize", "output"),
-    "sample": ("model", "num_images", "output"),
+    "sample": ("model", "num_images", "output", "traversals"),
     "presets": (),
     "export": ("model", "output", "version", "overwrite"),
 }
@@ -319,7 +324,8 @@ def _check_train():
                          "(see `crvae presets`)")
     config = presets.PRESETS[preset]
     kind = ("gan" if presets.is_gan_preset(preset) else
-            "two_stage" if isinstance(config, presets.TwoStagePreset) else "vae")
+            "two_stage" if isinstance(config, presets.TwoStagePreset) else
+            "sprites" if config.network.get("builder") == "sprites" else "vae")
     if any(item.split("=", 1)[0].strip() == "help" for item in FLAGS.set):
         return {"kind": "list_settings", "preset": preset,
                 "settings": presets._valid_keys(config)}
@@ -359,15 +365,20 @@ def _check_train():
             "vae": ("nll_samples", "nll_images")}
     family = {"gan": "the 64x64 GAN presets", "two_stage": "the Two-Stage presets",
               "vae": "the MNIST VAE-family presets"}
+    shared = {"steps_per_epoch": ("gan", "sprites")}  # flags of more than one family
     for owner, names in only.items():
         for name in names:
-            if owner != kind and _given(name):
+            if kind not in shared.get(name, (owner,)) and _given(name):
                 hint = (" (it trains on --data=PATH.npz[:KEY])" if name == "npz" else "")
                 raise UsageError(f"--{name} is for {family[owner]}; --preset={preset} does not "
                                  f"take it{hint}")
-    if kind == "gan" and _given("eval_data"):
+    if kind in ("gan", "sprites") and _given("eval_data"):
         raise UsageError(f"--eval_data is for the MNIST and Two-Stage presets; --preset={preset} "
                          "does not take it")
+    if kind == "sprites" and (_given("data") or FLAGS.strategy != "default"):
+        name = "data" if _given("data") else "strategy"
+        raise UsageError(f"{_flag_text(name)}: --preset={preset} trains on procedural sprites "
+                         "drawn on one device; expected no --data and --strategy=default")
     if kind == "two_stage" and FLAGS.strategy != "default":
         raise UsageError(f"--strategy={FLAGS.strategy}: the Two-Stage job runs on one device; "
                          "expected default")
@@ -396,7 +407,9 @@ def _check_train():
 
     job = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
            "overrides": overrides}
-    if digits:
+    if kind == "sprites":
+        job["data_spec"] = "procedural sprites"
+    elif digits:
         job["data_spec"], job["arrays"] = _mnist_images("data", "embedded", (28, 28, 1))
     elif kind == "gan":
         sources = [name for name in ("data", "npz", "image_dir", "tfds") if _given(name)]
@@ -433,7 +446,7 @@ def _check_train():
     try:
         job["plan"] = runs.plan_run(FLAGS.output_dir, preset, runs.run_settings(resolved),
                                     runs.total_epochs(resolved), fresh=FLAGS.fresh,
-                                    resumable=kind != "two_stage")
+                                    resumable=kind not in ("two_stage", "sprites"))
     except runs.RunConflictError as error:
         raise UsageError(str(error)) from None
     return job
@@ -501,6 +514,9 @@ def _check_sample():
     _check_positive("num_images")
     output = FLAGS.output or "samples.png"
     _check_output_file(output, "output", (".png",))
+    if FLAGS.traversals and _given("num_images"):
+        raise UsageError("--num_images: a traversal grid (--traversals) has a fixed size; "
+                         "expected no --num_images with it")
     return {"output": output, "count": FLAGS.num_images or 64}
 
 
@@ -573,6 +589,15 @@ def _train(job):
     from keras_crvae import distribute, training
 
     output_dir = FLAGS.output_dir
+    if job["kind"] == "sprites":
+        from keras_crvae.sprites_training import train_sprites
+
+        train_sprites(job["preset"], output_dir=output_dir, epochs=job["epochs"],
+                      batch_size=job["batch_size"], steps_per_epoch=FLAGS.steps_per_epoch,
+                      seed=FLAGS.seed, fresh=FLAGS.fresh, **job["overrides"])
+        _say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, samples.png, "
+             "reconstructions.png, traversals.png, metrics.json, history.csv")
+        return 0
     if job["kind"] != "gan":
         for images, spec, split in (("train_images", "data_spec", "train"),
                                     ("eval_images", "eval_spec", "test")):
@@ -752,11 +777,35 @@ def _sample(checked):
     from keras_crvae.io import save_image_grid
 
     model = _load_model()
+    if FLAGS.traversals:
+        return _traversals(model, checked["output"])
     if not callable(getattr(model, "sample", None)):
         raise UsageError(f"{_flag_text('model')}: a {type(model).__name__} cannot sample")
     images = keras.ops.convert_to_numpy(model.sample(checked["count"], seed=FLAGS.seed))
     save_image_grid(images, checked["output"])
     _say(f"Wrote {checked['count']} samples to {checked['output']}")
+    return 0
+
+
+def _traversals(model, output):
+    """`crvae sample --traversals`: the latent traversal grid of a VAE-family model."""
+    from keras_crvae import callbacks, data
+    from keras_crvae.data import sprites
+    from keras_crvae.io import save_image_grid
+
+    shape = tuple(getattr(model, "image_shape", ()))
+    if _model_kind(model) != "vae" or shape not in ((64, 64, 1), (28, 28, 1)):
+        raise UsageError(f"{_flag_text('model')}: --traversals needs a VAE-family model of "
+                         f"64x64x1 or 28x28x1 images; got a {type(model).__name__} of {shape}")
+    if shape == (64, 64, 1):
+        images = sprites.load_sprites(256, seed=FLAGS.seed)["images"]
+    else:
+        images = data.static_binarize(data.load_embedded_mnist()["x_test"][:256], seed=0)
+    kl = callbacks.mean_kl_per_latent(model, images)
+    grid, order = callbacks.latent_traversal_grid(model, images[0], kl, max_rows=10)
+    save_image_grid(grid, output, columns=8)
+    _say(f"Wrote the traversals of latents {', '.join(map(str, order))} (largest mean KL first) "
+         f"to {output}")
     return 0
 
 

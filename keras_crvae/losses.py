@@ -40,6 +40,19 @@ def bernoulli_log_likelihood(logits, targets):
     return sum_per_example(targets * logits - ops.softplus(logits))
 
 
+def gaussian_fixed_std_log_likelihood(means, targets, std):
+    """`log N(x; means, std^2 I)` summed over all non-batch axes -> `(batch,)`.
+
+    `-sum_d (x_d - m_d)^2 / (2 std^2) - D * (log std + log(2 pi) / 2)`, the Gaussian decoder of
+    fixed standard deviation `std` (a Python float).
+    """
+    targets = ops.cast(targets, means.dtype)
+    num_elements = math.prod(means.shape[1:])
+    squared_error = sum_per_example(ops.square(targets - means))
+    return (-squared_error / (2.0 * float(std) ** 2)
+            - num_elements * (math.log(float(std)) + 0.5 * LOG_2PI))
+
+
 def standard_normal_log_density_elements(z):
     """`log N(z_i; 0, 1)` per element, same shape as `z`."""
     return -0.5 * (ops.square(z) + LOG_2PI)

@@ -1,5 +1,6 @@
 """Evaluation: importance-sampled NLL, ELBO, posterior diagnostics, the Frechet distance (with the
-MNIST-classifier features for digits) and the Two-Stage VAE diagnostics."""
+MNIST-classifier features for digits), the Two-Stage VAE diagnostics and the disentanglement
+metrics (`disentanglement`: beta-VAE metric, FactorVAE metric, MIG)."""
 
 from keras_crvae.evaluation.diagnostics import (
     active_units,
@@ -14,7 +15,7 @@ from keras_crvae.evaluation.mnist_features import (
     mnist_feature_extractor,
     mnist_fid,
 )
-from keras_crvae.evaluation import two_stage_diagnostics
+from keras_crvae.evaluation import disentanglement, two_stage_diagnostics
 
 __all__ = [
     "LikelihoodEstimate",
@@ -31,4 +32,5 @@ __all__ = [
     "mnist_feature_extractor",
     "mnist_fid",
     "two_stage_diagnostics",
+    "disentanglement",
 ]

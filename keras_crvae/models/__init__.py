@@ -1,5 +1,6 @@
 """`keras.Model` subclasses of keras_crvae."""
 
+from keras_crvae.models.factor_vae import FactorVAE, permute_dims, tc_discriminator_loss
 from keras_crvae.models.gan import GAN
 from keras_crvae.models.hierarchical import HierarchicalVAE
 from keras_crvae.models.infogan import InfoGAN
@@ -9,6 +10,7 @@ from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_mas
 
 __all__ = [
     "CRVAEGAN",
+    "FactorVAE",
     "GAN",
     "GammaVAE",
     "HierarchicalVAE",
@@ -18,5 +20,7 @@ __all__ = [
     "VAE",
     "VAEGAN",
     "discriminator_batch_masks",
+    "permute_dims",
+    "tc_discriminator_loss",
     "validate_images",
 ]

@@ -8,6 +8,19 @@ Objective per example `x` with `D` pixels, Bernoulli decoder logits `l(z)` and p
     loss       = distortion / D + rate        reconstruction_reduction="mean" (reference, alpha=0.001)
     loss       = distortion + rate            reconstruction_reduction="sum"  (alpha=1: -ELBO)
 
+Disentangling options (the lecture's beta-VAE section):
+
+    beta-VAE (Higgins et al. 2017)      kl_weight=beta, reconstruction_reduction="sum":
+                                        loss = distortion + beta * KL
+    controlled capacity (Burgess et     capacity=C_max, capacity_steps=N, kl_weight=gamma:
+    al. 2018, eq. 8)                    loss = distortion + gamma * |KL - C(step)|,
+                                        C(step) = C_max * min(step / N, 1)
+                                        (KL summed over latents and averaged over the batch)
+
+The decoder is Bernoulli (`likelihood="bernoulli"`, logits) or a Gaussian of fixed standard
+deviation `decoder_std` around the sigmoid of the decoder output (`likelihood="gaussian"`):
+`-log p(x|z) = sum_d (x_d - sigmoid(l_d))^2 / (2 std^2) + D log(std sqrt(2 pi))`.
+
 With `iwae_samples=k > 1` the loss is the k-sample importance-weighted bound of Burda et al. (2016),
 `-log mean_k exp(log p(x|z_k) + sum_i w_i (log p(z_k,i) - log q(z_k,i|x)))`, where the per-element
 weights `w_i` are the block weights `alpha_t` expressed in nats (`alpha_t * D` in "mean" mode), so
@@ -30,6 +43,8 @@ from keras_crvae.layers import GaussianSampler
 
 RECONSTRUCTION_REDUCTIONS = ("mean", "sum")
 LIKELIHOODS = ("bernoulli",)
+# The likelihoods of the single-layer `VAE` (HierarchicalVAE keeps the Bernoulli one only).
+VAE_LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 def validate_images(images, image_shape, name="images", value_range=(0.0, 1.0)):
@@ -92,8 +107,11 @@ def check_encoder_decoder(encoder, decoder, latent_shape, data_shape):
         )
 
 
-def check_objective_options(reconstruction_reduction, likelihood, iwae_samples, kl_weight):
+def check_objective_options(reconstruction_reduction, likelihood, iwae_samples, kl_weight,
+                            likelihoods=LIKELIHOODS):
     """Validates the objective arguments the VAE-family models share (`VAE`, `HierarchicalVAE`).
+
+    `likelihoods` lists the decoder likelihoods the calling model implements.
 
     Returns:
         `(kl_weight, weights)`: `kl_weight` as a float (NumPy scalars too) or unchanged sequence, and
@@ -104,8 +122,8 @@ def check_objective_options(reconstruction_reduction, likelihood, iwae_samples, 
             f"`reconstruction_reduction` must be one of {RECONSTRUCTION_REDUCTIONS}, got "
             f"{reconstruction_reduction!r}."
         )
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"`likelihood` must be one of {LIKELIHOODS}, got {likelihood!r}.")
+    if likelihood not in likelihoods:
+        raise ValueError(f"`likelihood` must be one of {likelihoods}, got {likelihood!r}.")
     if isinstance(iwae_samples, bool) or int(iwae_samples) < 1:
         raise ValueError(f"`iwae_samples` must be >= 1, got {iwae_samples}.")
     if isinstance(kl_weight, numbers.Real):
@@ -114,6 +132,18 @@ def check_objective_options(reconstruction_reduction, likelihood, iwae_samples, 
     if not weights or any(w < 0 for w in weights):
         raise ValueError(f"`kl_weight` must be non-negative, got {kl_weight!r}.")
     return kl_weight, weights
+
+
+def capacity_schedule(step, capacity, capacity_steps):
+    """The controlled capacity `C(step) = capacity * min(step / capacity_steps, 1)` in nats.
+
+    Burgess et al. (2018, section 5): C grows linearly from 0 to `capacity` over `capacity_steps`
+    training steps, then stays there. Works on Python numbers and tensors alike.
+    """
+    fraction = step / float(capacity_steps)
+    if isinstance(fraction, numbers.Real):
+        return float(capacity) * min(fraction, 1.0)
+    return float(capacity) * ops.minimum(fraction, 1.0)
 
 
 def with_deserialized(config, *keys):
@@ -144,7 +174,8 @@ class VAE(keras.Model):
     """A variational autoencoder with a diagonal Gaussian posterior and a Bernoulli decoder.
 
     The same class is the paper's VAE, cVAE and crVAE (the networks decide) and crIWAE
-    (`iwae_samples > 1`). Train it with `model.compile(optimizer)` and `model.fit(images)`; the loss is
+    (`iwae_samples > 1`); beta-VAE is `kl_weight=beta` with `reconstruction_reduction="sum"`, and
+    the controlled-capacity beta-VAE adds `capacity` and `capacity_steps` (module docstring). Train it with `model.compile(optimizer)` and `model.fit(images)`; the loss is
     computed in `compute_loss`, so every Keras backend trains it.
 
     Args:
@@ -156,11 +187,18 @@ class VAE(keras.Model):
         reconstruction_reduction: str, default "mean". "mean" divides `-log p(x|z)` by the pixel
             count (the reference's normalisation), "sum" does not.
         iwae_samples: int, default 1. `k` of the importance-weighted bound used for training.
-        likelihood: str, default "bernoulli".
+        likelihood: str, default "bernoulli". "gaussian": `N(x; sigmoid(decoder output),
+            decoder_std^2 I)` (pixel values in [0, 1]).
+        decoder_std: float, default 1.0. Standard deviation of the Gaussian decoder.
+        capacity: float or None, default None. `C_max` in nats of the controlled-capacity
+            objective `kl_weight * |KL - C(step)|` (Burgess et al. 2018); None: the usual
+            `kl_weight * KL`. Needs a single `kl_weight` (gamma) and `iwae_samples=1`.
+        capacity_steps: int, default 100000. Training steps over which C grows from 0 to
+            `capacity` (counted by the model's `capacity_step` variable, saved with it).
         seed: int or None. Seed of the posterior sampler.
 
-    Metrics (nats per image): `elbo`, `reconstruction` (`-log p(x|z)`), `kl`, and `iwae_bound`
-    when `iwae_samples > 1`.
+    Metrics (nats per image): `elbo`, `reconstruction` (`-log p(x|z)`), `kl`, `iwae_bound`
+    when `iwae_samples > 1`, and `capacity` (the current C) with a capacity.
 
     >>> from keras_crvae import networks
     >>> model = VAE(networks.build_mnist_encoder("conv", base_channels=4, latent_channels=8),
@@ -168,7 +206,9 @@ class VAE(keras.Model):
     >>> tuple(model.sample(2, seed=0).shape)
     (2, 28, 28, 1)
 
-    Reference: Kingma & Welling 2014; Burda et al. 2016; Shang et al. 2018 (supplement B).
+    Reference: Kingma & Welling 2014; Burda et al. 2016; Shang et al. 2018 (supplement B);
+    Higgins et al., "beta-VAE", ICLR 2017; Burgess et al., "Understanding disentangling in
+    beta-VAE", 2018.
     """
 
     # The serving contract (keras_crvae.export): decoded images are sigmoid(decoder output) in [0, 1].
@@ -184,11 +224,28 @@ class VAE(keras.Model):
         iwae_samples=1,
         likelihood="bernoulli",
         seed=None,
+        decoder_std=1.0,
+        capacity=None,
+        capacity_steps=100000,
         **kwargs,
     ):
         super().__init__(**kwargs)
         kl_weight, weights = check_objective_options(reconstruction_reduction, likelihood,
-                                                     iwae_samples, kl_weight)
+                                                     iwae_samples, kl_weight,
+                                                     likelihoods=VAE_LIKELIHOODS)
+        if not (float(decoder_std) > 0 and math.isfinite(float(decoder_std))):
+            raise ValueError(f"`decoder_std` must be a positive finite float, got {decoder_std!r}.")
+        if capacity is not None:
+            if not (float(capacity) >= 0 and math.isfinite(float(capacity))):
+                raise ValueError(f"`capacity` must be a finite number of nats >= 0, got "
+                                 f"{capacity!r}.")
+            if isinstance(capacity_steps, bool) or int(capacity_steps) < 1:
+                raise ValueError(f"`capacity_steps` must be >= 1, got {capacity_steps!r}.")
+            if not isinstance(kl_weight, float):
+                raise ValueError("`capacity` needs a single `kl_weight` (gamma), not block "
+                                 "weights.")
+            if int(iwae_samples) > 1:
+                raise ValueError("`capacity` needs `iwae_samples=1`.")
 
         # === Layers ===
         self.encoder = encoder
@@ -201,6 +258,7 @@ class VAE(keras.Model):
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
         self.kl_tracker = keras.metrics.Mean(name="kl")
         self.iwae_tracker = keras.metrics.Mean(name="iwae_bound") if iwae_samples > 1 else None
+        self.capacity_tracker = keras.metrics.Mean(name="capacity") if capacity is not None else None
 
         # === Config ===
         self.kl_weight = kl_weight if isinstance(kl_weight, float) else [float(w) for w in weights]
@@ -208,6 +266,9 @@ class VAE(keras.Model):
         self.iwae_samples = int(iwae_samples)
         self.likelihood = likelihood
         self.seed = seed
+        self.decoder_std = float(decoder_std)
+        self.capacity = None if capacity is None else float(capacity)
+        self.capacity_steps = int(capacity_steps)
         self.image_shape = tuple(encoder.input_shape[1:])
         self.latent_shape = tuple(decoder.input_shape[1:])
         self.num_pixels = int(math.prod(self.image_shape))
@@ -217,6 +278,16 @@ class VAE(keras.Model):
                 f"{self.latent_shape[-1]} channels."
             )
         self._check_networks()
+
+        # === State ===
+        # Training steps seen by the capacity schedule: a model weight (not the optimizer's
+        # `iterations`, which JAX's stateless step cannot read here), so that it is saved with the
+        # model and a resumed run continues the schedule. Replicas step together: one copy counts.
+        self.capacity_step = None
+        if self.capacity is not None:
+            self.capacity_step = self.add_weight(
+                shape=(), initializer="zeros", trainable=False, dtype="float32",
+                aggregation="only_first_replica", name="capacity_step")
         self.build((None,) + self.image_shape)
 
     def build(self, input_shape):
@@ -249,7 +320,7 @@ class VAE(keras.Model):
         images = ops.cast(x, y_pred["logits"].dtype)
         batch_size = ops.shape(images)[0]
         num_samples = ops.shape(y_pred["logits"])[0] // batch_size
-        log_px = losses.bernoulli_log_likelihood(y_pred["logits"], _tile_rows(images, num_samples))
+        log_px = self._log_px(y_pred["logits"], _tile_rows(images, num_samples))
         kl_per_sample = losses.sum_per_example(y_pred["kl"])
         distortion = -ops.mean(log_px)
         kl = ops.mean(kl_per_sample)
@@ -261,6 +332,11 @@ class VAE(keras.Model):
             bound = ops.mean(ops.logsumexp(log_weights, axis=0)) - math.log(self.iwae_samples)
             loss = -bound * recon_scale
             self.iwae_tracker.update_state(bound)
+        elif self.capacity is not None:
+            capacity = self._capacity(training)
+            rate = self.kl_weight * ops.abs(kl - capacity)
+            loss = distortion * recon_scale + rate
+            self.capacity_tracker.update_state(capacity)
         else:
             rate = ops.mean(losses.weighted_kl(y_pred["kl"], self.kl_weight))
             loss = distortion * recon_scale + rate
@@ -270,6 +346,21 @@ class VAE(keras.Model):
         self.elbo_tracker.update_state(-distortion - kl)
         # A per-replica mean: scaled by 1/replicas so the summed gradients are the global mean's.
         return distribute.scale_loss_for_replicas(loss + self._regularization_loss())
+
+    def _capacity(self, training):
+        """C of this step; a training call advances the step counter (after reading it)."""
+        step = ops.cast(self.capacity_step, "float32")
+        if training:
+            self.capacity_step.assign(step + 1.0)
+        return capacity_schedule(step, self.capacity, self.capacity_steps)
+
+    def _log_px(self, logits, images):
+        """`log p(x|z)` per row `(B,)` from decoder outputs (Bernoulli logits, or the Gaussian's
+        mean through a sigmoid) and images of the same shape."""
+        if self.likelihood == "gaussian":
+            return losses.gaussian_fixed_std_log_likelihood(ops.sigmoid(logits), images,
+                                                            self.decoder_std)
+        return losses.bernoulli_log_likelihood(logits, images)
 
     def _regularization_loss(self):
         extra = self.losses
@@ -323,8 +414,7 @@ class VAE(keras.Model):
         z = mean + ops.exp(0.5 * log_var) * ops.reshape(noise,
                                                         (num_samples * batch,) + self.latent_shape)
         logits = to_float32(self.decoder(z, training=False))
-        log_px = losses.bernoulli_log_likelihood(logits, _tile_rows(ops.cast(images, "float32"),
-                                                                    num_samples))
+        log_px = self._log_px(logits, _tile_rows(ops.cast(images, "float32"), num_samples))
         log_ratio = (losses.standard_normal_log_density(z)
                      - losses.gaussian_log_density(z, mean, log_var))
         return ops.reshape(log_px + log_ratio, (num_samples, batch))
@@ -354,7 +444,8 @@ class VAE(keras.Model):
                                        training=False))
 
     def decode(self, z):
-        """Bernoulli means (pixel probabilities in [0, 1]) for latents `z` `(B, *latent_shape)`."""
+        """Decoder means in [0, 1] for latents `z` `(B, *latent_shape)`: Bernoulli pixel
+        probabilities, or the Gaussian decoder's means."""
         return ops.sigmoid(self.decode_logits(z))
 
     def sample(self, num_samples, seed=None):
@@ -367,7 +458,7 @@ class VAE(keras.Model):
     def log_likelihood(self, images, z):
         """`log p(x|z)` summed over pixels -> `(B,)`, for images `(B, *image_shape)` in [0, 1]."""
         images = validate_images(images, self.image_shape)
-        return losses.bernoulli_log_likelihood(self.decode_logits(z), ops.convert_to_tensor(images))
+        return self._log_px(self.decode_logits(z), ops.cast(ops.convert_to_tensor(images), "float32"))
 
     def reconstruct(self, images, sample=False, seed=None):
         """Decoded probabilities of `mean` (default) or of one posterior sample of each image."""
@@ -389,6 +480,9 @@ class VAE(keras.Model):
             "iwae_samples": self.iwae_samples,
             "likelihood": self.likelihood,
             "seed": self.seed,
+            "decoder_std": self.decoder_std,
+            "capacity": self.capacity,
+            "capacity_steps": self.capacity_steps,
         }
 
     @classmethod

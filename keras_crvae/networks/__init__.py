@@ -13,6 +13,11 @@ from keras_crvae.networks.mlp import (
     set_output_bias,
 )
 from keras_crvae.networks.mnist import build_mnist_decoder, build_mnist_encoder
+from keras_crvae.networks.sprites import (
+    build_sprites_decoder,
+    build_sprites_encoder,
+    build_tc_discriminator,
+)
 from keras_crvae.networks.two_stage import (
     build_infogan_decoder,
     build_infogan_encoder,
@@ -34,6 +39,9 @@ __all__ = [
     "build_mlp_gaussian",
     "build_mnist_decoder",
     "build_mnist_encoder",
+    "build_sprites_decoder",
+    "build_sprites_encoder",
+    "build_tc_discriminator",
     "build_infogan_decoder",
     "build_infogan_encoder",
     "build_latent_decoder",

@@ -341,7 +341,7 @@ def test_sample_needs_at_least_one_sample(conv_vae):
 @pytest.mark.parametrize("kwargs, match", [
     ({"iwae_samples": 0}, "iwae_samples"),
     ({"reconstruction_reduction": "max"}, "reconstruction_reduction"),
-    ({"likelihood": "gaussian"}, "likelihood"),
+    ({"likelihood": "poisson"}, "likelihood"),  # "bernoulli" and "gaussian" are valid
     ({"kl_weight": -1.0}, "kl_weight"),
     ({"kl_weight": [1.0, -1.0]}, "kl_weight"),
     ({"kl_weight": [1.0] * 3}, "block weights"),
