@@ -112,7 +112,9 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
 
     keras.utils.set_random_seed(seed)
     source = dict(npz=npz, image_dir=image_dir, tfds_name=tfds_name, data_dir=data_dir,
-                  arrays=arrays)
+                  arrays=arrays,
+                  # Stage2 presets train on images at their output size; Stage1 ones at 64x64.
+                  image_size=int(config.network.get("output_size", 64)))
     one_pass = data.image_dataset(**source, batch_size=config.training.batch_size, seed=seed,
                                   drop_remainder=True)
     if steps_per_epoch is None:

@@ -4,12 +4,14 @@ from keras_crvae.models.hierarchical import HierarchicalVAE
 from keras_crvae.models.two_stage import GammaVAE, PosteriorLatents, TwoStageVAE
 from keras_crvae.models.vae import VAE, validate_images
 from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_masks
+from keras_crvae.models.stage2 import Stage2  # noqa: E402 (after vae_gan, which it imports)
 
 __all__ = [
     "CRVAEGAN",
     "GammaVAE",
     "HierarchicalVAE",
     "PosteriorLatents",
+    "Stage2",
     "TwoStageVAE",
     "VAE",
     "VAEGAN",

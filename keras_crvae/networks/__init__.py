@@ -12,6 +12,8 @@ from keras_crvae.networks.mlp import (
     set_output_bias,
 )
 from keras_crvae.networks.mnist import build_mnist_decoder, build_mnist_encoder
+from keras_crvae.networks.perceptual import build_perceptual_network, imagenet_preprocess
+from keras_crvae.networks.stage2 import build_stage2_discriminator, build_stage2_generator
 from keras_crvae.networks.two_stage import (
     build_infogan_decoder,
     build_infogan_encoder,
@@ -31,6 +33,10 @@ __all__ = [
     "build_mlp_gaussian",
     "build_mnist_decoder",
     "build_mnist_encoder",
+    "build_perceptual_network",
+    "build_stage2_discriminator",
+    "build_stage2_generator",
+    "imagenet_preprocess",
     "build_infogan_decoder",
     "build_infogan_encoder",
     "build_latent_decoder",
