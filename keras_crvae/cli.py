@@ -407,6 +407,16 @@ def _check_train():
     except ValueError as error:
         raise UsageError(str(error)) from None
 
+    if resolved.network.get("builder") == "stage2":  # Stage2 trains on a trained Stage1 model
+        stage1_model = resolved.network.get("stage1_model")
+        if stage1_model in (None, "", "none", "None"):
+            raise UsageError(f"--preset={preset} is a Stage2 preset: pass the trained Stage1 model "
+                             "with --set stage1_model=PATH.keras (e.g. "
+                             f"{resolved.network['stage1_preset']}_run/model.keras)")
+        if not os.path.isfile(os.path.expanduser(stage1_model)):
+            raise UsageError(f"--set stage1_model={stage1_model}: no such file; expected a trained "
+                             "Stage1 .keras model (VAEGAN / CRVAEGAN)")
+
     job = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
            "overrides": overrides}
     if kind == "gan":

@@ -50,7 +50,7 @@ def imagenet_preprocess(images):
     return bgr - ops.convert_to_tensor(IMAGENET_BGR_MEANS, "float32")
 
 
-class PerceptualWeightsError(RuntimeError):
+class PerceptualWeightsError(ValueError):
     """The ImageNet weights of a perceptual network could not be obtained."""
 
 
