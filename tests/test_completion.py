@@ -9,7 +9,7 @@ import pytest
 from keras import ops
 
 from keras_crvae import completion, networks
-from keras_crvae.models import VAE, VAEGAN, TwoStageVAE
+from keras_crvae.models import CRVAEGAN, VAE, VAEGAN, TwoStageVAE
 from keras_crvae.networks import two_stage as two_stage_nets
 
 pytestmark = pytest.mark.portable
@@ -124,18 +124,21 @@ def test_mask_errors_are_clear():
         completion.complete(model, x, "centre", steps=0)
 
 
-def test_vae_gan_uses_its_discriminator_and_keeps_the_model_trainable():
+@pytest.mark.parametrize("latent", ["dense", "recurrent"])
+def test_gan_models_use_their_discriminator_and_stay_trainable(latent):
     keras.utils.set_random_seed(1)
-    encoder = networks.build_image64_encoder("dense", base_channels=2, latent_channels=4)
-    decoder = networks.build_image64_decoder("dense", base_channels=2, latent_channels=4)
-    discriminator = networks.build_image64_discriminator(base_channels=2, minibatch_kernels=2,
-                                                         dropout_rate=0.0)
-    model = VAEGAN(encoder, decoder, discriminator, seed=0)
+    encoder = networks.build_image64_encoder(latent, base_channels=2, latent_channels=8)
+    decoder = networks.build_image64_decoder(latent, base_channels=2, latent_channels=8)
+    discriminator = networks.build_image64_discriminator(
+        base_channels=2, minibatch_kernels=2, dropout_rate=0.0,
+        latent_channels=8 if latent == "recurrent" else None)  # crVAE-GAN: [logits, q]
+    model = (CRVAEGAN if latent == "recurrent" else VAEGAN)(encoder, decoder, discriminator, seed=0)
     x = images(2, shape=(64, 64, 3), low=-1.0)
     result = completion.complete(model, x, "bottom", steps=3, adversarial_weight=0.5)
     assert result.adversarial_weight == 0.5
-    logits = ops.convert_to_numpy(discriminator(ops.convert_to_tensor(result.initial_decoded),
-                                                training=False)).reshape(-1).astype("float64")
+    logits = discriminator(ops.convert_to_tensor(result.initial_decoded), training=False)
+    logits = logits[0] if isinstance(logits, (list, tuple)) else logits
+    logits = ops.convert_to_numpy(logits).reshape(-1).astype("float64")
     reconstruction = ((result.initial_decoded - x) ** 2 * result.mask).reshape(2, -1).sum(1) / (
         64 * 64 * 3)
     masked = x * result.mask

@@ -10,7 +10,7 @@ every step pays for its update), timed after a warm-up step (tracing) over `repe
 steps; median images/s. Configurations: the 32 -> 64 instance of docs (G 32 channels, 2 residual
 blocks, D 32) with and without the perceptual term (VGG16 relu2_2, random weights: the cost is the
 same as with ImageNet weights), and the paper's 64 -> 128 generator (G 128 channels, 4 residual
-blocks, D 64) at batch 8. The ratio column is each row's time per image over the first row's.
+blocks, D 64) at batch 4. The ratio column is each row's time per image over the first row's.
 
 Completion (`keras_crvae.completion.complete` on the Stage1 model): Adam steps on z per second times
 the batch, i.e. image-steps/s, for each batch size, after a warm-up call of the same shape; the Stage1
@@ -47,7 +47,7 @@ STAGE2_CONFIGS = [
     ("32->64 G32 D32 + VGG16 relu2_2", 32,
      dict(input_size=32, output_size=64, generator_channels=32, residual_blocks=2,
           discriminator_channels=32, perceptual_weights="none")),
-    ("64->128 G128 D64 + VGG16 relu2_2 (paper)", 8,
+    ("64->128 G128 D64 + VGG16 relu2_2 (paper)", 4,
      dict(input_size=64, output_size=128, perceptual_weights="none")),
 ]
 
