@@ -193,7 +193,8 @@ def completion_networks(model):
 
     VAE / cVAE / crVAE / crIWAE (`decoder` gives Bernoulli logits), VAE-GAN / crVAE-GAN (`decoder` is
     the image-only view, `discriminator` used), Two-Stage VAE (its stage-1 decoder mean), hierarchical
-    VAEs (the top latent, through `serving_networks`).
+    VAEs (the top latent, through `serving_networks`), Stage2 (its high-resolution `decoder` and
+    discriminator: completion at the output size).
     """
     for attribute in ("encode", "image_shape", "latent_shape"):
         if not hasattr(model, attribute):
@@ -210,7 +211,9 @@ def completion_networks(model):
     image_range = tuple(float(v) for v in getattr(model, "image_range", (0.0, 1.0)))
     if hasattr(model, "serving_networks"):
         decoder, kind = model.serving_networks()[1], getattr(model, "decoder_outputs", "logits")
-    elif hasattr(model, "stage1"):  # TwoStageVAE: the stage-1 decoder mean is the image
+    elif hasattr(model, "stage1") and hasattr(model, "stage2"):
+        # TwoStageVAE: the stage-1 decoder mean is the image. (A `Stage2` super-resolution model
+        # has a `stage1` too, but its own `decoder` gives its high-resolution images.)
         decoder, kind = model.stage1.decoder, "images"
     else:
         decoder, kind = model.decoder, getattr(model, "decoder_outputs", "logits")
@@ -320,10 +323,16 @@ class CompletionResult:
 
 
 def _freeze(layers):
-    """Sets `trainable=False` on each layer; returns a function restoring the old flags."""
-    saved = [(layer, layer.trainable) for layer in layers if layer is not None]
-    for layer, _ in saved:
-        layer.trainable = False
+    """Sets `trainable=False` on each layer; returns a function restoring the old flags.
+
+    Every nested layer's own flag is saved and restored, parents first (setting a parent's flag
+    sets its children's): a sub-network that was frozen before (a Stage2 model's Stage1) stays so.
+    """
+    saved = [(inner, inner.trainable) for layer in layers if layer is not None
+             for inner in layer._flatten_layers(include_self=True, recursive=True)]
+    for layer in layers:
+        if layer is not None:
+            layer.trainable = False
 
     def restore():
         for layer, flag in saved:

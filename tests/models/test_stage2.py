@@ -246,3 +246,17 @@ def test_presets_build_the_supplement_variants():
                                           **dict(tiny, perceptual_weights="imagenet"))
     assert no_features.perceptual_network is None  # gamma = 0: nothing built or downloaded
     assert math.isclose(no_features.perceptual_weight, 0.0)
+
+
+@pytest.mark.portable
+def test_completion_runs_at_the_output_size():
+    from keras_crvae import completion
+
+    model = tiny_stage2(with_features=False)
+    images = batch()["images"][:2]
+    result = completion.complete(model, images, "centre", steps=2)
+    assert result.decoded.shape == (2, 64, 64, 3) and result.adversarial_weight == 0.003
+    observed = np.broadcast_to(result.mask, images.shape) == 1
+    np.testing.assert_array_equal(result.completed[observed], images[observed])
+    assert model.generator.trainable and not model.stage1.trainable
+    assert not model.stage1.decoder.trainable and not model.stage1.trainable_variables
