@@ -164,3 +164,13 @@ def test_two_stage_vae():
     result = completion.complete(model, x, "top", steps=2)
     assert result.decoded.shape == x.shape and result.z.shape == (2, LATENT)
     assert result.adversarial_weight == 0.0
+
+
+def test_hierarchical_vae_completes_through_its_top_latent():
+    import keras_crvae
+
+    model = keras_crvae.from_preset("mnist_mlp_vae_2layer", compile=False, seed=0)
+    x = images(2, shape=(28, 28, 1))
+    result = completion.complete(model, x, "top", steps=3)
+    assert result.z.shape == (2,) + model.latent_shape  # z2, through serving_networks
+    assert result.loss_curve[-1] < result.loss_curve[0]
