@@ -562,7 +562,7 @@ def _check_complete():
             else:
                 _require(math.isfinite(value) and value >= low, name, "a finite number >= 0")
     spec = FLAGS.mask
-    kinds = completion.MASK_KINDS + tuple(completion._MASK_ALIASES)
+    kinds = completion.MASK_KINDS + tuple(completion.MASK_ALIASES)
     if spec in kinds:
         mask = completion.make_mask(spec, images.shape[1:], batch_size=len(images),
                                     seed=FLAGS.seed)

@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 MASK_KINDS = ("centre", "left", "right", "top", "bottom", "random_blocks")
-_MASK_ALIASES = {"center": "centre"}
+MASK_ALIASES = {"center": "centre"}
 
 
 # === Masks (NumPy only: the CLI builds them before TensorFlow loads) ===
@@ -71,7 +71,7 @@ def make_mask(kind, image_shape, batch_size=None, seed=None, centre_fraction=0.5
         float32 array `(H, W, 1)`, or `(batch_size, H, W, 1)` for "random_blocks" (or when
         `batch_size` is given).
     """
-    kind = _MASK_ALIASES.get(kind, kind)
+    kind = MASK_ALIASES.get(kind, kind)
     if kind not in MASK_KINDS:
         raise ValueError(f"`kind` must be one of {MASK_KINDS} (or a mask array), got {kind!r}.")
     height, width = (int(d) for d in tuple(image_shape)[:2])
