@@ -1,4 +1,4 @@
-"""Train a 64x64 crVAE-GAN or VAE-GAN on CelebA faces (or Birds / LSUN) with `model.fit`.
+"""Train a 64x64 crVAE-GAN or VAE-GAN (or DCGAN, CelebA) on CelebA faces (or Birds / LSUN) with `model.fit`.
 
 A short literate script over `keras_crvae.gan_training.train_gan`. Pick one image source:
 
@@ -33,7 +33,8 @@ import sys
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "crvae_gan", ["crvae_gan", "vae_gan"], "Which model.")
+flags.DEFINE_enum("model", "crvae_gan", ["crvae_gan", "vae_gan", "dcgan"],
+                  "Which model (dcgan: celeba only, the lecture's DCGAN).")
 flags.DEFINE_enum("stage", "1", ["1", "2"], "1: the 64x64 VAE-GAN / crVAE-GAN; 2: the Stage2 "
                   "super-resolution GAN on top of --stage1_model.")
 flags.DEFINE_string("stage1_model", None, "--stage=2: the trained Stage1 .keras model.")
@@ -96,8 +97,9 @@ def main(argv):
         print(json.dumps({"final": metrics["final"],
                           "train_images_per_second": metrics["train_images_per_second"]},
                          indent=2))
-    print(f"Artifacts in {os.path.abspath(FLAGS.output_dir)}: model.keras, samples.png, "
-          "reconstructions.png, metrics.json, tensorboard/")
+    grids = "samples.png" + ("" if FLAGS.model == "dcgan" else ", reconstructions.png")
+    print(f"Artifacts in {os.path.abspath(FLAGS.output_dir)}: model.keras, {grids}, "
+          "metrics.json, tensorboard/")
 
 
 if __name__ == "__main__":

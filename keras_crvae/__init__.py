@@ -12,7 +12,8 @@ import sys
 __version__ = "0.1.0"
 
 _LAZY_ATTRIBUTES = {
-    "layers": "keras_crvae.layers", "losses": "keras_crvae.losses",
+    "adversarial": "keras_crvae.adversarial", "layers": "keras_crvae.layers",
+    "losses": "keras_crvae.losses",
     "models": "keras_crvae.models", "networks": "keras_crvae.networks",
     "optimizers": "keras_crvae.optimizers",
     "from_preset": "keras_crvae.presets", "get_preset": "keras_crvae.presets",

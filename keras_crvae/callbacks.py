@@ -68,7 +68,9 @@ class ImageGrids(keras.callbacks.Callback):
 
     Samples decode a fixed set of latents, so successive grids show the same `z` as training goes;
     the reconstruction grid shows fixed real images (odd rows) above their reconstructions (even
-    rows). Works for any model with `decode`, `reconstruct`, `latent_shape` and `image_range`.
+    rows). Works for any model with `decode`, `latent_shape` and `image_range`; the reconstruction
+    grid needs `reconstruct` (a standalone GAN has none), and a model's `prior_latents(n, seed)`
+    (e.g. InfoGAN's latents with their codes) replaces the standard-normal draw.
 
     Files: `samples_epoch{N}.png`, `reconstructions_epoch{N}.png` and the latest of each as
     `samples.png` / `reconstructions.png` in `output_dir`, all written atomically.
@@ -95,8 +97,11 @@ class ImageGrids(keras.callbacks.Callback):
         self._writer = None
 
     def on_train_begin(self, logs=None):
-        shape = (self.num_samples,) + tuple(self.model.latent_shape)
-        self._latents = np.random.default_rng(self.seed).normal(size=shape).astype("float32")
+        if callable(getattr(self.model, "prior_latents", None)):
+            self._latents = np.asarray(self.model.prior_latents(self.num_samples, seed=self.seed))
+        else:
+            shape = (self.num_samples,) + tuple(self.model.latent_shape)
+            self._latents = np.random.default_rng(self.seed).normal(size=shape).astype("float32")
         if self.log_dir and keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
@@ -107,23 +112,25 @@ class ImageGrids(keras.callbacks.Callback):
             return
         image_range = getattr(self.model, "image_range", (0.0, 1.0))
         samples = _to_unit_range(ops.convert_to_numpy(self.model.decode(self._latents)), image_range)
-        reconstructions = _to_unit_range(
-            ops.convert_to_numpy(self.model.reconstruct(self.images)), image_range)
-        originals = _to_unit_range(self.images, image_range)
-        rows = len(originals) // 8
-        shape = originals.shape[1:]
-        paired = np.concatenate([originals.reshape((rows, 1, 8) + shape),
-                                 reconstructions.reshape((rows, 1, 8) + shape)], axis=1)
-        paired = paired.reshape((-1,) + shape)
-        for name, grid in (("samples", samples), ("reconstructions", paired)):
+        grids = {"samples": samples}
+        if callable(getattr(self.model, "reconstruct", None)):
+            reconstructions = _to_unit_range(
+                ops.convert_to_numpy(self.model.reconstruct(self.images)), image_range)
+            originals = _to_unit_range(self.images, image_range)
+            rows = len(originals) // 8
+            shape = originals.shape[1:]
+            paired = np.concatenate([originals.reshape((rows, 1, 8) + shape),
+                                     reconstructions.reshape((rows, 1, 8) + shape)], axis=1)
+            grids["reconstructions"] = paired.reshape((-1,) + shape)
+        for name, grid in grids.items():
             save_image_grid(grid, os.path.join(self.output_dir, f"{name}_epoch{epoch + 1}.png"))
             save_image_grid(grid, os.path.join(self.output_dir, f"{name}.png"))
         if self._writer is not None:
             import tensorflow as tf
 
             with self._writer.as_default():
-                tf.summary.image("samples", samples[:16], step=epoch + 1, max_outputs=16)
-                tf.summary.image("reconstructions", paired[:16], step=epoch + 1, max_outputs=16)
+                for name, grid in grids.items():
+                    tf.summary.image(name, grid[:16], step=epoch + 1, max_outputs=16)
             self._writer.flush()
 
 

@@ -392,10 +392,13 @@ def _check_train():
     if kind == "two_stage" and FLAGS.strategy != "default":
         raise UsageError(f"--strategy={FLAGS.strategy}: the Two-Stage job runs on one device; "
                          "expected default")
-    if kind == "gan":
-        effective_batch = batch_size or config.training.batch_size
-        _require(effective_batch % 4 == 0, "batch_size", "a multiple of 4 (the 50/25/25 "
-                 "discriminator batch)", effective_batch)
+    digits = kind == "gan" and presets.is_digit_gan(config)
+    if digits:
+        for name in ("npz", "image_dir", "tfds"):
+            if _given(name):
+                raise UsageError(f"--{name} is for the 64x64 colour GAN presets; --preset={preset} "
+                                 "trains on MNIST digits (--data=embedded, PATH.npz[:KEY] or "
+                                 "tfds:mnist)")
 
     try:
         full_overrides = dict(overrides)
@@ -406,6 +409,11 @@ def _check_train():
         resolved = presets.get_preset(preset, **full_overrides)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if kind == "gan":
+        multiple, reason = presets.gan_batch_multiple(resolved)
+        effective_batch = batch_size or resolved.training.batch_size
+        _require(effective_batch % multiple == 0, "batch_size", f"a multiple of {multiple} "
+                 f"({reason})", effective_batch)
 
     if resolved.network.get("builder") == "stage2":  # Stage2 trains on a trained Stage1 model
         stage1_model = resolved.network.get("stage1_model")
@@ -419,7 +427,9 @@ def _check_train():
 
     job = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
            "overrides": overrides}
-    if kind == "gan":
+    if digits:
+        job["data_spec"], job["arrays"] = _mnist_images("data", "embedded", (28, 28, 1))
+    elif kind == "gan":
         sources = [name for name in ("data", "npz", "image_dir", "tfds") if _given(name)]
         if len(sources) != 1:
             raise UsageError(
@@ -502,6 +512,10 @@ def _check_evaluate():
         raise UsageError(f"{_flag_text('model')} is a {model_class} (64x64 colour images, no "
                          "likelihood); pass --data=PATH.npz[:KEY] with colour images to measure "
                          "its reconstruction error")
+    if model_class in ("GAN", "InfoGAN"):
+        raise UsageError(f"{_flag_text('model')} is a{'n' if model_class[0] in 'AEIOU' else ''} {model_class} (a generator without encoder "
+                         "or likelihood); score its samples with `python tools/gan_study.py` "
+                         "(MNIST-classifier FID) or draw them with `crvae sample`")
     if model_class == "TwoStageVAE":
         raise UsageError(f"{_flag_text('model')} is a TwoStageVAE: `crvae evaluate` computes the "
                          "NLL of Bernoulli VAE-family models; its FID and spectra are in the "
@@ -652,13 +666,18 @@ def _train(job):
     if job["kind"] == "gan":
         from keras_crvae.gan_training import train_gan
 
+        if job.get("arrays") is None and job.get("image_dir") is None and \
+                job.get("tfds_name") is None:  # an MNIST GAN preset on 'embedded' / 'tfds:'
+            job["arrays"] = _load_mnist_spec(job["data_spec"], "train")
         train_gan(job["preset"], image_dir=job.get("image_dir"), tfds_name=job.get("tfds_name"),
                   arrays=job.get("arrays"), data_dir=FLAGS.data_dir, output_dir=output_dir,
                   epochs=job["epochs"], steps_per_epoch=FLAGS.steps_per_epoch,
                   batch_size=job["batch_size"], resume=not FLAGS.fresh, strategy=strategy,
                   seed=FLAGS.seed, data_spec=job["data_spec"], **job["overrides"])
-        _say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, samples.png, "
-             "reconstructions.png, metrics.json, history.csv, tensorboard/")
+        grids = "samples.png" + ("" if _is_standalone_gan(job["preset"]) else
+                                 ", reconstructions.png")
+        _say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, {grids}, "
+             "metrics.json, history.csv, tensorboard/")
         return 0
     training.train(
         job["preset"], train_images=job["train_images"], eval_images=job["eval_images"],
@@ -669,6 +688,12 @@ def _train(job):
     _say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, samples.png, "
          "reconstructions.png, metrics.json, history.csv")
     return 0
+
+
+def _is_standalone_gan(preset):
+    from keras_crvae import presets
+
+    return presets.get_preset(preset).network["builder"] == "dcgan"
 
 
 def _load_model():
@@ -824,8 +849,9 @@ def _export(_):
     model = _load_model()
     directory = export_saved_model(model, FLAGS.output, version=FLAGS.version,
                                    overwrite=FLAGS.overwrite)
-    _say(f"Wrote the SavedModel to {directory} (signatures: serving_default, sample, decode, "
-         "encode, reconstruct)")
+    signatures = "serving_default, sample, decode" + (", encode, reconstruct" if hasattr(
+        model, "encoder") else "")
+    _say(f"Wrote the SavedModel to {directory} (signatures: {signatures})")
     return 0
 
 

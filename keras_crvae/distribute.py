@@ -136,15 +136,23 @@ def replica_normal(shape, seed_generator, dtype=None):
     Returns:
         Tensor of shape `shape`.
     """
+    return _replica_rows(keras.random.normal, shape, seed_generator, dtype)
+
+
+def replica_uniform(shape, seed_generator, dtype=None):
+    """`keras.random.uniform(shape, seed=seed_generator)` (on [0, 1)) for this replica's rows of the
+    global batch; see `replica_normal`. (WGAN-GP's per-example interpolation weights.)"""
+    return _replica_rows(keras.random.uniform, shape, seed_generator, dtype)
+
+
+def _replica_rows(draw, shape, seed_generator, dtype):
     context = _replica_context()
     if context is None:
-        return keras.random.normal(shape, dtype=dtype, seed=seed_generator)
+        return draw(shape, dtype=dtype, seed=seed_generator)
     import tensorflow as tf
 
     local_rows = tf.cast(shape[0], tf.int32)
     rows = context.all_gather(tf.reshape(local_rows, (1,)), axis=0)
     offset = tf.reduce_sum(rows[:context.replica_id_in_sync_group])
-    noise = keras.random.normal((tf.reduce_sum(rows),) + tuple(shape[1:]), dtype=dtype,
-                                seed=seed_generator)
+    noise = draw((tf.reduce_sum(rows),) + tuple(shape[1:]), dtype=dtype, seed=seed_generator)
     return noise[offset:offset + local_rows]
-

@@ -12,6 +12,9 @@ GAN models). The exported SavedModel has these signatures (batch size dynamic, f
     encode                    images (B, *image_shape)      -> mean, log_var (B, *latent_shape)
     reconstruct               images (B, *image_shape)      -> images float32 (decoded posterior mean)
 
+A generator-only model (`GAN`, `InfoGAN`: no `encoder`) exports `serving_default`, `sample` and
+`decode` only; InfoGAN's latents are `[z, one_hot(c_cat), c_cont]` (`InfoGAN.latents_from_codes`).
+
 A hierarchical model (`HierarchicalVAE`) serves its top latent: `latent_shape` is `z2`'s, `decode` and
 `sample` run `z2 -> E[z1|z2] -> images`, and `encode` returns `q(z2|.)` along the posterior mean path;
 the model's `serving_networks()` provides the two networks.
@@ -63,8 +66,9 @@ def serving_contract(model):
     """The serving facts of `model`, read with the library's defaults.
 
     Args:
-        model: a model with `encoder`, `decoder`, `image_shape`, `latent_shape` and optionally
-            `image_range` (default (0.0, 1.0)) and `decoder_outputs` (default "logits").
+        model: a model with `decoder`, `image_shape`, `latent_shape` and optionally `encoder`
+            (without it only the latent -> image signatures are served), `image_range` (default
+            (0.0, 1.0)) and `decoder_outputs` (default "logits").
 
     Returns:
         dict with `image_shape`, `latent_shape` (tuples of int), `image_range` (two floats) and
@@ -73,11 +77,11 @@ def serving_contract(model):
     Raises:
         ValueError: a missing attribute, an unknown `decoder_outputs` or an empty `image_range`.
     """
-    for attribute in ("encoder", "decoder", "image_shape", "latent_shape"):
+    for attribute in ("decoder", "image_shape", "latent_shape"):
         if not hasattr(model, attribute):
             raise ValueError(
-                f"`model` must have an `{attribute}` attribute (the library's serving contract: "
-                f"encoder, decoder, image_shape, latent_shape); got {type(model).__name__}."
+                f"`model` must have a `{attribute}` attribute (the library's serving contract: "
+                f"decoder, image_shape, latent_shape[, encoder]); got {type(model).__name__}."
             )
     decoder_outputs = getattr(model, "decoder_outputs", DEFAULT_DECODER_OUTPUTS)
     if decoder_outputs not in DECODER_OUTPUT_KINDS:
@@ -92,6 +96,7 @@ def serving_contract(model):
         "latent_shape": tuple(int(d) for d in model.latent_shape),
         "image_range": (low, high),
         "decoder_outputs": decoder_outputs,
+        "has_encoder": hasattr(model, "encoder"),
     }
 
 
@@ -187,8 +192,8 @@ def build_export_archive(model):
     # Hierarchical models serve their top latent: networks images -> q(z_top) and z_top -> decoder
     # output (`HierarchicalVAE.serving_networks`).
     serving_networks = getattr(model, "serving_networks", None)
-    encoder, decoder = serving_networks() if callable(serving_networks) else (model.encoder,
-                                                                              model.decoder)
+    encoder, decoder = serving_networks() if callable(serving_networks) else (
+        getattr(model, "encoder", None), model.decoder)
     z_spec = tf.TensorSpec((None,) + latent_shape, tf.float32, name="z")
     images_spec = tf.TensorSpec((None,) + image_shape, tf.float32, name="images")
 
@@ -223,14 +228,23 @@ def build_export_archive(model):
     # The first endpoint is also written as "serving_default" (one trace shared by both names).
     archive.add_endpoint("sample", sample, input_signature=[z_spec])
     archive.add_endpoint("decode", decode, input_signature=[z_spec])
-    archive.add_endpoint("encode", encode, input_signature=[images_spec])
-    archive.add_endpoint("reconstruct", reconstruct, input_signature=[images_spec])
+    if encoder is not None:
+        archive.add_endpoint("encode", encode, input_signature=[images_spec])
+        archive.add_endpoint("reconstruct", reconstruct, input_signature=[images_spec])
     return archive
 
 
 def _metadata(model, contract):
     import keras_crvae
 
+    signatures = {
+        "serving_default": {"inputs": {"z": "latent"}, "outputs": ["images", "images_uint8"]},
+        "sample": {"inputs": {"z": "latent"}, "outputs": ["images", "images_uint8"]},
+        "decode": {"inputs": {"z": "latent"}, "outputs": ["images"]},
+    }
+    if contract["has_encoder"]:
+        signatures["encode"] = {"inputs": {"images": "image"}, "outputs": ["mean", "log_var"]}
+        signatures["reconstruct"] = {"inputs": {"images": "image"}, "outputs": ["images"]}
     return {
         "model": getattr(model, "name", type(model).__name__),
         "model_class": type(model).__name__,
@@ -239,13 +253,7 @@ def _metadata(model, contract):
         "latent_shape": list(contract["latent_shape"]),
         "image_range": list(contract["image_range"]),
         "decoder_outputs": contract["decoder_outputs"],
-        "signatures": {
-            "serving_default": {"inputs": {"z": "latent"}, "outputs": ["images", "images_uint8"]},
-            "sample": {"inputs": {"z": "latent"}, "outputs": ["images", "images_uint8"]},
-            "decode": {"inputs": {"z": "latent"}, "outputs": ["images"]},
-            "encode": {"inputs": {"images": "image"}, "outputs": ["mean", "log_var"]},
-            "reconstruct": {"inputs": {"images": "image"}, "outputs": ["images"]},
-        },
+        "signatures": signatures,
     }
 
 

@@ -1,9 +1,12 @@
-"""The training job of the 64x64 VAE-GAN / crVAE-GAN presets (`examples/train_celeba.py`, `crvae train`).
+"""The training job of the GAN presets (`examples/train_celeba.py`, `crvae train`): the 64x64 VAE-GAN /
+crVAE-GAN and the standalone GANs of `presets.gans` (DCGAN, WGAN, WGAN-GP, InfoGAN; 28x28 MNIST or
+64x64 colour images).
 
 Outputs in `output_dir`:
     model.keras                     the trained model with both optimizers' states, written atomically
     samples.png, samples_epoch{N}.png                  prior samples of fixed latents, every epoch
     reconstructions.png, reconstructions_epoch{N}.png  fixed real images above their reconstructions
+                                    (models with an encoder)
     metrics.json                    the history, final metrics, wall time and images/s
     history.csv                     per-epoch metrics, one row per epoch
     run.json                        the preset and settings of the run (`keras_crvae.runs`)
@@ -49,6 +52,25 @@ def _count_batches(dataset):
     return cardinality
 
 
+def digit_dataset(images, batch_size, seed=0, repeat=False, shuffle=True, drop_remainder=True):
+    """MNIST digits (uint8 0..255 or floats in [0, 1], `(N, 28, 28[, 1])`) as float32 batches
+    `(batch_size, 28, 28, 1)` in [-1, 1], the range of the GANs' tanh generators."""
+    import tensorflow as tf
+
+    from keras_crvae import data
+
+    images = data.to_unit_images(images) * 2.0 - 1.0
+    if drop_remainder and len(images) < batch_size:
+        raise ValueError(f"{len(images)} images make no full batch of {batch_size}.")
+    dataset = tf.data.Dataset.from_tensor_slices(images)
+    if shuffle:
+        dataset = dataset.shuffle(min(len(images), 60000), seed=seed,
+                                  reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(2)
+
+
 def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=None, data_dir=None,
               arrays=None, output_dir="crvae_gan_run", epochs=None, steps_per_epoch=None,
               batch_size=None, resume=True, strategy="default", seed=0, verbose=1, run_eagerly=False,
@@ -57,10 +79,12 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
 
     Exactly one image source: `npz` ("PATH" or "PATH:KEY"), `image_dir`, `tfds_name` (+ `data_dir`)
     or `arrays`; see `keras_crvae.data.image_dataset` (centre crop, resize to 64x64, [-1, 1], the
-    dataset's augmentation).
+    dataset's augmentation). The MNIST presets (`mnist_dcgan`, ...) take `arrays` of digits
+    (`digit_dataset`).
 
     Args:
-        preset: str, a GAN preset (`celeba_crvae_gan`, `celeba_vae_gan`, `birds_*`, `lsun_*`).
+        preset: str, a GAN preset (`celeba_crvae_gan`, `celeba_vae_gan`, `birds_*`, `lsun_*`,
+            `mnist_dcgan`, `mnist_wgan`, `mnist_wgan_gp`, `mnist_infogan`, `celeba_dcgan`).
         npz, image_dir, tfds_name, data_dir, arrays: the image source.
         output_dir: str, default "crvae_gan_run".
         epochs, batch_size: override the preset's values when given.
@@ -93,9 +117,10 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
         raise ValueError(f"`preset`={preset!r} is not a GAN preset; GAN presets: "
                          f"{[p for p in presets.list_presets() if presets.is_gan_preset(p)]}.")
     config, overrides = presets.preset_for_run(preset, epochs, batch_size, **overrides)
-    if config.training.batch_size < 4 or config.training.batch_size % 4:
-        raise ValueError("`batch_size` must be a positive multiple of 4 (50/25/25 discriminator "
-                         f"batch); got {config.training.batch_size}.")
+    multiple, reason = presets.gan_batch_multiple(config)
+    if config.training.batch_size < multiple or config.training.batch_size % multiple:
+        raise ValueError(f"`batch_size` must be a positive multiple of {multiple} ({reason}); got "
+                         f"{config.training.batch_size}.")
 
     distribution = strategy
     output_dir = _worker_output_dir(output_dir, distribution)  # only the chief writes output_dir
@@ -115,17 +140,26 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
                   arrays=arrays,
                   # Stage2 presets train on images at their output size; Stage1 ones at 64x64.
                   image_size=int(config.network.get("output_size", 64)))
-    one_pass = data.image_dataset(**source, batch_size=config.training.batch_size, seed=seed,
-                                  drop_remainder=True)
+    batch_size = config.training.batch_size
+    if presets.is_digit_gan(config):
+        if arrays is None or any(v is not None for v in (npz, image_dir, tfds_name)):
+            raise ValueError(f"{preset} trains on MNIST digits: pass them as `arrays`.")
+        dataset = digit_dataset(arrays, batch_size, seed=seed, repeat=True)
+        grid_images = digit_dataset(arrays[:32], 32, shuffle=False, drop_remainder=False)
+    else:
+        one_pass = data.image_dataset(**source, batch_size=batch_size, seed=seed,
+                                      drop_remainder=True)
+        dataset = data.image_dataset(**source, batch_size=batch_size, seed=seed, repeat=True,
+                                     drop_remainder=True)
+        grid_images = data.image_dataset(**source, batch_size=32, augment=None, shuffle=False,
+                                         drop_remainder=False)
     if steps_per_epoch is None:
-        steps_per_epoch = _count_batches(one_pass)
+        steps_per_epoch = len(arrays) // batch_size if presets.is_digit_gan(config) else \
+            _count_batches(one_pass)
     elif int(steps_per_epoch) < 1:
         raise ValueError(f"`steps_per_epoch` must be >= 1, got {steps_per_epoch}.")
     steps_per_epoch = int(steps_per_epoch)
-    dataset = data.image_dataset(**source, batch_size=config.training.batch_size, seed=seed,
-                                 repeat=True, drop_remainder=True)
-    grid_images = next(iter(data.image_dataset(**source, batch_size=32, augment=None,
-                                               shuffle=False, drop_remainder=False)))
+    grid_images = next(iter(grid_images))
     grid_images = np.asarray(grid_images)[: 8 * (min(32, len(grid_images)) // 8)]
 
     model_path = os.path.join(output_dir, "model.keras")

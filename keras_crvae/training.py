@@ -215,6 +215,8 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
         else:
             model = presets.from_preset(preset, steps_per_epoch=steps_per_epoch, seed=seed,
                                         **overrides)
+            # e.g. the IWAE MLPs' output bias; a resumed run's backup overwrites it anyway.
+            presets.initialize_from_data(model, preset, train_images, **overrides)
     runs.write_run(output_dir, preset, settings, plan.initial_epoch, data=data_spec)
 
     backup_dir = os.path.join(output_dir, runs.BACKUP_DIR)

@@ -1,6 +1,7 @@
 """Distribution checks run in a fresh process with two logical CPU devices; prints one JSON line.
 
-    python tests/distribution_cases.py CASE     (CASE: vae | vaegan_threshold | crvaegan | train)
+    python tests/distribution_cases.py CASE
+        (CASE: vae | vaegan_threshold | crvaegan | train | wgan_gp | crvaegan_wgan_gp)
 
 `tf.config.set_logical_device_configuration` must run before TensorFlow initialises its devices,
 so `tests/test_distribution.py` runs each case in its own subprocess and the rest of the test
@@ -290,6 +291,48 @@ def case_stage2():
     return result
 
 
+def case_wgan_gp():
+    """GAN with the WGAN-GP objective (LayerNorm critic, synchronized BatchNorm in G), 2 critic
+    steps per generator step, 2 steps of global batch 8: each replica's critic steps take their
+    rows of the global sub-batches, the noise and the penalty's per-example epsilon are the
+    replicas' rows of one global draw."""
+    def build():
+        generator = networks.build_dcgan_generator((28, 28, 1), 8, base_channels=4,
+                                                   synchronized_batch_norm=True)
+        critic = networks.build_dcgan_discriminator((28, 28, 1), base_channels=4, norm="layer")
+        model = models.GAN(generator, critic, adversarial_loss="wgan_gp", critic_steps=2, seed=3)
+        model.compile(keras.optimizers.Adam(0.05, epsilon=ADAM_EPSILON),
+                      keras.optimizers.Adam(0.05, epsilon=ADAM_EPSILON), jit_compile=False)
+        return model
+
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 8, 28, 28, 1)).astype("float32")
+    result = train_both(build, list(images))
+    single, mirrored, _ = result.pop("runs")
+    result["discriminator_iterations"] = [int(m.discriminator_optimizer.iterations.numpy())
+                                          for m in (single, mirrored)]
+    return result
+
+
+def case_crvaegan_wgan_gp():
+    """CRVAEGAN (Q head) with adversarial_loss="wgan_gp" and critic_steps=2, drawn noise, 1 step
+    (each step traces the whole iteration twice with the penalty's double backpropagation)."""
+    def build():
+        encoder = networks.build_image64_encoder("recurrent", **GAN_SIZE)
+        decoder = networks.build_image64_decoder("recurrent", **GAN_SIZE)
+        discriminator = networks.build_image64_discriminator(
+            base_channels=4, latent_channels=8, dropout_rate=0.0, minibatch_kernels=0,
+            synchronized_batch_norm=True)
+        model = models.CRVAEGAN(encoder, decoder, discriminator, seed=3,
+                                kl_weight=[3e-4, 3e-4, 2e-4, 2e-4], adversarial_loss="wgan_gp",
+                                critic_steps=2)
+        model.compile(MultiplierAdam(0.1, epsilon=ADAM_EPSILON),
+                      ThresholdedAdam(0.1, threshold=0.9, epsilon=ADAM_EPSILON), jit_compile=False)
+        return model
+
+    images = np.random.default_rng(0).uniform(-1, 1, (1, 8, 64, 64, 3)).astype("float32")
+    return printable(train_both(build, list(images)))
+
+
 def case_train():
     """`training.train` (what `crvae train --strategy=mirrored` runs) on the two logical devices."""
     import tempfile
@@ -309,7 +352,8 @@ def case_train():
 
 
 CASES = {"vae": case_vae, "train": case_train, "vaegan_threshold": case_vaegan_threshold,
-         "crvaegan": case_crvaegan, "stage2": case_stage2}
+         "crvaegan": case_crvaegan, "wgan_gp": case_wgan_gp,
+         "crvaegan_wgan_gp": case_crvaegan_wgan_gp, "stage2": case_stage2}
 
 
 if __name__ == "__main__":

@@ -269,7 +269,7 @@ def test_export_argument_errors(exported, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         export.export_saved_model(model, tmp_path / "file")
-    with pytest.raises(ValueError, match="`encoder` attribute"):
+    with pytest.raises(ValueError, match="`decoder` attribute"):
         export.export_saved_model(keras.Sequential([keras.layers.Dense(1)]), tmp_path)
 
 

@@ -1,6 +1,8 @@
 """`keras.Model` subclasses of keras_crvae."""
 
+from keras_crvae.models.gan import GAN
 from keras_crvae.models.hierarchical import HierarchicalVAE
+from keras_crvae.models.infogan import InfoGAN
 from keras_crvae.models.two_stage import GammaVAE, PosteriorLatents, TwoStageVAE
 from keras_crvae.models.vae import VAE, validate_images
 from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_masks
@@ -8,8 +10,10 @@ from keras_crvae.models.stage2 import Stage2  # noqa: E402 (after vae_gan, which
 
 __all__ = [
     "CRVAEGAN",
+    "GAN",
     "GammaVAE",
     "HierarchicalVAE",
+    "InfoGAN",
     "PosteriorLatents",
     "Stage2",
     "TwoStageVAE",

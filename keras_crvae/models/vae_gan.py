@@ -14,11 +14,25 @@ One training iteration (supplement section D of Shang et al. 2018; `train_test/t
                                 i % 4 == 3 reconstructions (50/25/25, as the reference's `-fakeLabel 4`)
     discriminator/Q loss      = mean BCE on that batch + L_MI   (gradients w.r.t. D and Q only)
 
+The adversarial objective is a switch (`adversarial_loss`, `keras_crvae.adversarial`): "bce" (the
+above, default), "wgan" (critic loss `E D(fake) - E D(real)` over the D batch's rows, weights clipped
+to `[-c, c]` after every critic update), "wgan_gp" (plus `lambda E (||grad D(x_hat)|| - 1)^2` on
+interpolates between each real image and a detached fake: the prior sample for even positions, the
+reconstruction for odd ones, one `eps ~ U[0, 1]` per example) or "hinge"; the generator's `L_D` is
+then `-E D(fake)`. `critic_steps=n` runs `n - 1` discriminator-only updates (fresh prior noise, same
+real batch: the encoder/decoder need that batch too) before the joint step, so D takes `n` steps per
+encoder/decoder step. The improved techniques (`label_smoothing`, "bce" only; `feature_matching` on
+D's trunk features, added to the encoder/decoder loss; `historical_averaging` for both players) are
+switches as in `keras_crvae.models.GAN`; all default off.
+
 Both updates use the same forward pass (simultaneous updates); the discriminator's update goes through
 `ThresholdedAdam.apply_thresholded` with its accuracy over the global batch, so it is skipped when the
 discriminator is already more than 90% accurate. A skipped step is an exact no-op for the whole
 discriminator: its weights, optimizer state, and the state its training-mode forward passes change
-(spectral-norm vectors and normalised kernels, BatchNorm statistics) are restored bit for bit.
+(spectral-norm vectors and normalised kernels, BatchNorm statistics) are restored bit for bit. The
+threshold applies to the classifier objectives ("bce", "hinge") only: a WGAN critic is not a
+classifier and must be trained towards its optimum, so with "wgan" / "wgan_gp" every update is applied
+(`adversarial.uses_threshold`).
 
 Differences from the reference Torch code, each available or documented:
 - The reference's prior pass weights the adversarial gradient with kappa and the MI gradient with beta
@@ -42,7 +56,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import distribute, losses
+from keras_crvae import adversarial, distribute, losses
 from keras_crvae.models.vae import (check_encoder_decoder, to_float32, validate_images,
                                     with_deserialized)
 from keras_crvae.optimizers import ThresholdedAdam
@@ -77,6 +91,14 @@ class VAEGAN(keras.Model):
         mi_weight: float, default 0.0 (kappa). > 0 needs `u` from the decoder and a Q head.
         mi_block_weights: list of per-channel-block floats or None, default None.
         swap_prior_pass_weights: bool, default False. Reference behaviour (see module docstring).
+        adversarial_loss: "bce" (default), "wgan", "wgan_gp" or "hinge" (`keras_crvae.adversarial`).
+        critic_steps: int, default 1. Discriminator updates per encoder/decoder update.
+        clip_value: float, default 0.01 ("wgan").
+        gradient_penalty_weight: float, default 10 ("wgan_gp").
+        label_smoothing: float, default 0 (one-sided, "bce").
+        feature_matching: float, default 0. Weight of `||E d(x) - E d(x_p)||^2 +
+            ||E d(x) - E d(x_r)||^2` on D's trunk features in the encoder/decoder loss.
+        historical_averaging: float, default 0. Weight of both players' historical averaging.
         seed: int or None. Seed of the posterior and prior noise.
 
     Inputs to `fit`: batches of images, or dicts `{"images", "posterior_noise", "prior_noise"}` with
@@ -84,7 +106,8 @@ class VAEGAN(keras.Model):
     checks).
 
     Metrics: `loss` (encoder/decoder), `recon`, `kl`, `kl_block_<t>` (with block weights), `g_adv`,
-    `mi`, `d_loss`, `d_accuracy`, `d_updated` (fraction of steps the discriminator updated).
+    `mi`, `d_loss`, `d_accuracy`, `d_updated` (fraction of steps the discriminator updated); `gp`
+    with "wgan_gp", `fm` with feature matching.
 
     Reference: Larsen et al., "Autoencoding beyond pixels using a learned similarity metric", ICML
     2016; `train_test/train_test_baseline.lua` of WendyShang/crVAE.
@@ -94,8 +117,10 @@ class VAEGAN(keras.Model):
     image_range = IMAGE_RANGE
 
     def __init__(self, encoder, decoder, discriminator, kl_weight=3e-4, adversarial_weight=0.01,
-                 mi_weight=0.0, mi_block_weights=None, swap_prior_pass_weights=False, seed=None,
-                 **kwargs):
+                 mi_weight=0.0, mi_block_weights=None, swap_prior_pass_weights=False,
+                 adversarial_loss="bce", critic_steps=1, clip_value=adversarial.WGAN_CLIP_VALUE,
+                 gradient_penalty_weight=adversarial.GRADIENT_PENALTY_WEIGHT, label_smoothing=0.0,
+                 feature_matching=0.0, historical_averaging=0.0, seed=None, **kwargs):
         super().__init__(**kwargs)
         # === Config ===
         if isinstance(kl_weight, (int, float, np.floating)):
@@ -113,6 +138,11 @@ class VAEGAN(keras.Model):
         self.mi_block_weights = None if mi_block_weights is None else [float(w) for w in
                                                                          mi_block_weights]
         self.swap_prior_pass_weights = bool(swap_prior_pass_weights)
+        self.adversarial_options = adversarial.check_objective(
+            adversarial_loss, critic_steps, clip_value, gradient_penalty_weight, label_smoothing,
+            feature_matching, historical_averaging)
+        for name, value in self.adversarial_options.items():
+            setattr(self, name, value)
         self.seed = seed
 
         # === Networks ===
@@ -131,9 +161,19 @@ class VAEGAN(keras.Model):
             discriminator.build((None,) + self.image_shape)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self._check_networks()
+        self.generator_history = self.discriminator_history = None
+        if self.historical_averaging:
+            self.generator_history = adversarial.HistoricalAverage(
+                [v.shape for v in self.generator_variables], name="generator_history")
+            self.discriminator_history = adversarial.HistoricalAverage(
+                [v.shape for v in discriminator.trainable_variables], name="discriminator_history")
 
         # === Metrics ===
         names = ["loss", "recon", "kl", "g_adv", "mi", "d_loss", "d_accuracy", "d_updated"]
+        if self.adversarial_loss == "wgan_gp":
+            names.append("gp")
+        if self.feature_matching:
+            names.append("fm")
         if isinstance(self.kl_weight, list):
             names += [f"kl_block_{t}" for t in range(len(self.kl_weight))]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
@@ -152,6 +192,9 @@ class VAEGAN(keras.Model):
             if isinstance(weights, list) and self.latent_shape[-1] % len(weights):
                 raise ValueError(f"{len(weights)} `{name}` blocks do not divide the latent's "
                                  f"{self.latent_shape[-1]} channels.")
+        if self.feature_matching and not callable(getattr(self.discriminator, "features", None)):
+            raise ValueError("`feature_matching` needs a discriminator with a `features(images)` "
+                             "method (e.g. SpectralDiscriminator).")
 
     # --- compile / serialization of the two optimizers ------------------------------------------
 
@@ -211,6 +254,7 @@ class VAEGAN(keras.Model):
             "mi_weight": self.mi_weight,
             "mi_block_weights": self.mi_block_weights,
             "swap_prior_pass_weights": self.swap_prior_pass_weights,
+            **self.adversarial_options,
             "seed": self.seed,
         }
 
@@ -249,18 +293,21 @@ class VAEGAN(keras.Model):
         return distribute.replica_normal((batch_size,) + self.latent_shape, self.seed_generator,
                                          dtype=dtype)
 
-    def compute_terms(self, images, posterior_noise=None, prior_noise=None, training=False):
+    def compute_terms(self, images, posterior_noise=None, prior_noise=None, training=False,
+                      penalty_epsilon=None):
         """Every loss term of one iteration for images `(B, H, W, 3)` in [-1, 1].
 
         Args:
             images: tensor `(B, *image_shape)`; `B` divisible by 4 for the 50/25/25 D batch.
             posterior_noise, prior_noise: tensors `(B, *latent_shape)` or None (drawn).
             training: bool, passed to every sub-network (BatchNorm, dropout, spectral norm).
+            penalty_epsilon: `(B,)` interpolation weights of the WGAN-GP penalty, or None (no
+                penalty: `gp` is 0). The penalty needs TensorFlow (`tf.GradientTape`).
 
         Returns:
             dict of scalars: `generator_loss`, `recon`, `kl`, `kl_weighted`, `g_adv`, `mi`,
             `d_loss` (BCE of the D batch), `discriminator_loss` (`d_loss + mi`), `d_correct` (number of correct D decisions), `d_count`, and `kl_blocks`
-            `(T,)` when block weights are used.
+            `(T,)` when block weights are used, `gp` and `fm`.
         """
         dtype = "float32"  # every loss term, whatever precision the networks compute in
         images = ops.cast(images, dtype)
@@ -280,8 +327,10 @@ class VAEGAN(keras.Model):
 
         logits_reconstruction, q_reconstruction = self._discriminate(reconstructions, training)
         logits_prior, q_prior = self._discriminate(prior_samples, training)
-        adversarial_reconstruction = losses.non_saturating_generator_loss(logits_reconstruction)
-        adversarial_prior = losses.non_saturating_generator_loss(logits_prior)
+        # ("bce": the non-saturating loss, the same value as `losses.non_saturating_generator_loss`.)
+        adversarial_reconstruction = adversarial.generator_loss(self.adversarial_loss,
+                                                                logits_reconstruction)
+        adversarial_prior = adversarial.generator_loss(self.adversarial_loss, logits_prior)
         terms["g_adv"] = adversarial_reconstruction + adversarial_prior
 
         mi_reconstruction = mi_prior = ops.zeros((), dtype)
@@ -297,13 +346,24 @@ class VAEGAN(keras.Model):
 
         beta, kappa = self.adversarial_weight, self.mi_weight
         if self.swap_prior_pass_weights:
-            adversarial = beta * adversarial_reconstruction + kappa * adversarial_prior
+            weighted_adversarial = beta * adversarial_reconstruction + kappa * adversarial_prior
             mutual_information = kappa * mi_reconstruction + beta * mi_prior
         else:
-            adversarial = beta * terms["g_adv"]
+            weighted_adversarial = beta * terms["g_adv"]
             mutual_information = kappa * terms["mi"]
-        terms["generator_loss"] = terms["recon"] + terms["kl_weighted"] + adversarial \
+        terms["generator_loss"] = terms["recon"] + terms["kl_weighted"] + weighted_adversarial \
             + mutual_information
+        terms["fm"] = ops.zeros((), dtype)
+        if self.feature_matching:
+            real_features = self.discriminator.features(images, training=training)
+            terms["fm"] = sum(adversarial.feature_matching_loss(
+                ops.cast(real_features, dtype),
+                ops.cast(self.discriminator.features(fake, training=training), dtype))
+                for fake in (prior_samples, reconstructions))
+            terms["generator_loss"] += self.feature_matching * terms["fm"]
+        if self.generator_history is not None:
+            terms["generator_loss"] += self.historical_averaging * self.generator_history.penalty(
+                self.generator_variables)
 
         # Discriminator batch: 50% real, 25% prior samples, 25% reconstructions (fakes detached).
         is_prior, is_reconstruction = discriminator_batch_masks(batch_size)
@@ -314,8 +374,28 @@ class VAEGAN(keras.Model):
         mixed = ops.where(ops.reshape(is_fake, (-1,) + select), fakes, images)
         labels = ops.reshape(ops.cast(ops.logical_not(is_fake), dtype), (-1, 1))
         logits_mixed, _ = self._discriminate(mixed, training)
-        terms["d_loss"] = ops.mean(losses.sigmoid_cross_entropy(logits_mixed, labels))
+        if self.adversarial_loss == "bce":  # the reference's mean BCE over the whole D batch
+            targets = labels * (1.0 - self.label_smoothing)  # one-sided: reals only
+            terms["d_loss"] = ops.mean(losses.sigmoid_cross_entropy(logits_mixed, targets))
+        else:  # means over the real and the fake rows of the same D batch
+            terms["d_loss"] = adversarial.discriminator_loss(
+                self.adversarial_loss, logits_mixed, logits_mixed,
+                real_weights=ops.logical_not(is_fake), fake_weights=is_fake)
         terms["discriminator_loss"] = terms["d_loss"] + terms["mi"]  # Q learns with D
+        terms["gp"] = ops.zeros((), dtype)
+        if self.adversarial_loss == "wgan_gp" and penalty_epsilon is not None:
+            # Each real image with a detached fake: prior samples at even, reconstructions at odd
+            # positions (both kinds in every replica's contiguous shard).
+            even = ops.reshape(ops.equal(ops.mod(ops.arange(batch_size), 2), 0), (-1,) + select)
+            partners = ops.where(even, ops.stop_gradient(prior_samples),
+                                 ops.stop_gradient(reconstructions))
+            terms["gp"] = adversarial.gradient_penalty(
+                lambda x: self._discriminate(x, training)[0], images, partners, penalty_epsilon)
+            terms["discriminator_loss"] += self.gradient_penalty_weight * terms["gp"]
+        if self.discriminator_history is not None:
+            terms["discriminator_loss"] += (self.historical_averaging *
+                                            self.discriminator_history.penalty(
+                                                self.discriminator.trainable_variables))
         predictions = ops.cast(ops.greater(logits_mixed, 0.0), dtype)
         terms["d_correct"] = ops.sum(ops.cast(ops.equal(predictions, labels), dtype))
         terms["d_count"] = ops.cast(batch_size, dtype)
@@ -330,6 +410,22 @@ class VAEGAN(keras.Model):
             raise ValueError(f"`images` must have shape (batch, {', '.join(map(str, self.image_shape))})"
                              f"; got {tuple(images.shape)}.")
 
+    def _penalty_epsilon(self, batch_size):
+        if self.adversarial_loss != "wgan_gp":
+            return None
+        return distribute.replica_uniform((batch_size,), self.seed_generator, dtype="float32")
+
+    def _discriminator_step(self, grads, variables, accuracy, state, snapshot):
+        """Applies D's update (thresholded where meaningful), clipping and historical averaging."""
+        updated = adversarial.apply_discriminator_update(
+            self.discriminator_optimizer, grads, variables, accuracy, self.adversarial_loss, state,
+            snapshot)
+        if self.adversarial_loss == "wgan":
+            adversarial.clip_weights(variables, self.clip_value)
+        if self.discriminator_history is not None:
+            self.discriminator_history.update(variables)
+        return updated
+
     def train_step(self, data):
         import tensorflow as tf  # TF-only: GradientTape and replica contexts.
 
@@ -341,12 +437,33 @@ class VAEGAN(keras.Model):
         num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
         generator_variables = self.generator_variables
         discriminator_variables = self.discriminator.trainable_variables
+        batch_size = ops.shape(images)[0]
+
+        def global_accuracy(terms):
+            correct, count = terms["d_correct"], terms["d_count"]
+            if replica_context is not None:
+                correct, count = replica_context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                                            [correct, count])
+            return correct / count
+
         # Training-mode calls change D's state (spectral-norm kernels and vectors, BatchNorm
         # statistics); keep a copy so that a skipped discriminator step restores all of it.
         discriminator_state = self.discriminator.variables
+        # critic_steps > 1: discriminator-only updates first (the joint step below is the last).
+        for _ in range(self.critic_steps - 1):
+            snapshot = [tf.identity(v.value) for v in discriminator_state]
+            with tf.GradientTape() as tape:
+                terms = self.compute_terms(images, posterior_noise, prior_noise, training=True,
+                                           penalty_epsilon=self._penalty_epsilon(batch_size))
+                discriminator_loss = terms["discriminator_loss"] / num_replicas
+            grads = tape.gradient(discriminator_loss, discriminator_variables)
+            self._discriminator_step(grads, discriminator_variables, global_accuracy(terms),
+                                     discriminator_state, snapshot)
+
         snapshot = [tf.identity(v.value) for v in discriminator_state]
         with tf.GradientTape(persistent=True) as tape:
-            terms = self.compute_terms(images, posterior_noise, prior_noise, training=True)
+            terms = self.compute_terms(images, posterior_noise, prior_noise, training=True,
+                                       penalty_epsilon=self._penalty_epsilon(batch_size))
             # Gradients are summed over replicas: scale the per-replica means accordingly.
             generator_loss = terms["generator_loss"] / num_replicas
             discriminator_loss = terms["discriminator_loss"] / num_replicas
@@ -354,20 +471,12 @@ class VAEGAN(keras.Model):
         discriminator_grads = tape.gradient(discriminator_loss, discriminator_variables)
         del tape
         self.generator_optimizer.apply(generator_grads, generator_variables)
+        if self.generator_history is not None:
+            self.generator_history.update(generator_variables)
 
-        correct, count = terms["d_correct"], terms["d_count"]
-        if replica_context is not None:
-            correct, count = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, [correct, count])
-        accuracy = correct / count
-        if isinstance(self.discriminator_optimizer, ThresholdedAdam):
-            updated = self.discriminator_optimizer.apply_thresholded(
-                discriminator_grads, discriminator_variables, accuracy)
-            keep = ops.greater(updated, 0.5)
-            for variable, before in zip(discriminator_state, snapshot):
-                variable.assign(ops.where(keep, variable.value, before))
-        else:
-            self.discriminator_optimizer.apply(discriminator_grads, discriminator_variables)
-            updated = ops.ones((), "float32")
+        accuracy = global_accuracy(terms)
+        updated = self._discriminator_step(discriminator_grads, discriminator_variables, accuracy,
+                                           discriminator_state, snapshot)
         return self._update_metrics(terms, accuracy, updated)
 
     def test_step(self, data):
@@ -381,6 +490,10 @@ class VAEGAN(keras.Model):
         values = {"loss": terms["generator_loss"], "recon": terms["recon"], "kl": terms["kl"],
                   "g_adv": terms["g_adv"], "mi": terms["mi"], "d_loss": terms["d_loss"],
                   "d_accuracy": accuracy, "d_updated": updated}
+        if "gp" in self.trackers:
+            values["gp"] = terms["gp"]
+        if "fm" in self.trackers:
+            values["fm"] = terms["fm"]
         if "kl_blocks" in terms:
             for t in range(len(self.kl_weight)):
                 values[f"kl_block_{t}"] = terms["kl_blocks"][t]

@@ -1,5 +1,6 @@
 """Functional builders of encoders and decoders per dataset and image size."""
 
+from keras_crvae.networks.dcgan import build_dcgan_discriminator, build_dcgan_generator
 from keras_crvae.networks.image64 import (
     build_image64_decoder,
     build_image64_discriminator,
@@ -26,6 +27,8 @@ from keras_crvae.networks.two_stage import (
 )
 
 __all__ = [
+    "build_dcgan_discriminator",
+    "build_dcgan_generator",
     "build_image64_decoder",
     "build_image64_discriminator",
     "build_image64_encoder",

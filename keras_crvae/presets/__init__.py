@@ -7,6 +7,7 @@ One module per family, each registering its presets and the builder of their mod
 - `image64_gan`: the 64x64 VAE-GAN / crVAE-GAN of the crVAE supplement (Birds, CelebA, LSUN).
 - `two_stage`: the Two-Stage VAE (Dai & Wipf 2019) on MNIST and CelebA.
 - `hierarchical`: Burda et al.'s MLP VAE / IWAE (1 and 2 stochastic layers) and the 2-layer crVAE / VAE.
+- `gans`: the lecture's DCGAN, WGAN, WGAN-GP and InfoGAN (MNIST) and DCGAN (CelebA).
 - `stage2`: the Stage2 super-resolution GANs (StackGAN Stage-II) on the 64x64 GAN presets.
 
 `core` holds the machinery: `TrainingConfig`, `Preset`, overrides (`--set`), optimizers and
@@ -16,11 +17,11 @@ Nothing here imports Keras or TensorFlow at module level (`crvae` checks its fla
 
 from keras_crvae.presets.core import (  # noqa: F401
     GAN_BUILDERS, LR_SCHEDULES, PRESETS, RECURRENT_VARIABLE_PATTERNS, Preset, TrainingConfig,
-    _valid_keys, build_networks, check_override, from_preset, get_preset, is_gan_preset,
-    iwae_learning_rate_schedule, list_presets, make_discriminator_optimizer, make_optimizer,
-    parse_overrides, preset_for_run, register)
+    _valid_keys, build_networks, check_override, from_preset, gan_batch_multiple, get_preset,
+    initialize_from_data, is_digit_gan, is_gan_preset, iwae_learning_rate_schedule, list_presets,
+    make_discriminator_optimizer, make_optimizer, parse_overrides, preset_for_run, register)
 # The families register their presets on import; the order is the order of `crvae presets`' sources.
-from keras_crvae.presets import mnist, image64_gan, two_stage, hierarchical  # noqa: E402,F401
+from keras_crvae.presets import mnist, image64_gan, two_stage, hierarchical, gans  # noqa: E402,F401
 from keras_crvae.presets import stage2  # noqa: E402,F401
 from keras_crvae.presets.hierarchical import (  # noqa: E402,F401
     HIERARCHICAL_BUILDERS, build_hierarchical_from_preset)

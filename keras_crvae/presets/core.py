@@ -7,12 +7,8 @@ TensorFlow loads. (`precision` imports Keras only when it builds.)
 
 import dataclasses
 
-from keras_crvae import precision as crvae_precision
-
-import dataclasses
-
 # The model, network and optimizer modules (Keras, TensorFlow) are imported inside the functions
-# that build things, so that the tables below can be read without loading TensorFlow: `crvae`
+# that build things, so that the tables can be read without loading TensorFlow: `crvae`
 # validates its flags against them first. (`precision` imports Keras only when it builds.)
 from keras_crvae import precision as crvae_precision
 
@@ -128,11 +124,14 @@ PRESETS = {}
 # network builder name -> (function(preset, steps_per_epoch, compile, seed) -> model,
 #                          function(network dict) -> tuple of networks, or None).
 _BUILDERS = {}
+# network builder name -> function(model, preset, train_images) -> model (`initialize_from_data`).
+_DATA_INITIALIZERS = {}
 # Builders whose presets train with the adversarial job (`crvae train` runs `gan_training`).
 GAN_BUILDERS = set()
 
 
-def register(presets, builder, build_model, build_networks=None, gan=False):
+def register(presets, builder, build_model, build_networks=None, gan=False,
+             initialize_from_data=None):
     """Adds a family's presets and its builder.
 
     Args:
@@ -143,8 +142,12 @@ def register(presets, builder, build_model, build_networks=None, gan=False):
         build_networks: optional function `(network dict) -> tuple of keras.Model`s for
             `build_networks`.
         gan: bool, the family trains with the adversarial job (`is_gan_preset`).
+        initialize_from_data: optional function `(model, preset, train_images) -> model`, the
+            data-dependent initialisation of a fresh model (`initialize_from_data`).
     """
     _BUILDERS[builder] = (build_model, build_networks)
+    if initialize_from_data is not None:
+        _DATA_INITIALIZERS[builder] = initialize_from_data
     if gan:
         GAN_BUILDERS.add(builder)
     for preset in presets:
@@ -153,15 +156,52 @@ def register(presets, builder, build_model, build_networks=None, gan=False):
         PRESETS[preset.name] = preset
 
 
+def initialize_from_data(model, name, train_images, **overrides):
+    """Applies the data-dependent initialisation a preset asks for to a freshly built model.
+
+    Today: the IWAE-table MLP presets (`network["output_bias"] == "train_pixel_mean"`) start the
+    decoder's output bias at the logit of the training pixels' mean (Burda et al.'s code); the
+    other presets have none and the model is returned unchanged. Training jobs call it once, before
+    the first epoch (never on a resumed or continued model).
+
+    Args:
+        model: the model `from_preset(name, **overrides)` built.
+        name: str, the preset.
+        train_images: array `(N, 28, 28[, 1])`, grey levels in [0, 1].
+        **overrides: the overrides the model was built with.
+
+    Returns:
+        `model`.
+    """
+    preset = get_preset(name, **overrides)
+    initialize = _DATA_INITIALIZERS.get(preset.network["builder"])
+    return model if initialize is None else initialize(model, preset, train_images)
+
+
 def is_gan_preset(name):
     """True for presets trained by the adversarial job (the 64x64 VAE-GAN / crVAE-GAN)."""
     return get_preset(name).network["builder"] in GAN_BUILDERS
 
 
+def gan_batch_multiple(preset):
+    """`(multiple, reason)`: every batch size of GAN preset `preset` (a `Preset`) must be a multiple
+    of `multiple`: 4 for the VAE-GANs (their 50/25/25 discriminator batch), `critic_steps` for the
+    standalone GANs (each critic step takes its own rows)."""
+    if preset.network["builder"] != "dcgan":
+        return 4, "the 50/25/25 discriminator batch"
+    steps = int(preset.model.get("critic_steps", 1))
+    return steps, f"critic_steps={steps}: each critic step takes its own rows"
+
+
+def is_digit_gan(preset):
+    """True for a GAN `Preset` on 28x28 grey MNIST digits (it trains on MNIST arrays)."""
+    return tuple(preset.network.get("image_shape", (64, 64, 3))) == (28, 28, 1)
+
+
 # Settings that count things: an override must be >= 1 (other integers must be >= 0).
 _COUNT_SETTINGS = ("base_channels", "latent_channels", "time_steps", "lstm_layers", "batch_size",
                    "epochs", "discriminator_channels", "iwae_samples", "latent_dim", "depth",
-                   "width")
+                   "width", "critic_steps")
 
 
 def _parse_value(text):
@@ -330,13 +370,14 @@ def iwae_learning_rate_schedule(total_steps, base_learning_rate=1e-3):
     The paper trains for `3**i` epochs at learning rate `0.001 * 10**(-i/7)`, `i = 0..7` (3,280 epochs;
     the authors' `experiments.py` rounds the factor to one decimal: 1e-3, 7.2e-4, 5.2e-4, 3.7e-4,
     2.7e-4, 1.9e-4, 1.4e-4, 1e-4). Here stage `i` lasts the fraction `3**i / 3280` of `total_steps`,
-    so a shorter budget keeps the schedule's shape. Returns a `keras.optimizers.schedules`
-    `PiecewiseConstantDecay`.
+    so a shorter budget keeps the schedule's shape. Every stage lasts at least one step: a budget of
+    fewer than 8 steps (a smoke run) ends inside an early stage. Returns a
+    `keras.optimizers.schedules` `PiecewiseConstantDecay`.
     """
     import keras
 
-    if int(total_steps) < 8:
-        raise ValueError(f"`total_steps` must be >= 8 for the 8-stage IWAE schedule, got {total_steps}.")
+    if int(total_steps) < 1:
+        raise ValueError(f"`total_steps` must be >= 1, got {total_steps}.")
     factors = [round(10.0 ** (1.0 - i / 7.0), 1) / 10.0 for i in range(8)]
     lengths = [3 ** i for i in range(8)]
     boundaries, elapsed = [], 0

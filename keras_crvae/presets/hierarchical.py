@@ -46,9 +46,11 @@ _IWAE_TRAINING = TrainingConfig(learning_rate=1e-3, batch_size=20, epochs=100,
 def _mlp_network(layers):
     if layers == 1:
         return {"builder": "mlp", "latent_units": [50], "hidden_units_q": [[200, 200]],
-                "hidden_units_p": [[200, 200]], "activation": "tanh"}
+                "hidden_units_p": [[200, 200]], "activation": "tanh",
+                "output_bias": "train_pixel_mean"}
     return {"builder": "mlp", "latent_units": [100, 50], "hidden_units_q": [[200, 200], [100, 100]],
-            "hidden_units_p": [[100, 100], [200, 200]], "activation": "tanh"}
+            "hidden_units_p": [[100, 100], [200, 200]], "activation": "tanh",
+            "output_bias": "train_pixel_mean"}
 
 
 def _iwae_preset(name, layers, k, paper_nll, paper_active_units):
@@ -112,6 +114,9 @@ def build_hierarchical_from_preset(preset, seed=None):
                 "An 'mlp' preset needs 1 or 2 `latent_units` and as many `hidden_units_q` / "
                 f"`hidden_units_p` entries; got {latent_units}, {hidden_q}, {hidden_p}.")
         activation = config["activation"]
+        if config.get("output_bias", "zeros") not in OUTPUT_BIASES:
+            raise ValueError(f"`output_bias` must be one of {OUTPUT_BIASES}, got "
+                             f"{config['output_bias']!r}.")
         encoder = mlp.build_mlp_gaussian((28, 28, 1), latent_units[0], hidden_q[0], activation,
                                          name="encoder")
         decoder = mlp.build_mlp_bernoulli_decoder(latent_units[0], hidden_p[-1],
@@ -147,6 +152,18 @@ def build_hierarchical_from_preset(preset, seed=None):
                            **model_kwargs)
 
 
+OUTPUT_BIASES = ("train_pixel_mean", "zeros")
+
+
+def _initialize_from_data(model, preset, train_images):
+    """The "mlp" presets' output bias: the logit of the training pixels' mean (Burda et al.'s code)."""
+    from keras_crvae.networks import mlp
+
+    if preset.network.get("output_bias", "zeros") == "train_pixel_mean":
+        mlp.set_output_bias(model.decoder, mlp.pixel_mean_logits(train_images))
+    return model
+
+
 def _build_model(preset, steps_per_epoch, compile, seed):
     model = build_hierarchical_from_preset(preset, seed=seed)
     if compile:
@@ -154,5 +171,7 @@ def _build_model(preset, steps_per_epoch, compile, seed):
     return model
 
 
-for _builder in HIERARCHICAL_BUILDERS:
-    register([p for p in _PRESETS if p.network["builder"] == _builder], _builder, _build_model)
+register([p for p in _PRESETS if p.network["builder"] == "mlp"], "mlp", _build_model,
+         initialize_from_data=_initialize_from_data)
+register([p for p in _PRESETS if p.network["builder"] == "hierarchical_mnist"], "hierarchical_mnist",
+         _build_model)

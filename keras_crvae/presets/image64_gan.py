@@ -40,6 +40,13 @@ def _image64_network(latent, base_channels=32, discriminator_channels=64):
     }
 
 
+# The adversarial objective and the improved techniques (`keras_crvae.adversarial`), settable with
+# `--set adversarial_loss=wgan_gp --set critic_steps=5`; the defaults are the paper's objective.
+ADVERSARIAL_DEFAULTS = {"adversarial_loss": "bce", "critic_steps": 1, "clip_value": 0.01,
+                        "gradient_penalty_weight": 10.0, "label_smoothing": 0.0,
+                        "feature_matching": 0.0, "historical_averaging": 0.0}
+
+
 def _gan_presets():
     found = []
     for dataset, (vae_gan, crvae_gan) in _GAN_SUPPLEMENT.items():
@@ -47,7 +54,8 @@ def _gan_presets():
         found.append(Preset(
             f"{dataset}_vae_gan", f"64x64 VAE-GAN on {dataset} (dense 4x4x64 latent).",
             _GAN_SOURCE.format("baseline", "baseline"), _image64_network("dense"),
-            {"kl_weight": alpha, "adversarial_weight": beta, "mi_weight": 0.0},
+            {"kl_weight": alpha, "adversarial_weight": beta, "mi_weight": 0.0,
+             **ADVERSARIAL_DEFAULTS},
             TrainingConfig(learning_rate=learning_rate, epochs=150, lr_decay_every_epochs=60),
         ))
         learning_rate, alpha1, alpha2, beta, kappa = crvae_gan
@@ -56,7 +64,7 @@ def _gan_presets():
             f"64x64 crVAE-GAN on {dataset} (channel-recurrent latent, T=8, MI loss on u).",
             _GAN_SOURCE.format("lstm", "lstm"), _image64_network("recurrent"),
             {"kl_weight": [alpha1] * 3 + [alpha2] * 5, "adversarial_weight": beta,
-             "mi_weight": kappa},
+             "mi_weight": kappa, **ADVERSARIAL_DEFAULTS},
             TrainingConfig(learning_rate=learning_rate, epochs=150, lr_decay_every_epochs=60,
                            recurrent_lr_multiplier=1.0 / 8),
         ))

@@ -207,6 +207,45 @@ def test_one_layer_iwae_presets_are_vaes_with_the_papers_optimizer():
     schedule = presets.iwae_learning_rate_schedule(3280 * 3000)
     rates = [float(schedule(step)) for step in (0, 3000 * 1 + 1, 3000 * 4 + 1, 3000 * 3279)]
     np.testing.assert_allclose(rates, [1e-3, 7.2e-4, 5.2e-4, 1e-4], rtol=1e-6)
+    # A smoke budget shorter than the 8 stages walks through the first stages (a boundary step
+    # belongs to the stage before it).
+    short = presets.iwae_learning_rate_schedule(2)
+    np.testing.assert_allclose([float(short(step)) for step in (0, 1, 2)], [1e-3, 1e-3, 7.2e-4],
+                               rtol=1e-6)
+
+
+def _decoder_output_bias(model):
+    (layer,) = [layer for layer in model.decoder.layers if layer.name.endswith("_logits")]
+    return keras.ops.convert_to_numpy(layer.bias).reshape(28, 28)
+
+
+@pytest.mark.portable
+def test_mlp_presets_start_the_output_bias_at_the_training_pixels_mean_logit():
+    images = np.random.default_rng(1).random((40, 28, 28, 1)).astype("float32") ** 3
+    mean = np.clip(images.mean(axis=0)[..., 0], 0.001, 0.999)
+    model = presets.from_preset("mnist_mlp_vae", compile=False)
+    np.testing.assert_array_equal(_decoder_output_bias(model), 0.0)  # before: Dense's zeros
+    presets.initialize_from_data(model, "mnist_mlp_vae", images)
+    np.testing.assert_allclose(_decoder_output_bias(model), np.log(mean / (1 - mean)), rtol=1e-5)
+    # Opting out keeps zeros; presets without a data initialisation come back unchanged.
+    plain = presets.from_preset("mnist_mlp_vae", compile=False, output_bias="zeros")
+    presets.initialize_from_data(plain, "mnist_mlp_vae", images, output_bias="zeros")
+    np.testing.assert_array_equal(_decoder_output_bias(plain), 0.0)
+    with pytest.raises(ValueError, match="output_bias"):
+        presets.from_preset("mnist_mlp_vae", compile=False, output_bias="ones")
+
+
+def test_the_training_job_applies_the_output_bias(tmp_path):
+    from keras_crvae import training
+
+    images = (np.random.default_rng(2).random((40, 28, 28)) < 0.2).astype("float32")
+    training.train("mnist_mlp_vae", train_images=images, eval_images=images[:10],
+                   output_dir=str(tmp_path / "run"), epochs=1, nll_samples=2, nll_images=4,
+                   verbose=0)
+    model = training.load_model(str(tmp_path / "run" / "model.keras"))
+    mean = np.clip(images.mean(axis=0), 0.001, 0.999)
+    # Two Adam steps at LR 1e-3 move each bias by about 2e-3 from its start.
+    np.testing.assert_allclose(_decoder_output_bias(model), np.log(mean / (1 - mean)), atol=0.01)
 
 
 def _images_28(batch, seed=0):

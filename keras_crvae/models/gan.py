@@ -1,0 +1,352 @@
+"""Standalone GANs of the lecture: DCGAN, WGAN (weight clipping), WGAN-GP and hinge, one `GAN` class.
+
+The objective is a switch (`keras_crvae.adversarial`); the architecture is the networks' business
+(`keras_crvae.networks.build_dcgan_generator` / `build_dcgan_discriminator`). One `train_step`
+(TensorFlow-only, like `VAEGAN`'s) is one generator iteration of the lecture's algorithms:
+
+    for k in 1..n_critic:                                       (WGAN / WGAN-GP Algorithm 1)
+        x   = rows k, k + n, k + 2n, ... of the batch           (a fresh real batch of m = B / n)
+        z ~ p(z);  x~ = G(z) (no gradient to G)
+        L_D = discriminator_loss(D(x), D(x~)) [+ lambda GP(x, x~)] [+ h ||w - avg w||^2]
+        w <- optimizer_D(w, grad L_D);  [w <- clip(w, -c, c)]
+    z ~ p(z)  (m draws)
+    L_G = generator_loss(D(G(z))) [+ fm ||E d(x) - E d(G(z))||^2] [+ h ||theta - avg theta||^2]
+    theta <- optimizer_G(theta, grad L_G)
+
+so a batch of `B` real images feeds `n_critic` critic steps of `B / n_critic` fresh images each,
+exactly as Algorithm 1 samples a new real batch per critic iteration (`B` must be divisible by
+`n_critic`). The rows are interleaved (`i % n == k`) so that a `MirroredStrategy` splitting the batch
+into contiguous shards gives every replica its part of the same sub-batches, and noise is drawn
+per replica as rows of one global draw (`distribute.replica_normal`): a mirrored step then equals a
+one-device step (when no layer depends on the per-replica batch: BatchNorm synchronised, no
+minibatch discrimination, no feature matching, whose batch means are per replica).
+
+For "bce" / "hinge" with a `ThresholdedAdam` discriminator optimizer the crVAE-GAN threshold applies
+(skip when D is more than `threshold` accurate on the global batch); never for the WGANs
+(`adversarial.uses_threshold`).
+
+Reference: lecture sections "DCGAN", "WGAN", "Wasserstein GAN with Gradient Penalty" and "Improved
+techniques for training GANs"; Radford et al. 2016; Arjovsky et al. 2017; Gulrajani et al. 2017;
+Salimans et al. 2016.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_crvae import adversarial, distribute
+from keras_crvae.models.vae import to_float32, validate_images, with_deserialized
+
+IMAGE_RANGE = (-1.0, 1.0)
+_OPTIONS = ("adversarial_loss", "critic_steps", "clip_value", "gradient_penalty_weight",
+            "label_smoothing", "feature_matching", "historical_averaging")
+
+
+@keras.saving.register_keras_serializable(package="keras_crvae")
+class GAN(keras.Model):
+    """A generator and a discriminator (critic) trained with a chosen adversarial objective.
+
+    Args:
+        generator: `keras.Model`, z `(B, *latent_shape)` -> images `(B, *image_shape)` in [-1, 1].
+        discriminator: `keras.Model`, images -> logits `(B, 1)`, or `[logits, features]` (the
+            features feature matching uses), or `[logits, features, q]` (InfoGAN).
+        adversarial_loss: "bce" (default; DCGAN's non-saturating loss), "wgan", "wgan_gp", "hinge".
+        critic_steps: int, default 1. Discriminator steps per generator step (WGANs: 5).
+        clip_value: float, default 0.01. "wgan": every discriminator weight is clipped to
+            `[-c, c]` after each critic step.
+        gradient_penalty_weight: float, default 10 (lambda). "wgan_gp" only.
+        label_smoothing: float in [0, 1), default 0. One-sided ("bce" only).
+        feature_matching: float, default 0. Weight of the feature-matching term added to the
+            generator's loss (needs discriminator features).
+        historical_averaging: float, default 0. Weight of each player's historical-averaging penalty.
+        seed: int or None. Seed of the noise (and of WGAN-GP's interpolation weights).
+
+    Inputs to `fit`: batches of real images `(B, *image_shape)` in [-1, 1].
+
+    Metrics: `loss` (generator), `d_loss` (last critic step, without penalties), `gp`,
+    `w_distance` (`E D(x) - E D(x~)`, the critic's Wasserstein estimate for the WGANs),
+    `d_accuracy`, `d_updated`.
+    """
+
+    decoder_outputs = "images"
+    image_range = IMAGE_RANGE
+    metric_names = ("loss", "d_loss", "gp", "w_distance", "d_accuracy", "d_updated")
+
+    def __init__(self, generator, discriminator, adversarial_loss="bce", critic_steps=1,
+                 clip_value=adversarial.WGAN_CLIP_VALUE,
+                 gradient_penalty_weight=adversarial.GRADIENT_PENALTY_WEIGHT, label_smoothing=0.0,
+                 feature_matching=0.0, historical_averaging=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        options = adversarial.check_objective(
+            adversarial_loss, critic_steps, clip_value, gradient_penalty_weight, label_smoothing,
+            feature_matching, historical_averaging)
+        for name, value in options.items():
+            setattr(self, name, value)
+        self.seed = seed
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_shape = tuple(generator.input_shape[1:])
+        self.image_shape = tuple(generator.output_shape[1:])
+        outputs = discriminator.output if isinstance(discriminator, keras.Model) else None
+        self._discriminator_outputs = len(outputs) if isinstance(outputs, (list, tuple)) else 1
+        if self.feature_matching and self._discriminator_outputs < 2:
+            raise ValueError("`feature_matching` needs a discriminator returning [logits, features].")
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.generator_history = self.discriminator_history = None
+        if self.historical_averaging:
+            self.generator_history = adversarial.HistoricalAverage(
+                [v.shape for v in generator.trainable_variables], name="generator_history")
+            self.discriminator_history = adversarial.HistoricalAverage(
+                [v.shape for v in discriminator.trainable_variables], name="discriminator_history")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
+        self.generator_optimizer = None
+        self.discriminator_optimizer = None
+        self.built = True
+
+    # --- compile / serialization ----------------------------------------------------------------
+
+    def compile(self, generator_optimizer=None, discriminator_optimizer=None, **kwargs):
+        """One optimizer per player; default Adam(2e-4, beta_1=0.5) for both (DCGAN, section 4)."""
+        self.generator_optimizer = generator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        self.discriminator_optimizer = discriminator_optimizer or keras.optimizers.Adam(
+            2e-4, beta_1=0.5)
+        super().compile(optimizer=self.generator_optimizer, **kwargs)
+        self.generator_optimizer.build(self.generator.trainable_variables)
+        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    def get_compile_config(self):
+        if self.generator_optimizer is None:
+            return None
+        return {
+            "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
+            "discriminator_optimizer": keras.saving.serialize_keras_object(
+                self.discriminator_optimizer),
+            "jit_compile": self.jit_compile,
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            generator_optimizer=keras.saving.deserialize_keras_object(config["generator_optimizer"]),
+            discriminator_optimizer=keras.saving.deserialize_keras_object(
+                config["discriminator_optimizer"]),
+            jit_compile=config.get("jit_compile", "auto"))
+
+    def get_config(self):
+        config = {"name": self.name, "seed": self.seed,
+                  "generator": keras.saving.serialize_keras_object(self.generator),
+                  "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
+        config.update({name: getattr(self, name) for name in _OPTIONS})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**with_deserialized(config, "generator", "discriminator"))
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def decoder(self):
+        """The generator (the serving contract's name for the latent -> image network)."""
+        return self.generator
+
+    # --- noise ----------------------------------------------------------------------------------
+
+    def draw_latents(self, batch_size):
+        """`(latents (m, *latent_shape), codes)` for one step; codes are None for a plain GAN.
+
+        Under a TF strategy each replica gets its rows of one global draw (`replica_normal`)."""
+        return distribute.replica_normal((batch_size,) + self.latent_shape, self.seed_generator,
+                                         dtype="float32"), None
+
+    def prior_latents(self, num_samples, seed=0):
+        """NumPy `(num_samples, *latent_shape)` latents of the prior for fixed sample grids."""
+        rng = np.random.default_rng(seed)
+        return rng.standard_normal((int(num_samples),) + self.latent_shape).astype("float32")
+
+    # --- the objective --------------------------------------------------------------------------
+
+    def _discriminate(self, images, training):
+        """`(logits (B, 1), features or None, q or None)`, float32."""
+        outputs = self.discriminator(images, training=training)
+        if not isinstance(outputs, (list, tuple)):
+            return to_float32(outputs), None, None
+        outputs = to_float32(list(outputs)) + [None, None]
+        return outputs[0], outputs[1], outputs[2]
+
+    def code_loss(self, q, codes):
+        """The InfoGAN term (0 for a plain GAN): `-lambda mean log Q(c|x)`; see `InfoGAN`."""
+        return ops.zeros((), "float32"), ops.zeros((), "float32")
+
+    def critic_terms(self, real, fake, codes=None, epsilon=None, training=True, penalty=True):
+        """The discriminator's loss terms on one real and one (detached) fake batch.
+
+        Args:
+            real, fake: images `(m, *image_shape)`.
+            codes: the InfoGAN codes of `fake`, or None.
+            epsilon: `(m,)` interpolation weights for "wgan_gp" (drawn when None).
+            training: bool.
+            penalty: bool, default True. False skips the gradient penalty (TF-only; reported 0).
+
+        Returns:
+            dict: `critic_loss` (what the optimizer minimises), `d_loss`, `gp`, `mi`, `w_distance`,
+            `d_correct`, `d_count`.
+        """
+        real_logits, _, _ = self._discriminate(real, training)
+        fake_logits, _, q = self._discriminate(fake, training)
+        terms = {"d_loss": adversarial.discriminator_loss(
+            self.adversarial_loss, real_logits, fake_logits, self.label_smoothing)}
+        terms["w_distance"] = ops.mean(real_logits) - ops.mean(fake_logits)
+        terms["gp"] = ops.zeros((), "float32")
+        if self.adversarial_loss == "wgan_gp" and penalty:
+            if epsilon is None:
+                epsilon = distribute.replica_uniform((ops.shape(real)[0],), self.seed_generator,
+                                                     dtype="float32")
+            terms["gp"] = adversarial.gradient_penalty(
+                lambda x: self._discriminate(x, training)[0], real, fake, epsilon)
+        terms["code_loss"], terms["mi"] = self.code_loss(q, codes)
+        terms["critic_loss"] = (terms["d_loss"] + self.gradient_penalty_weight * terms["gp"]
+                                + terms["code_loss"])
+        if self.discriminator_history is not None:
+            terms["critic_loss"] += self.historical_averaging * self.discriminator_history.penalty(
+                self.discriminator.trainable_variables)
+        terms["d_correct"] = adversarial.decisions_correct(real_logits, fake_logits)
+        terms["d_count"] = ops.cast(ops.shape(real)[0] + ops.shape(fake)[0], "float32")
+        return terms
+
+    def generator_terms(self, latents, codes=None, real=None, training=True):
+        """The generator's loss on latents `(m, *latent_shape)`; `real` images for feature matching.
+
+        Returns:
+            dict: `generator_loss`, `g_adv`, `fm`, `mi`.
+        """
+        fake = to_float32(self.generator(latents, training=training))
+        fake_logits, fake_features, q = self._discriminate(fake, training)
+        terms = {"g_adv": adversarial.generator_loss(self.adversarial_loss, fake_logits)}
+        terms["fm"] = ops.zeros((), "float32")
+        if self.feature_matching:
+            _, real_features, _ = self._discriminate(real, training)
+            terms["fm"] = adversarial.feature_matching_loss(real_features, fake_features)
+        code_loss, terms["mi"] = self.code_loss(q, codes)
+        terms["generator_loss"] = terms["g_adv"] + self.feature_matching * terms["fm"] + code_loss
+        if self.generator_history is not None:
+            terms["generator_loss"] += self.historical_averaging * self.generator_history.penalty(
+                self.generator.trainable_variables)
+        return terms
+
+    def _check_batch(self, images):
+        if tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"`images` must have shape (batch, {', '.join(map(str, self.image_shape))})"
+                             f"; got {tuple(images.shape)}.")
+        static_batch = images.shape[0]
+        if static_batch is not None and static_batch % self.critic_steps:
+            raise ValueError(f"The batch size ({static_batch}) must be divisible by `critic_steps` "
+                             f"({self.critic_steps}): each critic step takes its own rows. Use "
+                             "drop_remainder=True in the pipeline.")
+
+    @staticmethod
+    def _unpack(data):
+        if isinstance(data, (list, tuple)):
+            data = data[0]
+        if isinstance(data, dict):
+            data = data["images"]
+        return ops.cast(data, "float32")
+
+    def _sub_batches(self, images):
+        """The `critic_steps` interleaved sub-batches: sub-batch k holds rows `i % n == k`."""
+        n = self.critic_steps
+        if n == 1:
+            return [images]
+        grouped = ops.reshape(images, (-1, n) + self.image_shape)
+        return [grouped[:, k] for k in range(n)]
+
+    def train_step(self, data):
+        import tensorflow as tf  # TF-only: GradientTape and replica contexts.
+
+        if self.generator_optimizer is None:
+            raise RuntimeError("Call `compile()` before `fit()`.")
+        images = self._unpack(data)
+        self._check_batch(images)
+        replica_context = tf.distribute.get_replica_context()
+        scale = 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+        d_variables = self.discriminator.trainable_variables
+        g_variables = self.generator.trainable_variables
+        thresholded = adversarial.uses_threshold(self.adversarial_loss)
+        for real in self._sub_batches(images):
+            batch_size = ops.shape(real)[0]
+            latents, codes = self.draw_latents(batch_size)
+            fake = ops.stop_gradient(to_float32(self.generator(latents, training=True)))
+            state = snapshot = None
+            if thresholded:  # a skipped step must also restore D's BatchNorm statistics
+                state = self.discriminator.non_trainable_variables
+                snapshot = [tf.identity(v.value) for v in state]
+            with tf.GradientTape() as tape:
+                terms = self.critic_terms(real, fake, codes)
+                loss = terms["critic_loss"] * scale  # gradients are summed over replicas
+            grads = tape.gradient(loss, d_variables)
+            correct, count = terms["d_correct"], terms["d_count"]
+            if replica_context is not None:
+                correct, count = replica_context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                                            [correct, count])
+            accuracy = correct / count
+            updated = adversarial.apply_discriminator_update(
+                self.discriminator_optimizer, grads, d_variables, accuracy, self.adversarial_loss,
+                state, snapshot)
+            if self.adversarial_loss == "wgan":
+                adversarial.clip_weights(d_variables, self.clip_value)
+            if self.discriminator_history is not None:
+                self.discriminator_history.update(d_variables)
+
+        latents, codes = self.draw_latents(batch_size)
+        with tf.GradientTape() as tape:
+            g_terms = self.generator_terms(latents, codes, real=real)
+            loss = g_terms["generator_loss"] * scale
+        grads = tape.gradient(loss, g_variables)
+        self.generator_optimizer.apply(grads, g_variables)
+        if self.generator_history is not None:
+            self.generator_history.update(g_variables)
+        return self._update_metrics(terms, g_terms, accuracy, updated)
+
+    def test_step(self, data):
+        """The losses on a batch without updates (no gradient penalty: `gp` is reported as 0)."""
+        images = self._unpack(data)
+        self._check_batch(images)
+        latents, codes = self.draw_latents(ops.shape(images)[0])
+        fake = to_float32(self.generator(latents, training=False))
+        terms = self.critic_terms(images, fake, codes, training=False, penalty=False)
+        g_terms = self.generator_terms(latents, codes, real=images, training=False)
+        return self._update_metrics(terms, g_terms, terms["d_correct"] / terms["d_count"], None)
+
+    def _update_metrics(self, terms, g_terms, accuracy, updated):
+        values = {"loss": g_terms["generator_loss"], "d_loss": terms["d_loss"], "gp": terms["gp"],
+                  "w_distance": terms["w_distance"], "d_accuracy": accuracy, "d_updated": updated,
+                  "mi": terms["mi"]}
+        for name, tracker in self.trackers.items():
+            if values.get(name) is not None:
+                tracker.update_state(values[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()
+                if values.get(name) is not None}
+
+    # --- the public API: decode / sample --------------------------------------------------------
+
+    def call(self, latents, training=False):
+        """Images `(B, *image_shape)` in [-1, 1] for latents `(B, *latent_shape)`."""
+        return to_float32(self.generator(latents, training=training))
+
+    def decode(self, z):
+        """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
+        validate_images(z, self.latent_shape, name="z", value_range=None)
+        if isinstance(z, np.ndarray) and distribute.model_replicas(self.generator) == 1:
+            return to_float32(ops.convert_to_tensor(self.generator.predict_on_batch(
+                z.astype(np.float32))))
+        return to_float32(self.generator(ops.cast(ops.convert_to_tensor(z), "float32"),
+                                         training=False))
+
+    def sample(self, num_samples, seed=None):
+        """Draws `num_samples` images in [-1, 1] from the prior (`prior_latents`)."""
+        if int(num_samples) < 1:
+            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2 ** 31))
+        return self.decode(self.prior_latents(num_samples, seed=seed))

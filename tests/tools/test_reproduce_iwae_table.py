@@ -1,0 +1,70 @@
+"""The IWAE-table reproduction script runs its smoke mode end to end and resumes finished rows."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+SCRIPT = ROOT / "tools" / "reproduce_iwae_table.py"
+
+pytestmark = pytest.mark.skipif(
+    not (SHARED / "mnist.npz").exists() or not (SHARED / "binarized_mnist.npz").exists(),
+    reason="shared/data/mnist.npz and binarized_mnist.npz are needed (real MNIST, not shipped)")
+
+
+def _run(output_dir):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", f"--output_dir={output_dir}",
+         "--presets=mnist_mlp_vae,mnist_mlp_iwae_2layer", "--num_train=200", "--num_valid=20",
+         "--num_samples=4", "--threads=1"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, timeout=900)
+
+
+def test_smoke_mode_writes_both_kinds_of_rows_and_skips_finished_ones(tmp_path):
+    result = _run(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "results.json").read_text())
+    rows = {row["preset"]: row for row in summary["results"]}
+    assert set(rows) == {"mnist_mlp_vae", "mnist_mlp_iwae_2layer"}
+    assert rows["mnist_mlp_vae"]["paper_nll"] == 86.76
+    assert rows["mnist_mlp_iwae_2layer"]["paper_nll"] == 83.89
+    for name, row in rows.items():
+        assert row["nll"]["num_samples"] == 4 and row["nll"]["num_images"] == 20
+        # Finite and below 784 ln 2 nats (every pixel a coin flip): the output bias starts at the
+        # training pixels' mean logit, so even one smoke epoch beats that.
+        assert 0 < row["nll"]["mean"] < 784 * math.log(2)
+        assert (tmp_path / name / "model.weights.h5").stat().st_size > 0
+    # Active units: one count for one stochastic layer, "a+b" for two.
+    assert "+" in str(rows["mnist_mlp_iwae_2layer"]["active_units"])
+    assert "+" not in str(rows["mnist_mlp_vae"]["active_units"])
+    assert "| mnist_mlp_iwae_2layer |" in (tmp_path / "results.md").read_text()
+    again = _run(tmp_path)
+    assert again.returncode == 0 and again.stdout.count("already finished") == 2
+
+
+def test_a_time_limit_stops_at_an_epoch_end_and_the_next_run_resumes(tmp_path):
+    def run(*extra):
+        return subprocess.run(
+            [sys.executable, str(SCRIPT), f"--output_dir={tmp_path}", "--presets=mnist_mlp_vae",
+             "--epochs=3", "--num_train=100", "--num_valid=10", "--num_samples=2", "--threads=1",
+             *extra],
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True,
+            timeout=900)
+
+    stopped = run("--stop_after_minutes=0.0001")  # passed before the first epoch ends
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "reached; run the same command again to resume" in stopped.stdout
+    row = tmp_path / "mnist_mlp_vae"
+    assert (row / "backup").is_dir() and not (row / "result.json").exists()
+    assert len((row / "history.csv").read_text().strip().splitlines()) == 1 + 1  # header + epoch 1
+    resumed = run()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    epochs = [line.split(",")[0] for line in (row / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2"]  # epochs 2 and 3 continue the first run's epoch 1
+    assert (row / "result.json").exists() and not (row / "backup").exists()

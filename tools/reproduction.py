@@ -1,0 +1,267 @@
+"""What the MNIST reproduction scripts share (`reproduce_table1.py`, `reproduce_iwae_table.py`).
+
+A row is one preset: train it on the dynamically binarized MNIST training images (resumable:
+`keras.callbacks.BackupAndRestore`, weights kept once trained), then score it on statically binarized
+images (ELBO, importance-sampled NLL, active units per stochastic layer). Each script defines its rows,
+its defaults and its table; this module gives the flags, the data, the training loop of a row, its
+evaluation and the loop over rows (finished rows are skipped, rows of earlier invocations join the
+table).
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import time
+
+from absl import flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """The protocol of one invocation, after --smoke and explicit flags are resolved."""
+
+    epochs: int
+    num_samples: int
+    num_valid: int
+    num_train: int
+
+
+def define_flags(output_dir, defaults, smoke, max_decoder_batch):
+    """The flags every reproduction script takes.
+
+    Args:
+        output_dir: str, default `--output_dir`.
+        defaults, smoke: `RunSettings` of a full run and of `--smoke` (0: all images).
+        max_decoder_batch: int, default rows per log-weight call of the NLL.
+    """
+    flags.DEFINE_list("presets", None, "Rows to run, in order (default: the script's table).")
+    flags.DEFINE_string("output_dir", output_dir, "Where models and results go.")
+    flags.DEFINE_string("train_data", str(SHARED_DATA / "mnist.npz") + ":x_train",
+                        "Training images (grey levels), PATH.npz:KEY.")
+    flags.DEFINE_string("valid_data", str(SHARED_DATA / "binarized_mnist.npz") + ":x_valid",
+                        "Statically binarized evaluation images, PATH.npz:KEY.")
+    flags.DEFINE_integer("epochs", None, f"Epochs per row (default {defaults.epochs}; smoke "
+                         f"{smoke.epochs}).")
+    flags.DEFINE_integer("num_samples", None, f"Importance samples k of the NLL (default "
+                         f"{defaults.num_samples}; smoke {smoke.num_samples}).")
+    flags.DEFINE_integer("num_valid", None, f"Validation images evaluated (default all; smoke "
+                         f"{smoke.num_valid}).")
+    flags.DEFINE_integer("num_train", None, f"Training images used (default all; smoke "
+                         f"{smoke.num_train}).")
+    flags.DEFINE_integer("eval_batch_size", 100, "Images per importance-sampling batch.")
+    flags.DEFINE_integer("max_decoder_batch", max_decoder_batch,
+                         "Rows per log-weight call in the NLL (bounds memory).")
+    flags.DEFINE_multi_string("set", [], "Preset overrides KEY=VALUE applied to every row.")
+    flags.DEFINE_boolean("smoke", False, f"{smoke.epochs} epoch(s) on {smoke.num_train} images, "
+                         f"k={smoke.num_samples} on {smoke.num_valid} validation images.")
+    flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: TensorFlow's "
+                         "default).")
+    flags.DEFINE_float("stop_after_minutes", 0.0,
+                       "Stop training at the first epoch end after this many minutes of this "
+                       "invocation (0: never); the row resumes from there on the next run. For lent "
+                       "machines with a hard time limit.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (2: one line per epoch).")
+
+
+def resolve_settings(defaults, smoke):
+    """`RunSettings` from the flags: explicit values, else `smoke` under --smoke, else `defaults`."""
+    base = smoke if FLAGS.smoke else defaults
+    return RunSettings(epochs=FLAGS.epochs or base.epochs,
+                       num_samples=FLAGS.num_samples or base.num_samples,
+                       num_valid=FLAGS.num_valid or base.num_valid,
+                       num_train=FLAGS.num_train or base.num_train)
+
+
+def limit_threads(threads):
+    """One knob for a shared CPU: TensorFlow's intra- and inter-op thread counts (0 leaves them)."""
+    import keras
+
+    if threads and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def load_data(settings):
+    """(train, valid) image arrays in [0, 1] from --train_data / --valid_data, cut to the settings."""
+    from keras_crvae import data
+
+    train_images = data.load_npz_images(FLAGS.train_data)
+    valid_images = data.load_npz_images(FLAGS.valid_data)
+    if valid_images.min() < 0 or not set(valid_images.reshape(-1)[:10000].tolist()) <= {0.0, 1.0}:
+        raise ValueError("--valid_data must be statically binarized (values 0/1).")
+    if settings.num_train:
+        train_images = train_images[:settings.num_train]
+    if settings.num_valid:
+        valid_images = valid_images[:settings.num_valid]
+    return train_images, valid_images
+
+
+def epoch_timer():
+    """A Keras callback summing the wall time of the epochs actually run (`seconds`, `epochs_run`)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds, self.epochs_run, self._start = 0.0, 0, None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds += time.time() - self._start
+            self.epochs_run += 1
+
+    return EpochTimer()
+
+
+def write_config(folder, name, preset):
+    (pathlib.Path(folder) / "config.json").write_text(json.dumps(
+        {"preset": name, "network": preset.network, "model": preset.model,
+         "training": dataclasses.asdict(preset.training)}, indent=2))
+
+
+_STARTED = time.time()
+
+
+class TimeLimitReached(Exception):
+    """Training stopped at an epoch end for --stop_after_minutes; the row resumes on the next run."""
+
+
+def time_limit_callback():
+    """Stops `fit` at the first epoch end after --stop_after_minutes (counted from the import of this
+    module, i.e. the start of the invocation); `reached` tells whether it did."""
+    import keras
+
+    class TimeLimit(keras.callbacks.Callback):
+        reached = False
+
+        def on_epoch_end(self, epoch, logs=None):
+            limit = FLAGS.stop_after_minutes * 60.0
+            if limit and time.time() - _STARTED > limit and epoch + 1 < self.params["epochs"]:
+                self.reached = self.model.stop_training = True
+
+    return TimeLimit()
+
+
+def train_row(model, folder, train_images, batch_size, epochs, **fit_kwargs):
+    """Trains `model` (compiled) into `folder`, or loads its weights when an earlier session trained it.
+
+    Writes `model.weights.h5`, `train_info.json` (wall time, seconds per epoch, images/s of the epochs
+    run in this session) and `history.csv`; `backup/` holds the state of a killed run. Returns the
+    train-info dict.
+
+    Raises:
+        TimeLimitReached: --stop_after_minutes passed at an epoch end before the last epoch; the
+            state of that epoch is in `backup/`.
+    """
+    import keras
+
+    from keras_crvae import callbacks, data
+
+    folder = pathlib.Path(folder)
+    weights_path, info_path = folder / "model.weights.h5", folder / "train_info.json"
+    if weights_path.exists() and info_path.exists():
+        # Trained in an earlier session that stopped during evaluation: evaluate only.
+        model.load_weights(str(weights_path))
+        return json.loads(info_path.read_text())
+    steps_per_epoch = len(train_images) // batch_size
+    timing, time_limit = epoch_timer(), time_limit_callback()
+    start = time.time()
+    model.fit(
+        data.training_data(train_images, batch_size=batch_size, seed=FLAGS.seed),
+        epochs=epochs,
+        verbose=FLAGS.verbose,
+        shuffle=False,  # the pipeline shuffles itself
+        callbacks=[callbacks.NaNGuard(),
+                   # Kept when fit returns: a time-limited stop resumes from it (removed below
+                   # once the row is trained).
+                   keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False),
+                   keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing,
+                   time_limit],
+        **fit_kwargs,
+    )
+    if time_limit.reached:
+        raise TimeLimitReached(f"{folder.name}: --stop_after_minutes={FLAGS.stop_after_minutes} "
+                               "reached; run the same command again to resume.")
+    trained_images = steps_per_epoch * batch_size * max(timing.epochs_run, 1)
+    train_info = {
+        "wall_seconds_this_session": round(time.time() - start, 1),
+        "epoch_seconds": round(timing.seconds / max(timing.epochs_run, 1), 2),
+        "images_per_second": round(trained_images / max(timing.seconds, 1e-9), 1),
+    }
+    model.save_weights(str(weights_path))
+    info_path.write_text(json.dumps(train_info, indent=2))
+    shutil.rmtree(folder / "backup", ignore_errors=True)
+    return train_info
+
+
+def evaluate_row(model, valid_images, settings):
+    """ELBO, NLL (k = settings.num_samples) and active units per stochastic layer of a trained row."""
+    from keras_crvae import evaluation
+
+    start = time.time()
+    bound = evaluation.elbo(model, valid_images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
+    nll = evaluation.importance_sampled_nll(model, valid_images, num_samples=settings.num_samples,
+                                            batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed,
+                                            max_decoder_batch=FLAGS.max_decoder_batch, verbose=1)
+    units = evaluation.active_units(model, valid_images)
+    return {
+        "eval_wall_seconds": round(time.time() - start, 1),
+        "elbo": bound["elbo"].to_dict(),
+        "nll": nll.to_dict(),
+        # One entry per stochastic layer (bottom first).
+        "active_units_per_layer": units.get("active_units_per_layer", [units["active_units"]]),
+        "num_latents": units["num_latents"],
+    }
+
+
+def active_units_text(row):
+    """Active units in the paper's notation: "19", or "16+5" per stochastic layer."""
+    per_layer = row.get("active_units_per_layer") or [row["active_units"]]
+    return "+".join(str(units) for units in per_layer)
+
+
+def run_rows(names, settings, train_images, valid_images, run_row, write_tables):
+    """Runs each row not finished yet (`OUTPUT/PRESET/result.json`), rewriting the tables after each;
+    rows finished by earlier invocations (other --presets) join the final table."""
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    results = []
+    for name in names:
+        done = pathlib.Path(FLAGS.output_dir) / name / "result.json"
+        if done.exists():
+            print(f"{name}: already finished, skipping ({done}).")
+            results.append(json.loads(done.read_text()))
+            continue
+        print(f"=== {name}: {settings.epochs} epochs on {len(train_images)} images, "
+              f"k={settings.num_samples} on {len(valid_images)} validation images", flush=True)
+        folder = pathlib.Path(FLAGS.output_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            result = run_row(name, folder)
+        except TimeLimitReached as stopped:
+            print(stopped, flush=True)
+            break
+        (folder / "result.json").write_text(json.dumps(result, indent=2))
+        results.append(result)
+        write_tables(results, show=False)
+    for path in sorted(pathlib.Path(FLAGS.output_dir).glob("*/result.json")):
+        row = json.loads(path.read_text())
+        if row["preset"] not in {r["preset"] for r in results}:
+            results.append(row)
+    write_tables(results, show=True)
+    return results
+
+
+def sort_rows(results, order):
+    return sorted(results, key=lambda r: order.index(r["preset"]) if r["preset"] in order
+                  else len(order))
