@@ -10,6 +10,16 @@ A short literate script over `keras_crvae.gan_training.train_gan`. Pick one imag
     python examples/train_celeba.py --npz=../shared/data/celeba64_subset.npz --epochs=2 \
         --steps_per_epoch=10 --batch_size=16 --base_channels=8 --discriminator_channels=16
 
+Stage2 (super-resolution on top of a trained Stage1, crVAE supplement sections C.2-C.4; preset
+`{dataset}_{model}_stage2`, 64 -> 128 by default):
+
+    python examples/train_celeba.py --stage=2 --stage1_model=celeba_run/model.keras \
+        --data_dir=~/tensorflow_datasets --output_dir=celeba_stage2_run
+    # the 32 -> 64 instance on the 64x64 face subset (no ImageNet weights offline: random VGG16)
+    python examples/train_celeba.py --stage=2 --model=vae_gan --stage1_model=celeba_run/model.keras \
+        --npz=../shared/data/celeba64_subset.npz --set input_size=32 --set output_size=64 \
+        --set perceptual_weights=none --base_channels=16 --discriminator_channels=16
+
 Each epoch writes samples/reconstruction grids (PNG and TensorBoard), checkpoints to
 `--output_dir/backup` (rerun the same command after an interruption: it resumes where it stopped),
 and the run ends with `model.keras` and `metrics.json`. Hyperparameters are the supplement's
@@ -25,6 +35,9 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "crvae_gan", ["crvae_gan", "vae_gan", "dcgan"],
                   "Which model (dcgan: celeba only, the lecture's DCGAN).")
+flags.DEFINE_enum("stage", "1", ["1", "2"], "1: the 64x64 VAE-GAN / crVAE-GAN; 2: the Stage2 "
+                  "super-resolution GAN on top of --stage1_model.")
+flags.DEFINE_string("stage1_model", None, "--stage=2: the trained Stage1 .keras model.")
 flags.DEFINE_enum("dataset", "celeba", ["celeba", "birds", "lsun"],
                   "Whose hyperparameters (preset `{dataset}_{model}`) and TFDS dataset to use.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory holding the prepared dataset.")
@@ -34,7 +47,8 @@ flags.DEFINE_string("output_dir", "celeba_run", "Where checkpoints, grids and th
 flags.DEFINE_integer("epochs", None, "Epochs (default: the preset's 150).")
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the data).")
 flags.DEFINE_integer("batch_size", None, "Global batch size, a multiple of 4 (default: 128).")
-flags.DEFINE_integer("base_channels", None, "Encoder/decoder width (default: the reference's 32).")
+flags.DEFINE_integer("base_channels", None, "Encoder/decoder width (default: the reference's 32); "
+                     "--stage=2: the generator's (default: StackGAN's 128).")
 flags.DEFINE_integer("discriminator_channels", None, "Discriminator width (default: 64).")
 flags.DEFINE_float("learning_rate", None, "Initial learning rate (default: the supplement's).")
 flags.DEFINE_boolean("resume", True, "Resume a killed run from --output_dir/backup, or continue a "
@@ -58,12 +72,17 @@ def main(argv):
     sources = [FLAGS.data_dir, FLAGS.image_dir, FLAGS.npz]
     if sum(source is not None for source in sources) != 1:
         sys.exit("Give exactly one image source: --data_dir (TFDS), --image_dir or --npz.")
-    preset = f"{FLAGS.dataset}_{FLAGS.model}"
+    preset = f"{FLAGS.dataset}_{FLAGS.model}" + ("_stage2" if FLAGS.stage == "2" else "")
+    if (FLAGS.stage == "2") != (FLAGS.stage1_model is not None):
+        sys.exit("--stage=2 needs --stage1_model=PATH.keras (a trained Stage1), and only it does.")
     try:
         overrides = parse_overrides(FLAGS.set, preset=preset)  # typed: "--set x=abc" is refused
         for name in ("base_channels", "discriminator_channels", "learning_rate"):
             if getattr(FLAGS, name) is not None:
-                overrides[name] = getattr(FLAGS, name)
+                key = "generator_channels" if (name, FLAGS.stage) == ("base_channels", "2") else name
+                overrides[key] = getattr(FLAGS, name)
+        if FLAGS.stage == "2":
+            overrides["stage1_model"] = FLAGS.stage1_model
         metrics = train_gan(
             preset, npz=FLAGS.npz, image_dir=FLAGS.image_dir,
             tfds_name=TFDS_NAMES[FLAGS.dataset] if FLAGS.data_dir else None,

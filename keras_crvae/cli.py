@@ -9,6 +9,8 @@
     crvae sample --model=crvae_run/model.keras --num_images=64 --output=samples.png
     crvae presets
     crvae export --model=crvae_run/model.keras --output=serving/mnist_crvae --version=1
+    crvae complete --model=celeba_vae_gan_run/model.keras --images=faces.npz --mask=centre \
+        --output=completions.png
 
 One rule for every command: a mistake in what the user typed (a flag, a value, a path, a file that is
 not what it should be) ends the command with exit status 2 and one line,
@@ -28,13 +30,14 @@ from absl import flags
 
 PROGRAM = "crvae"
 USAGE = (
-    "usage: crvae {train,evaluate,sample,presets,export} [--flags]\n"
+    "usage: crvae {train,evaluate,sample,presets,export,complete} [--flags]\n"
     "  train     train a preset and write model.keras, samples.png, reconstructions.png,\n"
     "            metrics.json, history.csv into --output_dir\n"
     "  evaluate  ELBO, importance-sampled NLL and active units of a saved model\n"
     "  sample    write a PNG grid of prior samples of a saved model\n"
     "  presets   list the presets\n"
     "  export    write a TF Serving SavedModel into OUTPUT/VERSION/\n"
+    "  complete  fill the masked part of images by optimising z; write a PNG grid\n"
     "Run `crvae COMMAND --help` for a command's flags."
 )
 EXIT_USAGE = 2
@@ -119,6 +122,16 @@ _define["boolean"]("traversals", False, "sample: write a latent traversal grid i
                    "the 10 latents of largest mean KL over evaluation images, 8 values in "
                    "[-2.5, 2.5] each): procedural sprites for 64x64x1 models, the embedded MNIST "
                    "test images for 28x28x1 ones.", flag_values=FLAGS)
+_define["string"]("images", None, "complete: images 'PATH.npz[:KEY]' (key 'x' by default), "
+                  "uint8 0..255 or floats in [0, 1], of the model's image size.", flag_values=FLAGS)
+_define["string"]("mask", "centre", "complete: centre, left, right, top, bottom, random_blocks, or "
+                  "'PATH.npz[:KEY]' holding a 0/1 array (1 = observed) of shape (H, W), (H, W, 1) "
+                  "or (N, H, W[, 1]).", flag_values=FLAGS)
+_define["integer"]("steps", 200, "complete: Adam steps on z.", flag_values=FLAGS)
+_define["float"]("prior_weight", 1e-5, "complete: gamma, weight of -log N(z; 0, I) (supplement "
+                 "section D).", flag_values=FLAGS)
+_define["float"]("adversarial_weight", 0.003, "complete: tau, weight of log(1 - D(x)) (models "
+                 "with a discriminator only).", flag_values=FLAGS)
 _define["boolean"]("verbose", False, "Show TensorFlow's log and full Python tracebacks.",
                    flag_values=FLAGS)
 
@@ -132,6 +145,8 @@ COMMAND_FLAGS = {
     "sample": ("model", "num_images", "output", "traversals"),
     "presets": (),
     "export": ("model", "output", "version", "overwrite"),
+    "complete": ("model", "images", "mask", "num_images", "steps", "learning_rate",
+                 "prior_weight", "adversarial_weight", "output"),
 }
 SUMMARIES = {
     "train": "Train a preset; write model.keras, samples.png, reconstructions.png, metrics.json "
@@ -142,6 +157,9 @@ SUMMARIES = {
     "sample": "Write a PNG grid of prior samples of a saved model.",
     "presets": "List the presets.",
     "export": "Write a TF Serving SavedModel of a saved model into OUTPUT/VERSION/.",
+    "complete": "Fill the masked part of images by optimising the latent code z of a saved model "
+                "(masked MSE - gamma log N(z; 0, I) + tau log(1 - D(x)); crVAE supplement "
+                "section D) and write a PNG grid: masked input, completion, original.",
 }
 
 
@@ -165,6 +183,9 @@ COMMAND_HELP = {
     ("sample", "num_images"): "Number of samples in the grid (default 64).",
     ("sample", "output"): "PNG path (default samples.png).",
     ("export", "output"): "The model base directory; the SavedModel goes to OUTPUT/VERSION/.",
+    ("complete", "num_images"): "Images completed, the first N of --images (default 8).",
+    ("complete", "learning_rate"): "Adam's learning rate on z (default 0.03).",
+    ("complete", "output"): "PNG path of the grid (default completions.png).",
 }
 
 
@@ -405,6 +426,16 @@ def _check_train():
         _require(effective_batch % multiple == 0, "batch_size", f"a multiple of {multiple} "
                  f"({reason})", effective_batch)
 
+    if resolved.network.get("builder") == "stage2":  # Stage2 trains on a trained Stage1 model
+        stage1_model = resolved.network.get("stage1_model")
+        if stage1_model in (None, "", "none", "None"):
+            raise UsageError(f"--preset={preset} is a Stage2 preset: pass the trained Stage1 model "
+                             "with --set stage1_model=PATH.keras (e.g. "
+                             f"{resolved.network['stage1_preset']}_run/model.keras)")
+        if not os.path.isfile(os.path.expanduser(stage1_model)):
+            raise UsageError(f"--set stage1_model={stage1_model}: no such file; expected a trained "
+                             "Stage1 .keras model (VAEGAN / CRVAEGAN)")
+
     job = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
            "overrides": overrides}
     if kind == "sprites":
@@ -536,6 +567,49 @@ def _check_export():
         raise UsageError(f"{_flag_text('output')}: {target} exists; pass --overwrite to replace "
                          "it or --version=N for a new version")
     return {}
+
+
+def _check_complete():
+    """`crvae complete`: model, images, mask, settings and output, all before TensorFlow loads."""
+    import numpy as np
+
+    from keras_crvae import completion
+
+    _check_model_path()
+    if not FLAGS.images:
+        raise UsageError("--images is required: 'PATH.npz[:KEY]' with the images to complete")
+    images = _read_npz(FLAGS.images, "images", default_key="x")
+    if images.ndim == 3:
+        images = images[..., None]
+    _check_image_array(images, "images", FLAGS.images, (None, None, 3))
+    _check_positive("num_images", "steps")
+    images = images[:FLAGS.num_images or 8]
+    for name, low in (("learning_rate", None), ("prior_weight", 0.0), ("adversarial_weight", 0.0)):
+        value = FLAGS[name].value
+        if value is not None:
+            if low is None:
+                _require(math.isfinite(value) and value > 0, name, "a finite number > 0")
+            else:
+                _require(math.isfinite(value) and value >= low, name, "a finite number >= 0")
+    spec = FLAGS.mask
+    kinds = completion.MASK_KINDS + tuple(completion.MASK_ALIASES)
+    if spec in kinds:
+        mask = completion.make_mask(spec, images.shape[1:], batch_size=len(images),
+                                    seed=FLAGS.seed)
+    elif spec.split(":")[0].endswith(".npz") or os.path.exists(spec):
+        mask = _read_npz(spec, "mask", preferred_keys=("mask", "m"))
+        if mask.ndim >= 3 and mask.shape[0] > len(images) and mask.shape[1:3] == images.shape[1:3]:
+            mask = mask[:len(images)]  # one mask per image of the file: those of the images used
+    else:
+        raise UsageError(f"{_flag_text('mask')}: expected one of {', '.join(completion.MASK_KINDS)} "
+                         "or PATH.npz[:KEY] holding a 0/1 mask")
+    try:
+        mask = completion.check_mask(mask, images.shape)
+    except ValueError as error:
+        raise UsageError(f"{_flag_text('mask')}: {error}") from None
+    output = FLAGS.output or "completions.png"
+    _check_output_file(output, "output", (".png",))
+    return {"images": images, "mask": mask, "output": output}
 
 
 # === Running (TensorFlow from here on) ===
@@ -830,10 +904,61 @@ def _export(_):
     return 0
 
 
+def _complete(checked):
+    _say(f"Loading TensorFlow and {FLAGS.model} ...")
+    _import_quietly(FLAGS.verbose)
+    import numpy as np
+
+    from keras_crvae import completion
+    from keras_crvae.io import save_image_grid, write_json
+
+    model = _load_model()
+    try:
+        networks = completion.completion_networks(model)
+    except ValueError:
+        raise UsageError(f"{_flag_text('model')}: a {type(model).__name__} has no encoder and "
+                         "decoder to complete images with") from None
+    images, mask = checked["images"], checked["mask"]
+    if tuple(images.shape[1:]) != networks.image_shape:
+        raise UsageError(f"{_flag_text('images', FLAGS.images)}: images of shape "
+                         f"{tuple(images.shape[1:])}; the model takes {networks.image_shape}")
+    unit = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(
+        np.float32)
+    low, high = networks.image_range
+    images = low + (high - low) * unit
+    tau = FLAGS.adversarial_weight if networks.discriminator is not None else 0.0
+    _say(f"Completing {len(images)} images ({_flag_text('mask')}): {FLAGS.steps} Adam steps on z, "
+         f"prior weight {FLAGS.prior_weight}, adversarial weight {tau}"
+         + (" (the model has no discriminator)" if networks.discriminator is None else ""))
+    result = completion.complete(model, images, mask, steps=FLAGS.steps,
+                                 learning_rate=FLAGS.learning_rate or 0.03,
+                                 prior_weight=FLAGS.prior_weight,
+                                 adversarial_weight=FLAGS.adversarial_weight, seed=FLAGS.seed)
+    full_mask = np.broadcast_to(result.mask, images.shape)
+    masked = images * full_mask + 0.5 * (low + high) * (1.0 - full_mask)
+    to_unit = lambda array: (np.asarray(array) - low) / (high - low)  # noqa: E731
+    rows = np.stack([to_unit(masked), to_unit(result.completed), to_unit(images)], axis=1)
+    save_image_grid(rows.reshape((-1,) + images.shape[1:]), checked["output"],
+                    columns=3 * min(4, len(images)))
+    error = completion.masked_mse(result.completed, images, result.mask)
+    initial = completion.masked_mse(result.initial_decoded, images, result.mask)
+    summary = {"model": FLAGS.model, "images": FLAGS.images, "mask": FLAGS.mask,
+               "num_images": int(len(images)), "steps": FLAGS.steps,
+               "masked_mse": float(error.mean()), "encoder_only_masked_mse": float(initial.mean()),
+               "loss_curve": [float(v) for v in result.loss_curve],
+               "final_loss": result.final_loss, "image_range": [low, high]}
+    json_path = os.path.splitext(checked["output"])[0] + ".json"
+    write_json(summary, json_path)
+    _say(f"Masked-region MSE {error.mean():.5f} (encoder only {initial.mean():.5f}; images in "
+         f"[{low:g}, {high:g}]); loss {result.loss_curve[0]:.5f} -> {result.final_loss:.5f}")
+    _say(f"Wrote {checked['output']} (each image: masked input, completion, original, left to right) and {json_path}")
+    return 0
+
+
 CHECKS = {"train": _check_train, "evaluate": _check_evaluate, "sample": _check_sample,
-          "presets": lambda: None, "export": _check_export}
+          "presets": lambda: None, "export": _check_export, "complete": _check_complete}
 COMMANDS = {"train": _train, "evaluate": _evaluate, "sample": _sample, "presets": _presets,
-            "export": _export}
+            "export": _export, "complete": _complete}
 HELP_ARGUMENTS = ("-h", "--help", "-help", "--helpfull", "--helpshort", "help")
 
 

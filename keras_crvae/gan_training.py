@@ -137,7 +137,9 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
 
     keras.utils.set_random_seed(seed)
     source = dict(npz=npz, image_dir=image_dir, tfds_name=tfds_name, data_dir=data_dir,
-                  arrays=arrays)
+                  arrays=arrays,
+                  # Stage2 presets train on images at their output size; Stage1 ones at 64x64.
+                  image_size=int(config.network.get("output_size", 64)))
     batch_size = config.training.batch_size
     if presets.is_digit_gan(config):
         if arrays is None or any(v is not None for v in (npz, image_dir, tfds_name)):

@@ -241,6 +241,56 @@ def case_crvaegan():
     return printable(train_both(build, list(images)))
 
 
+def case_stage2():
+    """Stage2 (32 -> 64) on a frozen tiny VAE-GAN: synchronized BatchNorm in G and D, drawn noise,
+    the random-VGG16 perceptual term, one step of 8 at LR 0.01.
+
+    One step: the random VGG16's features are large (caffe-scaled inputs through Glorot weights), so
+    its gradients carry float32 rounding differences of a few 1e-4 between the two reductions, which a
+    second step at a large LR amplifies through BatchNorm (measured: 3e-6 after one step, 6e-5 after
+    two; without the perceptual term 2e-6 and 6e-5 at LR 0.1).
+
+    Reports the largest differences between the runs of the trainable weights (absolute) and of
+    the BatchNorm statistics (relative: the discriminator's first moving variances reach 1e3 to
+    1e4 after a step, where float32 rounding alone differs by 1e-5 absolute), and how far Stage1
+    moved in either run.
+    """
+    def build():
+        stage1 = models.VAEGAN(networks.build_image64_encoder("dense", **GAN_SIZE),
+                               networks.build_image64_decoder("dense", **GAN_SIZE),
+                               brightness_discriminator(), seed=3)
+        generator = networks.build_stage2_generator(32, 64, base_channels=4, residual_blocks=1,
+                                                    synchronized_batch_norm=True)
+        discriminator = networks.build_stage2_discriminator(64, base_channels=2,
+                                                            synchronized_batch_norm=True)
+        features = networks.build_perceptual_network("vgg16", image_size=64, weights=None)
+        model = models.Stage2(stage1, generator, discriminator, features, seed=3)
+        model.compile(MultiplierAdam(0.01, epsilon=ADAM_EPSILON),
+                      ThresholdedAdam(0.01, threshold=1.0, epsilon=ADAM_EPSILON), jit_compile=False)
+        return model
+
+    images = np.random.default_rng(0).uniform(-1, 1, (1, 8, 64, 64, 3)).astype("float32")
+    result = train_both(build, list(images))
+    single, mirrored, initial = result.pop("runs")
+    keras.utils.set_random_seed(0)
+    fresh = build()
+    fresh.set_weights(initial)
+    values = lambda variables: [np.asarray(v.numpy(), "float64") for v in variables]  # noqa
+    trainable = lambda model: values(model.generator.trainable_variables  # noqa: E731
+                                     + model.discriminator.trainable_variables)
+    statistics = lambda model: values(model.generator.non_trainable_variables  # noqa: E731
+                                      + model.discriminator.non_trainable_variables)
+    result["trainable_difference"] = max_difference(trainable(single), trainable(mirrored))
+    result["trainable_change"] = max_difference(trainable(single), trainable(fresh))
+    result["statistics_relative_difference"] = max(
+        float(np.max(np.abs(a - b) / (np.abs(a) + 1e-3)))
+        for a, b in zip(statistics(single), statistics(mirrored)))
+    result["stage1_change"] = max(max_difference(run.stage1.get_weights(),
+                                                 fresh.stage1.get_weights())
+                                  for run in (single, mirrored))
+    return result
+
+
 def case_wgan_gp():
     """GAN with the WGAN-GP objective (LayerNorm critic, synchronized BatchNorm in G), 2 critic
     steps per generator step, 2 steps of global batch 8: each replica's critic steps take their
@@ -303,7 +353,7 @@ def case_train():
 
 CASES = {"vae": case_vae, "train": case_train, "vaegan_threshold": case_vaegan_threshold,
          "crvaegan": case_crvaegan, "wgan_gp": case_wgan_gp,
-         "crvaegan_wgan_gp": case_crvaegan_wgan_gp}
+         "crvaegan_wgan_gp": case_crvaegan_wgan_gp, "stage2": case_stage2}
 
 
 if __name__ == "__main__":

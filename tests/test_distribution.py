@@ -80,6 +80,16 @@ def test_mirrored_crvaegan_step_equals_one_device_step():
     assert all(step["d_updated"] == 1.0 for step in result["single"])
 
 
+def test_mirrored_stage2_step_equals_one_device_step():
+    result = run_case("stage2")
+    assert_same_steps(result)
+    assert result["trainable_difference"] < 1e-5, result["trainable_difference"]
+    assert result["trainable_change"] > 1e-3, result["trainable_change"]
+    assert result["statistics_relative_difference"] < 1e-4
+    assert result["stage1_change"] == 0.0
+    assert all(step["d_updated"] == 1.0 for step in result["single"])
+
+
 def test_thresholded_discriminator_decision_is_global():
     result = run_case("vaegan_threshold")
     assert_same_steps(result)

@@ -7,6 +7,7 @@ from keras_crvae.models.infogan import InfoGAN
 from keras_crvae.models.two_stage import GammaVAE, PosteriorLatents, TwoStageVAE
 from keras_crvae.models.vae import VAE, validate_images
 from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_masks
+from keras_crvae.models.stage2 import Stage2  # noqa: E402 (after vae_gan, which it imports)
 
 __all__ = [
     "CRVAEGAN",
@@ -16,6 +17,7 @@ __all__ = [
     "HierarchicalVAE",
     "InfoGAN",
     "PosteriorLatents",
+    "Stage2",
     "TwoStageVAE",
     "VAE",
     "VAEGAN",

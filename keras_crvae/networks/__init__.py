@@ -18,6 +18,8 @@ from keras_crvae.networks.sprites import (
     build_sprites_encoder,
     build_tc_discriminator,
 )
+from keras_crvae.networks.perceptual import build_perceptual_network, imagenet_preprocess
+from keras_crvae.networks.stage2 import build_stage2_discriminator, build_stage2_generator
 from keras_crvae.networks.two_stage import (
     build_infogan_decoder,
     build_infogan_encoder,
@@ -42,6 +44,10 @@ __all__ = [
     "build_sprites_decoder",
     "build_sprites_encoder",
     "build_tc_discriminator",
+    "build_perceptual_network",
+    "build_stage2_discriminator",
+    "build_stage2_generator",
+    "imagenet_preprocess",
     "build_infogan_decoder",
     "build_infogan_encoder",
     "build_latent_decoder",
