@@ -571,8 +571,6 @@ def _check_export():
 
 def _check_complete():
     """`crvae complete`: model, images, mask, settings and output, all before TensorFlow loads."""
-    import numpy as np
-
     from keras_crvae import completion
 
     _check_model_path()
