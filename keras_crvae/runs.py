@@ -168,8 +168,9 @@ def plan_run(output_dir, preset, settings, epochs, fresh=False, resumable=True):
     done = int(previous.get("completed_epochs", 0))
     if previous.get("finished") and os.path.exists(os.path.join(output_dir, "model.keras")):
         if epochs <= done and not resumable:  # Two-Stage: both stages' epochs in `done`
+            stages = " over both stages" if "stage2_training" in settings else ""
             return RunPlan("done", done,
-                           f"already trained ({epochs_text(done)} over both stages) in "
+                           f"already trained ({epochs_text(done)}{stages}) in "
                            f"{output_dir}; use --fresh to retrain")
         if epochs <= done:
             return RunPlan("done", done,

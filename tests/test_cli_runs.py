@@ -41,6 +41,21 @@ def test_a_finished_run_is_done_or_continues(tmp_path):
     assert runs.plan_run(directory, PRESET, settings(), 9, resumable=False).action == "start"
 
 
+def test_a_finished_run_of_a_job_that_cannot_resume_names_stages_only_for_two_stage(tmp_path):
+    one_stage = runs.plan_run(finished_run(tmp_path / "run"), PRESET, settings(), 6,
+                              resumable=False)  # e.g. the sprites job
+    assert one_stage.action == "done" and "already trained (6 epochs) in" in one_stage.message
+    two_stage = presets.get_preset("mnist_two_stage")
+    directory = tmp_path / "two_stage"
+    directory.mkdir()
+    runs.write_run(str(directory), "mnist_two_stage", runs.run_settings(two_stage), 1200,
+                   finished=True)
+    (directory / "model.keras").write_bytes(b"model")
+    done = runs.plan_run(str(directory), "mnist_two_stage", runs.run_settings(two_stage), 1200,
+                         resumable=False)
+    assert "already trained (1200 epochs over both stages)" in done.message
+
+
 def test_a_killed_run_resumes_from_its_backup(tmp_path):
     directory = tmp_path / "run"
     directory.mkdir()
