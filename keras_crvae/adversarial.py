@@ -274,3 +274,40 @@ def apply_discriminator_update(optimizer, grads, variables, accuracy, adversaria
         return updated
     optimizer.apply(grads, variables)
     return ops.ones((), "float32")
+
+
+class TwoPlayerCompile:
+    """What the two-player models (`VAEGAN`, `GAN`, `Stage2`) share about their optimizers: one per
+    player, `model.optimizer` the generator's (otherwise Keras makes an unused optimizer that
+    `BackupAndRestore` would build on every weight), both built at compile time under the caller's
+    distribution scope so their slots mirror like the weights, and both saved in `.keras` files.
+
+    Mix in before `keras.Model`; a subclass's `compile` picks its defaults and calls
+    `_compile_players`.
+    """
+
+    def _compile_players(self, generator_optimizer, discriminator_optimizer, generator_variables,
+                         **kwargs):
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        super().compile(optimizer=generator_optimizer, **kwargs)
+        generator_optimizer.build(generator_variables)
+        discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    def get_compile_config(self):
+        if self.generator_optimizer is None:
+            return None
+        return {
+            "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
+            "discriminator_optimizer": keras.saving.serialize_keras_object(
+                self.discriminator_optimizer),
+            "jit_compile": self.jit_compile,
+        }
+
+    def compile_from_config(self, config):
+        self.compile(
+            generator_optimizer=keras.saving.deserialize_keras_object(config["generator_optimizer"]),
+            discriminator_optimizer=keras.saving.deserialize_keras_object(
+                config["discriminator_optimizer"]),
+            jit_compile=config.get("jit_compile", "auto"))
+

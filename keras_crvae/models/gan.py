@@ -43,7 +43,7 @@ _OPTIONS = ("adversarial_loss", "critic_steps", "clip_value", "gradient_penalty_
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class GAN(keras.Model):
+class GAN(adversarial.TwoPlayerCompile, keras.Model):
     """A generator and a discriminator (critic) trained with a chosen adversarial objective.
 
     Args:
@@ -107,29 +107,10 @@ class GAN(keras.Model):
 
     def compile(self, generator_optimizer=None, discriminator_optimizer=None, **kwargs):
         """One optimizer per player; default Adam(2e-4, beta_1=0.5) for both (DCGAN, section 4)."""
-        self.generator_optimizer = generator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        self.discriminator_optimizer = discriminator_optimizer or keras.optimizers.Adam(
-            2e-4, beta_1=0.5)
-        super().compile(optimizer=self.generator_optimizer, **kwargs)
-        self.generator_optimizer.build(self.generator.trainable_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-
-    def get_compile_config(self):
-        if self.generator_optimizer is None:
-            return None
-        return {
-            "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
-            "discriminator_optimizer": keras.saving.serialize_keras_object(
-                self.discriminator_optimizer),
-            "jit_compile": self.jit_compile,
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            generator_optimizer=keras.saving.deserialize_keras_object(config["generator_optimizer"]),
-            discriminator_optimizer=keras.saving.deserialize_keras_object(
-                config["discriminator_optimizer"]),
-            jit_compile=config.get("jit_compile", "auto"))
+        self._compile_players(
+            generator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5),
+            discriminator_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5),
+            self.generator.trainable_variables, **kwargs)
 
     def get_config(self):
         config = {"name": self.name, "seed": self.seed,

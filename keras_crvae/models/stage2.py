@@ -39,7 +39,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import distribute, losses
+from keras_crvae import adversarial, distribute, losses
 from keras_crvae.models.vae import to_float32, validate_images, with_deserialized
 from keras_crvae.models.vae_gan import IMAGE_RANGE
 from keras_crvae.networks.perceptual import imagenet_preprocess
@@ -62,7 +62,7 @@ def resize_layer(from_size, to_size, name):
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class Stage2(keras.Model):
+class Stage2(adversarial.TwoPlayerCompile, keras.Model):
     """Stage2 super-resolution GAN on a frozen Stage1 model (see the module docstring).
 
     Args:
@@ -166,30 +166,11 @@ class Stage2(keras.Model):
         LR 2e-4, Adam betas 0.9/0.999, eps 1e-8) and `ThresholdedAdam(2e-4, threshold=0.9)` for D."""
         from keras_crvae.optimizers import MultiplierAdam
 
-        self.generator_optimizer = generator_optimizer or MultiplierAdam(
-            2e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-        self.discriminator_optimizer = discriminator_optimizer or ThresholdedAdam(
-            2e-4, threshold=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-        super().compile(optimizer=self.generator_optimizer, **kwargs)
-        self.generator_optimizer.build(self.generator.trainable_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
-
-    def get_compile_config(self):
-        if self.generator_optimizer is None:
-            return None
-        return {
-            "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
-            "discriminator_optimizer": keras.saving.serialize_keras_object(
-                self.discriminator_optimizer),
-            "jit_compile": self.jit_compile,
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            generator_optimizer=keras.saving.deserialize_keras_object(config["generator_optimizer"]),
-            discriminator_optimizer=keras.saving.deserialize_keras_object(
-                config["discriminator_optimizer"]),
-            jit_compile=config.get("jit_compile", "auto"))
+        self._compile_players(
+            generator_optimizer or MultiplierAdam(2e-4, beta_1=0.9, beta_2=0.999, epsilon=1e-8),
+            discriminator_optimizer or ThresholdedAdam(2e-4, threshold=0.9, beta_1=0.9,
+                                                       beta_2=0.999, epsilon=1e-8),
+            self.generator.trainable_variables, **kwargs)
 
     def get_config(self):
         return {

@@ -77,7 +77,7 @@ def discriminator_batch_masks(batch_size):
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class VAEGAN(keras.Model):
+class VAEGAN(adversarial.TwoPlayerCompile, keras.Model):
     """VAE-GAN (Larsen et al. 2016) with pixel-level reconstruction, as in Shang et al. (2018).
 
     Args:
@@ -211,37 +211,14 @@ class VAEGAN(keras.Model):
         """
         from keras_crvae.optimizers import MultiplierAdam
 
-        self.generator_optimizer = generator_optimizer or MultiplierAdam(1e-3)
-        self.discriminator_optimizer = discriminator_optimizer or ThresholdedAdam(1e-3)
-        # `model.optimizer` is the generator's: otherwise Keras makes an unused RMSprop that
-        # BackupAndRestore would build on every weight and checkpoint.
-        super().compile(optimizer=self.generator_optimizer, **kwargs)
-        # Built here, under the caller's distribution scope, so the slots mirror like the weights.
-        self.generator_optimizer.build(self.generator_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+        self._compile_players(generator_optimizer or MultiplierAdam(1e-3),
+                              discriminator_optimizer or ThresholdedAdam(1e-3),
+                              self.generator_variables, **kwargs)
 
     @property
     def generator_variables(self):
         """Trainable variables of the encoder and decoder (the generator's optimizer's list)."""
         return self.encoder.trainable_variables + self.generator.trainable_variables
-
-    def get_compile_config(self):
-        if self.generator_optimizer is None:
-            return None
-        return {
-            "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
-            "discriminator_optimizer": keras.saving.serialize_keras_object(
-                self.discriminator_optimizer),
-            "jit_compile": self.jit_compile,
-        }
-
-    def compile_from_config(self, config):
-        self.compile(
-            generator_optimizer=keras.saving.deserialize_keras_object(config["generator_optimizer"]),
-            discriminator_optimizer=keras.saving.deserialize_keras_object(
-                config["discriminator_optimizer"]),
-            jit_compile=config.get("jit_compile", "auto"),
-        )
 
     def get_config(self):
         return {
