@@ -30,7 +30,7 @@ backend.
 import keras
 from keras import ops
 
-from keras_crvae import distribute, losses
+from keras_crvae import distribute
 from keras_crvae.models.vae import VAE, to_float32, with_deserialized
 
 

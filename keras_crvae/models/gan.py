@@ -35,7 +35,8 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import adversarial, distribute
-from keras_crvae.models.vae import to_float32, validate_images, with_deserialized
+from keras_crvae.models.vae import (run_network, to_float32, validate_images,
+                                    with_deserialized)
 
 IMAGE_RANGE = (-1.0, 1.0)
 _OPTIONS = ("adversarial_loss", "critic_steps", "clip_value", "gradient_penalty_weight",
@@ -318,11 +319,7 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
     def decode(self, z):
         """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
         validate_images(z, self.latent_shape, name="z", value_range=None)
-        if isinstance(z, np.ndarray) and distribute.model_replicas(self.generator) == 1:
-            return to_float32(ops.convert_to_tensor(self.generator.predict_on_batch(
-                z.astype(np.float32))))
-        return to_float32(self.generator(ops.cast(ops.convert_to_tensor(z), "float32"),
-                                         training=False))
+        return run_network(self.generator, z)
 
     def sample(self, num_samples, seed=None):
         """Draws `num_samples` images in [-1, 1] from the prior (`prior_latents`)."""

@@ -36,11 +36,11 @@ high-resolution images).
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_crvae import adversarial, distribute, losses
-from keras_crvae.models.vae import to_float32, validate_images, with_deserialized
+from keras_crvae.models.vae import (run_network, to_float32, validate_images,
+                                    with_deserialized)
 from keras_crvae.models.vae_gan import IMAGE_RANGE
 from keras_crvae.networks.perceptual import imagenet_preprocess
 from keras_crvae.optimizers import ThresholdedAdam
@@ -359,11 +359,7 @@ class Stage2(adversarial.TwoPlayerCompile, keras.Model):
     def decode(self, z):
         """High-resolution images `(B, O, O, 3)` for latents `z (B, *latent_shape)`."""
         validate_images(z, self.latent_shape, name="z", value_range=None)
-        if isinstance(z, np.ndarray) and distribute.model_replicas(self.decoder) == 1:
-            return to_float32(ops.convert_to_tensor(self.decoder.predict_on_batch(
-                z.astype(np.float32))))
-        return to_float32(self.decoder(ops.cast(ops.convert_to_tensor(z), "float32"),
-                                       training=False))
+        return run_network(self.decoder, z)
 
     def sample(self, num_samples, seed=None):
         """`num_samples` high-resolution images: `z ~ N(0, I)`, Stage1's decoder, then G."""

@@ -47,6 +47,20 @@ LIKELIHOODS = ("bernoulli",)
 VAE_LIKELIHOODS = ("bernoulli", "gaussian")
 
 
+def run_network(network, inputs):
+    """`network(inputs)` in inference mode as a float32 tensor.
+
+    A NumPy batch runs through the network's compiled predict function (`tf.function` /
+    `jax.jit`), 1.3x (TF) to 2x (JAX) faster on CPU than an eager call; tensors run eagerly or in
+    the caller's graph. A network built under a strategy runs eagerly too: `predict_on_batch` would
+    repeat the batch per replica.
+    """
+    if isinstance(inputs, np.ndarray) and distribute.model_replicas(network) == 1:
+        return to_float32(ops.convert_to_tensor(network.predict_on_batch(
+            inputs.astype(np.float32))))
+    return to_float32(network(ops.cast(ops.convert_to_tensor(inputs), "float32"), training=False))
+
+
 def validate_images(images, image_shape, name="images", value_range=(0.0, 1.0)):
     """Checks rank, per-example shape and (for concrete arrays) the value range of an image batch.
 
@@ -436,12 +450,7 @@ class VAE(keras.Model):
         caller's graph.
         """
         validate_images(z, self.latent_shape, name="z", value_range=None)
-        # predict_on_batch repeats the batch per replica for models built under a strategy.
-        if isinstance(z, np.ndarray) and distribute.model_replicas(self.decoder) == 1:
-            return to_float32(ops.convert_to_tensor(self.decoder.predict_on_batch(
-                z.astype(np.float32))))
-        return to_float32(self.decoder(ops.cast(ops.convert_to_tensor(z), "float32"),
-                                       training=False))
+        return run_network(self.decoder, z)
 
     def decode(self, z):
         """Decoder means in [0, 1] for latents `z` `(B, *latent_shape)`: Bernoulli pixel

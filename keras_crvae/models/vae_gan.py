@@ -57,8 +57,8 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import adversarial, distribute, losses
-from keras_crvae.models.vae import (check_encoder_decoder, to_float32, validate_images,
-                                    with_deserialized)
+from keras_crvae.models.vae import (check_encoder_decoder, run_network, to_float32,
+                                    validate_images, with_deserialized)
 from keras_crvae.optimizers import ThresholdedAdam
 
 IMAGE_RANGE = (-1.0, 1.0)
@@ -497,12 +497,7 @@ class VAEGAN(adversarial.TwoPlayerCompile, keras.Model):
     def decode(self, z):
         """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
         validate_images(z, self.latent_shape, name="z", value_range=None)
-        # predict_on_batch repeats the batch per replica for models built under a strategy.
-        if isinstance(z, np.ndarray) and distribute.model_replicas(self.decoder) == 1:
-            return to_float32(ops.convert_to_tensor(self.decoder.predict_on_batch(
-                z.astype(np.float32))))
-        return to_float32(self.decoder(ops.cast(ops.convert_to_tensor(z), "float32"),
-                                       training=False))
+        return run_network(self.decoder, z)
 
     def sample(self, num_samples, seed=None):
         """Draws `num_samples` images in [-1, 1]: `z ~ N(0, I)`, `decode(z)`."""
