@@ -13,6 +13,39 @@ from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
+class StepOffsetSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning-rate schedule continued from step `offset`: `rate(step) = schedule(step + offset)`.
+
+    A run resumed from weights alone (a fresh optimizer whose step counter starts at 0 again, e.g.
+    `tools/reproduction.py` across sessions) keeps its place in the schedule this way, while Adam
+    restarts its moments with their bias correction from step 0.
+
+    Args:
+        schedule: a `keras.optimizers.schedules.LearningRateSchedule`.
+        offset: int >= 0, the optimizer steps already taken.
+    """
+
+    def __init__(self, schedule, offset):
+        if int(offset) < 0:
+            raise ValueError(f"`offset` must be >= 0, got {offset}.")
+        self.schedule = schedule
+        self.offset = int(offset)
+
+    def __call__(self, step):
+        return self.schedule(step + self.offset)
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule),
+                "offset": self.offset}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_crvae")
 class MultiplierAdam(keras.optimizers.Adam):
     """Adam whose learning rate and gradient clipping can differ per variable.
 

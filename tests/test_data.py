@@ -127,3 +127,15 @@ def test_one_shape_rule_from_data_to_evaluation():
     assert tuple(mean.shape)[0] == 6
     with pytest.raises(ValueError, match=r"must have shape \(batch, 28, 28, 1\); got \(6, 28\)"):
         model.encode(images[:, 0, :, 0])
+
+
+def test_binarization_sources_find_the_grey_image_each_binary_image_was_drawn_from():
+    grey = data.load_embedded_mnist()["x_test"][:400]
+    drawn_from = np.random.default_rng(1).permutation(400)[:60]
+    binary = data.static_binarize(grey[drawn_from], seed=3)
+    np.testing.assert_array_equal(data.binarization_sources(binary, grey, chunk=7), drawn_from)
+    # Integer grey levels give the same answer; a grey image is not a binarization.
+    np.testing.assert_array_equal(
+        data.binarization_sources(binary, np.round(grey * 255).astype("uint8")), drawn_from)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        data.binarization_sources(grey[:2], grey)

@@ -152,3 +152,24 @@ def test_invalid_rules_are_rejected(kwargs, match):
     """Multipliers and clip values must map string patterns to positive floats."""
     with pytest.raises(ValueError, match=match):
         MultiplierAdam(**kwargs)
+
+
+def test_step_offset_schedule_continues_a_schedule_and_round_trips():
+    from keras_crvae import presets
+    from keras_crvae.optimizers import StepOffsetSchedule
+
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay([10, 20], [1.0, 0.5, 0.25])
+    offset = StepOffsetSchedule(schedule, 15)
+    assert [float(offset(step)) for step in (0, 5, 6, 100)] == [0.5, 0.5, 0.25, 0.25]
+    restored = keras.optimizers.schedules.deserialize(
+        keras.optimizers.schedules.serialize(offset))
+    assert isinstance(restored, StepOffsetSchedule) and float(restored(6)) == 0.25
+    with pytest.raises(ValueError, match="offset"):
+        StepOffsetSchedule(schedule, -1)
+    # make_optimizer(start_step=...) continues a preset's schedule; a constant rate stays a constant.
+    training = presets.get_preset("mnist_mlp_vae", epochs=3280).training
+    resumed = presets.make_optimizer(training, steps_per_epoch=100, start_step=100 * 4 + 1)
+    assert float(resumed.learning_rate) == pytest.approx(5.2e-4)
+    constant = presets.make_optimizer(presets.get_preset("mnist_vae").training, start_step=7)
+    assert float(constant.learning_rate) == pytest.approx(
+        presets.get_preset("mnist_vae").training.learning_rate)

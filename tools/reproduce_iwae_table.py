@@ -64,11 +64,16 @@ def run_preset(name, folder, train_images, valid_images, settings, overrides):
                                     compile=False, epochs=settings.epochs, **overrides)
     keras_crvae.presets.initialize_from_data(model, name, train_images, epochs=settings.epochs,
                                              **overrides)
-    model.compile(keras_crvae.presets.make_optimizer(preset.training, steps_per_epoch),
-                  steps_per_execution=min(FLAGS.steps_per_execution, steps_per_epoch))
+
+    def compile_model(start_step):
+        model.compile(keras_crvae.presets.make_optimizer(preset.training, steps_per_epoch,
+                                                         start_step=start_step),
+                      steps_per_execution=min(FLAGS.steps_per_execution, steps_per_epoch))
+
     reproduction.write_config(folder, name, preset)
     train_info = reproduction.train_row(
-        model, folder, train_images, batch_size, settings.epochs, validation_data=valid_images,
+        model, folder, train_images, batch_size, settings.epochs, compile_model,
+        valid_images=valid_images, settings=settings, validation_data=valid_images,
         validation_freq=max(1, FLAGS.validation_every))
     scores = reproduction.evaluate_row(model, valid_images, settings)
     return {

@@ -47,9 +47,16 @@ def run_preset(name, folder, train_images, valid_images, settings, overrides):
     steps_per_epoch = len(train_images) // batch_size
     keras.utils.set_random_seed(FLAGS.seed)
     model = keras_crvae.from_preset(name, steps_per_epoch=steps_per_epoch, seed=FLAGS.seed,
-                                    epochs=settings.epochs, **overrides)
+                                    compile=False, epochs=settings.epochs, **overrides)
+
+    def compile_model(start_step):
+        model.compile(keras_crvae.presets.make_optimizer(preset.training, steps_per_epoch,
+                                                         start_step=start_step))
+
     reproduction.write_config(folder, name, preset)
-    train_info = reproduction.train_row(model, folder, train_images, batch_size, settings.epochs)
+    train_info = reproduction.train_row(model, folder, train_images, batch_size, settings.epochs,
+                                        compile_model, valid_images=valid_images,
+                                        settings=settings)
     scores = reproduction.evaluate_row(model, valid_images, settings)
     return {
         "preset": name,

@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import time
 
+import numpy as np
 from absl import flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -54,6 +55,11 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch):
                          f"{smoke.num_valid}).")
     flags.DEFINE_integer("num_train", None, f"Training images used (default all; smoke "
                          f"{smoke.num_train}).")
+    flags.DEFINE_boolean("hold_out_valid_sources", True,
+                         "Drop from the training images the grey sources of the evaluated validation "
+                         "images (binarized-MNIST validation images are binarizations of MNIST "
+                         "training images; `data.binarization_sources`), so the validation split is "
+                         "held out.")
     flags.DEFINE_integer("eval_batch_size", 100, "Images per importance-sampling batch.")
     flags.DEFINE_integer("max_decoder_batch", max_decoder_batch,
                          "Rows per log-weight call in the NLL (bounds memory).")
@@ -66,6 +72,9 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch):
                        "Stop training at the first epoch end after this many minutes of this "
                        "invocation (0: never); the row resumes from there on the next run. For lent "
                        "machines with a hard time limit.")
+    flags.DEFINE_integer("progress_images", 1000,
+                         "When --stop_after_minutes stops a row: validation images of the progress "
+                         "NLL written to PRESET/progress.json (0: none).")
     flags.DEFINE_integer("seed", 0, "Random seed.")
     flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (2: one line per epoch).")
 
@@ -91,17 +100,27 @@ def limit_threads(threads):
 
 
 def load_data(settings):
-    """(train, valid) image arrays in [0, 1] from --train_data / --valid_data, cut to the settings."""
+    """(train, valid) image arrays in [0, 1] from --train_data / --valid_data, cut to the settings.
+
+    With --hold_out_valid_sources (default) the training images that the evaluated validation images
+    were binarized from are dropped first (the default data: 60,000 MNIST training images less the
+    ~10,000 sources of the binarized-MNIST validation split)."""
     from keras_crvae import data
 
     train_images = data.load_npz_images(FLAGS.train_data)
     valid_images = data.load_npz_images(FLAGS.valid_data)
     if valid_images.min() < 0 or not set(valid_images.reshape(-1)[:10000].tolist()) <= {0.0, 1.0}:
         raise ValueError("--valid_data must be statically binarized (values 0/1).")
-    if settings.num_train:
-        train_images = train_images[:settings.num_train]
     if settings.num_valid:
         valid_images = valid_images[:settings.num_valid]
+    if FLAGS.hold_out_valid_sources:
+        sources = np.unique(data.binarization_sources(valid_images, train_images))
+        train_images = np.delete(train_images, sources, axis=0)
+        print(f"Held out the {len(sources)} training images that the {len(valid_images)} "
+              f"validation images were binarized from: {len(train_images)} training images.",
+              flush=True)
+    if settings.num_train:
+        train_images = train_images[:settings.num_train]
     return train_images, valid_images
 
 
@@ -139,13 +158,16 @@ class TimeLimitReached(Exception):
 
 def time_limit_callback():
     """Stops `fit` at the first epoch end after --stop_after_minutes (counted from the import of this
-    module, i.e. the start of the invocation); `reached` tells whether it did."""
+    module, i.e. the start of the invocation); `reached` tells whether it did, `epochs_done` how many
+    epochs the row has finished in all."""
     import keras
 
     class TimeLimit(keras.callbacks.Callback):
         reached = False
+        epochs_done = 0
 
         def on_epoch_end(self, epoch, logs=None):
+            self.epochs_done = epoch + 1
             limit = FLAGS.stop_after_minutes * 60.0
             if limit and time.time() - _STARTED > limit and epoch + 1 < self.params["epochs"]:
                 self.reached = self.model.stop_training = True
@@ -153,16 +175,73 @@ def time_limit_callback():
     return TimeLimit()
 
 
-def train_row(model, folder, train_images, batch_size, epochs, **fit_kwargs):
-    """Trains `model` (compiled) into `folder`, or loads its weights when an earlier session trained it.
+# Light state of a row stopped by --stop_after_minutes: its weights and how far it got. Small enough
+# to commit, so a row longer than one session continues in the next one (Adam restarts its moments;
+# the learning-rate schedule continues, `presets.make_optimizer(start_step=...)`).
+RESUME_WEIGHTS, RESUME_INFO, PROGRESS = "resume_weights.npz", "resume.json", "progress.json"
+
+
+def resume_epoch(folder):
+    """Epochs a row has finished according to its state: the full `backup/` of a stopped or killed
+    run on this machine first, else the light state (`resume.json`); 0 for a new row."""
+    folder = pathlib.Path(folder)
+    metadata = folder / "backup" / "training_metadata.json"
+    if metadata.exists():
+        return int(json.loads(metadata.read_text())["epoch"])  # epochs finished
+    if (folder / RESUME_INFO).exists():
+        return int(json.loads((folder / RESUME_INFO).read_text())["epochs_done"])
+    return 0
+
+
+def save_light_state(model, folder, epochs_done, steps_per_epoch, valid_images, settings):
+    """Writes `resume_weights.npz` + `resume.json`, and appends a progress score to `progress.json`:
+    the NLL (k = settings.num_samples) and ELBO on the first --progress_images validation images."""
+    from keras_crvae import evaluation
+
+    folder = pathlib.Path(folder)
+    # `model.get_weights()`, not `save_weights`: the model's variables without Adam's moments (a
+    # third of the size).
+    np.savez_compressed(folder / RESUME_WEIGHTS, *model.get_weights())
+    (folder / RESUME_INFO).write_text(json.dumps(
+        {"epochs_done": int(epochs_done), "steps_per_epoch": int(steps_per_epoch)}, indent=2) + "\n")
+    if not FLAGS.progress_images or valid_images is None:
+        return
+    images = valid_images[:FLAGS.progress_images]
+    start = time.time()
+    nll = evaluation.importance_sampled_nll(model, images, num_samples=settings.num_samples,
+                                            batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed,
+                                            max_decoder_batch=FLAGS.max_decoder_batch)
+    bound = evaluation.elbo(model, images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
+    path = folder / PROGRESS
+    progress = json.loads(path.read_text()) if path.exists() else []
+    progress.append({"epoch": int(epochs_done), "num_images": int(len(images)),
+                     "num_samples": int(settings.num_samples),
+                     "nll": round(float(nll.mean), 3), "nll_standard_error": round(float(
+                         nll.standard_error), 3),
+                     "elbo": round(float(bound["elbo"].mean), 3),
+                     "eval_seconds": round(time.time() - start, 1)})
+    path.write_text(json.dumps(progress, indent=2) + "\n")
+    print(f"{folder.name}: epoch {epochs_done}: NLL {nll.mean:.2f} +- {nll.standard_error:.2f} "
+          f"(k={settings.num_samples}, {len(images)} validation images)", flush=True)
+
+
+def train_row(model, folder, train_images, batch_size, epochs, compile_model, valid_images=None,
+              settings=None, **fit_kwargs):
+    """Trains `model` into `folder`, or loads its weights when an earlier session trained it.
+
+    `compile_model(start_step)` compiles `model` with an optimizer whose learning-rate schedule
+    starts at optimizer step `start_step`. A row resumes from the first state it finds: the full
+    `backup/` (weights, optimizer and epoch, `keras.callbacks.BackupAndRestore`; a killed or stopped
+    run on this machine), else the light state `resume_weights.npz` + `resume.json` (weights and epoch;
+    a fresh optimizer continues the schedule), else epoch 0.
 
     Writes `model.weights.h5`, `train_info.json` (wall time, seconds per epoch, images/s of the epochs
-    run in this session) and `history.csv`; `backup/` holds the state of a killed run. Returns the
-    train-info dict.
+    run in this session) and `history.csv`. Returns the train-info dict.
 
     Raises:
         TimeLimitReached: --stop_after_minutes passed at an epoch end before the last epoch; the
-            state of that epoch is in `backup/`.
+            state of that epoch is in `backup/` and in the light state (with a progress score in
+            `progress.json`, see `save_light_state`).
     """
     import keras
 
@@ -172,14 +251,32 @@ def train_row(model, folder, train_images, batch_size, epochs, **fit_kwargs):
     weights_path, info_path = folder / "model.weights.h5", folder / "train_info.json"
     if weights_path.exists() and info_path.exists():
         # Trained in an earlier session that stopped during evaluation: evaluate only.
+        compile_model(0)
         model.load_weights(str(weights_path))
         return json.loads(info_path.read_text())
     steps_per_epoch = len(train_images) // batch_size
+    initial_epoch = resume_epoch(folder)
+    has_backup = (folder / "backup" / "training_metadata.json").exists()
+    if initial_epoch and not has_backup:
+        info = json.loads((folder / RESUME_INFO).read_text())
+        if info["steps_per_epoch"] != steps_per_epoch:
+            raise ValueError(f"{folder}: the light state was trained with {info['steps_per_epoch']} "
+                             f"steps per epoch, this run has {steps_per_epoch} (other data or batch "
+                             "size); start the row in a new --output_dir.")
+        print(f"{folder.name}: resuming at epoch {initial_epoch} from its weights "
+              f"({RESUME_WEIGHTS}; fresh Adam moments, the schedule continues)", flush=True)
+        compile_model(initial_epoch * steps_per_epoch)
+        with np.load(folder / RESUME_WEIGHTS) as stored:
+            model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
+    else:
+        compile_model(0)  # a backup restores the optimizer's step along with its moments
     timing, time_limit = epoch_timer(), time_limit_callback()
     start = time.time()
     model.fit(
-        data.training_data(train_images, batch_size=batch_size, seed=FLAGS.seed),
+        # Another shuffle and binarization stream after each resume.
+        data.training_data(train_images, batch_size=batch_size, seed=FLAGS.seed + initial_epoch),
         epochs=epochs,
+        initial_epoch=initial_epoch,
         verbose=FLAGS.verbose,
         shuffle=False,  # the pipeline shuffles itself
         callbacks=[callbacks.NaNGuard(),
@@ -191,6 +288,8 @@ def train_row(model, folder, train_images, batch_size, epochs, **fit_kwargs):
         **fit_kwargs,
     )
     if time_limit.reached:
+        save_light_state(model, folder, time_limit.epochs_done, steps_per_epoch, valid_images,
+                         settings)
         raise TimeLimitReached(f"{folder.name}: --stop_after_minutes={FLAGS.stop_after_minutes} "
                                "reached; run the same command again to resume.")
     trained_images = steps_per_epoch * batch_size * max(timing.epochs_run, 1)
@@ -202,6 +301,8 @@ def train_row(model, folder, train_images, batch_size, epochs, **fit_kwargs):
     model.save_weights(str(weights_path))
     info_path.write_text(json.dumps(train_info, indent=2))
     shutil.rmtree(folder / "backup", ignore_errors=True)
+    for name in (RESUME_WEIGHTS, RESUME_INFO):
+        (folder / name).unlink(missing_ok=True)
     return train_info
 
 

@@ -2,6 +2,7 @@
 
 from keras_crvae.data.mnist import (
     BinarizedSequence,
+    binarization_sources,
     binarized_dataset,
     load_embedded_mnist,
     load_images,
@@ -24,6 +25,7 @@ from keras_crvae.data.images import (
 
 __all__ = [
     "BinarizedSequence",
+    "binarization_sources",
     "binarized_dataset",
     "load_embedded_mnist",
     "load_images",

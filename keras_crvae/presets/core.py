@@ -424,12 +424,18 @@ def make_discriminator_optimizer(training, steps_per_epoch=None):
         lr_multipliers=multipliers, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
 
 
-def make_optimizer(training, steps_per_epoch=None):
+def make_optimizer(training, steps_per_epoch=None, start_step=0):
     """`MultiplierAdam` with the preset's LR, its step decay (needs `steps_per_epoch`), and the
-    recurrent parts' LR multiplier and gradient clipping."""
-    from keras_crvae.optimizers import MultiplierAdam
+    recurrent parts' LR multiplier and gradient clipping. `start_step` > 0 continues the LR schedule
+    from that step (a run resumed from its weights with a fresh optimizer)."""
+    import keras
+
+    from keras_crvae.optimizers import MultiplierAdam, StepOffsetSchedule
 
     learning_rate = _learning_rate(training, steps_per_epoch)
+    if int(start_step) and isinstance(learning_rate,
+                                      keras.optimizers.schedules.LearningRateSchedule):
+        learning_rate = StepOffsetSchedule(learning_rate, int(start_step))
     clip = training.recurrent_gradient_clip
     return MultiplierAdam(
         learning_rate,

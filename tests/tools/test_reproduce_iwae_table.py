@@ -4,6 +4,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -48,7 +49,8 @@ def test_smoke_mode_writes_both_kinds_of_rows_and_skips_finished_ones(tmp_path):
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
 
 
-def test_a_time_limit_stops_at_an_epoch_end_and_the_next_run_resumes(tmp_path):
+def test_a_time_limit_stops_at_an_epoch_end_and_a_later_session_resumes_from_the_light_state(
+        tmp_path):
     def run(*extra):
         return subprocess.run(
             [sys.executable, str(SCRIPT), f"--output_dir={tmp_path}", "--presets=mnist_mlp_vae",
@@ -57,14 +59,26 @@ def test_a_time_limit_stops_at_an_epoch_end_and_the_next_run_resumes(tmp_path):
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True,
             timeout=900)
 
-    stopped = run("--stop_after_minutes=0.0001")  # passed before the first epoch ends
+    stopped = run("--stop_after_minutes=0.0001", "--progress_images=5")  # before epoch 1 ends
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert "reached; run the same command again to resume" in stopped.stdout
+    # The 10 validation images' grey sources are not trained on (the first 100 of the rest are).
+    assert "Held out the 10 training images that the 10 validation images" in stopped.stdout
+    assert "59990 training images" in stopped.stdout
     row = tmp_path / "mnist_mlp_vae"
     assert (row / "backup").is_dir() and not (row / "result.json").exists()
     assert len((row / "history.csv").read_text().strip().splitlines()) == 1 + 1  # header + epoch 1
+    # The light state a later session resumes from: weights without Adam's moments, and progress.
+    assert json.loads((row / "resume.json").read_text()) == {"epochs_done": 1, "steps_per_epoch": 5}
+    progress = json.loads((row / "progress.json").read_text())
+    assert [(p["epoch"], p["num_images"]) for p in progress] == [(1, 5)]
+    assert 0 < progress[0]["nll"] < 784 * math.log(2)
+    # Another machine: no backup, only what is committed.
+    shutil.rmtree(row / "backup")
     resumed = run()
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at epoch 1 from its weights" in resumed.stdout
     epochs = [line.split(",")[0] for line in (row / "history.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]  # epochs 2 and 3 continue the first run's epoch 1
     assert (row / "result.json").exists() and not (row / "backup").exists()
+    assert not (row / "resume.json").exists() and not (row / "resume_weights.npz").exists()
