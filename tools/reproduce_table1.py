@@ -1,11 +1,14 @@
 """Reproduces the crVAE paper's MNIST ablation (supplement section B, Table 1) with the library's tools.
 
 Protocol (the reference `main_mnist.lua` of WendyShang/crVAE and its README command lines): train each
-preset on the 60,000 MNIST training images, dynamically binarized every epoch, with Adam, the preset's
+preset on the MNIST training images, dynamically binarized every epoch, with Adam, the preset's
 learning rates and step decay (x0.5 every 50 epochs), 200 epochs; evaluate the importance-sampled NLL
 (k=5000 here by default; the paper used 10,000) on statically binarized MNIST. The paper reports the
 Larochelle *test* split; this script uses the *validation* split (`x_valid` of
 `shared/data/binarized_mnist.npz`), because the test split is held out for independent evaluation.
+The validation images are binarizations of 10,000 MNIST *training* images, so those are dropped from
+the training set (`--hold_out_valid_sources`, default; `keras_crvae.data.binarization_sources`):
+50,009 of the 60,000 training images remain, the paper's test images were never trained on either.
 
     python tools/reproduce_table1.py --output_dir=table1 [--presets=mnist_vae,mnist_crvae]
     python tools/reproduce_table1.py --presets=mnist_crvae_2layer ...   # "2 stochastic layers", 79.65
@@ -14,7 +17,10 @@ Larochelle *test* split; this script uses the *validation* split (`x_valid` of
 
 Per preset it writes `OUTPUT/PRESET/`: `model.weights.h5`, `config.json`, `history.csv`, `result.json`,
 `train_info.json`, and `backup/` while training. A preset with a `result.json` is skipped; a killed run
-resumes from its last finished epoch, or goes straight to evaluation once `model.weights.h5` is written (`keras.callbacks.BackupAndRestore`). `OUTPUT/results.json` and
+resumes from its last finished epoch, or goes straight to evaluation once `model.weights.h5` is written (`keras.callbacks.BackupAndRestore`). A row stopped by
+`--stop_after_minutes` also leaves its light state (`resume_weights.npz`, `resume.json`: weights and
+epoch, small enough to commit or carry) and a progress NLL (`progress.json`); on a machine without its
+`backup/` the row resumes from that (`reproduction.train_row`). `OUTPUT/results.json` and
 `OUTPUT/results.md` collect every finished row next to the paper's number.
 """
 

@@ -179,6 +179,27 @@ def time_limit_callback():
 # to commit, so a row longer than one session continues in the next one (Adam restarts its moments;
 # the learning-rate schedule continues, `presets.make_optimizer(start_step=...)`).
 RESUME_WEIGHTS, RESUME_INFO, PROGRESS = "resume_weights.npz", "resume.json", "progress.json"
+# One record per invocation that trained the row (its epochs and their seconds): a row's total
+# training time across sessions.
+SESSIONS = "sessions.json"
+
+
+def record_session(folder, first_epoch, timing):
+    """Appends this invocation's epochs and training seconds to `sessions.json`; returns the list."""
+    import keras
+
+    path = pathlib.Path(folder) / SESSIONS
+    sessions = json.loads(path.read_text()) if path.exists() else []
+    sessions.append({
+        "first_epoch": int(first_epoch), "epochs_run": int(timing.epochs_run),
+        "train_seconds": round(timing.seconds, 1),
+        "epoch_seconds": round(timing.seconds / max(timing.epochs_run, 1), 2),
+        "backend": keras.backend.backend(), "threads": int(FLAGS.threads),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    })
+    path.write_text(json.dumps(sessions, indent=2) + "\n")
+    return sessions
 
 
 def resume_epoch(folder):
@@ -287,6 +308,7 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
                    time_limit],
         **fit_kwargs,
     )
+    sessions = record_session(folder, initial_epoch, timing)
     if time_limit.reached:
         save_light_state(model, folder, time_limit.epochs_done, steps_per_epoch, valid_images,
                          settings)
@@ -297,6 +319,9 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
         "wall_seconds_this_session": round(time.time() - start, 1),
         "epoch_seconds": round(timing.seconds / max(timing.epochs_run, 1), 2),
         "images_per_second": round(trained_images / max(timing.seconds, 1e-9), 1),
+        # Every invocation that trained the row (several sessions for a long row).
+        "train_seconds_all_sessions": round(sum(x["train_seconds"] for x in sessions), 1),
+        "training_sessions": len(sessions),
     }
     model.save_weights(str(weights_path))
     info_path.write_text(json.dumps(train_info, indent=2))

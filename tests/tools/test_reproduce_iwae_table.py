@@ -82,3 +82,8 @@ def test_a_time_limit_stops_at_an_epoch_end_and_a_later_session_resumes_from_the
     assert epochs == ["0", "1", "2"]  # epochs 2 and 3 continue the first run's epoch 1
     assert (row / "result.json").exists() and not (row / "backup").exists()
     assert not (row / "resume.json").exists() and not (row / "resume_weights.npz").exists()
+    sessions = json.loads((row / "sessions.json").read_text())
+    assert [(x["first_epoch"], x["epochs_run"]) for x in sessions] == [(0, 1), (1, 2)]
+    result = json.loads((row / "result.json").read_text())
+    assert result["training_sessions"] == 2 and result["train_seconds_all_sessions"] == round(
+        sum(x["train_seconds"] for x in sessions), 1)
