@@ -68,3 +68,19 @@ def test_recurrent_parts_get_the_multiplier_and_clip():
     assert rules["generation_recurrence/step_projection/kernel"] == (1 / 8, 5.0)
     assert rules["inference_recurrence/mean_projection/kernel"] == (None, None)
     assert rules["inference_recurrence/latent_bias/bias"] == (None, None)
+
+
+def test_list_overrides_keep_the_type_of_the_presets_list():
+    # Counts stay integers (they reach config.json and the builders as written).
+    assert presets.get_preset("mnist_mlp_vae", latent_units=[30]).network["latent_units"] == [30]
+    channels = presets.get_preset("sprites_beta_vae", channels=[16, 16, 32, 32.0]).network["channels"]
+    assert channels == [16, 16, 32, 32] and all(type(c) is int for c in channels)
+    # `--set` text parsed without a preset (the reproduction tools) is typed by the preset.
+    assert presets.get_preset("sprites_beta_vae", **presets.parse_overrides(
+        ["channels=8,8,16,16"])).network["channels"] == [8, 8, 16, 16]
+    with pytest.raises(ValueError, match="--set base_channels=abc: expected an integer"):
+        presets.get_preset("mnist_vae", **presets.parse_overrides(["base_channels=abc"]))
+    with pytest.raises(ValueError, match=r"latent_units=\[30.5\]: expected a list of integers"):
+        presets.get_preset("mnist_mlp_vae", latent_units=[30.5])
+    # A list of rates stays a list of floats.
+    assert presets.get_preset("birds_crvae_gan", kl_weight=[1, 2]).model["kl_weight"] == [1.0, 2.0]

@@ -236,7 +236,8 @@ def check_override(preset, key, value):
         value: the new value.
 
     Returns:
-        The value, an int widened to float where the preset holds a float.
+        The value, an int widened to float where the preset holds a float; a list as integers where
+        the preset's list holds integers, else as floats.
 
     Raises:
         ValueError: an unknown key, or a value of the wrong type or range; the message names the key
@@ -246,6 +247,14 @@ def check_override(preset, key, value):
     if not found or key == "builder":
         raise ValueError(f"unknown setting {key!r} for preset {preset.name!r}; valid: "
                          f"{_valid_keys(preset)}")
+    if isinstance(value, str) and current is not None and not isinstance(current, str):
+        # Text from `parse_overrides` without a preset (`--set channels=8,8,16,16`): typed here.
+        return _parse_typed(preset, key, value)
+    return _check_typed(preset, key, current, value)
+
+
+def _check_typed(preset, key, current, value):
+    """`check_override` of a value already of its type (or wrong, which raises)."""
     name = key.rsplit("stage2_", 1)[-1]
     if isinstance(current, bool):
         if not isinstance(value, bool):
@@ -269,6 +278,12 @@ def check_override(preset, key, value):
         if any(v < 0 for v in numbers):
             raise ValueError(f"{key}={value!r}: expected a number >= 0")
         if isinstance(value, (list, tuple)):
+            if isinstance(current, list) and current and all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in current):
+                # A list of counts (channels, units, an image shape) stays a list of integers.
+                if any(float(v) != int(v) for v in numbers):
+                    raise ValueError(f"{key}={value!r}: expected a list of integers")
+                return [int(v) for v in value]
             return [float(v) for v in value]
         return float(value)
     elif isinstance(current, str) and not isinstance(value, str) and value is not None:
@@ -296,7 +311,7 @@ def _parse_typed(preset, key, text):
     else:
         value = text
     try:
-        return check_override(preset, key, value)
+        return _check_typed(preset, key, current, value)
     except ValueError as error:
         message = str(error).replace(f"{key}={value!r}", f"--set {key}={text}", 1)
         raise ValueError(message) from None
