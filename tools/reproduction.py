@@ -89,7 +89,8 @@ def resolve_settings(defaults, smoke):
 
 
 def limit_threads(threads):
-    """One knob for a shared CPU: TensorFlow's intra- and inter-op thread counts (0 leaves them)."""
+    """One knob for a shared CPU: TensorFlow's intra- and inter-op thread counts, or XLA's CPU
+    threads on JAX (0 leaves them). Call before the first computation."""
     import keras
 
     if threads and keras.backend.backend() == "tensorflow":
@@ -97,6 +98,10 @@ def limit_threads(threads):
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
+    elif threads and keras.backend.backend() == "jax" and "XLA_FLAGS" not in os.environ:
+        # Read when JAX starts its CPU backend, i.e. at the first computation.
+        os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} "
+                                   f"intra_op_parallelism_threads={threads}")
 
 
 def load_data(settings):
