@@ -139,3 +139,11 @@ def test_binarization_sources_find_the_grey_image_each_binary_image_was_drawn_fr
         data.binarization_sources(binary, np.round(grey * 255).astype("uint8")), drawn_from)
     with pytest.raises(ValueError, match="only 0 and 1"):
         data.binarization_sources(grey[:2], grey)
+
+
+def test_binarization_sources_score_real_sources_far_above_other_images():
+    grey = data.load_embedded_mnist()["x_test"]
+    binary = data.static_binarize(grey[:50], seed=4)
+    _, own = data.binarization_sources(binary, grey[:50], return_log_likelihood=True)
+    _, other = data.binarization_sources(binary, grey[50:], return_log_likelihood=True)
+    assert np.median(own) > -100 > np.median(other)

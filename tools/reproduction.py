@@ -104,6 +104,12 @@ def limit_threads(threads):
                                    f"intra_op_parallelism_threads={threads}")
 
 
+# Median log-likelihood (nats) of the validation images' best grey matches below which they are not
+# binarizations of the training images (binarized MNIST valid vs MNIST train: -47; binarized MNIST
+# test vs MNIST train, no sources there: -135; `data.binarization_sources`).
+MAX_SOURCE_NATS = -100.0
+
+
 def load_data(settings):
     """(train, valid) image arrays in [0, 1] from --train_data / --valid_data, cut to the settings.
 
@@ -119,7 +125,14 @@ def load_data(settings):
     if settings.num_valid:
         valid_images = valid_images[:settings.num_valid]
     if FLAGS.hold_out_valid_sources:
-        sources = np.unique(data.binarization_sources(valid_images, train_images))
+        sources, log_likelihood = data.binarization_sources(valid_images, train_images,
+                                                            return_log_likelihood=True)
+        if np.median(log_likelihood) < MAX_SOURCE_NATS:
+            raise ValueError(
+                f"--valid_data does not look like binarizations of --train_data images (median best "
+                f"match {np.median(log_likelihood):.0f} nats, below {MAX_SOURCE_NATS}); pass "
+                "--nohold_out_valid_sources to train on all of --train_data.")
+        sources = np.unique(sources)
         train_images = np.delete(train_images, sources, axis=0)
         print(f"Held out the {len(sources)} training images that the {len(valid_images)} "
               f"validation images were binarized from: {len(train_images)} training images.",

@@ -74,7 +74,7 @@ def static_binarize(images, seed=0):
     return (rng.random(images.shape, dtype=np.float32) < images).astype("float32")
 
 
-def binarization_sources(binary_images, grey_images, chunk=500):
+def binarization_sources(binary_images, grey_images, chunk=500, return_log_likelihood=False):
     """For each statically binarized image, the grey-level image it was most likely drawn from.
 
     A binarization `b` of a grey image `g` has likelihood `prod_i g_i**b_i (1 - g_i)**(1 - b_i)`; the
@@ -89,9 +89,13 @@ def binarization_sources(binary_images, grey_images, chunk=500):
         binary_images: `(M, 28, 28[, 1])` images with values in {0, 1}.
         grey_images: `(N, 28, 28[, 1])` grey levels (uint8, or floats in [0, 1]).
         chunk: binary images scored per matrix product (memory `chunk * N` floats).
+        return_log_likelihood: bool, default False. Also return each match's log-likelihood (nats):
+            binarized-MNIST validation images score -1 to -88 against their sources, a binarized
+            MNIST *test* image against its best training image a median of -135.
 
     Returns:
-        int64 array `(M,)` of indices into `grey_images`.
+        int64 array `(M,)` of indices into `grey_images`; with `return_log_likelihood`, also the
+        float32 array `(M,)` of their log-likelihoods.
     """
     binary = to_unit_images(binary_images, "binary_images").reshape(len(binary_images), -1)
     grey = to_unit_images(grey_images, "grey_images").reshape(len(grey_images), -1)
@@ -101,9 +105,16 @@ def binarization_sources(binary_images, grey_images, chunk=500):
     # log p(b | g) = b . (log g - log(1 - g)) + sum log(1 - g): one matrix product per chunk.
     pixel_log_odds = (np.log(grey) - np.log1p(-grey)).T.astype("float32")
     all_off_log_prob = np.log1p(-grey).sum(axis=1).astype("float32")
-    sources = [np.argmax(binary[start:start + chunk] @ pixel_log_odds + all_off_log_prob, axis=1)
-               for start in range(0, len(binary), int(chunk))]
-    return np.concatenate(sources).astype("int64") if sources else np.zeros((0,), "int64")
+    sources, log_likelihoods = [], []
+    for start in range(0, len(binary), int(chunk)):
+        scores = binary[start:start + int(chunk)] @ pixel_log_odds + all_off_log_prob
+        sources.append(np.argmax(scores, axis=1))
+        log_likelihoods.append(scores[np.arange(len(scores)), sources[-1]])
+    sources = np.concatenate(sources).astype("int64") if sources else np.zeros((0,), "int64")
+    if return_log_likelihood:
+        return sources, (np.concatenate(log_likelihoods).astype("float32") if log_likelihoods
+                         else np.zeros((0,), "float32"))
+    return sources
 
 
 def load_embedded_mnist():

@@ -87,3 +87,20 @@ def test_a_time_limit_stops_at_an_epoch_end_and_a_later_session_resumes_from_the
     result = json.loads((row / "result.json").read_text())
     assert result["training_sessions"] == 2 and result["train_seconds_all_sessions"] == round(
         sum(x["train_seconds"] for x in sessions), 1)
+
+
+def test_validation_images_that_are_not_binarized_training_images_are_refused(tmp_path):
+    import numpy as np
+
+    from keras_crvae import data
+
+    grey_test = np.load(SHARED / "mnist.npz")["x_test"][:50]
+    np.savez(tmp_path / "test_binarized.npz", x=data.static_binarize(grey_test, seed=0)[..., 0])
+    refused = subprocess.run(
+        [sys.executable, str(SCRIPT), f"--output_dir={tmp_path / 'out'}", "--presets=mnist_mlp_vae",
+         f"--valid_data={tmp_path / 'test_binarized.npz'}:x", "--epochs=1", "--num_train=100"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True,
+        timeout=900)
+    assert refused.returncode != 0
+    assert "does not look like binarizations of --train_data images" in refused.stderr
+    assert not (tmp_path / "out" / "mnist_mlp_vae" / "history.csv").exists()
