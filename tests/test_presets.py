@@ -78,7 +78,7 @@ def test_list_overrides_keep_the_type_of_the_presets_list():
     # `--set` text parsed without a preset (the reproduction tools) is typed by the preset.
     assert presets.get_preset("sprites_beta_vae", **presets.parse_overrides(
         ["channels=8,8,16,16"])).network["channels"] == [8, 8, 16, 16]
-    with pytest.raises(ValueError, match="--set base_channels=abc: expected an integer"):
+    with pytest.raises(ValueError, match="base_channels='abc': expected an integer"):
         presets.get_preset("mnist_vae", **presets.parse_overrides(["base_channels=abc"]))
     with pytest.raises(ValueError, match=r"latent_units=\[30.5\]: expected a list of integers"):
         presets.get_preset("mnist_mlp_vae", latent_units=[30.5])

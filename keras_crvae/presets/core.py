@@ -249,7 +249,7 @@ def check_override(preset, key, value):
                          f"{_valid_keys(preset)}")
     if isinstance(value, str) and current is not None and not isinstance(current, str):
         # Text from `parse_overrides` without a preset (`--set channels=8,8,16,16`): typed here.
-        return _parse_typed(preset, key, value)
+        value = _value_from_text(current, value)
     return _check_typed(preset, key, current, value)
 
 
@@ -291,25 +291,27 @@ def _check_typed(preset, key, current, value):
     return value
 
 
+def _value_from_text(current, text):
+    """`text` parsed as the type of the preset's value `current` (unparseable text stays text)."""
+    if isinstance(current, bool):
+        return {"true": True, "1": True, "yes": True, "false": False, "0": False,
+                "no": False}.get(text.lower(), text)
+    if isinstance(current, (int, float)) or current is None:
+        return _parse_value(text)
+    if isinstance(current, list):
+        parts = [part for part in text.strip("[]").split(",") if part.strip()]
+        value = [_parse_value(part.strip()) for part in parts]
+        return value[0] if len(value) == 1 and "," not in text else value
+    return text
+
+
 def _parse_typed(preset, key, text):
     """The `--set KEY=TEXT` value as the type of the preset's own value."""
     found, current = _current_value(preset, key)
     if not found or key == "builder":
         raise ValueError(f"--set {key}={text}: unknown setting for preset {preset.name!r}; valid: "
                          f"{', '.join(_valid_keys(preset))}")
-    if isinstance(current, bool):
-        value = {"true": True, "1": True, "yes": True, "false": False, "0": False,
-                 "no": False}.get(text.lower(), text)
-    elif isinstance(current, (int, float)):
-        value = _parse_value(text)
-    elif isinstance(current, list):
-        parts = [part for part in text.strip("[]").split(",") if part.strip()]
-        value = [_parse_value(part.strip()) for part in parts]
-        value = value[0] if len(value) == 1 and "," not in text else value
-    elif current is None:
-        value = _parse_value(text)
-    else:
-        value = text
+    value = _value_from_text(current, text)
     try:
         return _check_typed(preset, key, current, value)
     except ValueError as error:
