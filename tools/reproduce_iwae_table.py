@@ -62,6 +62,9 @@ reproduction.define_flags("runs/iwae_table", DEFAULTS, SMOKE, max_decoder_batch=
 flags.DEFINE_string("results_json", None, "Also write the finished rows to this JSON file.")
 flags.DEFINE_integer("steps_per_execution", 300, "Training steps per compiled call (speed).")
 flags.DEFINE_integer("validation_every", 10, "Epochs between validation losses in history.csv.")
+flags.DEFINE_boolean("report_progress", False, "Print a table of the rows under --output_dir that "
+                     "are training or trained (epochs, sessions, validation curve, progress NLLs) "
+                     "and exit; trains nothing.")
 
 
 def run_preset(name, folder, train_images, valid_images, settings, overrides):
@@ -153,7 +156,42 @@ def write_tables(output_dir, results, settings, results_json=None, show=True):
         print("\n".join(lines))
 
 
+def progress_report(output_dir, names, curve_epochs=(100, 200, 400, 800, 1600, 3280)):
+    """Markdown of the rows under `output_dir` that are training or trained: epochs done, training
+    time per session, the validation bound along the way and the progress NLLs (`progress.json`)."""
+    folder = pathlib.Path(output_dir)
+    lines = ["| row | epochs done | sessions (backend: epochs, s/epoch) | validation bound at epoch "
+             + ", ".join(str(e) for e in curve_epochs) + " | progress NLL (epoch: nats, k, images) |",
+             "|---|---|---|---|---|"]
+    for name in names:
+        row = folder / name
+        if not (row / "history.csv").exists():
+            continue
+        curve = validation_curve(row / "history.csv")
+        done = (json.loads((row / "result.json").read_text())["epochs"]
+                if (row / "result.json").exists() else reproduction.resume_epoch(row))
+        sessions = (json.loads((row / reproduction.SESSIONS).read_text())
+                    if (row / reproduction.SESSIONS).exists() else [])
+        progress = (json.loads((row / reproduction.PROGRESS).read_text())
+                    if (row / reproduction.PROGRESS).exists() else [])
+        total = json.loads((row / "config.json").read_text())["training"]["epochs"]
+        bound = "iwae_bound" if "iwae" in name else "elbo"
+        points = [f"{curve[e][bound]:.2f}" if e in curve and bound in curve[e] else "-"
+                  for e in curve_epochs]
+        lines.append(
+            f"| {name} | {done} / {total} | "
+            + "; ".join(f"{x['backend']}: {x['epochs_run']}, {x['epoch_seconds']}"
+                        for x in sessions)
+            + f" | {', '.join(points)} | "
+            + "; ".join(f"{p['epoch']}: {p['nll']:.2f} +- {p['nll_standard_error']:.2f}, "
+                        f"k={p['num_samples']}, {p['num_images']}" for p in progress) + " |")
+    return "\n".join(lines)
+
+
 def main(_):
+    if FLAGS.report_progress:
+        print(progress_report(FLAGS.output_dir, FLAGS.presets or IWAE_TABLE_ORDER))
+        return
     reproduction.limit_threads(FLAGS.threads)
     from keras_crvae import presets
 

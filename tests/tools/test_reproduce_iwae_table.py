@@ -73,6 +73,11 @@ def test_a_time_limit_stops_at_an_epoch_end_and_a_later_session_resumes_from_the
     progress = json.loads((row / "progress.json").read_text())
     assert [(p["epoch"], p["num_images"]) for p in progress] == [(1, 5)]
     assert 0 < progress[0]["nll"] < 784 * math.log(2)
+    report = subprocess.run([sys.executable, str(SCRIPT), "--report_progress",
+                             f"--output_dir={tmp_path}"], capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "| mnist_mlp_vae | 1 / 3 | " in report.stdout and "1: " in report.stdout
     # Another machine: no backup, only what is committed.
     shutil.rmtree(row / "backup")
     resumed = run()
