@@ -28,7 +28,7 @@ training bound, and every `--validation_every` epochs the validation loss), `mod
 skipped; a killed run resumes from its last finished epoch (`keras.callbacks.BackupAndRestore`) or
 goes straight to evaluation once `model.weights.h5` is written. A row longer than one session: run it
 with `--stop_after_minutes`; at the stop it writes its light state (`resume_weights.npz` +
-`resume.json`, 1.7-1.9 MB: weights and epoch) and appends a progress NLL (k as the table, first
+`resume.json`, 1.6-2.0 MB: weights and epoch) and appends a progress NLL (k as the table, first
 `--progress_images` validation images) to `progress.json`. Committed, these let the next session
 resume without `backup/` (a fresh Adam; the schedule continues from the epoch reached). After every
 finished row the table is rewritten: `OUTPUT/results.json`, `OUTPUT/results.md` and, with
