@@ -105,8 +105,8 @@ def limit_threads(threads):
 
 
 # Median log-likelihood (nats) of the validation images' best grey matches below which they are not
-# binarizations of the training images (binarized MNIST valid vs MNIST train: -47; binarized MNIST
-# test vs MNIST train, no sources there: -135; `data.binarization_sources`).
+# binarizations of the training images (`data.binarization_sources`; real sources score far above,
+# the best match of an unrelated image far below, `tests/test_data.py`).
 MAX_SOURCE_NATS = -100.0
 
 

@@ -83,15 +83,15 @@ def binarization_sources(binary_images, grey_images, chunk=500, return_log_likel
     Larochelle's binarized-MNIST train and validation splits are binarizations of MNIST *training*
     images (`shared/data/README.md`): a model trained on all 60,000 grey training images has seen the
     sources of the validation images, and `reproduction.load_data` drops them to keep the validation
-    split held out. On those splits the best source wins by a median of ~80 nats.
+    split held out.
 
     Args:
         binary_images: `(M, 28, 28[, 1])` images with values in {0, 1}.
         grey_images: `(N, 28, 28[, 1])` grey levels (uint8, or floats in [0, 1]).
         chunk: binary images scored per matrix product (memory `chunk * N` floats).
         return_log_likelihood: bool, default False. Also return each match's log-likelihood (nats):
-            binarized-MNIST validation images score -1 to -88 against their sources, a binarized
-            MNIST *test* image against its best training image a median of -135.
+            far higher for a real source than for the best match of an unrelated image
+            (`tests/test_data.py` checks a median above -100 nats against below).
 
     Returns:
         int64 array `(M,)` of indices into `grey_images`; with `return_log_likelihood`, also the
