@@ -169,11 +169,9 @@ def progress_report(output_dir, names, curve_epochs=(100, 200, 400, 800, 1600, 3
             continue
         curve = validation_curve(row / "history.csv")
         done = (json.loads((row / "result.json").read_text())["epochs"]
-                if (row / "result.json").exists() else reproduction.resume_epoch(row))
-        sessions = (json.loads((row / reproduction.SESSIONS).read_text())
-                    if (row / reproduction.SESSIONS).exists() else [])
-        progress = (json.loads((row / reproduction.PROGRESS).read_text())
-                    if (row / reproduction.PROGRESS).exists() else [])
+                if (row / "result.json").exists() else reproduction.resume_epoch(row)[0])
+        sessions = reproduction.read_json_list(row / reproduction.SESSIONS)
+        progress = reproduction.read_json_list(row / reproduction.PROGRESS)
         total = json.loads((row / "config.json").read_text())["training"]["epochs"]
         bound = "iwae_bound" if "iwae" in name else "elbo"
         points = [f"{curve[e][bound]:.2f}" if e in curve and bound in curve[e] else "-"

@@ -202,12 +202,18 @@ RESUME_WEIGHTS, RESUME_INFO, PROGRESS = "resume_weights.npz", "resume.json", "pr
 SESSIONS = "sessions.json"
 
 
+def read_json_list(path):
+    """The JSON list at `path` (`sessions.json`, `progress.json`), [] when there is none yet."""
+    path = pathlib.Path(path)
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def record_session(folder, first_epoch, timing):
     """Appends this invocation's epochs and training seconds to `sessions.json`; returns the list."""
     import keras
 
     path = pathlib.Path(folder) / SESSIONS
-    sessions = json.loads(path.read_text()) if path.exists() else []
+    sessions = read_json_list(path)
     sessions.append({
         "first_epoch": int(first_epoch), "epochs_run": int(timing.epochs_run),
         "train_seconds": round(timing.seconds, 1),
@@ -221,15 +227,16 @@ def record_session(folder, first_epoch, timing):
 
 
 def resume_epoch(folder):
-    """Epochs a row has finished according to its state: the full `backup/` of a stopped or killed
-    run on this machine first, else the light state (`resume.json`); 0 for a new row."""
+    """(epochs a row has finished, where that state is): the full `backup/` of a stopped or killed
+    run on this machine first ("backup"), else the light state `resume.json` ("light"); (0, None)
+    for a new row."""
     folder = pathlib.Path(folder)
     metadata = folder / "backup" / "training_metadata.json"
     if metadata.exists():
-        return int(json.loads(metadata.read_text())["epoch"])  # epochs finished
+        return int(json.loads(metadata.read_text())["epoch"]), "backup"  # epochs finished
     if (folder / RESUME_INFO).exists():
-        return int(json.loads((folder / RESUME_INFO).read_text())["epochs_done"])
-    return 0
+        return int(json.loads((folder / RESUME_INFO).read_text())["epochs_done"]), "light"
+    return 0, None
 
 
 def save_light_state(model, folder, epochs_done, steps_per_epoch, valid_images, settings):
@@ -252,7 +259,7 @@ def save_light_state(model, folder, epochs_done, steps_per_epoch, valid_images, 
                                             max_decoder_batch=FLAGS.max_decoder_batch)
     bound = evaluation.elbo(model, images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
     path = folder / PROGRESS
-    progress = json.loads(path.read_text()) if path.exists() else []
+    progress = read_json_list(path)
     progress.append({"epoch": int(epochs_done), "num_images": int(len(images)),
                      "num_samples": int(settings.num_samples),
                      "nll": round(float(nll.mean), 3), "nll_standard_error": round(float(
@@ -294,9 +301,8 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
         model.load_weights(str(weights_path))
         return json.loads(info_path.read_text())
     steps_per_epoch = len(train_images) // batch_size
-    initial_epoch = resume_epoch(folder)
-    has_backup = (folder / "backup" / "training_metadata.json").exists()
-    if initial_epoch and not has_backup:
+    initial_epoch, state = resume_epoch(folder)
+    if state == "light":
         info = json.loads((folder / RESUME_INFO).read_text())
         if info["steps_per_epoch"] != steps_per_epoch:
             raise ValueError(f"{folder}: the light state was trained with {info['steps_per_epoch']} "
