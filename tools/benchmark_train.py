@@ -2,7 +2,7 @@
 writes JSON.
 
     python tools/benchmark_train.py [--presets=mnist_vae,mnist_crvae] [--batch_size=128]
-        [--repeats=5] [--steps=5] [--output=benchmark_train.json]
+        [--repeats=5] [--steps=5] [--precisions=float32,bfloat16] [--output=benchmark_train.json]
 
 Each preset is compiled once, warmed up, then timed over `repeats` runs of `steps` training steps on
 a fixed in-memory batch (so the input pipeline is not measured); the median is reported. All presets
@@ -11,6 +11,12 @@ preset (the IWAE-table presets train with 20; pass `--batch_size=20` to time the
 The sprites presets (64x64x1, `presets/disentangling.py`) time on random binary 64x64 images; a
 FactorVAE step's batch holds both halves (the VAE's and the discriminator's), so its images/s
 counts both.
+
+On the JAX backend each row also gives the arithmetic of a step, `gflop_per_step` (XLA's cost analysis
+of the forward and backward pass of the model's call on the batch; the optimizer update and the
+loss's elementwise terms are left out, a small share), and the rate it ran at, `tflops` =
+gflop_per_step / seconds_per_step / 1000: a rate far below the device's peak with many GFLOP per step
+says the step is bound by its arithmetic precision and kernels, not by dispatch.
 """
 
 import json
@@ -28,16 +34,42 @@ flags.DEFINE_list("presets", None, "Presets to time (default: every MNIST preset
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
 flags.DEFINE_integer("steps", 5, "Training steps per repeat.")
+flags.DEFINE_list("precisions", ["preset"], "Training precisions to time each preset under, side by "
+                  "side: 'preset' (the preset's own), 'float32', 'bfloat16' (mixed, "
+                  "keras_crvae.precision); e.g. float32,bfloat16 on a GPU.")
 flags.DEFINE_string("output", "benchmark_train.json", "JSON output path.")
 
 
-def time_preset(name, batch_size, repeats, steps):
+def step_gflops(model, images):
+    """GFLOP of one forward + backward pass of `model` on `images` (JAX: XLA's cost analysis of the
+    compiled gradient), or None on other backends or when XLA gives no count."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def summed_outputs(trainable, images):
+        outputs, _ = model.stateless_call(trainable, non_trainable, images, training=True)
+        return sum(jax.numpy.sum(leaf.astype("float32")) for leaf in jax.tree_util.tree_leaves(outputs))
+
+    cost = jax.jit(jax.grad(summed_outputs)).lower(trainable, images).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = (cost or {}).get("flops")
+    return None if not flops or flops < 0 else flops / 1e9
+
+
+def time_preset(name, batch_size, repeats, steps, precision="preset"):
     import keras
     import numpy as np
 
     import keras_crvae
 
-    model = keras_crvae.from_preset(name, seed=0)
+    overrides = {} if precision == "preset" else {"precision": precision}
+    model = keras_crvae.from_preset(name, seed=0, **overrides)
     shape = tuple(model.image_shape)  # (28, 28, 1) for MNIST, (64, 64, 1) for the sprites
     images = (np.random.default_rng(0).random((batch_size,) + shape) < 0.3).astype("float32")
     model.train_on_batch(images)  # trace / compile
@@ -49,12 +81,16 @@ def time_preset(name, batch_size, repeats, steps):
             model.train_on_batch(images)
         durations.append((time.perf_counter() - start) / steps)
     median = statistics.median(durations)
+    gflops = step_gflops(model, images)
     return {
         "preset": name,
+        "precision": model.dtype_policy.name,
         "backend": keras.backend.backend(),
         "parameters": int(model.count_params()),
         "seconds_per_step": median,
         "images_per_second": batch_size / median,
+        "gflop_per_step": None if gflops is None else round(gflops, 2),
+        "tflops": None if gflops is None else round(gflops / median / 1000, 3),
     }
 
 
@@ -64,12 +100,24 @@ def main(_):
     names = FLAGS.presets or [n for n in presets.list_presets() if n != "mnist_crvae_quickstart"
                               and not isinstance(presets.PRESETS[n], presets.TwoStagePreset)
                               and not presets.is_gan_preset(n)]
-    rows = [time_preset(name, FLAGS.batch_size, FLAGS.repeats, FLAGS.steps) for name in names]
-    print(f"{'preset':26s} {'params':>10s} {'s/step':>8s} {'images/s':>9s}")
+    from keras_crvae import precision as crvae_precision
+
+    for precision in FLAGS.precisions:
+        if precision != "preset":
+            try:
+                crvae_precision.normalize(precision)
+            except ValueError as error:
+                raise app.UsageError(f"--precisions={precision}: {error}") from None
+    rows = [time_preset(name, FLAGS.batch_size, FLAGS.repeats, FLAGS.steps, precision)
+            for name in names for precision in FLAGS.precisions]
+    print(f"{'preset':26s} {'precision':>15s} {'params':>10s} {'s/step':>8s} {'images/s':>9s} "
+          f"{'GFLOP/step':>10s} {'TFLOP/s':>8s}")
     for row in rows:
-        print(f"{row['preset']:26s} {row['parameters']:10d} {row['seconds_per_step']:8.3f} "
-              f"{row['images_per_second']:9.1f}")
-    report = {"batch_size": FLAGS.batch_size, "repeats": FLAGS.repeats, "steps": FLAGS.steps,
+        gflops = "-" if row["gflop_per_step"] is None else f"{row['gflop_per_step']:.1f}"
+        tflops = "-" if row["tflops"] is None else f"{row['tflops']:.2f}"
+        print(f"{row['preset']:26s} {row['precision']:>15s} {row['parameters']:10d} {row['seconds_per_step']:8.3f} "
+              f"{row['images_per_second']:9.1f} {gflops:>10s} {tflops:>8s}")
+    report = {"batch_size": FLAGS.batch_size, "precisions": FLAGS.precisions, "repeats": FLAGS.repeats, "steps": FLAGS.steps,
               "machine": platform.platform(), "cpu_count": os.cpu_count(), "results": rows}
     with open(FLAGS.output, "w") as handle:
         json.dump(report, handle, indent=2)

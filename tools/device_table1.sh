@@ -7,18 +7,25 @@
 #
 # then give the device's `run` carry=[".whl", ".device_data"] and the command
 #
-#   bash tools/device_table1.sh mnist_vae,mnist_crvae 8
+#   DEVICE_PARALLEL=1 DEVICE_ROW_SECONDS=540 bash tools/device_table1.sh mnist_vae,mnist_crvae 7 \
+#       --set=precision=bfloat16 --max_decoder_batch=10000
 #
-# It installs the wheels, prints the GPU, measures training images/s of the rows' presets
-# (tools/benchmark_train.py), then trains and scores the rows of tools/reproduce_table1.py in order at
-# the full protocol (200 epochs, NLL with k=5000 on the 10,000 binarized-MNIST validation images),
-# stopping at the first epoch end after MINUTES minutes so that results are written before the
-# device's limit. Everything lands in $OUT/table1 (results.json / results.md, per-row history.csv,
-# result.json, model.weights.h5; a stopped row's backup/). To resume a stopped row in a later call,
-# copy the returned table1/ folder to .device_state/table1 and add ".device_state" to carry (it must
-# fit the 64 MiB carry limit with the wheels and the data). Arguments after MINUTES go to
-# reproduce_table1.py (e.g. --smoke to check the whole path in a minute first); DEVICE_SKIP_INSTALL=1
-# skips the wheel install (a machine that already has keras, e.g. this one for a dry run).
+# It installs the wheels, prints the GPU, measures training images/s of the rows' presets in float32
+# and mixed bfloat16 (tools/benchmark_train.py; BENCHMARK_STEPS=0 skips it), then trains and scores
+# the rows of tools/reproduce_table1.py at the full protocol (200 epochs, NLL with k=5000 on the
+# 10,000 binarized-MNIST validation images), stopping at the first epoch end after MINUTES minutes.
+# Rows train in .device_state/table1, which stays on the device machine while it is warm (30 s after
+# a call): the same command again, at once, resumes a stopped row from its full backup. Each call
+# returns $OUT/table1.tar.gz (table1/: results.json / results.md, per row history.csv, result.json,
+# train_info.json, progress.json, sessions.json) and a log per process. The weights and backups do
+# not come back: a Table 1 row's weights are about 65 MB (with Adam's moments three times that), over
+# the 16 MiB a returned file may have and the 64 MiB a call may carry.
+#
+# Arguments after MINUTES go to reproduce_table1.py (e.g. --smoke to check the whole path in a
+# minute first). DEVICE_PARALLEL=1 trains each row in its own process, side by side on the GPU;
+# DEVICE_ROW_SECONDS kills a row's process after that many seconds (its last epoch-end backup stays)
+# so that the results are packed before the call's limit; DEVICE_SKIP_INSTALL=1 skips the wheel
+# install (a machine that already has keras, e.g. this one for a dry run).
 set -euo pipefail
 presets=${1:?usage: tools/device_table1.sh PRESETS[,PRESETS...] MINUTES}
 minutes=${2:?usage: tools/device_table1.sh PRESETS MINUTES}
@@ -30,9 +37,32 @@ if [ "${DEVICE_SKIP_INSTALL:-0}" != 1 ]; then
 fi
 export KERAS_BACKEND=jax
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-if [ -d .device_state/table1 ]; then mkdir -p "$out" && cp -r .device_state/table1 "$out/"; fi
-python3 tools/benchmark_train.py --presets="$presets" --repeats=3 --steps="${BENCHMARK_STEPS:-20}" \
-    --output="$out/benchmark_train_gpu.json" || echo "benchmark failed; continuing with the rows"
-python3 tools/reproduce_table1.py --presets="$presets" --output_dir="$out/table1" \
-    --train_data=.device_data/mnist.npz:x_train --valid_data=.device_data/binarized_mnist.npz:x_valid \
-    --stop_after_minutes="$minutes" --verbose=2 "${@:3}"
+if [ "${BENCHMARK_STEPS:-20}" != 0 ]; then
+  python3 tools/benchmark_train.py --presets="$presets" --repeats=3 --steps="${BENCHMARK_STEPS:-20}" \
+      --precisions="${BENCHMARK_PRECISIONS:-float32,bfloat16}" \
+      --output="$out/benchmark_train_gpu.json" || echo "benchmark failed; continuing with the rows"
+fi
+export PYTHONUNBUFFERED=1
+state=.device_state/table1  # git-ignored; kept on a warm device machine between calls
+mkdir -p "$state"
+run_rows() {  # PRESETS LOG: the rows in order, in one process, stopped before the call's limit
+  timeout "${DEVICE_ROW_SECONDS:-100000}" python3 tools/reproduce_table1.py --presets="$1" \
+      --output_dir="$state" --train_data=.device_data/mnist.npz:x_train \
+      --valid_data=.device_data/binarized_mnist.npz:x_valid --stop_after_minutes="$minutes" \
+      --verbose=2 "${extra[@]}" 2>&1 | tee "$2" || echo "$1: exit status $?" | tee -a "$2"
+}
+extra=("${@:3}")
+if [ "${DEVICE_PARALLEL:-0}" = 1 ]; then
+  # One process per row, all on the one GPU: batch-128 MNIST models leave most of it idle, so rows
+  # side by side cost little of each other's speed. JAX must not preallocate 75% per process.
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false
+  for row in ${presets//,/ }; do run_rows "$row" "$out/log_$row.txt" & done
+  wait
+else
+  run_rows "$presets" "$out/log.txt"
+fi
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
+# The device returns at most 8 files of at most 16 MiB, 2 folders down: the results travel in one
+# tarball, without the weights and backups (a paper-size row's weights alone are about 65 MB).
+tar -czf "$out/table1.tar.gz" --exclude=backup --exclude='*.weights.h5' --exclude='*.npz' \
+    -C "$(dirname "$state")" "$(basename "$state")"

@@ -13,6 +13,8 @@
 set -euo pipefail
 minutes=${1:-120}
 cd "$(dirname "$0")/.."
+# The checkout itself, whether or not the package is installed (a fresh machine, a clone).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p runs/logs
 slot=0
 for rows in mnist_mlp_vae,mnist_mlp_iwae_2layer mnist_mlp_vae_2layer,mnist_mlp_iwae; do
