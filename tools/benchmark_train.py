@@ -2,7 +2,8 @@
 writes JSON.
 
     python tools/benchmark_train.py [--presets=mnist_vae,mnist_crvae] [--batch_size=128]
-        [--repeats=5] [--steps=5] [--precisions=float32,bfloat16] [--output=benchmark_train.json]
+        [--repeats=5] [--steps=5] [--precisions=float32,bfloat16]
+        [--transposed_convs=phases,native] [--output=benchmark_train.json]
 
 Each preset is compiled once, warmed up, then timed over `repeats` runs of `steps` training steps on
 a fixed in-memory batch (so the input pipeline is not measured); the median is reported. All presets
@@ -37,6 +38,9 @@ flags.DEFINE_integer("steps", 5, "Training steps per repeat.")
 flags.DEFINE_list("precisions", ["preset"], "Training precisions to time each preset under, side by "
                   "side: 'preset' (the preset's own), 'float32', 'bfloat16' (mixed, "
                   "keras_crvae.precision); e.g. float32,bfloat16 on a GPU.")
+flags.DEFINE_list("transposed_convs", ["auto"], "How the 4x4 stride-2 transposed convolutions run, "
+                  "side by side: 'auto' (the layer's default: four phases on JAX, the native op "
+                  "elsewhere), 'phases', 'native' (keras_crvae.layers.PhaseConv2DTranspose).")
 flags.DEFINE_string("output", "benchmark_train.json", "JSON output path.")
 
 
@@ -62,14 +66,19 @@ def step_gflops(model, images):
     return None if not flops or flops < 0 else flops / 1e9
 
 
-def time_preset(name, batch_size, repeats, steps, precision="preset"):
+def time_preset(name, batch_size, repeats, steps, precision="preset", transposed_conv="auto"):
     import keras
     import numpy as np
 
     import keras_crvae
+    from keras_crvae.layers import PhaseConv2DTranspose
 
     overrides = {} if precision == "preset" else {"precision": precision}
     model = keras_crvae.from_preset(name, seed=0, **overrides)
+    implementation = {"auto": "auto", "phases": True, "native": False}[transposed_conv]
+    for layer in model._flatten_layers():
+        if isinstance(layer, PhaseConv2DTranspose):  # read when the step is traced, below
+            layer.phase_implementation = implementation
     shape = tuple(model.image_shape)  # (28, 28, 1) for MNIST, (64, 64, 1) for the sprites
     images = (np.random.default_rng(0).random((batch_size,) + shape) < 0.3).astype("float32")
     model.train_on_batch(images)  # trace / compile
@@ -85,6 +94,7 @@ def time_preset(name, batch_size, repeats, steps, precision="preset"):
     return {
         "preset": name,
         "precision": model.dtype_policy.name,
+        "transposed_conv": transposed_conv,
         "backend": keras.backend.backend(),
         "parameters": int(model.count_params()),
         "seconds_per_step": median,
@@ -108,16 +118,24 @@ def main(_):
                 crvae_precision.normalize(precision)
             except ValueError as error:
                 raise app.UsageError(f"--precisions={precision}: {error}") from None
-    rows = [time_preset(name, FLAGS.batch_size, FLAGS.repeats, FLAGS.steps, precision)
-            for name in names for precision in FLAGS.precisions]
-    print(f"{'preset':26s} {'precision':>15s} {'params':>10s} {'s/step':>8s} {'images/s':>9s} "
+    for transposed_conv in FLAGS.transposed_convs:
+        if transposed_conv not in ("auto", "phases", "native"):
+            raise app.UsageError(f"--transposed_convs={transposed_conv}: expected auto, phases or "
+                                 "native.")
+    rows = [time_preset(name, FLAGS.batch_size, FLAGS.repeats, FLAGS.steps, precision,
+                        transposed_conv)
+            for name in names for precision in FLAGS.precisions
+            for transposed_conv in FLAGS.transposed_convs]
+    print(f"{'preset':26s} {'precision':>15s} {'deconv':>7s} {'params':>10s} {'s/step':>8s} {'images/s':>9s} "
           f"{'GFLOP/step':>10s} {'TFLOP/s':>8s}")
     for row in rows:
         gflops = "-" if row["gflop_per_step"] is None else f"{row['gflop_per_step']:.1f}"
         tflops = "-" if row["tflops"] is None else f"{row['tflops']:.2f}"
-        print(f"{row['preset']:26s} {row['precision']:>15s} {row['parameters']:10d} {row['seconds_per_step']:8.3f} "
+        print(f"{row['preset']:26s} {row['precision']:>15s} {row['transposed_conv']:>7s} "
+              f"{row['parameters']:10d} {row['seconds_per_step']:8.3f} "
               f"{row['images_per_second']:9.1f} {gflops:>10s} {tflops:>8s}")
-    report = {"batch_size": FLAGS.batch_size, "precisions": FLAGS.precisions, "repeats": FLAGS.repeats, "steps": FLAGS.steps,
+    report = {"batch_size": FLAGS.batch_size, "precisions": FLAGS.precisions,
+              "transposed_convs": FLAGS.transposed_convs, "repeats": FLAGS.repeats, "steps": FLAGS.steps,
               "machine": platform.platform(), "cpu_count": os.cpu_count(), "results": rows}
     with open(FLAGS.output, "w") as handle:
         json.dump(report, handle, indent=2)

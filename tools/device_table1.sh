@@ -11,9 +11,11 @@
 #       --set=precision=bfloat16 --max_decoder_batch=10000
 #
 # It installs the wheels, prints the GPU, measures training images/s of the rows' presets in float32
-# and mixed bfloat16 (tools/benchmark_train.py; BENCHMARK_STEPS=0 skips it), then trains and scores
-# the rows of tools/reproduce_table1.py at the full protocol (200 epochs, NLL with k=5000 on the
-# 10,000 binarized-MNIST validation images), stopping at the first epoch end after MINUTES minutes.
+# and mixed bfloat16 (tools/benchmark_train.py; BENCHMARK_STEPS=0 skips it;
+# BENCHMARK_TRANSPOSED_CONVS=phases,native also times the native transposed convolution), then
+# trains and scores the rows of tools/reproduce_table1.py at the full protocol (200 epochs, NLL with
+# k=5000 on the 10,000 binarized-MNIST validation images), stopping at the first epoch end after
+# MINUTES minutes.
 # Rows train in .device_state/table1, which stays on the device machine while it is warm (30 s after
 # a call): the same command again, at once, resumes a stopped row from its full backup. Each call
 # returns $OUT/table1.tar.gz (table1/: results.json / results.md, per row history.csv, result.json,
@@ -40,6 +42,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 if [ "${BENCHMARK_STEPS:-20}" != 0 ]; then
   python3 tools/benchmark_train.py --presets="$presets" --repeats=3 --steps="${BENCHMARK_STEPS:-20}" \
       --precisions="${BENCHMARK_PRECISIONS:-float32,bfloat16}" \
+      --transposed_convs="${BENCHMARK_TRANSPOSED_CONVS:-auto}" \
       --output="$out/benchmark_train_gpu.json" || echo "benchmark failed; continuing with the rows"
 fi
 export PYTHONUNBUFFERED=1
