@@ -63,7 +63,11 @@ def run_preset(name, folder, train_images, valid_images, settings, overrides):
     train_info = reproduction.train_row(model, folder, train_images, batch_size, settings.epochs,
                                         compile_model, valid_images=valid_images,
                                         settings=settings)
-    scores = reproduction.evaluate_row(model, valid_images, settings)
+    scores = reproduction.evaluate_row(
+        model, valid_images, settings,
+        float32_model=lambda: keras_crvae.from_preset(
+            name, steps_per_epoch=steps_per_epoch, seed=FLAGS.seed, compile=False,
+            epochs=settings.epochs, **{**overrides, "precision": "float32"}))
     return {
         "preset": name,
         "time_steps": preset.network["time_steps"] if "recurrent" in (

@@ -72,6 +72,11 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch):
                        "Stop training at the first epoch end after this many minutes of this "
                        "invocation (0: never); the row resumes from there on the next run. For lent "
                        "machines with a hard time limit.")
+    flags.DEFINE_integer("float32_check_images", 1000,
+                         "For a row trained in mixed bfloat16 (--set=precision=bfloat16): also "
+                         "score the first N validation images with a float32 copy of the model "
+                         "(same weights, same noise) and record both NLLs in its result; the row's "
+                         "NLL stays the bfloat16 one (0: no check).")
     flags.DEFINE_integer("progress_images", 1000,
                          "When --stop_after_minutes stops a row: validation images of the progress "
                          "NLL written to PRESET/progress.json (0: none).")
@@ -355,8 +360,12 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
     return train_info
 
 
-def evaluate_row(model, valid_images, settings):
-    """ELBO, NLL (k = settings.num_samples) and active units per stochastic layer of a trained row."""
+def evaluate_row(model, valid_images, settings, float32_model=None):
+    """ELBO, NLL (k = settings.num_samples) and active units per stochastic layer of a trained row.
+
+    `float32_model`: optional function returning an untrained float32 build of the row's model. When
+    the row computes in another precision (mixed bfloat16) and --float32_check_images > 0, the result
+    also holds `float32_check` (`float32_precision_check`)."""
     from keras_crvae import evaluation
 
     start = time.time()
@@ -365,7 +374,7 @@ def evaluate_row(model, valid_images, settings):
                                             batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed,
                                             max_decoder_batch=FLAGS.max_decoder_batch, verbose=1)
     units = evaluation.active_units(model, valid_images)
-    return {
+    scores = {
         "eval_wall_seconds": round(time.time() - start, 1),
         "elbo": bound["elbo"].to_dict(),
         "nll": nll.to_dict(),
@@ -373,6 +382,39 @@ def evaluate_row(model, valid_images, settings):
         "active_units_per_layer": units.get("active_units_per_layer", [units["active_units"]]),
         "num_latents": units["num_latents"],
     }
+    if (float32_model is not None and FLAGS.float32_check_images
+            and model.dtype_policy.compute_dtype != "float32"):
+        scores["float32_check"] = float32_precision_check(
+            model, float32_model(), valid_images[:FLAGS.float32_check_images], settings)
+    return scores
+
+
+def float32_precision_check(model, float32_model, images, settings):
+    """The NLL of `images` from `model` (e.g. mixed bfloat16) and from `float32_model` given the
+    same weights and the same posterior noise, paired per image: how much the row's precision moves
+    its score. Returns a dict: num_images, num_samples, nll (model's), nll_float32, difference_mean
+    and difference_standard_error (model's minus float32's, over images)."""
+    from keras_crvae import evaluation
+
+    if not float32_model.built:
+        float32_model(images[:1])
+    float32_model.set_weights(model.get_weights())  # variables are float32 under both policies
+    kwargs = dict(num_samples=settings.num_samples, batch_size=FLAGS.eval_batch_size,
+                  seed=FLAGS.seed, max_decoder_batch=FLAGS.max_decoder_batch, verbose=0)
+    nll = evaluation.importance_sampled_nll(model, images, **kwargs)
+    nll_float32 = evaluation.importance_sampled_nll(float32_model, images, **kwargs)
+    difference = nll.per_example - nll_float32.per_example
+    check = {"num_images": int(len(images)), "num_samples": int(settings.num_samples),
+             "nll": round(float(nll.mean), 3), "nll_float32": round(float(nll_float32.mean), 3),
+             "difference_mean": round(float(difference.mean()), 4),
+             "difference_standard_error": round(float(
+                 difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1
+                 else 0.0), 4)}
+    print(f"{model.dtype_policy.name} against float32 on {check['num_images']} images: NLL "
+          f"{check['nll']:.3f} vs {check['nll_float32']:.3f} (difference "
+          f"{check['difference_mean']:+.4f} +- {check['difference_standard_error']:.4f})",
+          flush=True)
+    return check
 
 
 def active_units_text(row):
