@@ -7,8 +7,8 @@
 #
 # then give the device's `run` carry=[".whl", ".device_data"] and the command
 #
-#   DEVICE_PARALLEL=1 DEVICE_ROW_SECONDS=540 bash tools/device_table1.sh mnist_vae,mnist_crvae 7 \
-#       --set=precision=bfloat16 --max_decoder_batch=10000
+#   DEVICE_PARALLEL=1 BENCHMARK_STEPS=0 DEVICE_ROW_SECONDS=570 bash tools/device_table1.sh \
+#       mnist_vae,mnist_crvae 6.5 --set=precision=bfloat16 --max_decoder_batch=10000
 #
 # It installs the wheels, prints the GPU, measures training images/s of the rows' presets in float32
 # and mixed bfloat16 (tools/benchmark_train.py; BENCHMARK_STEPS=0 skips it;
