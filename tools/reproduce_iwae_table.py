@@ -58,9 +58,9 @@ PAPER_ACTIVE_UNITS = {"mnist_mlp_vae": "19", "mnist_mlp_iwae": "22",
 DEFAULTS = RunSettings(epochs=100, num_samples=5000, num_valid=0, num_train=0)
 SMOKE = RunSettings(epochs=1, num_samples=20, num_valid=200, num_train=2000)
 
-reproduction.define_flags("runs/iwae_table", DEFAULTS, SMOKE, max_decoder_batch=5000)
+reproduction.define_flags("runs/iwae_table", DEFAULTS, SMOKE, max_decoder_batch=5000,
+                          steps_per_execution=300)
 flags.DEFINE_string("results_json", None, "Also write the finished rows to this JSON file.")
-flags.DEFINE_integer("steps_per_execution", 300, "Training steps per compiled call (speed).")
 flags.DEFINE_integer("validation_every", 10, "Epochs between validation losses in history.csv.")
 flags.DEFINE_boolean("report_progress", False, "Print a table of the rows under --output_dir that "
                      "are training or trained (epochs, sessions, validation curve, progress NLLs) "

@@ -39,7 +39,8 @@ TABLE1_ORDER = ["mnist_vae", "mnist_crvae", "mnist_cvae", "mnist_crvae_inference
 DEFAULTS = RunSettings(epochs=200, num_samples=5000, num_valid=0, num_train=0)
 SMOKE = RunSettings(epochs=2, num_samples=50, num_valid=500, num_train=1024)
 
-reproduction.define_flags("table1_runs", DEFAULTS, SMOKE, max_decoder_batch=2000)
+reproduction.define_flags("table1_runs", DEFAULTS, SMOKE, max_decoder_batch=2000,
+                          steps_per_execution=10)
 
 
 def run_preset(name, folder, train_images, valid_images, settings, overrides):
@@ -57,7 +58,8 @@ def run_preset(name, folder, train_images, valid_images, settings, overrides):
 
     def compile_model(start_step):
         model.compile(keras_crvae.presets.make_optimizer(preset.training, steps_per_epoch,
-                                                         start_step=start_step))
+                                                         start_step=start_step),
+                      steps_per_execution=min(FLAGS.steps_per_execution, steps_per_epoch))
 
     reproduction.write_config(folder, name, preset)
     train_info = reproduction.train_row(model, folder, train_images, batch_size, settings.epochs,

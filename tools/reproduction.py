@@ -33,13 +33,14 @@ class RunSettings:
     num_train: int
 
 
-def define_flags(output_dir, defaults, smoke, max_decoder_batch):
+def define_flags(output_dir, defaults, smoke, max_decoder_batch, steps_per_execution):
     """The flags every reproduction script takes.
 
     Args:
         output_dir: str, default `--output_dir`.
         defaults, smoke: `RunSettings` of a full run and of `--smoke` (0: all images).
         max_decoder_batch: int, default rows per log-weight call of the NLL.
+        steps_per_execution: int, default `--steps_per_execution`.
     """
     flags.DEFINE_list("presets", None, "Rows to run, in order (default: the script's table).")
     flags.DEFINE_string("output_dir", output_dir, "Where models and results go.")
@@ -63,6 +64,10 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch):
     flags.DEFINE_integer("eval_batch_size", 100, "Images per importance-sampling batch.")
     flags.DEFINE_integer("max_decoder_batch", max_decoder_batch,
                          "Rows per log-weight call in the NLL (bounds memory).")
+    flags.DEFINE_integer("steps_per_execution", steps_per_execution,
+                         "Training steps per call of the compiled step between callbacks (speed "
+                         "only: the steps, their order and the schedule are the same; the loop "
+                         "stops waiting for every step's result).")
     flags.DEFINE_multi_string("set", [], "Preset overrides KEY=VALUE applied to every row.")
     flags.DEFINE_boolean("smoke", False, f"{smoke.epochs} epoch(s) on {smoke.num_train} images, "
                          f"k={smoke.num_samples} on {smoke.num_valid} validation images.")
