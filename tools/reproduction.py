@@ -65,9 +65,9 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch, steps_per_execu
     flags.DEFINE_integer("max_decoder_batch", max_decoder_batch,
                          "Rows per log-weight call in the NLL (bounds memory).")
     flags.DEFINE_integer("steps_per_execution", steps_per_execution,
-                         "Training steps per call of the compiled step between callbacks (speed "
-                         "only: the steps, their order and the schedule are the same; the loop "
-                         "stops waiting for every step's result).")
+                         "Training steps between batch callbacks (Keras `steps_per_execution`; "
+                         "speed only: the same steps, order, noise and schedule, but the loop no "
+                         "longer waits for every step's loss; the NaN check sees every Nth step).")
     flags.DEFINE_multi_string("set", [], "Preset overrides KEY=VALUE applied to every row.")
     flags.DEFINE_boolean("smoke", False, f"{smoke.epochs} epoch(s) on {smoke.num_train} images, "
                          f"k={smoke.num_samples} on {smoke.num_valid} validation images.")
@@ -389,8 +389,12 @@ def evaluate_row(model, valid_images, settings, float32_model=None):
     }
     if (float32_model is not None and FLAGS.float32_check_images
             and model.dtype_policy.compute_dtype != "float32"):
-        scores["float32_check"] = float32_precision_check(
-            model, float32_model(), valid_images[:FLAGS.float32_check_images], settings)
+        try:
+            scores["float32_check"] = float32_precision_check(
+                model, float32_model(), valid_images[:FLAGS.float32_check_images], settings)
+        except Exception as error:  # a side check (e.g. out of memory) must not lose the scores
+            scores["float32_check"] = {"error": f"{type(error).__name__}: {error}"[:500]}
+            print(f"float32 check failed: {scores['float32_check']['error']}", flush=True)
     return scores
 
 
