@@ -249,6 +249,17 @@ def resume_epoch(folder):
     return 0, None
 
 
+def score_nll(model, images, settings, verbose=0):
+    """`evaluation.importance_sampled_nll` of `images` with the run's k, batch sizes and seed: the
+    same posterior noise for the same images whichever model is scored."""
+    from keras_crvae import evaluation
+
+    return evaluation.importance_sampled_nll(model, images, num_samples=settings.num_samples,
+                                             batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed,
+                                             max_decoder_batch=FLAGS.max_decoder_batch,
+                                             verbose=verbose)
+
+
 def save_light_state(model, folder, epochs_done, steps_per_epoch, valid_images, settings):
     """Writes `resume_weights.npz` + `resume.json`, and appends a progress score to `progress.json`:
     the NLL (k = settings.num_samples) and ELBO on the first --progress_images validation images."""
@@ -264,9 +275,7 @@ def save_light_state(model, folder, epochs_done, steps_per_epoch, valid_images, 
         return
     images = valid_images[:FLAGS.progress_images]
     start = time.time()
-    nll = evaluation.importance_sampled_nll(model, images, num_samples=settings.num_samples,
-                                            batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed,
-                                            max_decoder_batch=FLAGS.max_decoder_batch)
+    nll = score_nll(model, images, settings, verbose=1)
     bound = evaluation.elbo(model, images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
     path = folder / PROGRESS
     progress = read_json_list(path)
@@ -375,9 +384,7 @@ def evaluate_row(model, valid_images, settings, float32_model=None):
 
     start = time.time()
     bound = evaluation.elbo(model, valid_images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
-    nll = evaluation.importance_sampled_nll(model, valid_images, num_samples=settings.num_samples,
-                                            batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed,
-                                            max_decoder_batch=FLAGS.max_decoder_batch, verbose=1)
+    nll = score_nll(model, valid_images, settings, verbose=1)
     units = evaluation.active_units(model, valid_images)
     scores = {
         "eval_wall_seconds": round(time.time() - start, 1),
@@ -391,30 +398,35 @@ def evaluate_row(model, valid_images, settings, float32_model=None):
             and model.dtype_policy.compute_dtype != "float32"):
         try:
             scores["float32_check"] = float32_precision_check(
-                model, float32_model(), valid_images[:FLAGS.float32_check_images], settings)
+                model, float32_model(), valid_images[:FLAGS.float32_check_images], settings,
+                nll_per_example=nll.per_example)
         except Exception as error:  # a side check (e.g. out of memory) must not lose the scores
             scores["float32_check"] = {"error": f"{type(error).__name__}: {error}"[:500]}
             print(f"float32 check failed: {scores['float32_check']['error']}", flush=True)
     return scores
 
 
-def float32_precision_check(model, float32_model, images, settings):
+def float32_precision_check(model, float32_model, images, settings, nll_per_example=None):
     """The NLL of `images` from `model` (e.g. mixed bfloat16) and from `float32_model` given the
     same weights and the same posterior noise, paired per image: how much the row's precision moves
-    its score. Returns a dict: num_images, num_samples, nll (model's), nll_float32, difference_mean
-    and difference_standard_error (model's minus float32's, over images)."""
-    from keras_crvae import evaluation
-
+    its score. `nll_per_example`: `model`'s per-image NLL of a set that starts with `images`
+    (`evaluate_row`'s), reused when the images end on an evaluation-batch boundary, where the noise
+    is the same; otherwise `model` is scored again. Returns a dict: num_images, num_samples, nll
+    (model's), nll_float32, difference_mean and difference_standard_error (model's minus
+    float32's, over images)."""
     if not float32_model.built:
         float32_model(images[:1])
     float32_model.set_weights(model.get_weights())  # variables are float32 under both policies
-    kwargs = dict(num_samples=settings.num_samples, batch_size=FLAGS.eval_batch_size,
-                  seed=FLAGS.seed, max_decoder_batch=FLAGS.max_decoder_batch, verbose=0)
-    nll = evaluation.importance_sampled_nll(model, images, **kwargs)
-    nll_float32 = evaluation.importance_sampled_nll(float32_model, images, **kwargs)
-    difference = nll.per_example - nll_float32.per_example
-    check = {"num_images": int(len(images)), "num_samples": int(settings.num_samples),
-             "nll": round(float(nll.mean), 3), "nll_float32": round(float(nll_float32.mean), 3),
+    count = len(images)
+    if nll_per_example is not None and count % FLAGS.eval_batch_size == 0:
+        per_example = np.asarray(nll_per_example)[:count]
+    else:
+        per_example = score_nll(model, images, settings).per_example
+    nll_float32 = score_nll(float32_model, images, settings).per_example
+    difference = per_example - nll_float32
+    check = {"num_images": int(count), "num_samples": int(settings.num_samples),
+             "nll": round(float(per_example.mean()), 3),
+             "nll_float32": round(float(nll_float32.mean()), 3),
              "difference_mean": round(float(difference.mean()), 4),
              "difference_standard_error": round(float(
                  difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1

@@ -43,7 +43,7 @@ def test_smoke_mode_writes_results_and_skips_finished_rows(tmp_path):
 
 def test_a_bfloat16_row_is_also_scored_by_a_float32_copy_of_its_weights(tmp_path):
     result = _run(tmp_path, "--presets=mnist_vae", "--epochs=1", "--set=precision=bfloat16",
-                  "--float32_check_images=10")
+                  "--float32_check_images=10", "--eval_batch_size=10")
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads((tmp_path / "mnist_vae" / "result.json").read_text())
     check = row["float32_check"]
