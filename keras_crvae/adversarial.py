@@ -276,6 +276,18 @@ def apply_discriminator_update(optimizer, grads, variables, accuracy, adversaria
     return ops.ones((), "float32")
 
 
+def update_trackers(trackers, values):
+    """Updates each tracker of `trackers` (name -> `keras.metrics.Mean`) whose value in `values`
+    (name -> scalar tensor or None) is given; returns `{name: result}` of those, a step's logs.
+
+    None leaves a tracker out of this step's logs (a test step has no `d_updated`)."""
+    for name, tracker in trackers.items():
+        if values.get(name) is not None:
+            tracker.update_state(values[name])
+    return {name: tracker.result() for name, tracker in trackers.items()
+            if values.get(name) is not None}
+
+
 class TwoPlayerCompile:
     """What the two-player models (`VAEGAN`, `GAN`, `Stage2`) share about their optimizers: one per
     player, `model.optimizer` the generator's (otherwise Keras makes an unused optimizer that

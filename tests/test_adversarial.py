@@ -154,3 +154,13 @@ def test_historical_average_penalty_pulls_towards_the_mean():
         penalty = history.penalty([variable])
     # d/dtheta ||theta - mean||^2 = 2 (theta - mean) = 2 * (2, 3)
     np.testing.assert_allclose(tape.gradient(penalty, [variable])[0].numpy(), [4.0, 6.0])
+
+
+def test_update_trackers_logs_only_the_given_values():
+    trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "d_loss", "d_updated")}
+    logs = adversarial.update_trackers(trackers, {"loss": 2.0, "d_loss": None, "d_updated": 1.0})
+    assert list(logs) == ["loss", "d_updated"]
+    logs = adversarial.update_trackers(trackers, {"loss": 4.0, "d_updated": None, "extra": 7.0})
+    assert list(logs) == ["loss"]
+    assert float(logs["loss"]) == pytest.approx(3.0)  # the running mean of 2 and 4
+    assert float(trackers["d_loss"].count) == 0  # never given a value

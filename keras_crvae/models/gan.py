@@ -304,11 +304,7 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
         values = {"loss": g_terms["generator_loss"], "d_loss": terms["d_loss"], "gp": terms["gp"],
                   "w_distance": terms["w_distance"], "d_accuracy": accuracy, "d_updated": updated,
                   "mi": terms["mi"]}
-        for name, tracker in self.trackers.items():
-            if values.get(name) is not None:
-                tracker.update_state(values[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()
-                if values.get(name) is not None}
+        return adversarial.update_trackers(self.trackers, values)
 
     # --- the public API: decode / sample --------------------------------------------------------
 

@@ -39,9 +39,8 @@ import keras
 from keras import ops
 
 from keras_crvae import adversarial, distribute, losses
-from keras_crvae.models.vae import (run_network, to_float32, validate_images,
-                                    with_deserialized)
-from keras_crvae.models.vae_gan import IMAGE_RANGE
+from keras_crvae.models.vae import to_float32, validate_images, with_deserialized
+from keras_crvae.models.vae_gan import IMAGE_RANGE, EncoderDecoderAPI
 from keras_crvae.networks.perceptual import imagenet_preprocess
 from keras_crvae.optimizers import ThresholdedAdam
 
@@ -62,7 +61,7 @@ def resize_layer(from_size, to_size, name):
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class Stage2(adversarial.TwoPlayerCompile, keras.Model):
+class Stage2(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
     """Stage2 super-resolution GAN on a frozen Stage1 model (see the module docstring).
 
     Args:
@@ -336,42 +335,18 @@ class Stage2(adversarial.TwoPlayerCompile, keras.Model):
         values = {"loss": terms["generator_loss"], "g_adv": terms["g_adv"],
                   "perceptual": terms["perceptual"], "d_loss": terms["d_loss"],
                   "d_accuracy": accuracy, "d_updated": updated}
-        for name, value in values.items():
-            if value is not None:
-                self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()
-                if values.get(name) is not None}
+        return adversarial.update_trackers(self.trackers, values)
 
-    # --- the public API: encode / decode / sample / reconstruct / super_resolve ------------------
+    # --- the public API: `EncoderDecoderAPI` (encode / decode / sample / reconstruct) on the -----
+    # composite networks — `encoder` is Stage1's q(z|x) of down(x), `decoder` is G(r(Stage1's
+    # decoder(z))), so `reconstruct(x)` is G(r(dec(mean(down(x))))) at `(B, O, O, 3)` — plus
+    # `super_resolve`.
 
     def call(self, images, training=False):
         """High-resolution reconstructions of images `(B, O, O, 3)` in [-1, 1]."""
         mean, _ = self.stage1.encoder(self.downsample_to_stage1(images), training=False)
         decoded = self.stage1.decoder(mean, training=False)
         return to_float32(self.generator(self.resize_to_generator(decoded), training=training))
-
-    def encode(self, images):
-        """Stage1's `q(z|x)` of `down(images)`: images `(B, O, O, 3)` in [-1, 1] -> (mean, log_var)."""
-        validate_images(images, self.image_shape, value_range=IMAGE_RANGE)
-        images = ops.cast(ops.convert_to_tensor(images), "float32")
-        return to_float32(self.encoder(images, training=False))
-
-    def decode(self, z):
-        """High-resolution images `(B, O, O, 3)` for latents `z (B, *latent_shape)`."""
-        validate_images(z, self.latent_shape, name="z", value_range=None)
-        return run_network(self.decoder, z)
-
-    def sample(self, num_samples, seed=None):
-        """`num_samples` high-resolution images: `z ~ N(0, I)`, Stage1's decoder, then G."""
-        if int(num_samples) < 1:
-            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
-        z = keras.random.normal((int(num_samples),) + self.latent_shape, seed=seed)
-        return self.decode(z)
-
-    def reconstruct(self, images):
-        """`G(r(dec(mean(down(images)))))`: high-resolution reconstructions, `(B, O, O, 3)`."""
-        mean, _ = self.encode(images)
-        return self.decode(mean)
 
     def super_resolve(self, low_resolution):
         """G on Stage1-size images `(B, S1, S1, 3)` in [-1, 1] -> `(B, O, O, 3)`."""

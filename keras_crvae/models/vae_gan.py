@@ -76,8 +76,40 @@ def discriminator_batch_masks(batch_size):
     return ops.equal(position, 2), ops.equal(position, 3)
 
 
+class EncoderDecoderAPI:
+    """`encode` / `decode` / `sample` / `reconstruct` of the models that pair an encoder `q(z|x)` with
+    a decoder to images in [-1, 1] (`VAEGAN`, `CRVAEGAN`, `Stage2`, whose `encoder` and `decoder` span
+    both stages). Mix in before `keras.Model`; needs `encoder` (images -> `[mean, log_var]`),
+    `decoder` (z -> images), `image_shape` and `latent_shape`."""
+
+    def encode(self, images):
+        """`q(z|x)` parameters: images `(B, *image_shape)` in [-1, 1] -> `(mean, log_var)`, each
+        `(B, *latent_shape)` float32."""
+        validate_images(images, self.image_shape, value_range=IMAGE_RANGE)
+        images = ops.cast(ops.convert_to_tensor(images), "float32")
+        mean, log_var = to_float32(self.encoder(images, training=False))
+        return mean, log_var
+
+    def decode(self, z):
+        """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
+        validate_images(z, self.latent_shape, name="z", value_range=None)
+        return run_network(self.decoder, z)
+
+    def sample(self, num_samples, seed=None):
+        """Draws `num_samples` images in [-1, 1]: `z ~ N(0, I)`, `decode(z)`."""
+        if int(num_samples) < 1:
+            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
+        z = keras.random.normal((int(num_samples),) + self.latent_shape, seed=seed)
+        return self.decode(z)
+
+    def reconstruct(self, images):
+        """Decoded posterior means of images `(B, *image_shape)` in [-1, 1]."""
+        mean, _ = self.encode(images)
+        return self.decode(mean)
+
+
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class VAEGAN(adversarial.TwoPlayerCompile, keras.Model):
+class VAEGAN(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
     """VAE-GAN (Larsen et al. 2016) with pixel-level reconstruction, as in Shang et al. (2018).
 
     Args:
@@ -474,11 +506,7 @@ class VAEGAN(adversarial.TwoPlayerCompile, keras.Model):
         if "kl_blocks" in terms:
             for t in range(len(self.kl_weight)):
                 values[f"kl_block_{t}"] = terms["kl_blocks"][t]
-        for name, value in values.items():
-            if value is not None:
-                self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()
-                if values.get(name) is not None}
+        return adversarial.update_trackers(self.trackers, values)
 
     # --- the public API contract: encode / decode / sample --------------------------------------
 
@@ -486,30 +514,6 @@ class VAEGAN(adversarial.TwoPlayerCompile, keras.Model):
         """Reconstructions (decoded posterior means) of images `(B, *image_shape)` in [-1, 1]."""
         mean, _ = self.encoder(images, training=training)
         return to_float32(self.decoder(mean, training=training))
-
-    def encode(self, images):
-        """`q(z|x)` parameters: images `(B, *image_shape)` in [-1, 1] -> `(mean, log_var)`."""
-        validate_images(images, self.image_shape, value_range=IMAGE_RANGE)
-        images = ops.cast(ops.convert_to_tensor(images), "float32")
-        mean, log_var = to_float32(self.encoder(images, training=False))
-        return mean, log_var
-
-    def decode(self, z):
-        """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
-        validate_images(z, self.latent_shape, name="z", value_range=None)
-        return run_network(self.decoder, z)
-
-    def sample(self, num_samples, seed=None):
-        """Draws `num_samples` images in [-1, 1]: `z ~ N(0, I)`, `decode(z)`."""
-        if int(num_samples) < 1:
-            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
-        z = keras.random.normal((int(num_samples),) + self.latent_shape, seed=seed)
-        return self.decode(z)
-
-    def reconstruct(self, images):
-        """Decoded posterior means of images `(B, *image_shape)` in [-1, 1]."""
-        mean, _ = self.encode(images)
-        return self.decode(mean)
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
