@@ -314,15 +314,10 @@ class Stage2(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
         accuracy = terms["d_accuracy"]
         if replica_context is not None:  # every replica takes the global batch's decision
             accuracy = replica_context.all_reduce(tf.distribute.ReduceOp.MEAN, accuracy)
-        if isinstance(self.discriminator_optimizer, ThresholdedAdam):
-            updated = self.discriminator_optimizer.apply_thresholded(
-                discriminator_grads, discriminator_variables, accuracy)
-            keep = ops.greater(updated, 0.5)
-            for variable, before in zip(discriminator_state, snapshot):
-                variable.assign(ops.where(keep, variable.value, before))
-        else:
-            self.discriminator_optimizer.apply(discriminator_grads, discriminator_variables)
-            updated = ops.ones((), "float32")
+        # D is a classifier (the objective is "bce"), so a `ThresholdedAdam` gates its update.
+        updated = adversarial.apply_discriminator_update(
+            self.discriminator_optimizer, discriminator_grads, discriminator_variables, accuracy,
+            "bce", discriminator_state, snapshot)
         return self._update_metrics(terms, accuracy, updated)
 
     def test_step(self, data):
