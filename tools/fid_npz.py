@@ -17,6 +17,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("npz", None, "npz holding the image sets.", required=True)
 flags.DEFINE_list("keys", ["stage1", "stage2"], "Keys of the generated sets.")
 flags.DEFINE_string("reference_key", "reference", "Key of the reference set.")
+flags.DEFINE_string("reference", None,
+                    "PATH.npz:KEY of the reference images (uint8, `(N, H, W)` or `(N, H, W, C)`) instead "
+                    "of --reference_key: for sample files written without them (a device run's "
+                    "`two_stage_mnist_report.py --nosamples_reference`).")
 flags.DEFINE_integer("num_samples", 10000, "Images used from each set.")
 flags.DEFINE_enum("features", "inception", ["inception", "mnist"], "Feature extractor.")
 flags.DEFINE_string("weights", None, "FIDInceptionV3 weights (default: its standard location).")
@@ -40,10 +44,19 @@ def main(_):
         values = arrays[key][: FLAGS.num_samples]
         return values if FLAGS.features == "inception" else values.astype("float32") / 255.0
 
-    reference = images(FLAGS.reference_key)
+    if FLAGS.reference:
+        path, _, key = FLAGS.reference.rpartition(":")
+        reference = np.load(path)[key][: FLAGS.num_samples]
+        if reference.ndim == 3:  # MNIST's (N, 28, 28)
+            reference = reference[..., None]
+        if FLAGS.features == "mnist":
+            reference = reference.astype("float32") / 255.0
+    else:
+        reference = images(FLAGS.reference_key)
     reference_mean, reference_cov = evaluation.feature_statistics(reference, extractor,
                                                                   FLAGS.batch_size)
-    result = {"npz": FLAGS.npz, "features": FLAGS.features, "num_samples": int(len(reference))}
+    result = {"npz": FLAGS.npz, "reference": FLAGS.reference or FLAGS.reference_key,
+              "features": FLAGS.features, "num_samples": int(len(reference))}
     for key in FLAGS.keys:
         mean, cov = evaluation.feature_statistics(images(key), extractor, FLAGS.batch_size)
         result[key] = float(evaluation.frechet_distance(mean, cov, reference_mean, reference_cov))

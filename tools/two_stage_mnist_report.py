@@ -36,6 +36,10 @@ flags.DEFINE_string("model_name", "model.keras", "Model file in --output_dir use
 flags.DEFINE_string("output_dir", "/tmp/two_stage_mnist", "Model and training logs.")
 flags.DEFINE_string("card_dir", "saved_models/two_stage_mnist", "Report JSON and plots.")
 flags.DEFINE_string("samples_npz", None, "Where the uint8 samples go (evaluate).")
+flags.DEFINE_bool("samples_reference", True,
+                  "Also store the test images in --samples_npz (`reference`); --nosamples_reference "
+                  "keeps the file small (a device run, whose files must stay under 16 MiB) and "
+                  "`fid_npz.py --reference=.../mnist.npz:x_test` reads them instead.")
 flags.DEFINE_string("data", str(MNIST), "mnist.npz path.")
 flags.DEFINE_integer("num_train", 20000, "Training images (first N of x_train).")
 flags.DEFINE_integer("epochs", 3, "Stage-1 epochs.")
@@ -133,12 +137,11 @@ def _evaluate():
             save_image_grid(values[:64], os.path.join(FLAGS.card_dir, f"samples_{name}.png"))
     if FLAGS.samples_npz and samples is not None:
         with atomic_path(FLAGS.samples_npz) as temporary:
-            np.savez_compressed(
-                temporary,
-                stage1=diagnostics.to_uint8(samples["stage1"]),
-                stage2=diagnostics.to_uint8(samples["stage2"]),
-                reference=data["x_test"][:FLAGS.num_samples, ..., None],
-            )
+            arrays = {"stage1": diagnostics.to_uint8(samples["stage1"]),
+                      "stage2": diagnostics.to_uint8(samples["stage2"])}
+            if FLAGS.samples_reference:
+                arrays["reference"] = data["x_test"][:FLAGS.num_samples, ..., None]
+            np.savez_compressed(temporary, **arrays)
     report["evaluate_seconds"] = round(time.time() - start, 1)
     train_info = os.path.join(FLAGS.output_dir, "train.json")
     if FLAGS.model_name != "model.keras":
