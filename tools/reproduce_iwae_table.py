@@ -32,7 +32,9 @@ with `--stop_after_minutes`; at the stop it writes its light state (`resume_weig
 `--progress_images` validation images) to `progress.json`. Committed, these let the next session
 resume without `backup/` (a fresh Adam; the schedule continues from the epoch reached). After every
 finished row the table is rewritten: `OUTPUT/results.json`, `OUTPUT/results.md` and, with
-`--results_json`, that file too.
+`--results_json`, that file too, each with the checks of the finished rows (`table_checks`: every
+gap against the 1.5-nat goal, and the paper's orderings IWAE < VAE and 2 layers < 1 layer where both
+rows of a pair are finished), which `--report_progress` prints as well.
 
 The paper's full schedule, one session at a time (the state under `reproductions/` is committed):
 
@@ -55,6 +57,15 @@ IWAE_TABLE_ORDER = ["mnist_mlp_vae", "mnist_mlp_iwae", "mnist_mlp_vae_2layer",
                     "mnist_mlp_iwae_2layer"]
 PAPER_ACTIVE_UNITS = {"mnist_mlp_vae": "19", "mnist_mlp_iwae": "22",
                       "mnist_mlp_vae_2layer": "16+5", "mnist_mlp_iwae_2layer": "21+5"}
+# The issue's goal for every row: within this many nats of the published NLL.
+GOAL_NATS = 1.5
+# The paper's orderings, (better, worse, what it says): IWAE below VAE, 2 layers below 1 layer.
+PAPER_ORDERINGS = [
+    ("mnist_mlp_iwae", "mnist_mlp_vae", "IWAE (k=5) below VAE, 1 stochastic layer"),
+    ("mnist_mlp_iwae_2layer", "mnist_mlp_vae_2layer", "IWAE (k=5) below VAE, 2 stochastic layers"),
+    ("mnist_mlp_vae_2layer", "mnist_mlp_vae", "2 layers below 1 layer, VAE"),
+    ("mnist_mlp_iwae_2layer", "mnist_mlp_iwae", "2 layers below 1 layer, IWAE (k=5)"),
+]
 DEFAULTS = RunSettings(epochs=100, num_samples=5000, num_valid=0, num_train=0)
 SMOKE = RunSettings(epochs=1, num_samples=20, num_valid=200, num_train=2000)
 
@@ -127,13 +138,62 @@ def validation_curve(history_path):
     return curve
 
 
+def table_checks(rows, goal_nats=GOAL_NATS):
+    """What the table must show, for the finished rows among `rows` (result dicts): each row's gap
+    to the published NLL against `goal_nats`, and each of the paper's orderings
+    (`PAPER_ORDERINGS`) whose two rows are both finished, with the NLL difference and its standard
+    error. The error combines the two rows' standard errors as if independent; both rows score the
+    same images, whose NLLs are positively correlated across models, so it overstates the error of
+    the difference.
+
+    Returns `{"goal_nats", "rows": [{preset, gap, within_goal}], "orderings": [{claim, better,
+    worse, difference, standard_error, holds}]}`; `difference` is the worse row's NLL less the
+    better row's, > 0 when the ordering holds.
+    """
+    by_name = {row["preset"]: row for row in rows}
+    checks = {"goal_nats": goal_nats, "rows": [], "orderings": []}
+    for row in rows:
+        if row.get("paper_nll") is None:
+            continue
+        gap = row["nll"]["mean"] - row["paper_nll"]
+        checks["rows"].append({"preset": row["preset"], "gap": round(gap, 3),
+                               "within_goal": bool(abs(gap) <= goal_nats)})
+    for better, worse, claim in PAPER_ORDERINGS:
+        if better in by_name and worse in by_name:
+            low, high = by_name[better]["nll"], by_name[worse]["nll"]
+            difference = high["mean"] - low["mean"]
+            error = (low["standard_error"] ** 2 + high["standard_error"] ** 2) ** 0.5
+            checks["orderings"].append({"claim": claim, "better": better, "worse": worse,
+                                        "difference": round(difference, 3),
+                                        "standard_error": round(error, 3),
+                                        "holds": bool(difference > 0)})
+    return checks
+
+
+def checks_text(checks):
+    """Markdown lines of `table_checks`."""
+    lines = []
+    for row in checks["rows"]:
+        verdict = "within" if row["within_goal"] else "**outside**"
+        lines.append(f"- `{row['preset']}`: {row['gap']:+.2f} nats from the paper, {verdict} "
+                     f"the {checks['goal_nats']}-nat goal")
+    for order in checks["orderings"]:
+        verdict = "holds" if order["holds"] else "**does not hold**"
+        lines.append(f"- {order['claim']}: `{order['worse']}` - `{order['better']}` = "
+                     f"{order['difference']:+.2f} +- {order['standard_error']:.2f} nats, {verdict}")
+    if not checks["orderings"]:
+        lines.append("- the orderings: no pair of rows finished yet")
+    return lines
+
+
 def write_tables(output_dir, results, settings, results_json=None, show=True):
     """`OUTPUT/results.json`, `OUTPUT/results.md` (and `results_json`) of the finished rows."""
     for row in results:  # the training curve of every finished row, from its history.csv
         row["validation_curve"] = validation_curve(
             pathlib.Path(output_dir) / row["preset"] / "history.csv")
     rows = reproduction.sort_rows(results, IWAE_TABLE_ORDER)
-    report = {"settings": dataclasses.asdict(settings), "results": rows}
+    report = {"settings": dataclasses.asdict(settings), "results": rows,
+              "checks": table_checks(rows)}
     (pathlib.Path(output_dir) / "results.json").write_text(json.dumps(report, indent=2))
     if results_json:
         pathlib.Path(results_json).parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +211,7 @@ def write_tables(output_dir, results, settings, results_json=None, show=True):
             f"{r['nll']['mean']:.2f} +- {r['nll']['standard_error']:.2f} "
             f"({r['nll']['num_samples']}) | {r['active_units']} | "
             f"{r['paper_nll']} | {r['paper_active_units'] or '-'} | {gap} |")
+    lines += ["", "Checks (`table_checks`):"] + checks_text(report["checks"])
     (pathlib.Path(output_dir) / "results.md").write_text("\n".join(lines) + "\n")
     if show:
         print("\n".join(lines))
@@ -183,6 +244,11 @@ def progress_report(output_dir, names, curve_epochs=(100, 200, 400, 800, 1600, 3
             + f" | {', '.join(points)} | "
             + "; ".join(f"{p['epoch']}: {p['nll']:.2f} +- {p['nll_standard_error']:.2f}, "
                         f"k={p['num_samples']}, {p['num_images']}" for p in progress) + " |")
+    finished = [json.loads((folder / name / "result.json").read_text()) for name in names
+                if (folder / name / "result.json").exists()]
+    if finished:
+        lines += ["", "Checks of the finished rows (NLL on all scored images):"]
+        lines += checks_text(table_checks(finished))
     return "\n".join(lines)
 
 

@@ -45,6 +45,11 @@ def test_smoke_mode_writes_both_kinds_of_rows_and_skips_finished_ones(tmp_path):
     assert "+" in str(rows["mnist_mlp_iwae_2layer"]["active_units"])
     assert "+" not in str(rows["mnist_mlp_vae"]["active_units"])
     assert "| mnist_mlp_iwae_2layer |" in (tmp_path / "results.md").read_text()
+    # The goal and the orderings (no ordering pairs these two rows) are written with the table.
+    assert [c["preset"] for c in summary["checks"]["rows"]] == ["mnist_mlp_vae",
+                                                                 "mnist_mlp_iwae_2layer"]
+    assert summary["checks"]["orderings"] == []
+    assert "no pair of rows finished yet" in (tmp_path / "results.md").read_text()
     again = _run(tmp_path)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
 
