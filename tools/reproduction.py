@@ -21,6 +21,9 @@ from absl import flags
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 FLAGS = flags.FLAGS
+# A finished row's weights without the optimizer's state (committed: 1.6-2.0 MB for the IWAE-table
+# MLPs), and where `--rescore` writes its scores.
+FINAL_WEIGHTS, RESCORE = "final_weights.npz", "rescore.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +88,12 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch, steps_per_execu
     flags.DEFINE_integer("progress_images", 1000,
                          "When --stop_after_minutes stops a row: validation images of the progress "
                          "NLL written to PRESET/progress.json (0: none).")
+    flags.DEFINE_boolean("rescore", False,
+                         "Score the finished rows of --presets again from their committed weights "
+                         f"(PRESET/{FINAL_WEIGHTS}) with this invocation's settings, into "
+                         f"PRESET/{RESCORE}, and print the committed and the new NLL side by side; "
+                         "trains nothing and leaves result.json and the tables as they are. Pass "
+                         "the --epochs the row trained with.")
     flags.DEFINE_integer("seed", 0, "Random seed.")
     flags.DEFINE_integer("verbose", 2, "Keras fit verbosity (2: one line per epoch).")
 
@@ -260,6 +269,17 @@ def score_nll(model, images, settings, verbose=0):
                                              verbose=verbose)
 
 
+def save_weights_npz(model, path):
+    """`model.get_weights()` (the model's variables, without the optimizer's) to a compressed npz."""
+    np.savez_compressed(path, *model.get_weights())
+
+
+def load_weights_npz(model, path):
+    """The inverse of `save_weights_npz`, into a built `model` of the same architecture."""
+    with np.load(path) as stored:
+        model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
+
+
 def save_light_state(model, folder, epochs_done, steps_per_epoch, valid_images, settings):
     """Writes `resume_weights.npz` + `resume.json`, and appends a progress score to `progress.json`:
     the NLL (k = settings.num_samples) and ELBO on the first --progress_images validation images."""
@@ -268,7 +288,7 @@ def save_light_state(model, folder, epochs_done, steps_per_epoch, valid_images, 
     folder = pathlib.Path(folder)
     # `model.get_weights()`, not `save_weights`: the model's variables without Adam's moments (a
     # third of the size).
-    np.savez_compressed(folder / RESUME_WEIGHTS, *model.get_weights())
+    save_weights_npz(model, folder / RESUME_WEIGHTS)
     (folder / RESUME_INFO).write_text(json.dumps(
         {"epochs_done": int(epochs_done), "steps_per_epoch": int(steps_per_epoch)}, indent=2) + "\n")
     if not FLAGS.progress_images or valid_images is None:
@@ -314,10 +334,17 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
 
     folder = pathlib.Path(folder)
     weights_path, info_path = folder / "model.weights.h5", folder / "train_info.json"
-    if weights_path.exists() and info_path.exists():
-        # Trained in an earlier session that stopped during evaluation: evaluate only.
+    final_path = folder / FINAL_WEIGHTS
+    if info_path.exists() and (weights_path.exists() or final_path.exists()):
+        # Trained already (an earlier session stopped during evaluation, or --rescore): evaluate
+        # only, from this machine's full weights or else the committed ones.
         compile_model(0)
-        model.load_weights(str(weights_path))
+        if weights_path.exists():
+            model.load_weights(str(weights_path))
+            if not final_path.exists():
+                save_weights_npz(model, final_path)
+        else:
+            load_weights_npz(model, final_path)
         return json.loads(info_path.read_text())
     steps_per_epoch = len(train_images) // batch_size
     initial_epoch, state = resume_epoch(folder)
@@ -330,8 +357,7 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
         print(f"{folder.name}: resuming at epoch {initial_epoch} from its weights "
               f"({RESUME_WEIGHTS}; fresh Adam moments, the schedule continues)", flush=True)
         compile_model(initial_epoch * steps_per_epoch)
-        with np.load(folder / RESUME_WEIGHTS) as stored:
-            model.set_weights([stored[f"arr_{i}"] for i in range(len(stored.files))])
+        load_weights_npz(model, folder / RESUME_WEIGHTS)
     else:
         compile_model(0)  # a backup restores the optimizer's step along with its moments
     timing, time_limit = epoch_timer(), time_limit_callback()
@@ -367,6 +393,7 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
         "training_sessions": len(sessions),
     }
     model.save_weights(str(weights_path))
+    save_weights_npz(model, final_path)
     info_path.write_text(json.dumps(train_info, indent=2))
     shutil.rmtree(folder / "backup", ignore_errors=True)
     for name in (RESUME_WEIGHTS, RESUME_INFO):
@@ -448,6 +475,8 @@ def run_rows(names, settings, train_images, valid_images, run_row, write_tables)
     """Runs each row not finished yet (`OUTPUT/PRESET/result.json`), rewriting the tables after each;
     rows finished by earlier invocations (other --presets) join the final table."""
     os.makedirs(FLAGS.output_dir, exist_ok=True)
+    if FLAGS.rescore:
+        return rescore_rows(names, settings, run_row)
     results = []
     for name in names:
         done = pathlib.Path(FLAGS.output_dir) / name / "result.json"
@@ -472,6 +501,32 @@ def run_rows(names, settings, train_images, valid_images, run_row, write_tables)
         if row["preset"] not in {r["preset"] for r in results}:
             results.append(row)
     write_tables(results, show=True)
+    return results
+
+
+def rescore_rows(names, settings, run_row):
+    """`--rescore`: each finished row of `names` with committed weights, scored again into
+    `PRESET/rescore.json`; returns the new results. A row trained with other epochs than
+    `settings.epochs` is refused (its preset, and so its config, would differ)."""
+    results = []
+    for name in names:
+        folder = pathlib.Path(FLAGS.output_dir) / name
+        if not (folder / "result.json").exists() or not (folder / FINAL_WEIGHTS).exists():
+            print(f"{name}: no finished row with {FINAL_WEIGHTS} in {folder}; not rescored.",
+                  flush=True)
+            continue
+        committed = json.loads((folder / "result.json").read_text())
+        if committed["epochs"] != settings.epochs:
+            raise ValueError(f"--epochs={settings.epochs}: {name} was trained with "
+                             f"{committed['epochs']} epochs; pass --epochs={committed['epochs']}.")
+        result = run_row(name, folder)
+        (folder / RESCORE).write_text(json.dumps(result, indent=2) + "\n")
+        old, new = committed["nll"], result["nll"]
+        print(f"{name}: NLL committed {old['mean']:.3f} +- {old['standard_error']:.3f} "
+              f"(k={old['num_samples']}, {old['num_images']} images), rescored "
+              f"{new['mean']:.3f} +- {new['standard_error']:.3f} (k={new['num_samples']}, "
+              f"{new['num_images']} images) -> {folder / RESCORE}", flush=True)
+        results.append(result)
     return results
 
 

@@ -19,11 +19,11 @@ pytestmark = pytest.mark.skipif(
     reason="shared/data/mnist.npz and binarized_mnist.npz are needed (real MNIST, not shipped)")
 
 
-def _run(output_dir):
+def _run(output_dir, *extra, presets="mnist_mlp_vae,mnist_mlp_iwae_2layer"):
     return subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", f"--output_dir={output_dir}",
-         "--presets=mnist_mlp_vae,mnist_mlp_iwae_2layer", "--num_train=200", "--num_valid=20",
-         "--num_samples=4", "--threads=1"],
+         f"--presets={presets}", "--num_train=200", "--num_valid=20",
+         "--num_samples=4", "--threads=1", *extra],
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True, text=True, timeout=900)
 
 
@@ -52,6 +52,26 @@ def test_smoke_mode_writes_both_kinds_of_rows_and_skips_finished_ones(tmp_path):
     assert "no pair of rows finished yet" in (tmp_path / "results.md").read_text()
     again = _run(tmp_path)
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
+
+    # A clean checkout has the committed weights (no optimizer state) but not this machine's
+    # model.weights.h5: --rescore scores the row again from them, to the same number.
+    row = tmp_path / "mnist_mlp_vae"
+    assert (row / "final_weights.npz").stat().st_size > 0
+    assert (tmp_path / "mnist_mlp_iwae_2layer" / "final_weights.npz").exists()
+    (row / "model.weights.h5").unlink()
+    committed = (row / "result.json").read_text()
+    rescored = _run(tmp_path, "--rescore", presets="mnist_mlp_vae,mnist_mlp_iwae")
+    assert rescored.returncode == 0, rescored.stderr[-3000:]
+    assert "mnist_mlp_iwae: no finished row with final_weights.npz" in rescored.stdout
+    new = json.loads((row / "rescore.json").read_text())
+    assert new["nll"]["num_images"] == 20 and new["nll"]["num_samples"] == 4
+    assert abs(new["nll"]["mean"] - json.loads(committed)["nll"]["mean"]) < 1e-4
+    assert (row / "result.json").read_text() == committed  # the result itself is left alone
+    assert "NLL committed" in rescored.stdout and "rescored" in rescored.stdout
+    wrong_epochs = _run(tmp_path, "--rescore", "--epochs=2", presets="mnist_mlp_vae")
+    assert wrong_epochs.returncode != 0
+    assert "--epochs=2: mnist_mlp_vae was trained with 1 epochs; pass --epochs=1." in (
+        wrong_epochs.stderr)
 
 
 def test_a_time_limit_stops_at_an_epoch_end_and_a_later_session_resumes_from_the_light_state(
