@@ -28,9 +28,9 @@ training bound, and every `--validation_every` epochs the validation loss), `mod
 `train_info.json`, `result.json`, and `backup/` while training. A preset with a `result.json` is
 skipped; a killed run resumes from its last finished epoch (`keras.callbacks.BackupAndRestore`) or
 goes straight to evaluation once `model.weights.h5` or `final_weights.npz` is written. A row longer
-than one session: run it with `--stop_after_minutes`; at the stop it writes its light state (`resume_weights.npz` +
-`resume.json`, 1.6-2.0 MB: weights and epoch) and appends a progress NLL (k as the table, first
-`--progress_images` validation images) to `progress.json`. Committed, these let the next session
+than one session: run it with `--stop_after_minutes`; at the stop it writes its light state
+(`resume_weights.npz` + `resume.json`, 1.6-2.0 MB: weights and epoch) and appends a progress NLL (k
+as the table, first `--progress_images` validation images) to `progress.json`. Committed, these let the next session
 resume without `backup/` (a fresh Adam; the schedule continues from the epoch reached). After every
 finished row the table is rewritten: `OUTPUT/results.json`, `OUTPUT/results.md` and, with
 `--results_json`, that file too, each with the checks of the finished rows (`table_checks`: every
