@@ -56,11 +56,15 @@ def main(_):
     reference_mean, reference_cov = evaluation.feature_statistics(reference, extractor,
                                                                   FLAGS.batch_size)
     result = {"npz": FLAGS.npz, "reference": FLAGS.reference or FLAGS.reference_key,
-              "features": FLAGS.features, "num_samples": int(len(reference))}
+              "features": FLAGS.features, "num_reference": int(len(reference))}
     for key in FLAGS.keys:
-        mean, cov = evaluation.feature_statistics(images(key), extractor, FLAGS.batch_size)
+        values = images(key)
+        mean, cov = evaluation.feature_statistics(values, extractor, FLAGS.batch_size)
+        generated = len(values)
         result[key] = float(evaluation.frechet_distance(mean, cov, reference_mean, reference_cov))
-        print(f"{key:12s} FID {result[key]:9.2f}  ({len(reference)} samples, {FLAGS.features})")
+        result[f"num_{key}"] = int(generated)
+        print(f"{key:12s} FID {result[key]:9.2f}  ({generated} samples against {len(reference)} "
+              f"reference images, {FLAGS.features})")
     write_json(result, FLAGS.output)
     print(json.dumps(result))
 

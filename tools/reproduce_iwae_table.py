@@ -41,7 +41,7 @@ Anyone can check a finished row's committed score from a clean checkout: `--resc
 from `final_weights.npz` (with the same settings and seed: the same number) into `rescore.json`:
 
     python tools/reproduce_iwae_table.py --rescore --presets=mnist_mlp_vae --epochs=3280 \
-        --output_dir=reproductions/iwae_table      # about 12 minutes for k=5000 on 10,000 images
+        --output_dir=reproductions/iwae_table      # k=5000 on 10,000 images: 12-25 minutes
 
 The paper's full schedule, one session at a time (the state under `reproductions/` is committed):
 

@@ -15,9 +15,12 @@ the training set (`--hold_out_valid_sources`, default; `keras_crvae.data.binariz
     python tools/reproduce_table1.py --smoke --output_dir=/tmp/smoke        # a few minutes on CPU
     KERAS_BACKEND=jax python tools/reproduce_table1.py ...                  # the lent GPU (no TF)
 
-Per preset it writes `OUTPUT/PRESET/`: `model.weights.h5`, `config.json`, `history.csv`, `result.json`,
-`train_info.json`, and `backup/` while training. A preset with a `result.json` is skipped; a killed run
-resumes from its last finished epoch, or goes straight to evaluation once `model.weights.h5` is written (`keras.callbacks.BackupAndRestore`). A row stopped by
+Per preset it writes `OUTPUT/PRESET/`: `model.weights.h5`, `final_weights.npz` (the weights without
+the optimizer's state), `config.json`, `history.csv`, `result.json`, `train_info.json`, and `backup/`
+while training. A preset with a `result.json` is skipped; a killed run resumes from its last finished
+epoch (`keras.callbacks.BackupAndRestore`), or goes straight to evaluation once `model.weights.h5` or
+`final_weights.npz` is written; `--rescore` scores a finished row again from `final_weights.npz`
+into `rescore.json` (`reproduction.rescore_rows`). A row stopped by
 `--stop_after_minutes` also leaves its light state (`resume_weights.npz`, `resume.json`: weights and
 epoch, small enough to commit or carry) and a progress NLL (`progress.json`); on a machine without its
 `backup/` the row resumes from that (`reproduction.train_row`). `OUTPUT/results.json` and

@@ -181,6 +181,10 @@ def epoch_timer():
 
 
 def write_config(folder, name, preset):
+    """`folder/config.json`: the row's preset (network, model, training). Not under --rescore, which
+    leaves a finished row's files as they are."""
+    if FLAGS.rescore:
+        return
     (pathlib.Path(folder) / "config.json").write_text(json.dumps(
         {"preset": name, "network": preset.network, "model": preset.model,
          "training": dataclasses.asdict(preset.training)}, indent=2))
@@ -320,8 +324,13 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
     run on this machine), else the light state `resume_weights.npz` + `resume.json` (weights and epoch;
     a fresh optimizer continues the schedule), else epoch 0.
 
-    Writes `model.weights.h5`, `train_info.json` (wall time, seconds per epoch, images/s of the epochs
-    run in this session) and `history.csv`. Returns the train-info dict.
+    A row trained already (`train_info.json` with `model.weights.h5` or the committed
+    `final_weights.npz`) is only loaded: an earlier session stopped while scoring it, or --rescore
+    (which loads `final_weights.npz` first, the file it checks).
+
+    Writes `model.weights.h5`, `final_weights.npz` (the weights without the optimizer's state, what
+    is committed), `train_info.json` (wall time, seconds per epoch, images/s of the epochs run in
+    this session) and `history.csv`. Returns the train-info dict.
 
     Raises:
         TimeLimitReached: --stop_after_minutes passed at an epoch end before the last epoch; the
@@ -337,15 +346,18 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
     final_path = folder / FINAL_WEIGHTS
     if info_path.exists() and (weights_path.exists() or final_path.exists()):
         # Trained already (an earlier session stopped during evaluation, or --rescore): evaluate
-        # only, from this machine's full weights or else the committed ones.
+        # only, from the committed weights under --rescore (what it checks), else from this
+        # machine's full weights when they are here.
         compile_model(0)
-        if weights_path.exists():
+        if final_path.exists() and (FLAGS.rescore or not weights_path.exists()):
+            load_weights_npz(model, final_path)
+        else:
             model.load_weights(str(weights_path))
             if not final_path.exists():
                 save_weights_npz(model, final_path)
-        else:
-            load_weights_npz(model, final_path)
         return json.loads(info_path.read_text())
+    if FLAGS.rescore:  # `rescore_rows` checks this first; never train under --rescore
+        raise ValueError(f"{folder}: --rescore needs train_info.json and {FINAL_WEIGHTS}.")
     steps_per_epoch = len(train_images) // batch_size
     initial_epoch, state = resume_epoch(folder)
     if state == "light":
@@ -511,8 +523,13 @@ def rescore_rows(names, settings, run_row):
     results = []
     for name in names:
         folder = pathlib.Path(FLAGS.output_dir) / name
-        if not (folder / "result.json").exists() or not (folder / FINAL_WEIGHTS).exists():
-            print(f"{name}: no finished row with {FINAL_WEIGHTS} in {folder}; not rescored.",
+        if not (folder / "result.json").exists():
+            print(f"{name}: not finished in {folder}; not rescored.", flush=True)
+            continue
+        missing = [f for f in (FINAL_WEIGHTS, "train_info.json") if not (folder / f).exists()]
+        if missing:
+            print(f"{name}: finished, but {' and '.join(missing)} not in {folder} (a row finished "
+                  "before the weights were kept, or trained on another machine); not rescored.",
                   flush=True)
             continue
         committed = json.loads((folder / "result.json").read_text())

@@ -39,4 +39,5 @@ def test_a_reference_read_from_another_file_gives_the_same_fid(tmp_path):
     for key in ("stage1", "stage2"):
         assert np.isclose(inside[key], outside[key], rtol=1e-6), (inside, outside)
     assert outside["stage2"] < outside["stage1"]
-    assert outside["num_samples"] == 48 and outside["reference"].endswith(":x_test")
+    assert outside["num_reference"] == 48 and outside["num_stage1"] == 48
+    assert outside["reference"].endswith(":x_test")

@@ -62,12 +62,20 @@ def test_smoke_mode_writes_both_kinds_of_rows_and_skips_finished_ones(tmp_path):
     committed = (row / "result.json").read_text()
     rescored = _run(tmp_path, "--rescore", presets="mnist_mlp_vae,mnist_mlp_iwae")
     assert rescored.returncode == 0, rescored.stderr[-3000:]
-    assert "mnist_mlp_iwae: no finished row with final_weights.npz" in rescored.stdout
+    assert "mnist_mlp_iwae: not finished" in rescored.stdout
     new = json.loads((row / "rescore.json").read_text())
     assert new["nll"]["num_images"] == 20 and new["nll"]["num_samples"] == 4
     assert abs(new["nll"]["mean"] - json.loads(committed)["nll"]["mean"]) < 1e-4
     assert (row / "result.json").read_text() == committed  # the result itself is left alone
     assert "NLL committed" in rescored.stdout and "rescored" in rescored.stdout
+    # A finished row without its committed weights is reported, not trained again.
+    (tmp_path / "mnist_mlp_iwae_2layer" / "final_weights.npz").unlink()
+    history = (tmp_path / "mnist_mlp_iwae_2layer" / "history.csv").read_text()
+    skipped = _run(tmp_path, "--rescore", presets="mnist_mlp_iwae_2layer")
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    assert "finished, but final_weights.npz not in" in skipped.stdout
+    assert (tmp_path / "mnist_mlp_iwae_2layer" / "history.csv").read_text() == history
+    assert not (tmp_path / "mnist_mlp_iwae_2layer" / "rescore.json").exists()
     wrong_epochs = _run(tmp_path, "--rescore", "--epochs=2", presets="mnist_mlp_vae")
     assert wrong_epochs.returncode != 0
     assert "--epochs=2: mnist_mlp_vae was trained with 1 epochs; pass --epochs=1." in (
