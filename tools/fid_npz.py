@@ -40,25 +40,23 @@ def main(_):
                                               input_range=(0, 255))
     else:
         extractor = evaluation.mnist_feature_extractor()
-    def images(key):  # uint8 for the Inception network; the MNIST classifier takes [0, 1]
-        values = arrays[key][: FLAGS.num_samples]
+    def prepared(values):  # uint8 `(N, H, W, C)` for Inception; the MNIST classifier takes [0, 1]
+        values = values[: FLAGS.num_samples]
+        if values.ndim == 3:  # MNIST's (N, 28, 28)
+            values = values[..., None]
         return values if FLAGS.features == "inception" else values.astype("float32") / 255.0
 
     if FLAGS.reference:
         path, _, key = FLAGS.reference.rpartition(":")
-        reference = np.load(path)[key][: FLAGS.num_samples]
-        if reference.ndim == 3:  # MNIST's (N, 28, 28)
-            reference = reference[..., None]
-        if FLAGS.features == "mnist":
-            reference = reference.astype("float32") / 255.0
+        reference = prepared(np.load(path)[key])
     else:
-        reference = images(FLAGS.reference_key)
+        reference = prepared(arrays[FLAGS.reference_key])
     reference_mean, reference_cov = evaluation.feature_statistics(reference, extractor,
                                                                   FLAGS.batch_size)
     result = {"npz": FLAGS.npz, "reference": FLAGS.reference or FLAGS.reference_key,
               "features": FLAGS.features, "num_reference": int(len(reference))}
     for key in FLAGS.keys:
-        values = images(key)
+        values = prepared(arrays[key])
         mean, cov = evaluation.feature_statistics(values, extractor, FLAGS.batch_size)
         generated = len(values)
         result[key] = float(evaluation.frechet_distance(mean, cov, reference_mean, reference_cov))
