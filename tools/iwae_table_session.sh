@@ -8,6 +8,7 @@
 # both cores stay busy about equally long (docs/reproduction.md, "The paper's schedule").
 #
 #   bash tools/iwae_table_session.sh 120      # returns at once; logs in runs/logs/iwae_slot*.log
+#   kill -TERM $(cat runs/logs/iwae_slot*.pid)   # optional: stop both earlier, at their epoch ends
 #   # ... MINUTES later (+ the progress NLL, about a minute):
 #   git add reproductions/iwae_table docs/iwae_table_3280.json && git commit -m "IWAE table: ..."
 set -euo pipefail
@@ -24,5 +25,8 @@ for rows in mnist_mlp_vae,mnist_mlp_iwae_2layer mnist_mlp_vae_2layer,mnist_mlp_i
       --validation_every=20 --stop_after_minutes="$minutes" \
       --output_dir=reproductions/iwae_table --results_json=docs/iwae_table_3280.json \
       > "runs/logs/iwae_slot$slot.log" 2>&1 &
+  echo $! > "runs/logs/iwae_slot$slot.pid"
   echo "slot $slot: $rows (pid $!, log runs/logs/iwae_slot$slot.log)"
 done
+echo "To stop both before $minutes minutes (at their epoch ends, light state written):" \
+  'kill -TERM $(cat runs/logs/iwae_slot*.pid)'

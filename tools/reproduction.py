@@ -8,11 +8,14 @@ evaluation and the loop over rows (finished rows are skipped, rows of earlier in
 table).
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import pathlib
 import shutil
+import signal
+import threading
 import time
 
 import numpy as np
@@ -79,7 +82,8 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch, steps_per_execu
     flags.DEFINE_float("stop_after_minutes", 0.0,
                        "Stop training at the first epoch end after this many minutes of this "
                        "invocation (0: never); the row resumes from there on the next run. For lent "
-                       "machines with a hard time limit.")
+                       "machines with a hard time limit. SIGTERM (`kill PID`) stops the same way at "
+                       "the end of the current epoch.")
     flags.DEFINE_integer("float32_check_images", 1000,
                          "For a row trained in mixed bfloat16 (--set=precision=bfloat16): also "
                          "score the first N validation images with a float32 copy of the model "
@@ -199,21 +203,54 @@ class TimeLimitReached(Exception):
 
 def time_limit_callback():
     """Stops `fit` at the first epoch end after --stop_after_minutes (counted from the import of this
-    module, i.e. the start of the invocation); `reached` tells whether it did, `epochs_done` how many
+    module, i.e. the start of the invocation), or after a stop request (`stop_requested`, set by
+    `stop_on_sigterm`); `reached` tells whether it stopped, `reason` why, `epochs_done` how many
     epochs the row has finished in all."""
     import keras
 
     class TimeLimit(keras.callbacks.Callback):
         reached = False
+        stop_requested = False
+        reason = None
         epochs_done = 0
 
         def on_epoch_end(self, epoch, logs=None):
             self.epochs_done = epoch + 1
             limit = FLAGS.stop_after_minutes * 60.0
-            if limit and time.time() - _STARTED > limit and epoch + 1 < self.params["epochs"]:
+            over_time = limit and time.time() - _STARTED > limit
+            if (over_time or self.stop_requested) and epoch + 1 < self.params["epochs"]:
                 self.reached = self.model.stop_training = True
+                self.reason = ("SIGTERM" if self.stop_requested else
+                               f"--stop_after_minutes={FLAGS.stop_after_minutes}")
 
     return TimeLimit()
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(time_limit):
+    """While the block runs (`fit`), SIGTERM (`kill PID`, `pkill -f reproduce_iwae_table`) asks
+    `time_limit` (a `time_limit_callback`) to stop at the end of the current epoch, as
+    --stop_after_minutes does: the light state is written and the row resumes on the next run, so a
+    session can end its runs at any moment without losing an epoch. A second SIGTERM ends the process
+    as usual (the per-epoch `backup/` keeps this machine's state). Python installs signal handlers in
+    the main thread only; elsewhere the block runs without one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # a handler installed outside Python: restore the default
+        previous = signal.SIG_DFL
+
+    def request_stop(signum, frame):
+        # No printing here (a handler may interrupt a print); the callback reports the stop.
+        time_limit.stop_requested = True
+        signal.signal(signal.SIGTERM, previous)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # Light state of a row stopped by --stop_after_minutes: its weights and how far it got. Small enough
@@ -333,9 +370,9 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
     this session) and `history.csv`. Returns the train-info dict.
 
     Raises:
-        TimeLimitReached: --stop_after_minutes passed at an epoch end before the last epoch; the
-            state of that epoch is in `backup/` and in the light state (with a progress score in
-            `progress.json`, see `save_light_state`).
+        TimeLimitReached: --stop_after_minutes passed, or a SIGTERM came (`stop_on_sigterm`), at
+            an epoch end before the last epoch; the state of that epoch is in `backup/` and in the
+            light state (with a progress score in `progress.json`, see `save_light_state`).
     """
     import keras
 
@@ -372,29 +409,34 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
         load_weights_npz(model, folder / RESUME_WEIGHTS)
     else:
         compile_model(0)  # a backup restores the optimizer's step along with its moments
+        if state == "backup":
+            print(f"{folder.name}: resuming at epoch {initial_epoch} from this machine's backup/ "
+                  "(weights and Adam's state)", flush=True)
     timing, time_limit = epoch_timer(), time_limit_callback()
     start = time.time()
-    model.fit(
-        # Another shuffle and binarization stream after each resume.
-        data.training_data(train_images, batch_size=batch_size, seed=FLAGS.seed + initial_epoch),
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        verbose=FLAGS.verbose,
-        shuffle=False,  # the pipeline shuffles itself
-        callbacks=[callbacks.NaNGuard(),
-                   # Kept when fit returns: a time-limited stop resumes from it (removed below
-                   # once the row is trained).
-                   keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False),
-                   keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing,
-                   time_limit],
-        **fit_kwargs,
-    )
+    with stop_on_sigterm(time_limit):
+        model.fit(
+            # Another shuffle and binarization stream after each resume.
+            data.training_data(train_images, batch_size=batch_size,
+                               seed=FLAGS.seed + initial_epoch),
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            verbose=FLAGS.verbose,
+            shuffle=False,  # the pipeline shuffles itself
+            callbacks=[callbacks.NaNGuard(),
+                       # Kept when fit returns: a time-limited stop resumes from it (removed below
+                       # once the row is trained).
+                       keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False),
+                       keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing,
+                       time_limit],
+            **fit_kwargs,
+        )
     sessions = record_session(folder, initial_epoch, timing)
     if time_limit.reached:
         save_light_state(model, folder, time_limit.epochs_done, steps_per_epoch, valid_images,
                          settings)
-        raise TimeLimitReached(f"{folder.name}: --stop_after_minutes={FLAGS.stop_after_minutes} "
-                               "reached; run the same command again to resume.")
+        raise TimeLimitReached(f"{folder.name}: stopped by {time_limit.reason} after epoch "
+                               f"{time_limit.epochs_done}; run the same command again to resume.")
     trained_images = steps_per_epoch * batch_size * max(timing.epochs_run, 1)
     train_info = {
         "wall_seconds_this_session": round(time.time() - start, 1),

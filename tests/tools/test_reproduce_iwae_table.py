@@ -5,8 +5,10 @@ import math
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -94,7 +96,8 @@ def test_a_time_limit_stops_at_an_epoch_end_and_a_later_session_resumes_from_the
 
     stopped = run("--stop_after_minutes=0.0001", "--progress_images=5")  # before epoch 1 ends
     assert stopped.returncode == 0, stopped.stderr[-3000:]
-    assert "reached; run the same command again to resume" in stopped.stdout
+    assert "stopped by --stop_after_minutes=0.0001 after epoch 1; run the same command again" in (
+        stopped.stdout)
     # The 10 validation images' grey sources are not trained on (the first 100 of the rest are).
     assert "Held out the 10 training images that the 10 validation images" in stopped.stdout
     assert "59990 training images" in stopped.stdout
@@ -125,6 +128,33 @@ def test_a_time_limit_stops_at_an_epoch_end_and_a_later_session_resumes_from_the
     result = json.loads((row / "result.json").read_text())
     assert result["training_sessions"] == 2 and result["train_seconds_all_sessions"] == round(
         sum(x["train_seconds"] for x in sessions), 1)
+
+
+def test_sigterm_stops_training_at_an_epoch_end_and_leaves_the_light_state(tmp_path):
+    epochs = 3000  # far more than run before the signal; bounded should the signal be ignored
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), f"--output_dir={tmp_path}", "--presets=mnist_mlp_vae",
+         f"--epochs={epochs}", "--num_train=100", "--num_valid=10", "--num_samples=2",
+         "--threads=1", "--progress_images=0"],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    row = tmp_path / "mnist_mlp_vae"
+    history, deadline = row / "history.csv", time.time() + 600
+    try:
+        while not (history.exists() and len(history.read_text().splitlines()) >= 2):  # epoch 1
+            assert process.poll() is None and time.time() < deadline, "no epoch finished"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr[-3000:]
+    done = json.loads((row / "resume.json").read_text())["epochs_done"]
+    assert 1 <= done < epochs
+    assert f"stopped by SIGTERM after epoch {done}; run the same command again" in stdout
+    assert len(history.read_text().strip().splitlines()) == 1 + done  # every epoch run is logged
+    assert (row / "resume_weights.npz").exists() and not (row / "result.json").exists()
+    assert json.loads((row / "sessions.json").read_text())[0]["epochs_run"] == done
 
 
 def test_validation_images_that_are_not_binarized_training_images_are_refused(tmp_path):
