@@ -414,23 +414,27 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
                   "(weights and Adam's state)", flush=True)
     timing, time_limit = epoch_timer(), time_limit_callback()
     start = time.time()
-    with stop_on_sigterm(time_limit):
-        model.fit(
-            # Another shuffle and binarization stream after each resume.
-            data.training_data(train_images, batch_size=batch_size,
-                               seed=FLAGS.seed + initial_epoch),
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            verbose=FLAGS.verbose,
-            shuffle=False,  # the pipeline shuffles itself
-            callbacks=[callbacks.NaNGuard(),
-                       # Kept when fit returns: a time-limited stop resumes from it (removed below
-                       # once the row is trained).
-                       keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False),
-                       keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing,
-                       time_limit],
-            **fit_kwargs,
-        )
+    fit_callbacks = [
+        callbacks.NaNGuard(),
+        # Kept when fit returns: a time-limited stop resumes from it (removed below once the row is
+        # trained).
+        keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing, time_limit]
+    # Another shuffle and binarization stream after each resume (tf.data on TensorFlow, NumPy on
+    # JAX: `data.training_data`).
+    batches = data.training_data(train_images, batch_size=batch_size,
+                                 seed=FLAGS.seed + initial_epoch)
+    try:
+        with stop_on_sigterm(time_limit):
+            model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, verbose=FLAGS.verbose,
+                      shuffle=False,  # the pipeline shuffles itself
+                      callbacks=fit_callbacks, **fit_kwargs)
+    except BaseException:
+        # Ctrl-C, a NaN, a crash: the epochs that did run still count in the row's training time
+        # (they are in backup/ and history.csv, and the next run resumes after them).
+        if timing.epochs_run:
+            record_session(folder, initial_epoch, timing)
+        raise
     sessions = record_session(folder, initial_epoch, timing)
     if time_limit.reached:
         save_light_state(model, folder, time_limit.epochs_done, steps_per_epoch, valid_images,

@@ -252,12 +252,25 @@ class BinarizedSequence(keras.utils.PyDataset):
 
 
 def training_data(images, batch_size=128, seed=None):
-    """Dynamically binarized training batches: `tf.data` when TensorFlow imports, else numpy."""
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return BinarizedSequence(images, batch_size=batch_size, seed=seed)
-    return binarized_dataset(images, batch_size=batch_size, seed=seed)
+    """Dynamically binarized, reshuffled training batches `(batch_size, 28, 28, 1)` float32, in the
+    form the current Keras backend trains from fastest.
+
+    TensorFlow backend: `binarized_dataset` (`tf.data`, which `tf.distribute` needs). Any other
+    backend (JAX, with or without TensorFlow installed): `BinarizedSequence` (NumPy, drawn in the
+    training loop's thread). On JAX, Keras pulls every `tf.data` batch through an eager TensorFlow iterator and
+    a NumPy copy; for the batch-20 MLPs of the IWAE table that made an epoch about 1.5x slower
+    (`python tools/benchmark_backends.py --backends=jax --pipelines=tf.data,numpy`,
+    docs/performance.md). Both draw every pixel afresh each epoch as `Bernoulli(intensity)` and drop
+    the last partial batch; their random streams differ.
+
+    Args:
+        images: array `(N, 28, 28[, 1])`, uint8 or float in [0, 1].
+        batch_size: int, default 128.
+        seed: int or None. Shuffle and binarization seed.
+    """
+    if keras.backend.backend() == "tensorflow":
+        return binarized_dataset(images, batch_size=batch_size, seed=seed)
+    return BinarizedSequence(images, batch_size=batch_size, seed=seed)
 
 
 def tfds_mnist(name="mnist", split="train", data_dir=None, batch_size=128, binarize="dynamic",
