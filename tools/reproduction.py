@@ -228,12 +228,13 @@ def time_limit_callback():
 
 @contextlib.contextmanager
 def stop_on_sigterm(time_limit):
-    """While the block runs (`fit`), SIGTERM (`kill PID`, `pkill -f reproduce_iwae_table`) asks
-    `time_limit` (a `time_limit_callback`) to stop at the end of the current epoch, as
-    --stop_after_minutes does: the light state is written and the row resumes on the next run, so a
-    session can end its runs at any moment without losing an epoch. A second SIGTERM ends the process
-    as usual (the per-epoch `backup/` keeps this machine's state). Python installs signal handlers in
-    the main thread only; elsewhere the block runs without one."""
+    """While the block runs (`fit`), SIGTERM (`kill PID`; `tools/iwae_table_session.sh` writes the
+    PIDs to runs/logs/iwae_slot*.pid) asks `time_limit` (a `time_limit_callback`) to stop at the end
+    of the current epoch, as --stop_after_minutes does: the light state is written and the row
+    resumes on the next run, so a session can end its runs at any moment without losing an epoch.
+    During a row's last epoch there is nothing to stop: the row finishes and is scored. A second
+    SIGTERM ends the process as usual (the per-epoch `backup/` keeps this machine's state). Python
+    installs signal handlers in the main thread only; elsewhere the block runs without one."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -242,7 +243,7 @@ def stop_on_sigterm(time_limit):
         previous = signal.SIG_DFL
 
     def request_stop(signum, frame):
-        # No printing here (a handler may interrupt a print); the callback reports the stop.
+        # No printing here (a handler may interrupt a print); `TimeLimitReached` says it.
         time_limit.stop_requested = True
         signal.signal(signal.SIGTERM, previous)
 
