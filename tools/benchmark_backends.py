@@ -79,8 +79,9 @@ def time_epochs(name):
     start = time.perf_counter()
     model.fit(dataset, epochs=FLAGS.epochs, verbose=0)
     seconds_per_step = (time.perf_counter() - start) / (FLAGS.epochs * steps)
-    pipeline = FLAGS.pipeline if FLAGS.pipeline != "default" else (
-        "tf.data" if keras.backend.backend() == "tensorflow" else "numpy") + " (default)"
+    pipeline = "numpy" if isinstance(dataset, data.BinarizedSequence) else "tf.data"
+    if FLAGS.pipeline == "default":
+        pipeline += " (default)"
     return {"preset": name, "backend": keras.backend.backend(), "pipeline": pipeline,
             "batch_size": batch_size,
             "ms_per_step": round(1000 * seconds_per_step, 3),
