@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One session's share of Table 1 at the paper's protocol (200 epochs, mixed bfloat16, TensorFlow) on
+# a 2-core CPU: mnist_crvae and mnist_vae as two background processes, one thread each, niced, each
+# stopping at the first epoch end after MINUTES (default 120) or on SIGTERM. A stopped row keeps its
+# full state (Adam's moments) in reproductions/table1/ROW/backup/ on this machine (not committed) and
+# writes its light state there: resume_weights.npz (float16, about 30 MB) + resume.json, which a
+# replaced machine resumes from, and a progress NLL (k=500 on the first 200 validation images: an
+# indicator, not a result). A finished row is scored (k=5000) and joins docs/table1_200.json.
+#
+#   bash tools/table1_session.sh 120           # returns at once; logs in runs/logs/table1_*.log
+#   kill -TERM $(cat runs/logs/table1_*.pid)    # optional: stop both earlier, at their epoch ends
+#
+# CODE_DIR (default: this checkout) is the checkout the processes import; point it at a separate
+# worktree of a fixed commit when the checkout will change under the running rows.
+set -euo pipefail
+minutes=${1:-120}
+cd "$(dirname "$0")/.."
+repo=$PWD
+code=${CODE_DIR:-$repo}
+mkdir -p runs/logs
+for pidfile in runs/logs/table1_*.pid; do
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null &&
+      grep -q reproduce_table1 "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; then
+    echo "table1_session.sh: $pidfile: pid $(cat "$pidfile") is still training;" \
+      "stop it first (kill -TERM $(cat "$pidfile")) or wait for it." >&2
+    exit 2
+  fi
+done
+for row in mnist_crvae mnist_vae; do
+  (cd "$code" && PYTHONPATH="$code${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=tensorflow \
+    TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 nohup nice -n 8 \
+    python tools/reproduce_table1.py --presets="$row" --epochs=200 --threads=1 \
+      --set=precision=bfloat16 --light_state_dtype=float16 \
+      --progress_images=200 --progress_samples=500 --num_valid=2000 \
+      --stop_after_minutes="$minutes" --output_dir="$repo/reproductions/table1" \
+      > "$repo/runs/logs/table1_$row.log" 2>&1 &
+   echo $! > "$repo/runs/logs/table1_$row.pid")
+  echo "$row: pid $(cat "runs/logs/table1_$row.pid"), log runs/logs/table1_$row.log"
+done
+echo "To stop both before $minutes minutes (at their epoch ends, light state written):" \
+  'kill -TERM $(cat runs/logs/table1_*.pid)'
