@@ -1,4 +1,5 @@
-"""README.md's examples, taken from the README itself: the quick ones run as written, the long ones
+"""The examples of README.md and of the guide it points to (docs/guide.md), taken from the files
+themselves: the quick ones run as written, the long ones
 pass every check `crvae` makes before it starts work, and the Python "Use" snippet runs with its
 epochs, width, data and k shrunk (each shrink is asserted to apply, so an edited README fails here
 instead of silently testing something else)."""
@@ -18,6 +19,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+# The front door and the guide it sends readers to: the command lines of both are checked.
+DOCUMENTED = README + "\n" + (ROOT / "docs" / "guide.md").read_text()
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                                 os.environ.get("PYTHONPATH")])))
 CONSOLE = [sys.executable, "-c",
@@ -25,7 +28,7 @@ CONSOLE = [sys.executable, "-c",
 
 
 def code_blocks(language):
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+    return re.findall(rf"```{language}\n(.*?)```", DOCUMENTED, flags=re.S)
 
 
 def readme_commands():
@@ -57,7 +60,7 @@ def test_quick_readme_commands_run_as_written():
                                 text=True, timeout=60)
         assert result.returncode == 0, (words, result.stderr[-2000:])
         if words == ["presets"]:
-            for name in re.findall(r"`(mnist_\w+)`", README):
+            for name in re.findall(r"`((?:mnist|celeba|sprites)_\w+)`", DOCUMENTED):
                 assert name in result.stdout, name
 
 
