@@ -1,8 +1,12 @@
 """Trained models shipped with the repository: `load_pretrained(name)` and `list_pretrained()`.
 
-The models live in the repository's `saved_models/<name>/` (`model.keras`, `saved_model/1/`, a model
-card `README.md`, `metrics.json`, `samples.png`), not inside the Python package, so the wheel stays
-small and the model cards stay beside the files they describe. Where they are found, in order:
+The models live in the repository's `saved_models/<name>/` (`model.keras`, a model card `README.md`,
+`metrics.json`, `samples.png`; `saved_model/1/` for TF Serving where shipped), not inside the Python
+package, so the wheel stays small and the model cards stay beside the files they describe. The
+reproduction rows ship through `tools/ship_pretrained.py`, which writes those files from a row's
+committed weights; a `model.keras` may hold its weights as float16 (`--weights_dtype=float16`,
+after a measured NLL check), which Keras widens to the model's float32 variables when loading.
+Where they are found, in order:
 
 1. the `directory` argument;
 2. the `KERAS_CRVAE_MODELS` environment variable (a folder holding `<name>/model.keras`);
@@ -14,7 +18,7 @@ A regular (non-editable) install has no `saved_models/`: `load_pretrained` then 
 
 >>> import keras_crvae
 >>> keras_crvae.list_pretrained()
-['mnist_crvae']
+['mnist_crvae', 'mnist_mlp_iwae', 'mnist_mlp_iwae_2layer', 'mnist_mlp_vae', 'mnist_mlp_vae_2layer']
 >>> model = keras_crvae.load_pretrained("mnist_crvae")
 >>> tuple(model.sample(4, seed=0).shape)
 (4, 28, 28, 1)
@@ -83,8 +87,9 @@ def load_pretrained(name, directory=None):
         directory: str or None. An extra folder searched first (it holds `<name>/model.keras`).
 
     Returns:
-        The model (for "mnist_crvae": `keras_crvae.models.VAE` with `encode`, `decode`, `sample`,
-        `reconstruct`, `log_likelihood`). Compile it before calling `fit` or `evaluate`.
+        The model (for "mnist_crvae" and the 1-layer "mnist_mlp_*": `keras_crvae.models.VAE` with
+        `encode`, `decode`, `sample`, `reconstruct`, `log_likelihood`; for the "*_2layer" ones
+        `keras_crvae.models.HierarchicalVAE`). Compile it before calling `fit` or `evaluate`.
     """
     import keras
 

@@ -1,0 +1,614 @@
+"""Ships a finished reproduction row as a pretrained model: `saved_models/NAME/` for
+`keras_crvae.load_pretrained(NAME)`.
+
+A row folder (`reproductions/iwae_table/ROW/`, `reproductions/table1/ROW/`; written by
+`tools/reproduce_iwae_table.py` / `tools/reproduce_table1.py`) holds `config.json` (the preset and
+its tables), `final_weights.npz` (the trained weights without the optimizer's state), `result.json`
+(the committed scores), `train_info.json` and `sessions.json` (the training stretches). This tool
+turns it into `OUTPUT/NAME/`:
+
+- `model.keras`: the preset's model (`keras_crvae.from_preset` with the row's config, computing in
+  float32) holding the row's `final_weights.npz` (`reproduction.load_weights_npz`);
+- `metrics.json`: the row's committed scores (NLL with k, standard error and images, ELBO, active
+  units), its protocol and training time, the checks below;
+- `samples.png`: 64 samples from the prior (`--num_sample_images`);
+- `README.md`: the model card (protocol, data, schedule, machine and training seconds, NLL against
+  the paper, how to rescore the committed weights).
+
+The NLLs are the committed ones (the tool scores nothing at k=5000): the shipped weights are the
+row's `final_weights.npz`, and the card gives the `--rescore` command that scores them again.
+
+`--weights_dtype=float16` stores the weights in 16 bits (the `.keras` file's weight arrays as
+float16, widened to the model's float32 variables by Keras when loading; the zip deflated): about
+half the size, for models near the size limit. Only after a measured check: the NLL of the
+16-bit-rounded weights and of the float32 weights on the first `--check_images` validation images,
+k=`--check_samples`, paired (the same images and posterior noise), must differ by less than
+`--max_nll_difference` nats (default 0.05) on average, or the tool refuses (exit 1, nothing
+written). The check's numbers go into `metrics.json` and the card.
+
+Whatever the dtype, after writing, `keras_crvae.load_pretrained(NAME)` must give back the weights
+that were written, bit for bit, and the same per-image NLL (k=`--reload_check_samples` on the first
+`--reload_check_images` validation images, same noise) as the model in memory; otherwise nothing is
+written. Everything is written to a temporary folder under OUTPUT first and renamed into place.
+
+    python tools/ship_pretrained.py --row=reproductions/iwae_table/mnist_mlp_vae \
+        --machine="the project's 2-core x86-64 CPU VM (CPU only), one thread per row, niced"
+    python tools/ship_pretrained.py --row=reproductions/table1/mnist_crvae --weights_dtype=float16 \
+        --check_images=500 --check_samples=100 --overwrite
+
+Exit status 2, with one line naming the flag: no `--row` folder, a row without `final_weights.npz`
+(not finished) or without its other files, an existing `OUTPUT/NAME` without `--overwrite`, no
+`--valid_data`. Exit status 1: the float16 check or the reload check failed.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reproduction  # noqa: E402  (a script beside this one, not a package)
+
+ROOT = reproduction.ROOT
+FLAGS = flags.FLAGS
+ROW_FILES = ("config.json", "result.json", "train_info.json", "sessions.json")
+# The reproduction script of a row folder's parent, for the card's rescore command.
+RESCORE_SCRIPTS = {"iwae_table": "tools/reproduce_iwae_table.py",
+                   "table1": "tools/reproduce_table1.py"}
+DEFAULT_VALID_DATA = str(reproduction.SHARED_DATA / "binarized_mnist.npz") + ":x_valid"
+# Largest per-image NLL difference (nats) between the reloaded file and the model in memory: the
+# weights are the same bits and the noise is the same, so only the order of operations differs.
+RELOAD_TOLERANCE = 1e-3
+WEIGHTS_MEMBER = "model.weights.h5"
+
+
+class UsageError(Exception):
+    """A flag's value breaks the command line's rules: exit status 2, one line."""
+
+
+class CheckFailed(Exception):
+    """A measured check refused the shipped file: exit status 1, nothing written."""
+
+
+def _option(default, text):
+    return dataclasses.field(default=default, metadata={"help": text})
+
+
+@dataclasses.dataclass
+class ShipOptions:
+    """What `ship_row` does; each field is also a flag of the same name (`define_flags`)."""
+
+    row: str = _option(None, "The finished row's folder (config.json, final_weights.npz, "
+                       "result.json, train_info.json, sessions.json).")
+    name: str = _option(None, "The shipped model's name (default: the row folder's name).")
+    output_dir: str = _option(str(ROOT / "saved_models"), "Where NAME/ is written.")
+    overwrite: bool = _option(False, "Replace an existing OUTPUT/NAME.")
+    weights_dtype: str = _option("float32", "Storage dtype of the shipped weights, float32 or "
+                                 "float16 (only after the paired NLL check: --check_images, "
+                                 "--check_samples, --max_nll_difference).")
+    check_images: int = _option(1000, "float16: validation images of the paired NLL check.")
+    check_samples: int = _option(100, "float16: importance samples k of the paired NLL check.")
+    max_nll_difference: float = _option(0.05, "float16: the check's mean NLL difference (16-bit "
+                                        "minus float32 weights, nats) must be below this in "
+                                        "absolute value.")
+    reload_check_images: int = _option(10, "Validation images of the reload check.")
+    reload_check_samples: int = _option(16, "Importance samples k of the reload check.")
+    valid_data: str = _option(DEFAULT_VALID_DATA, "Statically binarized validation images, "
+                              "PATH.npz:KEY (the checks').")
+    eval_batch_size: int = _option(100, "Images per importance-sampling batch.")
+    num_sample_images: int = _option(64, "Prior samples in samples.png (0: none).")
+    machine: str = _option("", "Where the row trained, for the card (the row's files record the "
+                           "backend, threads and load, not the machine).")
+    rescore_command: str = _option("", "The card's rescore command (default: built from the row "
+                                   "folder's parent, e.g. tools/reproduce_iwae_table.py "
+                                   "--rescore).")
+    seed: int = _option(0, "Seed of the checks' posterior noise and of the samples.")
+
+
+def define_flags():
+    """One absl flag per `ShipOptions` field, with its default and help."""
+    define = {str: flags.DEFINE_string, bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
+              float: flags.DEFINE_float}
+    for field in dataclasses.fields(ShipOptions):
+        if field.name == "weights_dtype":
+            flags.DEFINE_enum(field.name, field.default, ["float32", "float16"],
+                              field.metadata["help"])
+        else:
+            define[field.type](field.name, field.default, field.metadata["help"])
+
+
+def _relative(path):
+    path = pathlib.Path(path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def check_arguments(options):
+    """The command line's rules, before anything heavy is imported. Returns (row folder, name,
+    destination). Raises `UsageError`."""
+    if not options.row:
+        raise UsageError("--row: expected a finished reproduction row folder, e.g. "
+                         "reproductions/iwae_table/mnist_mlp_vae")
+    row = pathlib.Path(options.row)
+    if not row.is_dir():
+        raise UsageError(f"--row={options.row}: no such folder; expected a finished reproduction "
+                         "row folder, e.g. reproductions/iwae_table/mnist_mlp_vae")
+    if not (row / reproduction.FINAL_WEIGHTS).is_file():
+        raise UsageError(f"--row={options.row}: no {reproduction.FINAL_WEIGHTS}; expected a "
+                         "finished row (an unfinished one has only its light state)")
+    missing = [name for name in ROW_FILES if not (row / name).is_file()]
+    if missing:
+        raise UsageError(f"--row={options.row}: no {', '.join(missing)}; expected a finished row "
+                         f"with {', '.join(ROW_FILES)}")
+    name = options.name or row.resolve().name
+    if not name or os.sep in name or name.startswith("."):
+        raise UsageError(f"--name={name}: expected a folder name, not a path")
+    destination = pathlib.Path(options.output_dir) / name
+    if destination.exists() and not options.overwrite:
+        raise UsageError(f"--overwrite: {destination} exists; expected --overwrite to replace it, "
+                         "or another --name")
+    # PATH or PATH:KEY (`keras_crvae.io.split_npz_spec`, without importing TensorFlow here).
+    valid_path = (options.valid_data if os.path.exists(options.valid_data)
+                  else options.valid_data.rsplit(":", 1)[0])
+    if not os.path.isfile(valid_path):
+        raise UsageError(f"--valid_data={options.valid_data}: no such file; expected the "
+                         "statically binarized validation images, PATH.npz:KEY")
+    for flag in ("check_images", "check_samples", "reload_check_images", "reload_check_samples",
+                 "eval_batch_size"):
+        if getattr(options, flag) < 1:
+            raise UsageError(f"--{flag}={getattr(options, flag)}: expected a positive integer")
+    if options.max_nll_difference < 0:
+        raise UsageError(f"--max_nll_difference={options.max_nll_difference}: expected >= 0 nats")
+    return row, name, destination
+
+
+def _read_json(path):
+    return json.loads(pathlib.Path(path).read_text())
+
+
+def _normalized(value):
+    return json.loads(json.dumps(value))
+
+
+def preset_overrides(config):
+    """The overrides that turn the preset `config["preset"]` into the row's config (its
+    `network`, `model` and `training` tables). Raises `UsageError` if none do."""
+    from keras_crvae import presets
+
+    name = config["preset"]
+    default = presets.get_preset(name)
+    tables = {"network": default.network, "model": default.model,
+              "training": dataclasses.asdict(default.training)}
+    overrides = {}
+    for table, values in tables.items():
+        for key, value in config.get(table, {}).items():
+            if key == "builder":
+                continue
+            if key not in values or _normalized(values[key]) != _normalized(value):
+                overrides[key] = value
+    try:
+        rebuilt = presets.get_preset(name, **overrides)
+    except ValueError as error:
+        raise UsageError(f"--row: config.json is not preset {name!r} with overrides ({error})")
+    if _normalized({"network": rebuilt.network, "model": rebuilt.model,
+                    "training": dataclasses.asdict(rebuilt.training)}) != _normalized(
+                        {table: config.get(table) for table in tables}):
+        raise UsageError(f"--row: config.json is not preset {name!r} with overrides {overrides}")
+    return overrides
+
+
+def build_model(config, overrides, seed):
+    """The row's model, computing in float32 (uncompiled)."""
+    import keras_crvae
+
+    return keras_crvae.from_preset(config["preset"], compile=False, seed=seed,
+                                   **{**overrides, "precision": "float32"})
+
+
+def per_image_nll(model, images, num_samples, options):
+    """Per-image importance-sampled NLL with the options' seed: the same noise for any model."""
+    from keras_crvae import evaluation
+
+    return np.asarray(evaluation.importance_sampled_nll(
+        model, images, num_samples=num_samples, batch_size=options.eval_batch_size,
+        seed=options.seed, verbose=0).per_example, dtype=np.float64)
+
+
+def float16_check(reference, rounded, images, options):
+    """Paired NLL of the 16-bit-rounded weights against the float32 weights (dict); raises
+    `CheckFailed` when the mean difference is not below `options.max_nll_difference`."""
+    start = time.time()
+    nll32 = per_image_nll(reference, images, options.check_samples, options)
+    nll16 = per_image_nll(rounded, images, options.check_samples, options)
+    difference = nll16 - nll32
+    error = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
+    check = {"num_images": int(len(images)), "num_samples": int(options.check_samples),
+             "seed": int(options.seed), "nll_float32": round(float(nll32.mean()), 4),
+             "nll_float16": round(float(nll16.mean()), 4),
+             "difference_mean": float(difference.mean()),
+             "difference_standard_error": float(error),
+             "max_abs_difference_per_image": float(np.abs(difference).max()),
+             "max_nll_difference": float(options.max_nll_difference),
+             "seconds": round(time.time() - start, 1)}
+    check["passed"] = bool(abs(check["difference_mean"]) < options.max_nll_difference)
+    print(f"float16 check on {len(images)} images, k={options.check_samples}: NLL "
+          f"{check['nll_float16']:.4f} (16-bit) vs {check['nll_float32']:.4f} (float32), "
+          f"difference {check['difference_mean']:+.5f} +- {error:.5f} nats", flush=True)
+    if not check["passed"]:
+        raise CheckFailed(
+            f"--max_nll_difference={options.max_nll_difference}: the 16-bit weights' NLL differs "
+            f"from the float32 weights' by {check['difference_mean']:+.5f} nats (k="
+            f"{options.check_samples}, {len(images)} images); nothing written, ship float32")
+    return check
+
+
+def store_weights_in_float16(path):
+    """Rewrites the weight arrays of the `.keras` file `path` as float16 where float16 holds them
+    exactly (the model's rounded float32 values), and deflates the zip. Keras widens them to the
+    variables' float32 when loading. Returns (arrays stored in 16 bits, arrays kept)."""
+    import h5py
+
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info.filename) for info in archive.infolist()}
+    converted, kept = 0, 0
+    weights = io.BytesIO()
+    with h5py.File(io.BytesIO(members[WEIGHTS_MEMBER]), "r") as source, \
+            h5py.File(weights, "w") as target:
+        for key, value in source.attrs.items():
+            target.attrs[key] = value
+
+        def copy(name, item):
+            nonlocal converted, kept
+            if isinstance(item, h5py.Group):
+                group = target.require_group(name)
+                for key, value in item.attrs.items():
+                    group.attrs[key] = value
+                return
+            array = item[()]
+            if isinstance(array, np.ndarray) and array.dtype == np.float32:
+                narrow = array.astype(np.float16)
+                if np.array_equal(narrow.astype(np.float32), array):
+                    array, converted = narrow, converted + 1
+                else:
+                    kept += 1
+            target.create_dataset(name, data=array)
+            for key, value in item.attrs.items():
+                target[name].attrs[key] = value
+
+        source.visititems(copy)
+    members[WEIGHTS_MEMBER] = weights.getvalue()
+    temporary = str(path) + ".tmp"
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED,
+                         compresslevel=9) as archive:
+        for filename, content in members.items():
+            archive.writestr(filename, content)
+    os.replace(temporary, path)
+    return converted, kept
+
+
+def reload_check(name, folder, written, images, options):
+    """`load_pretrained(name, directory=folder)` against the model that was written: the same
+    weights bit for bit and the same per-image NLL. Returns (dict, loaded model); raises
+    `CheckFailed`."""
+    import keras_crvae
+
+    loaded = keras_crvae.load_pretrained(name, directory=folder)
+    mismatched = [variable.path for variable, stored, array in zip(
+        loaded.weights, loaded.get_weights(), written.get_weights())
+        if stored.dtype != array.dtype or not np.array_equal(stored, array)]
+    if len(loaded.weights) != len(written.weights) or mismatched:
+        raise CheckFailed(f"--row: the reloaded {name} holds other weights than were written "
+                          f"({mismatched[:3] or 'another number of variables'}); nothing written")
+    nll_written = per_image_nll(written, images, options.reload_check_samples, options)
+    nll_loaded = per_image_nll(loaded, images, options.reload_check_samples, options)
+    difference = float(np.abs(nll_loaded - nll_written).max())
+    check = {"num_images": int(len(images)), "num_samples": int(options.reload_check_samples),
+             "seed": int(options.seed), "weights_identical": True,
+             "nll_in_memory": round(float(nll_written.mean()), 4),
+             "nll_reloaded": round(float(nll_loaded.mean()), 4),
+             "max_abs_difference_per_image": difference, "tolerance": RELOAD_TOLERANCE}
+    if not difference <= RELOAD_TOLERANCE:
+        raise CheckFailed(f"--row: the reloaded {name}'s NLL differs from the written model's by "
+                          f"up to {difference:.2e} nats per image (tolerance {RELOAD_TOLERANCE}); "
+                          "nothing written")
+    return check, loaded
+
+
+def sessions_summary(sessions, epochs):
+    """Training time of the recorded stretches (`sessions.json`)."""
+    recorded = sum(int(s["epochs_run"]) for s in sessions)
+    first = min((int(s["first_epoch"]) for s in sessions), default=epochs)
+    loads = [x for s in sessions for x in (s.get("load_average_at_end") or [])]
+    return {"training_stretches": len(sessions),
+            "train_seconds": round(sum(float(s["train_seconds"]) for s in sessions), 1),
+            "epochs_recorded": recorded,
+            # Epochs trained before the first record (e.g. before sessions.json existed).
+            "epochs_before_first_record": first,
+            "backends": sorted({s.get("backend", "?") for s in sessions}),
+            "threads": sorted({int(s.get("threads", 0)) for s in sessions}),
+            "load_average_range": [min(loads), max(loads)] if loads else None,
+            "ended": [s.get("ended") for s in sessions]}
+
+
+def set_text(value):
+    """`value` as the text of a `--set KEY=TEXT` flag (`presets.parse_overrides`), or None where
+    there is none (a nested list)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(item, (list, tuple, dict)) for item in value):
+            return None
+        # A trailing comma keeps a one-element list a list.
+        return ",".join(str(item) for item in value) + ("," if len(value) == 1 else "")
+    return "none" if value is None else str(value)
+
+
+def default_rescore_command(row, config, result, overrides):
+    """The reproduction script's `--rescore` command of the row ("" for a folder of no known script
+    or overrides that `--set` cannot express)."""
+    script = RESCORE_SCRIPTS.get(row.resolve().parent.name)
+    texts = {key: set_text(value) for key, value in overrides.items() if key != "epochs"}
+    if script is None or None in texts.values():
+        return ""
+    sets = " ".join(f"--set={key}={text}" for key, text in texts.items())
+    # The backend that scored the row: the same noise, so the same number to every digit.
+    backend = result.get("backend")
+    prefix = f"KERAS_BACKEND={backend} " if backend and backend != "tensorflow" else ""
+    return (f"{prefix}python {script} --rescore --presets={row.resolve().name} "
+            f"--epochs={result['epochs']} --num_samples={result['nll']['num_samples']} "
+            f"--num_valid={result['nll']['num_images']} {sets}".rstrip()
+            + f" --output_dir={_relative(row.resolve().parent)}")
+
+
+def schedule_text(training, network):
+    """The optimizer and learning-rate schedule of a preset's training table, in words."""
+    text = (f"Adam (beta 0.9 / 0.999, epsilon {training['adam_epsilon']:g}), batch "
+            f"{training['batch_size']}, ")
+    if training["lr_schedule"] == "iwae":
+        text += (f"Burda et al.'s schedule over the {training['epochs']} epochs: 8 stages, stage i "
+                 f"lasting 3**i / 3280 of them at LR {training['learning_rate']:g} x 10**(-i/7) "
+                 "(1e-3, 7.2e-4, ..., 1e-4)")
+    elif training["lr_decay_every_epochs"]:
+        text += (f"LR {training['learning_rate']:g}, x{training['lr_decay_rate']:g} every "
+                 f"{training['lr_decay_every_epochs']} epochs")
+    else:
+        text += f"constant LR {training['learning_rate']:g}"
+    if "recurrent" in (network.get("encoder_latent"), network.get("decoder_latent")):
+        text += (f"; the recurrent parts at LR x{training['recurrent_lr_multiplier']:g}"
+                 + (f", gradients clipped at {training['recurrent_gradient_clip']:g}"
+                    if training["recurrent_gradient_clip"] else ""))
+    return text + f"; training precision {training['precision']}"
+
+
+def model_card(metrics):
+    """The card `README.md` from `metrics.json`'s content."""
+    nll, elbo, train = metrics["nll"], metrics["elbo"], metrics["training"]
+    name, weights = metrics["name"], metrics["weights"]
+    lines = [f"# {name} — model card", "",
+             f"{metrics['description']} Preset `{metrics['preset']}`"
+             + (f" with overrides `{metrics['overrides']}`" if metrics["overrides"] else "")
+             + f"; {metrics['num_parameters']:,} parameters; class "
+             f"`keras_crvae.models.{metrics['model_class']}`. Shipped from the reproduction row "
+             f"`{metrics['row']}/` by `tools/ship_pretrained.py`.", "",
+             "```python", "import keras_crvae",
+             f'model = keras_crvae.load_pretrained("{name}")   # uncompiled, computes in float32',
+             "images = model.sample(16, seed=0)                 # (16, 28, 28, 1) pixel "
+             "probabilities", "```", "",
+             "## Result", "",
+             "| metric | value (nats; mean +- standard error over images) |", "|---|---|",
+             f"| importance-sampled NLL, k = {nll['num_samples']:,}, {nll['num_images']:,} "
+             f"images | **{nll['mean']:.2f} +- {nll['standard_error']:.2f}** |",
+             f"| ELBO (k = 1) | {elbo['mean']:.2f} +- {elbo['standard_error']:.2f} |",
+             f"| active units (Cov_x E_q[z_i] > 0.01, per stochastic layer) | "
+             f"{metrics['active_units']} of {metrics['num_latents']} |"]
+    if metrics.get("paper_nll") is not None:
+        lines.append(f"| paper NLL (test split) | {metrics['paper_nll']} (this row "
+                     f"{metrics['gap_to_paper']:+.2f}) |")
+    lines += ["", f"Split: {metrics['split']}. The numbers are the row's committed "
+              f"`result.json` (scored on the {metrics['scoring_backend']} backend at the end of "
+              "training); the shipped weights are the row's committed "
+              f"`{reproduction.FINAL_WEIGHTS}` (sha256 `{weights['source_sha256'][:16]}...`)"
+              + (", rounded to 16 bits" if weights["dtype"] == "float16" else "") + "."]
+    if metrics.get("rescored"):
+        rescored = metrics["rescored"]["nll"]
+        lines += ["", f"Rescored from a clean checkout (`{metrics['row']}/rescore.json`): NLL "
+                  f"{rescored['mean']:.5f} (k = {rescored['num_samples']:,}, "
+                  f"{rescored['num_images']:,} images)."]
+    lines += ["", "## Protocol", "",
+              f"- Data: {metrics['num_train_images']:,} MNIST training images (`mnist.npz:x_train` "
+              "less the grey sources of the binarized-MNIST validation images, held out so the "
+              "validation split is unseen), **dynamically binarized** (a fresh Bernoulli draw each "
+              "epoch).",
+              f"- Epochs: {metrics['epochs']:,}.",
+              f"- Optimizer: {metrics['schedule']}.",
+              f"- Training time: {train['train_seconds']:,.0f} s "
+              f"({train['train_seconds'] / 3600:.1f} h) over {train['training_stretches']} "
+              "recorded stretches (`sessions.json`: "
+              f"{train['epochs_recorded']:,} epochs, backend {', '.join(train['backends'])}, "
+              f"threads {', '.join(str(t) for t in train['threads'])}"
+              + (f", load average at their ends {train['load_average_range'][0]}-"
+                 f"{train['load_average_range'][1]}" if train["load_average_range"] else "")
+              + ")"
+              + (f"; the first {train['epochs_before_first_record']} epochs ran before the "
+                 "records began and are not counted" if train["epochs_before_first_record"]
+                 else "") + ".",
+              f"- Machine: {metrics['machine'] or 'not recorded in the row'}."]
+    if metrics.get("float32_check"):
+        check = metrics["float32_check"]
+        lines.append(f"- Scored in {metrics['training_precision']}; on the first "
+                     f"{check.get('num_images')} images a float32 copy scored "
+                     f"{check.get('nll_float32')} against {check.get('nll')} (`float32_check`).")
+    lines += ["", "## Files", "", "| file | what |", "|---|---|",
+              f"| `model.keras` ({weights['model_keras_bytes'] / 1e6:.1f} MB) | the model, weights "
+              + ("stored as float16 (widened to float32 on loading)" if weights["dtype"] ==
+                 "float16" else "in float32") + ", no optimizer state |",
+              "| `metrics.json` | the numbers of this card, the checks and the row's config |"]
+    if metrics.get("samples_png"):
+        lines.append(f"| `samples.png` | {metrics['samples_png']} prior samples (pixel "
+                     f"probabilities), `model.sample({metrics['samples_png']}, "
+                     f"seed={metrics['seed']})` |")
+    lines += ["", "## Checks", ""]
+    reload = metrics["reload_check"]
+    lines.append(f"- Reload: `keras_crvae.load_pretrained(\"{name}\")` gives back the written "
+                 f"weights bit for bit and the same NLL (k = {reload['num_samples']}, first "
+                 f"{reload['num_images']} validation images, same noise: largest per-image "
+                 f"difference {reload['max_abs_difference_per_image']:.1e} nats).")
+    if metrics.get("float16_check"):
+        check = metrics["float16_check"]
+        lines.append(f"- 16-bit weights: NLL {check['nll_float16']:.4f} against "
+                     f"{check['nll_float32']:.4f} for the float32 weights (k = "
+                     f"{check['num_samples']}, first {check['num_images']} validation images, "
+                     f"paired): difference {check['difference_mean']:+.5f} +- "
+                     f"{check['difference_standard_error']:.5f} nats, below the "
+                     f"{check['max_nll_difference']} allowed.")
+    if not metrics.get("rescore_command"):
+        lines += ["", "## Rescore", "", "No rescore command: the row's folder has no known "
+                  "reproduction script, or its overrides have no `--set` form (pass "
+                  "`--rescore_command` to `tools/ship_pretrained.py`)."]
+    else:
+        lines += ["", "## Rescore", "",
+                  "Scores the committed weights again with the row's settings, seed and "
+                  "backend (the same number), into the row's `rescore.json`; it trains nothing:",
+                  "", "```bash",
+                  metrics["rescore_command"], "```"]
+    if metrics.get("samples_png"):
+        lines += ["", "## Samples", "", "![prior samples](samples.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def _sha256(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def ship_row(options):
+    """Writes `OUTPUT/NAME/` from the row `options.row` (module docstring). Returns its metrics.
+
+    Raises:
+        UsageError: a flag breaks the rules (exit 2).
+        CheckFailed: the float16 or the reload check failed (exit 1); nothing is written.
+    """
+    row, name, destination = check_arguments(options)
+    config, result = _read_json(row / "config.json"), _read_json(row / "result.json")
+    train_info = _read_json(row / "train_info.json")
+    sessions = reproduction.read_json_list(row / reproduction.SESSIONS)
+    overrides = preset_overrides(config)
+
+    import keras_crvae
+    from keras_crvae import data, io as crvae_io
+
+    valid = data.load_npz_images(options.valid_data)
+    reference = build_model(config, overrides, options.seed)
+    reproduction.load_weights_npz(reference, row / reproduction.FINAL_WEIGHTS)
+    output_dir = pathlib.Path(options.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".ship-{name}-", dir=output_dir))
+    try:
+        folder = staging / name
+        folder.mkdir()
+        shipped, check16 = reference, None
+        if options.weights_dtype == "float16":
+            # Exactly what `reproduction.save_weights_npz(dtype="float16")` keeps of the weights.
+            reproduction.save_weights_npz(reference, staging / "float16.npz", dtype="float16")
+            shipped = build_model(config, overrides, options.seed)
+            reproduction.load_weights_npz(shipped, staging / "float16.npz")
+            check16 = float16_check(reference, shipped, valid[:options.check_images], options)
+        model_path = folder / "model.keras"
+        shipped.save(model_path)
+        stored16 = store_weights_in_float16(model_path) if check16 else None
+        reload, loaded = reload_check(name, staging, shipped, valid[:options.reload_check_images],
+                                      options)
+        metrics = {
+            "name": name, "preset": config["preset"],
+            "description": keras_crvae.get_preset(config["preset"]).description,
+            "overrides": overrides, "row": _relative(row), "model_class": type(loaded).__name__,
+            "num_parameters": int(loaded.count_params()),
+            "nll": result["nll"], "elbo": result["elbo"],
+            "split": (f"the statically binarized MNIST validation split (`binarized_mnist.npz:"
+                      f"x_valid`), its first {result['nll']['num_images']:,} images"
+                      if result["nll"]["num_images"] < 10000 else
+                      "all 10,000 images of the statically binarized MNIST validation split "
+                      "(`binarized_mnist.npz:x_valid`; the test split stays held out)"),
+            "active_units": reproduction.active_units_text(result),
+            "active_units_per_layer": result.get("active_units_per_layer"),
+            "num_latents": result.get("num_latents"),
+            "paper_nll": result.get("paper_nll"),
+            "gap_to_paper": (round(result["nll"]["mean"] - result["paper_nll"], 3)
+                             if result.get("paper_nll") is not None else None),
+            "epochs": int(result["epochs"]), "num_train_images": int(result["num_train_images"]),
+            "schedule": schedule_text(config["training"], config["network"]),
+            "training_precision": config["training"].get("precision", "float32"),
+            "training": {**sessions_summary(sessions, int(result["epochs"])),
+                         "train_info": train_info},
+            "scoring_backend": result.get("backend", "?"),
+            "scoring_seconds": result.get("eval_wall_seconds"),
+            "machine": options.machine,
+            "weights": {"source": _relative(row / reproduction.FINAL_WEIGHTS),
+                        "source_sha256": _sha256(row / reproduction.FINAL_WEIGHTS),
+                        "dtype": options.weights_dtype,
+                        "arrays_in_float16": stored16[0] if stored16 else 0,
+                        "arrays_kept_float32": stored16[1] if stored16 else None,
+                        "model_keras_bytes": os.path.getsize(model_path)},
+            "float16_check": check16, "reload_check": reload,
+            "float32_check": result.get("float32_check"),
+            "rescored": (_read_json(row / reproduction.RESCORE)
+                         if (row / reproduction.RESCORE).exists() else None),
+            "rescore_command": options.rescore_command or default_rescore_command(
+                row, config, result, overrides),
+            "samples_png": int(options.num_sample_images), "seed": int(options.seed),
+            "config": config,
+        }
+        if options.num_sample_images:
+            import keras
+
+            crvae_io.save_image_grid(keras.ops.convert_to_numpy(
+                loaded.sample(options.num_sample_images, seed=options.seed)),
+                folder / "samples.png", columns=8)
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (folder / "README.md").write_text(model_card(metrics))
+        # Into place: the old folder (with --overwrite) moves aside first, then goes.
+        if destination.exists():
+            os.replace(destination, staging / ".replaced")
+        os.replace(folder, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"{name}: {destination} (model.keras {metrics['weights']['model_keras_bytes']:,} bytes, "
+          f"{options.weights_dtype}; NLL {result['nll']['mean']:.2f} +- "
+          f"{result['nll']['standard_error']:.2f})", flush=True)
+    return metrics
+
+
+def options_from_flags():
+    return ShipOptions(**{field.name: getattr(FLAGS, field.name)
+                          for field in dataclasses.fields(ShipOptions)})
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"ship_pretrained.py: error: unexpected arguments {argv[1:]}; expected flags only",
+              file=sys.stderr)
+        sys.exit(2)
+    try:
+        ship_row(options_from_flags())
+    except UsageError as error:
+        print(f"ship_pretrained.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except CheckFailed as error:
+        print(f"ship_pretrained.py: refused: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
