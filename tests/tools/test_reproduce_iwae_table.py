@@ -105,7 +105,8 @@ def test_a_time_limit_stops_at_an_epoch_end_and_a_later_session_resumes_from_the
     assert (row / "backup").is_dir() and not (row / "result.json").exists()
     assert len((row / "history.csv").read_text().strip().splitlines()) == 1 + 1  # header + epoch 1
     # The light state a later session resumes from: weights without Adam's moments, and progress.
-    assert json.loads((row / "resume.json").read_text()) == {"epochs_done": 1, "steps_per_epoch": 5}
+    assert json.loads((row / "resume.json").read_text()) == {"epochs_done": 1, "steps_per_epoch": 5,
+                                                           "weights_dtype": "float32"}
     progress = json.loads((row / "progress.json").read_text())
     assert [(p["epoch"], p["num_images"]) for p in progress] == [(1, 5)]
     assert 0 < progress[0]["nll"] < 784 * math.log(2)
