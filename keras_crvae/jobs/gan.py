@@ -200,13 +200,8 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
             and keep the run resumable; SIGTERM stops the same way.
         **overrides: preset overrides, e.g. `base_channels=8`, `learning_rate=1e-4`.
 
-    Returns:
-        dict, the content of metrics.json (of the earlier run when it is already trained), or,
-        when stopped early, `{"preset", "stopped", "completed_epochs", "epochs", "output_dir"}`.
-
-    Raises:
-        keras_crvae.runs.RunConflictError: `output_dir` holds another preset's run, or this
-            preset's with other settings.
+    Returns and raises what `keras_crvae.jobs.base.TrainingJob.run` does: the metrics.json dict
+    (a `stopped_result` when stopped early); `RunConflictError` for another run in `output_dir`.
     """
     source = dict(npz=npz, image_dir=image_dir, tfds_name=tfds_name, data_dir=data_dir,
                   arrays=arrays)
