@@ -1,5 +1,7 @@
-"""Training callbacks: NaN guard, per-epoch sample and reconstruction grids (PNG and TensorBoard)."""
+"""Training callbacks: NaN guard, per-epoch history CSV, sample and reconstruction grids (PNG and
+TensorBoard), gamma history, latent traversals (the time budget: `jobs.longrun.TimeBudget`)."""
 
+import csv
 import math
 import os
 
@@ -7,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae.io import save_image_grid
+from keras_crvae.io import atomic_path, save_image_grid
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -33,6 +35,41 @@ class NaNGuard(keras.callbacks.Callback):
                 "Training stopped and nothing was saved from this step. Lower the learning rate, "
                 "check the images' value range, or resume from the last checkpoint."
             )
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Writes per-epoch metrics to a CSV file with exactly one row per epoch.
+
+    Unlike `keras.callbacks.CSVLogger` it adds no empty `val_*` columns, writes nothing before the
+    first epoch ends (a run that fails at once leaves no empty file), and rows of a resumed or
+    continued run replace those of the same epochs instead of repeating them. The file is rewritten
+    atomically at every epoch's end (a few hundred rows at most).
+
+    Args:
+        path: str, the CSV file.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = [row for row in read_history(self.path) if int(row["epoch"]) < epoch]
+        rows.append({"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}})
+        keys = ["epoch"] + sorted({key for row in rows for key in row} - {"epoch"})
+        with atomic_path(self.path) as temporary:
+            with open(temporary, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=keys, restval="")
+                writer.writeheader()
+                writer.writerows(rows)
+
+
+def read_history(path):
+    """The rows of a history CSV as dicts (an empty list when there is no file)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row.get("epoch", "").isdigit()]
 
 
 class SampleGrid(keras.callbacks.Callback):

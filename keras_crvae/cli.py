@@ -95,6 +95,9 @@ _define["integer"]("steps_per_epoch", None, "GAN presets: steps per epoch (defau
                    "over the data). Sprites presets: steps per epoch (default: 737,280 images, "
                    "the dSprites grid's size).", flag_values=FLAGS)
 _define["integer"]("seed", 0, "Random seed.", flag_values=FLAGS)
+_define["float"]("stop_after_minutes", None, "Stop training at the first epoch end after this many "
+                 "minutes and keep the run resumable: the same command resumes it (SIGTERM stops "
+                 "the same way). VAE and GAN presets.", flag_values=FLAGS)
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy: one device, MirroredStrategy over the local GPUs, or "
                   "MultiWorkerMirroredStrategy configured by the TF_CONFIG environment variable.",
@@ -140,7 +143,7 @@ COMMAND_FLAGS = {
     "train": ("preset", "data", "eval_data", "data_dir", "output_dir", "epochs", "batch_size",
               "learning_rate", "time_steps", "precision", "set", "fresh", "nll_samples", "nll_images", "npz",
               "image_dir", "tfds", "steps_per_epoch", "stage2_epochs", "num_fid_samples",
-              "strategy"),
+              "strategy", "stop_after_minutes"),
     "evaluate": ("model", "data", "data_dir", "num_samples", "num_images", "binarize", "output"),
     "sample": ("model", "num_images", "output", "traversals"),
     "presets": (),
@@ -335,18 +338,27 @@ def _check_positive(*names, low=1):
             _require(value >= low, name, f"an integer >= {low}")
 
 
+def _check_stop_after_minutes(preset):
+    from keras_crvae import jobs
+
+    value = FLAGS.stop_after_minutes
+    _require(value is None or (math.isfinite(value) and value >= 0), "stop_after_minutes",
+             "a number of minutes >= 0 (0: no limit)")
+    if value and not jobs.job_for(preset).resumable:
+        raise UsageError(f"{_flag_text('stop_after_minutes')}: --preset={preset} cannot resume a "
+                         "stopped run; expected no --stop_after_minutes")
+
+
 def _check_train():
     """Everything `crvae train` can check before TensorFlow loads; returns the job's arguments."""
-    from keras_crvae import presets, runs
+    from keras_crvae import jobs, presets, runs
 
     preset = FLAGS.preset
     if preset not in presets.PRESETS:
         raise UsageError(f"--preset={preset}: expected one of {', '.join(presets.list_presets())} "
                          "(see `crvae presets`)")
     config = presets.PRESETS[preset]
-    kind = ("gan" if presets.is_gan_preset(preset) else
-            "two_stage" if isinstance(config, presets.TwoStagePreset) else
-            "sprites" if config.network.get("builder") == "sprites" else "vae")
+    kind = jobs.job_for(preset).name  # vae, two_stage, gan or disentangling
     if any(item.split("=", 1)[0].strip() == "help" for item in FLAGS.set):
         return {"kind": "list_settings", "preset": preset,
                 "settings": presets._valid_keys(config)}
@@ -386,20 +398,21 @@ def _check_train():
             "vae": ("nll_samples", "nll_images")}
     family = {"gan": "the 64x64 GAN presets", "two_stage": "the Two-Stage presets",
               "vae": "the MNIST VAE-family presets"}
-    shared = {"steps_per_epoch": ("gan", "sprites")}  # flags of more than one family
+    shared = {"steps_per_epoch": ("gan", "disentangling")}  # flags of more than one family
     for owner, names in only.items():
         for name in names:
             if kind not in shared.get(name, (owner,)) and _given(name):
                 hint = (" (it trains on --data=PATH.npz[:KEY])" if name == "npz" else "")
                 raise UsageError(f"--{name} is for {family[owner]}; --preset={preset} does not "
                                  f"take it{hint}")
-    if kind in ("gan", "sprites") and _given("eval_data"):
+    if kind in ("gan", "disentangling") and _given("eval_data"):
         raise UsageError(f"--eval_data is for the MNIST and Two-Stage presets; --preset={preset} "
                          "does not take it")
-    if kind == "sprites" and (_given("data") or FLAGS.strategy != "default"):
+    if kind == "disentangling" and (_given("data") or FLAGS.strategy != "default"):
         name = "data" if _given("data") else "strategy"
         raise UsageError(f"{_flag_text(name)}: --preset={preset} trains on procedural sprites "
                          "drawn on one device; expected no --data and --strategy=default")
+    _check_stop_after_minutes(preset)
     if kind == "two_stage" and FLAGS.strategy != "default":
         raise UsageError(f"--strategy={FLAGS.strategy}: the Two-Stage job runs on one device; "
                          "expected default")
@@ -438,7 +451,7 @@ def _check_train():
 
     job = {"kind": kind, "preset": preset, "epochs": epochs, "batch_size": batch_size,
            "overrides": overrides}
-    if kind == "sprites":
+    if kind == "disentangling":
         job["data_spec"] = "procedural sprites"
     elif digits:
         job["data_spec"], job["arrays"] = _mnist_images("data", "embedded", (28, 28, 1))
@@ -477,7 +490,7 @@ def _check_train():
     try:
         job["plan"] = runs.plan_run(FLAGS.output_dir, preset, runs.run_settings(resolved),
                                     runs.total_epochs(resolved), fresh=FLAGS.fresh,
-                                    resumable=kind not in ("two_stage", "sprites"))
+                                    resumable=jobs.job_for(preset).resumable)
     except runs.RunConflictError as error:
         raise UsageError(str(error)) from None
     return job
@@ -661,7 +674,7 @@ def _train(job):
     from keras_crvae import distribute, training
 
     output_dir = FLAGS.output_dir
-    if job["kind"] == "sprites":
+    if job["kind"] == "disentangling":
         from keras_crvae.sprites_training import train_sprites
 
         train_sprites(job["preset"], output_dir=output_dir, epochs=job["epochs"],
@@ -692,22 +705,27 @@ def _train(job):
         if job.get("arrays") is None and job.get("image_dir") is None and \
                 job.get("tfds_name") is None:  # an MNIST GAN preset on 'embedded' / 'tfds:'
             job["arrays"] = _load_mnist_spec(job["data_spec"], "train")
-        train_gan(job["preset"], image_dir=job.get("image_dir"), tfds_name=job.get("tfds_name"),
-                  arrays=job.get("arrays"), data_dir=FLAGS.data_dir, output_dir=output_dir,
-                  epochs=job["epochs"], steps_per_epoch=FLAGS.steps_per_epoch,
-                  batch_size=job["batch_size"], resume=not FLAGS.fresh, strategy=strategy,
-                  seed=FLAGS.seed, data_spec=job["data_spec"], **job["overrides"])
+        if train_gan(job["preset"], image_dir=job.get("image_dir"), tfds_name=job.get("tfds_name"),
+                     arrays=job.get("arrays"), data_dir=FLAGS.data_dir, output_dir=output_dir,
+                     epochs=job["epochs"], steps_per_epoch=FLAGS.steps_per_epoch,
+                     batch_size=job["batch_size"], fresh=FLAGS.fresh, strategy=strategy,
+                     seed=FLAGS.seed, data_spec=job["data_spec"],
+                     stop_after_minutes=FLAGS.stop_after_minutes, **job["overrides"]).get("stopped"):
+            return 0  # the job said so; the run resumes on the next `crvae train`
         grids = "samples.png" + ("" if _is_standalone_gan(job["preset"]) else
                                  ", reconstructions.png")
         _say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, {grids}, "
              "metrics.json, history.csv, tensorboard/")
         return 0
-    training.train(
+    stopped = training.train(
         job["preset"], train_images=job["train_images"], eval_images=job["eval_images"],
         output_dir=output_dir, epochs=job["epochs"], batch_size=job["batch_size"],
         nll_samples=FLAGS.nll_samples, nll_images=FLAGS.nll_images, seed=FLAGS.seed,
         fresh=FLAGS.fresh, strategy=strategy, data_spec=job["data_spec"],
-        eval_spec=job["eval_spec"], **job["overrides"])
+        eval_spec=job["eval_spec"], stop_after_minutes=FLAGS.stop_after_minutes,
+        **job["overrides"]).get("stopped")
+    if stopped:  # the job said so; the run resumes on the next `crvae train`
+        return 0
     _say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, samples.png, "
          "reconstructions.png, metrics.json, history.csv")
     return 0

@@ -1,4 +1,5 @@
-"""Atomic file writing and image grids (PNG) shared by the callbacks, the CLI and the tools."""
+"""Atomic file writing, `.keras` model files and image grids (PNG) shared by the callbacks, the jobs,
+the CLI and the tools."""
 
 import contextlib
 import json
@@ -35,6 +36,26 @@ def write_json(data, path):
         with open(temporary, "w") as handle:
             json.dump(data, handle, indent=2, sort_keys=True)
             handle.write("\n")
+
+
+def save_model(model, path):
+    """Saves `model` to a `.keras` file atomically (a crash mid-write keeps the previous file)."""
+    if not os.fspath(path).endswith(".keras"):
+        raise ValueError(f"`path` must end in '.keras', got {path!r}.")
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+    return path
+
+
+def load_model(path):
+    """Loads a `.keras` model saved by this library, with a clear error for a missing file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No model at `model`={path!r}. Pass the path of a .keras file.")
+    import keras
+
+    import keras_crvae.models  # noqa: F401  (registers the library's classes for deserialization)
+
+    return keras.saving.load_model(path)
 
 
 def image_grid(images, columns=8, padding=2):

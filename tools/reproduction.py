@@ -8,25 +8,28 @@ evaluation and the loop over rows (finished rows are skipped, rows of earlier in
 table).
 """
 
-import contextlib
 import dataclasses
 import json
 import os
 import pathlib
-import shutil
-import signal
-import threading
 import time
 
 import numpy as np
 from absl import flags
+
+# The long-run engine (time budget, SIGTERM stop, light state, stretch records) is the library's;
+# the names stay importable from here for the scripts.
+from keras_crvae.jobs import longrun
+from keras_crvae.jobs.longrun import (  # noqa: F401
+    PROGRESS, RESUME_INFO, RESUME_WEIGHTS, SESSIONS, TimeLimitReached, load_weights_npz,
+    save_weights_npz)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 FLAGS = flags.FLAGS
 # A finished row's weights without the optimizer's state (committed: 1.6-2.0 MB for the IWAE-table
 # MLPs), and where `--rescore` writes its scores.
-FINAL_WEIGHTS, RESCORE = "final_weights.npz", "rescore.json"
+FINAL_WEIGHTS, RESCORE = longrun.FINAL_WEIGHTS, "rescore.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,25 +179,6 @@ def load_data(settings):
     return train_images, valid_images
 
 
-def epoch_timer():
-    """A Keras callback summing the wall time of the epochs actually run (`seconds`, `epochs_run`)."""
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds, self.epochs_run, self._start = 0.0, 0, None
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds += time.time() - self._start
-            self.epochs_run += 1
-
-    return EpochTimer()
-
-
 def write_config(folder, name, preset):
     """`folder/config.json`: the row's preset (network, model, training). Not under --rescore, which
     leaves a finished row's files as they are."""
@@ -208,107 +192,7 @@ def write_config(folder, name, preset):
 _STARTED = time.time()
 
 
-class TimeLimitReached(Exception):
-    """Training stopped at an epoch end for --stop_after_minutes; the row resumes on the next run."""
-
-
-def time_limit_callback():
-    """Stops `fit` at the first epoch end after --stop_after_minutes (counted from the import of this
-    module, i.e. the start of the invocation), or after a stop request (`stop_requested`, set by
-    `stop_on_sigterm`); `reached` tells whether it stopped, `reason` why, `epochs_done` how many
-    epochs the row has finished in all."""
-    import keras
-
-    class TimeLimit(keras.callbacks.Callback):
-        reached = False
-        stop_requested = False
-        reason = None
-        epochs_done = 0
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.epochs_done = epoch + 1
-            limit = FLAGS.stop_after_minutes * 60.0
-            over_time = limit and time.time() - _STARTED > limit
-            if (over_time or self.stop_requested) and epoch + 1 < self.params["epochs"]:
-                self.reached = self.model.stop_training = True
-                self.reason = ("SIGTERM" if self.stop_requested else
-                               f"--stop_after_minutes={FLAGS.stop_after_minutes}")
-
-    return TimeLimit()
-
-
-@contextlib.contextmanager
-def stop_on_sigterm(time_limit):
-    """While the block runs (`fit`), SIGTERM (`kill PID`; `tools/iwae_table_session.sh` writes the
-    PIDs to runs/logs/iwae_slot*.pid) asks `time_limit` (a `time_limit_callback`) to stop at the end
-    of the current epoch, as --stop_after_minutes does: the light state is written and the row
-    resumes on the next run, so a session can end its runs at any moment without losing an epoch.
-    During a row's last epoch there is nothing to stop: the row finishes and is scored. A second
-    SIGTERM ends the process as usual (the per-epoch `backup/` keeps this machine's state). Python
-    installs signal handlers in the main thread only; elsewhere the block runs without one."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is None:  # a handler installed outside Python: restore the default
-        previous = signal.SIG_DFL
-
-    def request_stop(signum, frame):
-        # No printing here (a handler may interrupt a print); `TimeLimitReached` says it.
-        time_limit.stop_requested = True
-        signal.signal(signal.SIGTERM, previous)
-
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-# Light state of a row stopped by --stop_after_minutes: its weights and how far it got. Small enough
-# to commit, so a row longer than one session continues in the next one (Adam restarts its moments;
-# the learning-rate schedule continues, `presets.make_optimizer(start_step=...)`).
-RESUME_WEIGHTS, RESUME_INFO, PROGRESS = "resume_weights.npz", "resume.json", "progress.json"
-# One record per invocation that trained the row (its epochs and their seconds): a row's total
-# training time across sessions.
-SESSIONS = "sessions.json"
-
-
-def read_json_list(path):
-    """The JSON list at `path` (`sessions.json`, `progress.json`), [] when there is none yet."""
-    path = pathlib.Path(path)
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def record_session(folder, first_epoch, timing):
-    """Appends this invocation's epochs and training seconds to `sessions.json`; returns the list."""
-    import keras
-
-    path = pathlib.Path(folder) / SESSIONS
-    sessions = read_json_list(path)
-    sessions.append({
-        "first_epoch": int(first_epoch), "epochs_run": int(timing.epochs_run),
-        "train_seconds": round(timing.seconds, 1),
-        "epoch_seconds": round(timing.seconds / max(timing.epochs_run, 1), 2),
-        "backend": keras.backend.backend(), "threads": int(FLAGS.threads),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    })
-    path.write_text(json.dumps(sessions, indent=2) + "\n")
-    return sessions
-
-
-def resume_epoch(folder):
-    """(epochs a row has finished, where that state is): the full `backup/` of a stopped or killed
-    run on this machine first ("backup"), else the light state `resume.json` ("light"); (0, None)
-    for a new row."""
-    folder = pathlib.Path(folder)
-    metadata = folder / "backup" / "training_metadata.json"
-    if metadata.exists():
-        return int(json.loads(metadata.read_text())["epoch"]), "backup"  # epochs finished
-    if (folder / RESUME_INFO).exists():
-        return int(json.loads((folder / RESUME_INFO).read_text())["epochs_done"]), "light"
-    return 0, None
+read_json_list, resume_epoch = longrun.read_json_list, longrun.resume_epoch  # for the scripts
 
 
 def score_nll(model, images, settings, verbose=0):
@@ -322,46 +206,12 @@ def score_nll(model, images, settings, verbose=0):
                                              verbose=verbose)
 
 
-def save_weights_npz(model, path, dtype="float32"):
-    """`model.get_weights()` (the model's variables, without the optimizer's) to a compressed npz.
-
-    `dtype="float16"` stores each floating array in 16 bits where float16 holds its values (finite,
-    magnitudes below 65504); the rest stay as they are."""
-    arrays = model.get_weights()
-    if dtype == "float16":
-        arrays = [_to_float16_if_exact_range(array) for array in arrays]
-    np.savez_compressed(path, *arrays)
-
-
-def _to_float16_if_exact_range(array):
-    if not np.issubdtype(array.dtype, np.floating):
-        return array
-    if array.size and not np.all(np.abs(array) < np.finfo(np.float16).max):
-        return array
-    return array.astype(np.float16)
-
-
-def load_weights_npz(model, path):
-    """The inverse of `save_weights_npz`, into a built `model` of the same architecture (16-bit
-    arrays are widened to the variables' dtypes)."""
-    with np.load(path) as stored:
-        arrays = [stored[f"arr_{i}"] for i in range(len(stored.files))]
-    model.set_weights([np.asarray(array, dtype=variable.dtype) if np.issubdtype(
-        array.dtype, np.floating) else array for array, variable in zip(arrays, model.weights)])
-
-
-def save_light_state(model, folder, epochs_done, steps_per_epoch, valid_images, settings):
-    """Writes `resume_weights.npz` + `resume.json`, and appends a progress score to `progress.json`:
-    the NLL (k = settings.num_samples) and ELBO on the first --progress_images validation images."""
+def save_progress(model, folder, epochs_done, valid_images, settings):
+    """Appends a progress score to `PRESET/progress.json`: the NLL (k = settings.num_samples, or
+    --progress_samples) and ELBO on the first --progress_images validation images of a row that
+    --stop_after_minutes or SIGTERM stopped (after `longrun.save_light_state`)."""
     from keras_crvae import evaluation
 
-    folder = pathlib.Path(folder)
-    # `model.get_weights()`, not `save_weights`: the model's variables without Adam's moments (a
-    # third of the size).
-    save_weights_npz(model, folder / RESUME_WEIGHTS, dtype=FLAGS.light_state_dtype)
-    (folder / RESUME_INFO).write_text(json.dumps(
-        {"epochs_done": int(epochs_done), "steps_per_epoch": int(steps_per_epoch),
-         "weights_dtype": FLAGS.light_state_dtype}, indent=2) + "\n")
     if not FLAGS.progress_images or valid_images is None:
         return
     images = valid_images[:FLAGS.progress_images]
@@ -370,125 +220,33 @@ def save_light_state(model, folder, epochs_done, steps_per_epoch, valid_images, 
     start = time.time()
     nll = score_nll(model, images, settings, verbose=1)
     bound = evaluation.elbo(model, images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
-    path = folder / PROGRESS
-    progress = read_json_list(path)
-    progress.append({"epoch": int(epochs_done), "num_images": int(len(images)),
-                     "num_samples": int(settings.num_samples),
-                     "nll": round(float(nll.mean), 3), "nll_standard_error": round(float(
-                         nll.standard_error), 3),
-                     "elbo": round(float(bound["elbo"].mean), 3),
-                     "eval_seconds": round(time.time() - start, 1)})
-    path.write_text(json.dumps(progress, indent=2) + "\n")
+    folder = pathlib.Path(folder)
+    longrun.append_json_list(folder / PROGRESS, {
+        "epoch": int(epochs_done), "num_images": int(len(images)),
+        "num_samples": int(settings.num_samples),
+        "nll": round(float(nll.mean), 3), "nll_standard_error": round(float(nll.standard_error), 3),
+        "elbo": round(float(bound["elbo"].mean), 3),
+        "eval_seconds": round(time.time() - start, 1)})
     print(f"{folder.name}: epoch {epochs_done}: NLL {nll.mean:.2f} +- {nll.standard_error:.2f} "
           f"(k={settings.num_samples}, {len(images)} validation images)", flush=True)
 
 
 def train_row(model, folder, train_images, batch_size, epochs, compile_model, valid_images=None,
               settings=None, **fit_kwargs):
-    """Trains `model` into `folder`, or loads its weights when an earlier session trained it.
+    """`keras_crvae.jobs.longrun.train_resumably` with this invocation's flags: --seed, --verbose,
+    --stop_after_minutes (counted from the start of the invocation), --light_state_dtype,
+    --threads and --rescore; a stopped row also gets a progress score (`save_progress`).
 
-    `compile_model(start_step)` compiles `model` with an optimizer whose learning-rate schedule
-    starts at optimizer step `start_step`. A row resumes from the first state it finds: the full
-    `backup/` (weights, optimizer and epoch, `keras.callbacks.BackupAndRestore`; a killed or stopped
-    run on this machine), else the light state `resume_weights.npz` + `resume.json` (weights and epoch;
-    a fresh optimizer continues the schedule), else epoch 0.
-
-    A row trained already (`train_info.json` with `model.weights.h5` or the committed
-    `final_weights.npz`) is only loaded: an earlier session stopped while scoring it, or --rescore
-    (which loads `final_weights.npz` first, the file it checks).
-
-    Writes `model.weights.h5`, `final_weights.npz` (the weights without the optimizer's state, what
-    is committed), `train_info.json` (wall time, seconds per epoch, images/s of the epochs run in
-    this session) and `history.csv`. Returns the train-info dict.
-
-    Raises:
-        TimeLimitReached: --stop_after_minutes passed, or a SIGTERM came (`stop_on_sigterm`), at
-            an epoch end before the last epoch; the state of that epoch is in `backup/` and in the
-            light state (with a progress score in `progress.json`, see `save_light_state`).
-    """
-    import keras
-
-    from keras_crvae import callbacks, data
-
-    folder = pathlib.Path(folder)
-    weights_path, info_path = folder / "model.weights.h5", folder / "train_info.json"
-    final_path = folder / FINAL_WEIGHTS
-    if info_path.exists() and (weights_path.exists() or final_path.exists()):
-        # Trained already (an earlier session stopped during evaluation, or --rescore): evaluate
-        # only, from the committed weights under --rescore (what it checks), else from this
-        # machine's full weights when they are here.
-        compile_model(0)
-        if final_path.exists() and (FLAGS.rescore or not weights_path.exists()):
-            load_weights_npz(model, final_path)
-        else:
-            model.load_weights(str(weights_path))
-            if not final_path.exists():
-                save_weights_npz(model, final_path)
-        return json.loads(info_path.read_text())
-    if FLAGS.rescore:  # `rescore_rows` checks this first; never train under --rescore
-        raise ValueError(f"{folder}: --rescore needs train_info.json and {FINAL_WEIGHTS}.")
-    steps_per_epoch = len(train_images) // batch_size
-    initial_epoch, state = resume_epoch(folder)
-    if state == "light":
-        info = json.loads((folder / RESUME_INFO).read_text())
-        if info["steps_per_epoch"] != steps_per_epoch:
-            raise ValueError(f"{folder}: the light state was trained with {info['steps_per_epoch']} "
-                             f"steps per epoch, this run has {steps_per_epoch} (other data or batch "
-                             "size); start the row in a new --output_dir.")
-        print(f"{folder.name}: resuming at epoch {initial_epoch} from its weights "
-              f"({RESUME_WEIGHTS}; fresh Adam moments, the schedule continues)", flush=True)
-        compile_model(initial_epoch * steps_per_epoch)
-        load_weights_npz(model, folder / RESUME_WEIGHTS)
-    else:
-        compile_model(0)  # a backup restores the optimizer's step along with its moments
-        if state == "backup":
-            print(f"{folder.name}: resuming at epoch {initial_epoch} from this machine's backup/ "
-                  "(weights and Adam's state)", flush=True)
-    timing, time_limit = epoch_timer(), time_limit_callback()
-    start = time.time()
-    fit_callbacks = [
-        callbacks.NaNGuard(),
-        # Kept when fit returns: a time-limited stop resumes from it (removed below once the row is
-        # trained).
-        keras.callbacks.BackupAndRestore(str(folder / "backup"), delete_checkpoint=False),
-        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timing, time_limit]
-    # Another shuffle and binarization stream after each resume (tf.data on TensorFlow, NumPy on
-    # JAX: `data.training_data`).
-    batches = data.training_data(train_images, batch_size=batch_size,
-                                 seed=FLAGS.seed + initial_epoch)
-    try:
-        with stop_on_sigterm(time_limit):
-            model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, verbose=FLAGS.verbose,
-                      shuffle=False,  # the pipeline shuffles itself
-                      callbacks=fit_callbacks, **fit_kwargs)
-    except BaseException:
-        # Ctrl-C, a NaN, a crash: the epochs that did run still count in the row's training time
-        # (they are in backup/ and history.csv, and the next run resumes after them).
-        if timing.epochs_run:
-            record_session(folder, initial_epoch, timing)
-        raise
-    sessions = record_session(folder, initial_epoch, timing)
-    if time_limit.reached:
-        save_light_state(model, folder, time_limit.epochs_done, steps_per_epoch, valid_images,
-                         settings)
-        raise TimeLimitReached(f"{folder.name}: stopped by {time_limit.reason} after epoch "
-                               f"{time_limit.epochs_done}; run the same command again to resume.")
-    trained_images = steps_per_epoch * batch_size * max(timing.epochs_run, 1)
-    train_info = {
-        "wall_seconds_this_session": round(time.time() - start, 1),
-        "epoch_seconds": round(timing.seconds / max(timing.epochs_run, 1), 2),
-        "images_per_second": round(trained_images / max(timing.seconds, 1e-9), 1),
-        # Every invocation that trained the row (several sessions for a long row).
-        "train_seconds_all_sessions": round(sum(x["train_seconds"] for x in sessions), 1),
-        "training_sessions": len(sessions),
-    }
-    model.save_weights(str(weights_path))
-    save_weights_npz(model, final_path)
-    info_path.write_text(json.dumps(train_info, indent=2))
-    shutil.rmtree(folder / "backup", ignore_errors=True)
-    for name in (RESUME_WEIGHTS, RESUME_INFO):
-        (folder / name).unlink(missing_ok=True)
-    return train_info
+    Returns the train-info dict; raises `TimeLimitReached` when the row stopped before its end."""
+    return longrun.train_resumably(
+        model, folder, train_images, batch_size, epochs, compile_model, seed=FLAGS.seed,
+        verbose=FLAGS.verbose, stop_after_seconds=FLAGS.stop_after_minutes * 60.0, start=_STARTED,
+        stop_label=f"--stop_after_minutes={FLAGS.stop_after_minutes}",
+        light_state_dtype=FLAGS.light_state_dtype, threads=FLAGS.threads,
+        scored_only=FLAGS.rescore,
+        on_stop=lambda trained, epochs_done: save_progress(trained, folder, epochs_done,
+                                                           valid_images, settings),
+        **fit_kwargs)
 
 
 def evaluate_row(model, valid_images, settings, float32_model=None):

@@ -128,10 +128,12 @@ _BUILDERS = {}
 _DATA_INITIALIZERS = {}
 # Builders whose presets train with the adversarial job (`crvae train` runs `gan_training`).
 GAN_BUILDERS = set()
+# network builder name -> the name of the training job of its presets (`keras_crvae.jobs.JOBS`).
+JOB_OF_BUILDER = {}
 
 
 def register(presets, builder, build_model, build_networks=None, gan=False,
-             initialize_from_data=None):
+             initialize_from_data=None, job=None):
     """Adds a family's presets and its builder.
 
     Args:
@@ -144,8 +146,11 @@ def register(presets, builder, build_model, build_networks=None, gan=False,
         gan: bool, the family trains with the adversarial job (`is_gan_preset`).
         initialize_from_data: optional function `(model, preset, train_images) -> model`, the
             data-dependent initialisation of a fresh model (`initialize_from_data`).
+        job: str, the job that trains the family (a name of `keras_crvae.jobs.JOBS`: "vae",
+            "two_stage", "gan", "disentangling"); default "gan" when `gan`, else "vae".
     """
     _BUILDERS[builder] = (build_model, build_networks)
+    JOB_OF_BUILDER[builder] = job or ("gan" if gan else "vae")
     if initialize_from_data is not None:
         _DATA_INITIALIZERS[builder] = initialize_from_data
     if gan:
@@ -176,6 +181,14 @@ def initialize_from_data(model, name, train_images, **overrides):
     preset = get_preset(name, **overrides)
     initialize = _DATA_INITIALIZERS.get(preset.network["builder"])
     return model if initialize is None else initialize(model, preset, train_images)
+
+
+def job_name(name):
+    """The name of the job that trains preset `name` (str or `Preset`), as its family registered it.
+
+    Standard library only: `keras_crvae.jobs.job_for` answers with it before TensorFlow loads."""
+    preset = name if isinstance(name, Preset) else get_preset(name)
+    return JOB_OF_BUILDER[preset.network["builder"]]
 
 
 def is_gan_preset(name):

@@ -99,4 +99,5 @@ def build_sprites_from_preset(preset, steps_per_epoch=None, compile=True, seed=N
     return model
 
 
-register(DISENTANGLING_PRESETS, "sprites", build_sprites_from_preset, build_sprites_networks)
+register(DISENTANGLING_PRESETS, "sprites", build_sprites_from_preset, build_sprites_networks,
+         job="disentangling")

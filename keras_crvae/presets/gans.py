@@ -146,4 +146,4 @@ def _build_model(preset, steps_per_epoch, compile, seed):
     return model
 
 
-register(GAN_PRESETS, "dcgan", _build_model, _build_networks, gan=True)
+register(GAN_PRESETS, "dcgan", _build_model, _build_networks, gan=True, job="gan")

@@ -174,6 +174,6 @@ def _build_model(preset, steps_per_epoch, compile, seed):
 
 
 register([p for p in _PRESETS if p.network["builder"] == "mlp"], "mlp", _build_model,
-         initialize_from_data=_initialize_from_data)
+         initialize_from_data=_initialize_from_data, job="vae")
 register([p for p in _PRESETS if p.network["builder"] == "hierarchical_mnist"], "hierarchical_mnist",
-         _build_model)
+         _build_model, job="vae")

@@ -103,4 +103,4 @@ def _build_model(preset, steps_per_epoch, compile, seed):
     return model
 
 
-register(_gan_presets(), "image64", _build_model, _build_networks, gan=True)
+register(_gan_presets(), "image64", _build_model, _build_networks, gan=True, job="gan")

@@ -126,4 +126,4 @@ register([
             TrainingConfig(learning_rate=0.003, batch_size=64, epochs=6, lr_decay_every_epochs=2,
                            recurrent_lr_multiplier=1.0 / 8, precision="auto"),
         ),
-    ], "mnist", _build_model, _build_networks)
+    ], "mnist", _build_model, _build_networks, job="vae")

@@ -122,4 +122,4 @@ def build_two_stage_from_preset(preset, steps_per_epoch=None, compile=True, seed
     return model
 
 
-register(TWO_STAGE_PRESETS.values(), "two_stage", build_two_stage_from_preset)
+register(TWO_STAGE_PRESETS.values(), "two_stage", build_two_stage_from_preset, job="two_stage")

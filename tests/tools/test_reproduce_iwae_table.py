@@ -98,14 +98,16 @@ def test_a_time_limit_stops_at_an_epoch_end_and_a_later_session_resumes_from_the
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     assert "stopped by --stop_after_minutes=0.0001 after epoch 1; run the same command again" in (
         stopped.stdout)
-    # The 10 validation images' grey sources are not trained on (the first 100 of the rest are).
-    assert "Held out the 10 training images that the 10 validation images" in stopped.stdout
-    assert "59990 training images" in stopped.stdout
+    # The whole validation split's grey sources are not trained on, whatever --num_valid scores
+    # (the first 100 of the rest are).
+    assert "Held out the 9991 training images that the 10000 validation images" in stopped.stdout
+    assert "50009 training images" in stopped.stdout
     row = tmp_path / "mnist_mlp_vae"
     assert (row / "backup").is_dir() and not (row / "result.json").exists()
     assert len((row / "history.csv").read_text().strip().splitlines()) == 1 + 1  # header + epoch 1
     # The light state a later session resumes from: weights without Adam's moments, and progress.
-    assert json.loads((row / "resume.json").read_text()) == {"epochs_done": 1, "steps_per_epoch": 5}
+    assert json.loads((row / "resume.json").read_text()) == {"epochs_done": 1, "steps_per_epoch": 5,
+                                                           "weights_dtype": "float32"}
     progress = json.loads((row / "progress.json").read_text())
     assert [(p["epoch"], p["num_images"]) for p in progress] == [(1, 5)]
     assert 0 < progress[0]["nll"] < 784 * math.log(2)

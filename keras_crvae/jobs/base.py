@@ -1,0 +1,263 @@
+"""The one skeleton of the training jobs, and what they share.
+
+Every job (`vae`, `two_stage`, `gan`, `disentangling`) runs the same steps (`TrainingJob.run`):
+
+    resolve      the strategy (first: multi-worker collectives precede any TensorFlow op), the
+                 preset with its overrides, the worker's output folder
+    plan         `runs.plan_run`: start, resume a killed/stopped run, continue a finished one, say
+                 "already trained" (and return its metrics), or refuse another preset's run
+    seed, data   `keras.utils.set_random_seed(seed)`, then the job's data (`prepare`)
+    folder       clear it for `fresh` (or always, for a job that cannot resume), create it, build
+                 the model (or load the finished one to continue) in the strategy's scope, write
+                 `run.json`
+    fit          the job's callbacks + NaN guard + `BackupAndRestore` (resumable jobs) + the time
+                 budget and SIGTERM stop at an epoch end (`longrun.TimeBudget`, `stop_on_sigterm`)
+    save         `model.keras` atomically, `run.json` finished; or, when stopped, `run.json` with the
+                 epochs done and the backup kept, so the next call resumes
+    report       the job's images and metrics, `metrics.json`, a few summary lines
+
+A job subclasses `TrainingJob` and fills in the hooks (`configure`, `prepare`, `build_model`,
+`callbacks`, `describe`, `fit`, `report`, `summarize`).
+
+Arguments every job takes with one meaning: `preset`, `output_dir`, `epochs`, `batch_size`, `seed`,
+`fresh` (the old `resume=` of `train_gan` is `fresh = not resume`), `verbose`, `strategy`,
+`stop_after_minutes`, `data_spec`, `**overrides`.
+"""
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+
+import keras
+import numpy as np
+
+from keras_crvae import callbacks as crvae_callbacks
+from keras_crvae import distribute, presets
+from keras_crvae.io import load_model, save_image_grid, save_model, write_json
+from keras_crvae.jobs import longrun, runs
+
+
+def say(message, verbose):
+    """One status line between the progress bars (flushed, so it shows before the next bar)."""
+    if verbose:
+        print(message, flush=True)
+
+
+def worker_output_dir(output_dir, strategy):
+    """`output_dir` for the chief (and without multi-worker), `output_dir/workers/worker_<i>` else,
+    so that workers sharing a file system do not overwrite each other."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or getattr(strategy.extended, "should_checkpoint", True):
+        return output_dir
+    return os.path.join(output_dir, "workers", f"{resolver.task_type}_{resolver.task_id}")
+
+
+def save_reconstruction_grid(model, images, path, columns=8):
+    """Up to 32 `images` `(N, H, W, C)` in rows of `columns`, each row followed by its
+    reconstructions `model.reconstruct(images)` (fewer rows when there are fewer images; at least
+    one image)."""
+    count = min(32, len(images))
+    count = count - count % columns if count >= columns else count
+    columns = min(columns, count)
+    originals = np.asarray(images[:count])
+    reconstructions = keras.ops.convert_to_numpy(model.reconstruct(originals))
+    shape = originals.shape[1:]
+    rows = np.concatenate([originals.reshape((-1, columns) + shape),
+                           reconstructions.reshape((-1, columns) + shape)], axis=1)
+    save_image_grid(rows.reshape((-1,) + shape), path, columns=columns)
+
+
+def history_from_csv(output_dir, keys, name="history.csv"):
+    """`{key: [value per epoch]}` of `output_dir/history.csv` for `keys`: every epoch of the run,
+    also those of earlier (resumed or continued) calls."""
+    rows = crvae_callbacks.read_history(os.path.join(output_dir, name))
+    return {key: [float(row[key]) for row in rows if row.get(key, "") != ""] for key in keys}
+
+
+def stopped_result(preset, output_dir, reason, epochs_done, epochs):
+    """What a job returns when the time budget or SIGTERM stopped it (no metrics.json yet)."""
+    return {"preset": preset, "stopped": reason, "completed_epochs": int(epochs_done),
+            "epochs": int(epochs), "output_dir": output_dir}
+
+
+class TrainingJob:
+    """The skeleton of a training job (see the module docstring); subclasses fill in the hooks.
+
+    Class attributes:
+        name: str, the job's name in `keras_crvae.jobs.JOBS`.
+        resumable: bool, the job resumes a killed or stopped run (`BackupAndRestore`) and so takes
+            `stop_after_minutes`; a job that cannot restarts an unfinished run.
+        takes_strategy: bool, the job runs under a `tf.distribute` strategy.
+
+    Args:
+        preset: str, a preset of this job (`keras_crvae.jobs.job_for(preset).name == name`).
+        output_dir: str.
+        epochs, batch_size: int or None, override the preset's values.
+        seed: int.
+        fresh: bool, start over whatever `output_dir` holds (`runs.plan_run`).
+        verbose: int, Keras progress bars and status lines.
+        strategy: str ("default", "mirrored", "multi_worker") or a `tf.distribute.Strategy`.
+        stop_after_minutes: float or None. Stop at the first epoch end after this many minutes
+            (counted from the call), leaving the run resumable; None or 0: no budget. SIGTERM
+            stops the same way whatever this is (resumable jobs, main thread, one worker).
+        data_spec: str or None, where the images came from (run.json).
+        overrides: dict, preset overrides (`keras_crvae.from_preset`).
+    """
+
+    name = None
+    resumable = True
+    takes_strategy = True
+
+    def __init__(self, preset, output_dir, epochs=None, batch_size=None, seed=0, fresh=False,
+                 verbose=1, strategy="default", stop_after_minutes=None, data_spec=None,
+                 overrides=None):
+        self.preset = preset
+        self.output_dir = output_dir
+        self.epochs, self.batch_size = epochs, batch_size
+        self.seed, self.fresh, self.verbose = seed, bool(fresh), verbose
+        self.strategy = strategy
+        self.stop_after_minutes = stop_after_minutes
+        self.data_spec = data_spec
+        self.overrides = dict(overrides or {})
+        self.started = time.time()
+        self.config = self.settings = self.total_epochs = None
+        self.steps_per_epoch = None
+
+    # --- hooks ---
+
+    def configure(self):
+        """`(config, overrides)`: the preset with the run's epochs, batch size and overrides, after
+        the job's checks (raise ValueError on a bad argument)."""
+        return presets.preset_for_run(self.preset, self.epochs, self.batch_size, **self.overrides)
+
+    def prepare(self):
+        """Loads the data (after the seed is set); sets `self.steps_per_epoch`."""
+
+    def build_model(self):
+        """A new model of the preset (inside the strategy's scope)."""
+        return presets.from_preset(self.preset, steps_per_epoch=self.steps_per_epoch,
+                                   seed=self.seed, **self.overrides)
+
+    def callbacks(self):
+        """The job's callbacks after the NaN guard and the backup (default: `history.csv`)."""
+        return [crvae_callbacks.EpochHistory(os.path.join(self.output_dir, "history.csv"))]
+
+    def describe(self):
+        """The "Training ..." line."""
+        return (f"Training {self.preset} on {self.data_spec or 'the given images'}: "
+                f"{runs.epochs_text(self.total_epochs)} of {self.steps_per_epoch} steps at batch "
+                f"{self.config.training.batch_size} -> {self.output_dir}/")
+
+    def fit(self, model, callbacks, initial_epoch):
+        """Trains `model`; returns the Keras History (or what `report` expects)."""
+        raise NotImplementedError
+
+    def report(self, model, history, train_seconds):
+        """After the model is saved: the job's images and the metrics dict (metrics.json)."""
+        raise NotImplementedError
+
+    def summarize(self, metrics):
+        """A few lines of `metrics` (printed when `verbose`)."""
+
+    # --- the skeleton ---
+
+    def _budget(self):
+        minutes = self.stop_after_minutes
+        if minutes is None or minutes == 0:
+            return longrun.TimeBudget(None)
+        if not minutes > 0:
+            raise ValueError(f"`stop_after_minutes` must be a number of minutes > 0, got {minutes!r}.")
+        if not self.resumable:
+            raise ValueError(f"`stop_after_minutes`: the {self.name} job cannot resume a stopped "
+                             f"run (preset {self.preset}); train it without a time budget.")
+        if getattr(self.strategy, "cluster_resolver", None) is not None:
+            raise ValueError("`stop_after_minutes` with a multi-worker strategy: the workers would "
+                             "stop at different epochs; train without a time budget.")
+        return longrun.TimeBudget(minutes * 60.0, start=self.started,
+                                  label=f"stop_after_minutes={minutes:g}")
+
+    def _stop_on_sigterm(self, budget):
+        if (self.resumable and getattr(self.strategy, "cluster_resolver", None) is None
+                and threading.current_thread() is threading.main_thread()):
+            return longrun.stop_on_sigterm(budget)
+        return contextlib.nullcontext()
+
+    def run(self):
+        """Runs the job; returns the metrics dict (of the earlier run when it is already trained;
+        a `stopped_result` when the time budget or SIGTERM stopped it).
+
+        Raises:
+            keras_crvae.runs.RunConflictError: `output_dir` holds another preset's run, or this
+                preset's with other settings.
+            ValueError: a bad argument.
+        """
+        if isinstance(self.strategy, str):  # first: multi-worker collectives precede any TF op
+            if not self.takes_strategy and self.strategy != "default":
+                raise ValueError(f"`strategy`={self.strategy!r}: the {self.name} job runs on one "
+                                 "device; expected 'default'.")
+            self.strategy = distribute.make_strategy(self.strategy)
+        budget = self._budget()
+        self.config, self.overrides = self.configure()
+        self.output_dir = worker_output_dir(self.output_dir, self.strategy)
+        self.settings = runs.run_settings(self.config)
+        self.total_epochs = runs.total_epochs(self.config)
+        plan = runs.plan_run(self.output_dir, self.preset, self.settings, self.total_epochs,
+                             fresh=self.fresh, resumable=self.resumable)
+        if plan.action == "done":
+            say(plan.message, self.verbose)
+            return runs.finished_run_metrics(self.output_dir)
+
+        keras.utils.set_random_seed(self.seed)
+        self.prepare()
+        created_output_dir = not os.path.isdir(self.output_dir)
+        if self.fresh or not self.resumable:  # a job that cannot resume restarts from epoch 0
+            runs.clear_run(self.output_dir)
+        os.makedirs(self.output_dir, exist_ok=True)
+        model_path = os.path.join(self.output_dir, "model.keras")
+        with self.strategy.scope():  # variables and optimizer slots are created per replica
+            if plan.action == "continue":  # the finished run's weights, optimizer state, schedule
+                model = load_model(model_path)
+            else:
+                model = self.build_model()
+        runs.write_run(self.output_dir, self.preset, self.settings, plan.initial_epoch,
+                       data=self.data_spec)
+
+        backup_dir = os.path.join(self.output_dir, runs.BACKUP_DIR)
+        callbacks = [crvae_callbacks.NaNGuard()]
+        if self.resumable:  # kept when fit returns: a stopped run resumes from it
+            callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False))
+        callbacks += self.callbacks() + [budget]
+        if plan.message:
+            say(plan.message, self.verbose)
+        say(self.describe(), self.verbose)
+        start = time.time()
+        with runs.removed_unless_resumable(self.output_dir, created_output_dir), \
+                self._stop_on_sigterm(budget):
+            history = self.fit(model, callbacks,
+                               plan.initial_epoch if plan.action == "continue" else 0)
+        train_seconds = time.time() - start
+        if budget.reached:
+            runs.write_run(self.output_dir, self.preset, self.settings, budget.epochs_done,
+                           data=self.data_spec)
+            say(f"Stopped by {budget.reason} after epoch {budget.epochs_done} of "
+                f"{self.total_epochs}; the run is kept in {self.output_dir} (backup/): rerun the "
+                "same command to resume.", self.verbose)
+            return stopped_result(self.preset, self.output_dir, budget.reason,
+                                  budget.epochs_done, self.total_epochs)
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        save_model(model, model_path)
+        runs.write_run(self.output_dir, self.preset, self.settings, self.total_epochs,
+                       finished=True, data=self.data_spec)
+        metrics = self.report(model, history, train_seconds)
+        write_json(metrics, os.path.join(self.output_dir, "metrics.json"))
+        if self.verbose:
+            self.summarize(metrics)
+        return metrics
+
+
+def fresh_from_resume(fresh, resume):
+    """`fresh` from the two spellings: `resume=False` (the old `train_gan` argument) means
+    `fresh=True`; `resume=None` leaves `fresh`."""
+    return bool(fresh) if resume is None else (bool(fresh) or not resume)

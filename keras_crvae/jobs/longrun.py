@@ -1,0 +1,387 @@
+"""The long-run engine: train for days on a CPU, resumably, within a time budget.
+
+A long training run is cut into stretches (sessions). Each stretch trains until its time budget or a
+SIGTERM, always stopping at an epoch end, and leaves a state the next stretch resumes from:
+
+    backup/                 `keras.callbacks.BackupAndRestore`: weights, optimizer state and epoch
+                            (the full state, on the machine that trained)
+    resume_weights.npz      the light state: `model.get_weights()` (no optimizer moments), float32
+                            or float16 (`save_weights_npz`); small enough to commit, so a run moves
+                            between machines
+    resume.json             `{"epochs_done": N, "steps_per_epoch": S, "weights_dtype": "float32"}`
+    sessions.json           one record per stretch: first epoch, epochs run, seconds, backend,
+                            threads, load average, end time (`record_session`)
+    progress.json           scores written between stretches (a list of dicts, `append_json_list`)
+    history.csv             one row per epoch (`keras.callbacks.CSVLogger(append=True)`)
+    model.weights.h5, final_weights.npz, train_info.json   a finished run (`train_resumably`)
+
+The pieces, usable one by one:
+    `TimeBudget`        callback: stop at the first epoch (or step) end after N seconds, or when a
+                        stop is requested
+    `stop_on_sigterm`   context manager: SIGTERM requests that stop
+    `EpochTimer`        callback: wall time of the epochs actually run
+    `save_weights_npz` / `load_weights_npz`, `save_light_state`, `resume_epoch`, `record_session`
+    `train_resumably`   all of them around one `fit` (the engine of `tools/reproduce_table1.py` and
+                        `tools/reproduce_iwae_table.py`)
+and the jobs of `keras_crvae.jobs` (`crvae train --stop_after_minutes=N`) use `TimeBudget` and
+`stop_on_sigterm` with their own `backup/`.
+
+The file formats are those of `tools/reproduction.py` before it moved here, byte for byte where
+they are JSON: runs trained by either resume and rescore with the other.
+"""
+
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import threading
+import time
+
+import keras
+import numpy as np
+
+# Light state of a stopped run: its weights and how far it got.
+RESUME_WEIGHTS, RESUME_INFO, PROGRESS = "resume_weights.npz", "resume.json", "progress.json"
+# One record per stretch that trained the run (its epochs and their seconds).
+SESSIONS = "sessions.json"
+# A finished run's weights without the optimizer's state, and its training record.
+FINAL_WEIGHTS, TRAIN_INFO, FULL_WEIGHTS = "final_weights.npz", "train_info.json", "model.weights.h5"
+BACKUP_DIR = "backup"
+LIGHT_STATE_DTYPES = ("float32", "float16")
+
+
+class TimeLimitReached(Exception):
+    """Training stopped at an epoch end (time budget or SIGTERM); the run resumes on the next call."""
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops `fit` at the first epoch end (or step end) after `seconds`, or when a stop is requested.
+
+    A stop is requested by setting `stop_requested = True` (`stop_on_sigterm` does so on SIGTERM).
+    At an epoch end the budget never stops the last epoch of `fit` (there is nothing left to stop:
+    the run finishes). Follows `tools/reproduction.py`'s `--stop_after_minutes` (epoch ends) and
+    `sprites_training.TimeBudget` (step ends, a fixed training budget).
+
+    Args:
+        seconds: float or None. The budget; None or 0: no budget (only a requested stop).
+        start: float or None, a `time.time()` the budget counts from; default: when `fit` begins.
+        per_step: bool, default False. Check at every step's end (and count `steps`) instead of at
+            epoch ends; a step-end stop leaves its epoch unfinished, so use it for a fixed training
+            budget, not for a run that resumes.
+        label: str, how the budget is named in `reason` (default "a time budget of N s").
+
+    Attributes:
+        reached: bool, the callback stopped training.
+        reason: str or None, "SIGTERM" or `label`.
+        epochs_done: int, the epochs the run has finished in all (`epoch + 1` of the last epoch end).
+        steps: int, steps counted (with `per_step`).
+    """
+
+    def __init__(self, seconds=None, start=None, per_step=False, label=None):
+        super().__init__()
+        self.seconds = float(seconds) if seconds else None
+        self.start = start
+        self.per_step = bool(per_step)
+        self.label = label or (f"a time budget of {self.seconds:g} s" if self.seconds else None)
+        self.reached = False
+        self.stop_requested = False
+        self.reason = None
+        self.epochs_done = 0
+        self.steps = 0
+
+    def on_train_begin(self, logs=None):
+        if self.start is None:
+            self.start = time.time()
+
+    def over_budget(self):
+        """True once `seconds` have passed since `start`."""
+        return bool(self.seconds) and time.time() - self.start >= self.seconds
+
+    def _stop(self):
+        self.reached = self.model.stop_training = True
+        self.reason = "SIGTERM" if self.stop_requested else self.label
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.per_step:
+            self.steps += 1
+            if self.over_budget() or self.stop_requested:
+                self._stop()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_done = epoch + 1
+        if (not self.per_step and (self.over_budget() or self.stop_requested)
+                and epoch + 1 < self.params["epochs"]):
+            self._stop()
+
+
+@contextlib.contextmanager
+def stop_on_sigterm(budget):
+    """While the block runs (`fit`), SIGTERM (`kill PID`) sets `budget.stop_requested` (a `TimeBudget`),
+    which stops training at the end of the current epoch, as the time budget does.
+
+    During the last epoch there is nothing to stop: the run finishes. A second SIGTERM ends the
+    process as usual (a per-epoch `backup/` keeps the state of the last finished epoch). Python
+    installs signal handlers in the main thread only; elsewhere the block runs without one. The
+    previous handler is restored when the block ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None:  # a handler installed outside Python: restore the default
+        previous = signal.SIG_DFL
+
+    def request_stop(signum, frame):
+        # No printing here (a handler may interrupt a print); the caller says it stopped.
+        budget.stop_requested = True
+        signal.signal(signal.SIGTERM, previous)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Sums the wall time of the epochs actually run.
+
+    Attributes:
+        seconds: float, the epochs' wall time.
+        epochs_run: int.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.seconds, self.epochs_run, self._start = 0.0, 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds += time.time() - self._start
+        self.epochs_run += 1
+
+
+def read_json_list(path):
+    """The JSON list at `path` (`sessions.json`, `progress.json`), [] when there is none yet."""
+    path = pathlib.Path(path)
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def append_json_list(path, record):
+    """Appends `record` (a JSON-ready dict) to the JSON list at `path`; returns the list."""
+    records = read_json_list(path) + [record]
+    pathlib.Path(path).write_text(json.dumps(records, indent=2) + "\n")
+    return records
+
+
+def record_session(folder, first_epoch, timer, threads=0):
+    """Appends one stretch's record to `folder/sessions.json`; returns the list.
+
+    Args:
+        folder: str or path, the run folder.
+        first_epoch: int, the epoch the stretch started at.
+        timer: an `EpochTimer` (its `epochs_run` and `seconds`).
+        threads: int, the TensorFlow thread setting of the stretch (0: TensorFlow's default).
+    """
+    return append_json_list(pathlib.Path(folder) / SESSIONS, {
+        "first_epoch": int(first_epoch), "epochs_run": int(timer.epochs_run),
+        "train_seconds": round(timer.seconds, 1),
+        "epoch_seconds": round(timer.seconds / max(timer.epochs_run, 1), 2),
+        "backend": keras.backend.backend(), "threads": int(threads),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    })
+
+
+def resume_epoch(folder):
+    """`(epochs finished, where that state is)` of a run folder: the full `backup/` of a stopped or
+    killed run on this machine first ("backup"), else the light state `resume.json` ("light");
+    `(0, None)` for a new run."""
+    folder = pathlib.Path(folder)
+    metadata = folder / BACKUP_DIR / "training_metadata.json"
+    if metadata.exists():
+        return int(json.loads(metadata.read_text())["epoch"]), "backup"  # epochs finished
+    if (folder / RESUME_INFO).exists():
+        return int(json.loads((folder / RESUME_INFO).read_text())["epochs_done"]), "light"
+    return 0, None
+
+
+def float16_if_representable(array):
+    """`array` as float16 when it is floating and every value is finite with a magnitude below
+    65504 (float16's largest); otherwise `array` unchanged (integers, non-finite or huge values)."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        return array
+    if array.size and not np.all(np.abs(array) < np.finfo(np.float16).max):
+        return array
+    return array.astype(np.float16)
+
+
+def save_weights_npz(model, path, dtype="float32"):
+    """`model.get_weights()` (the model's variables, without the optimizer's) to a compressed npz
+    (`arr_0`, `arr_1`, ... in `model.weights` order).
+
+    Args:
+        model: a built Keras model.
+        path: str or path.
+        dtype: "float32" (arrays as they are) or "float16": each floating array is stored in 16
+            bits where float16 holds its values (`float16_if_representable`); the rest stay as
+            they are. `load_weights_npz` widens them again.
+    """
+    if dtype not in LIGHT_STATE_DTYPES:
+        raise ValueError(f"`dtype` must be one of {LIGHT_STATE_DTYPES}, got {dtype!r}.")
+    arrays = model.get_weights()
+    if dtype == "float16":
+        arrays = [float16_if_representable(array) for array in arrays]
+    np.savez_compressed(path, *arrays)
+
+
+def load_weights_npz(model, path):
+    """The inverse of `save_weights_npz`, into a built `model` of the same architecture (16-bit
+    arrays are widened to the variables' dtypes)."""
+    with np.load(path) as stored:
+        arrays = [stored[f"arr_{i}"] for i in range(len(stored.files))]
+    model.set_weights([np.asarray(array, dtype=variable.dtype) if np.issubdtype(
+        array.dtype, np.floating) else array for array, variable in zip(arrays, model.weights)])
+
+
+def save_light_state(model, folder, epochs_done, steps_per_epoch, dtype="float32"):
+    """Writes the light state of a stopped run: `resume_weights.npz` (`save_weights_npz`, without
+    Adam's moments: a third of the size) and `resume.json` (epochs done, steps per epoch, dtype)."""
+    folder = pathlib.Path(folder)
+    save_weights_npz(model, folder / RESUME_WEIGHTS, dtype=dtype)
+    (folder / RESUME_INFO).write_text(json.dumps(
+        {"epochs_done": int(epochs_done), "steps_per_epoch": int(steps_per_epoch),
+         "weights_dtype": dtype}, indent=2) + "\n")
+
+
+def train_resumably(model, folder, train_images, batch_size, epochs, compile_model, *, seed=0,
+                    verbose=2, stop_after_seconds=None, start=None, stop_label=None,
+                    light_state_dtype="float32", threads=0, scored_only=False, on_stop=None,
+                    **fit_kwargs):
+    """Trains `model` into `folder` in stretches, or loads its weights when it is trained already.
+
+    A run resumes from the first state it finds: the full `backup/` (weights, optimizer and epoch;
+    a killed or stopped run on this machine), else the light state `resume_weights.npz` +
+    `resume.json` (weights and epoch; a fresh optimizer continues the schedule), else epoch 0.
+    A run trained already (`train_info.json` with `model.weights.h5` or `final_weights.npz`) is only
+    loaded (from `final_weights.npz` first under `scored_only`, or without `model.weights.h5`).
+
+    The data: `keras_crvae.data.training_data(train_images, batch_size, seed=seed + initial_epoch)`
+    (dynamically binarized MNIST-like images `(N, 28, 28[, 1])` in [0, 1]; another shuffle and
+    binarization stream after each resume).
+
+    Args:
+        model: an uncompiled Keras model of the run's architecture (built by the caller).
+        folder: str or path, the run folder (created by the caller).
+        train_images: float array `(N, ...)`.
+        batch_size, epochs: int; `epochs` is the run's total.
+        compile_model: function `(start_step) -> None` compiling `model` with an optimizer whose
+            learning-rate schedule starts at optimizer step `start_step`.
+        seed: int, default 0.
+        verbose: int, default 2. Keras `fit` verbosity (the status lines print whatever it is).
+        stop_after_seconds: float or None. `TimeBudget`: stop at the first epoch end after this.
+        start: float or None, the `time.time()` the budget counts from (default: now).
+        stop_label: str, how the budget is named in the stop message.
+        light_state_dtype: "float32" or "float16", the dtype of `resume_weights.npz`.
+        threads: int, recorded in `sessions.json`.
+        scored_only: bool, default False. Never train: the run must be trained already (its
+            `final_weights.npz` is what is loaded); a rescore.
+        on_stop: function `(model, epochs_done) -> None` called after the light state is written
+            when the budget or SIGTERM stopped training (e.g. a progress score for `progress.json`).
+        **fit_kwargs: more `model.fit` arguments (`steps_per_execution` is not one: compile).
+
+    Writes `model.weights.h5`, `final_weights.npz`, `train_info.json` (wall time, seconds per
+    epoch, images/s of this stretch; all stretches' seconds) and `history.csv`, records the stretch
+    in `sessions.json` and removes `backup/` and the light state once the run is trained.
+
+    Returns:
+        dict, the content of `train_info.json`.
+
+    Raises:
+        TimeLimitReached: the budget passed, or a SIGTERM came (`stop_on_sigterm`), at an epoch end
+            before the last epoch; that epoch's state is in `backup/` and in the light state.
+        ValueError: `scored_only` for an untrained run; a light state of another steps per epoch.
+    """
+    from keras_crvae import callbacks, data
+
+    folder = pathlib.Path(folder)
+    weights_path, info_path = folder / FULL_WEIGHTS, folder / TRAIN_INFO
+    final_path = folder / FINAL_WEIGHTS
+    if info_path.exists() and (weights_path.exists() or final_path.exists()):
+        # Trained already (an earlier stretch stopped during evaluation, or a rescore): the
+        # committed weights under `scored_only` (what it checks), else this machine's full weights.
+        compile_model(0)
+        if final_path.exists() and (scored_only or not weights_path.exists()):
+            load_weights_npz(model, final_path)
+        else:
+            model.load_weights(str(weights_path))
+            if not final_path.exists():
+                save_weights_npz(model, final_path)
+        return json.loads(info_path.read_text())
+    if scored_only:
+        raise ValueError(f"{folder}: a rescore needs {TRAIN_INFO} and {FINAL_WEIGHTS}.")
+    steps_per_epoch = len(train_images) // batch_size
+    initial_epoch, state = resume_epoch(folder)
+    if state == "light":
+        info = json.loads((folder / RESUME_INFO).read_text())
+        if info["steps_per_epoch"] != steps_per_epoch:
+            raise ValueError(f"{folder}: the light state was trained with {info['steps_per_epoch']} "
+                             f"steps per epoch, this run has {steps_per_epoch} (other data or batch "
+                             "size); start the row in a new --output_dir.")
+        print(f"{folder.name}: resuming at epoch {initial_epoch} from its weights "
+              f"({RESUME_WEIGHTS}; fresh Adam moments, the schedule continues)", flush=True)
+        compile_model(initial_epoch * steps_per_epoch)
+        load_weights_npz(model, folder / RESUME_WEIGHTS)
+    else:
+        compile_model(0)  # a backup restores the optimizer's step along with its moments
+        if state == "backup":
+            print(f"{folder.name}: resuming at epoch {initial_epoch} from this machine's backup/ "
+                  "(weights and Adam's state)", flush=True)
+    timer = EpochTimer()
+    budget = TimeBudget(stop_after_seconds, start=start, label=stop_label)
+    started = time.time()
+    fit_callbacks = [
+        callbacks.NaNGuard(),
+        # Kept when fit returns: a stopped run resumes from it (removed below once trained).
+        keras.callbacks.BackupAndRestore(str(folder / BACKUP_DIR), delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timer, budget]
+    batches = data.training_data(train_images, batch_size=batch_size, seed=seed + initial_epoch)
+    try:
+        with stop_on_sigterm(budget):
+            model.fit(batches, epochs=epochs, initial_epoch=initial_epoch, verbose=verbose,
+                      shuffle=False,  # the pipeline shuffles itself
+                      callbacks=fit_callbacks, **fit_kwargs)
+    except BaseException:
+        # Ctrl-C, a NaN, a crash: the epochs that did run still count in the run's training time
+        # (they are in backup/ and history.csv, and the next stretch resumes after them).
+        if timer.epochs_run:
+            record_session(folder, initial_epoch, timer, threads)
+        raise
+    sessions = record_session(folder, initial_epoch, timer, threads)
+    if budget.reached:
+        save_light_state(model, folder, budget.epochs_done, steps_per_epoch, light_state_dtype)
+        if on_stop is not None:
+            on_stop(model, budget.epochs_done)
+        raise TimeLimitReached(f"{folder.name}: stopped by {budget.reason} after epoch "
+                               f"{budget.epochs_done}; run the same command again to resume.")
+    trained_images = steps_per_epoch * batch_size * max(timer.epochs_run, 1)
+    train_info = {
+        "wall_seconds_this_session": round(time.time() - started, 1),
+        "epoch_seconds": round(timer.seconds / max(timer.epochs_run, 1), 2),
+        "images_per_second": round(trained_images / max(timer.seconds, 1e-9), 1),
+        # Every stretch that trained the run (several sessions for a long run).
+        "train_seconds_all_sessions": round(sum(x["train_seconds"] for x in sessions), 1),
+        "training_sessions": len(sessions),
+    }
+    model.save_weights(str(weights_path))
+    save_weights_npz(model, final_path)
+    info_path.write_text(json.dumps(train_info, indent=2))
+    shutil.rmtree(folder / BACKUP_DIR, ignore_errors=True)
+    for name in (RESUME_WEIGHTS, RESUME_INFO):
+        (folder / name).unlink(missing_ok=True)
+    return train_info

@@ -1,0 +1,173 @@
+"""The jobs package: one registry decides which job trains a preset (`jobs.job_for`), and the long-run
+engine (`jobs.longrun`): a time budget or SIGTERM stops at an epoch end and the run resumes to the
+same final epoch count; the float16 light state keeps what float16 can hold."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_crvae
+from keras_crvae import data, jobs, presets
+from keras_crvae.jobs import longrun
+
+ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
+                                                                os.environ.get("PYTHONPATH")])))
+COMMAND = [sys.executable, "-c",
+           "import sys; sys.argv[0] = 'crvae'; from keras_crvae.cli import main; sys.exit(main())"]
+TINY = ("--set", "base_channels=2", "--set", "latent_channels=8")
+
+
+@pytest.mark.parametrize("name", keras_crvae.list_presets())
+def test_every_preset_has_one_job_and_it_matches_its_family(name):
+    job = jobs.job_for(name)
+    assert jobs.JOBS[job.name] is job and callable(job.train_function)
+    config = presets.get_preset(name)
+    expected = ("two_stage" if isinstance(config, presets.TwoStagePreset) else
+                "gan" if presets.is_gan_preset(name) else
+                "disentangling" if config.network["builder"] == "sprites" else "vae")
+    assert job.name == expected
+    assert job.resumable == (job.name in ("vae", "gan"))
+
+
+def test_job_for_an_unknown_preset_raises():
+    with pytest.raises((KeyError, ValueError)):
+        jobs.job_for("no_such_preset")
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def test_float16_light_state_round_trips_within_float16_precision(tmp_path):
+    model = _tiny_model()
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in model.get_weights()]
+    weights[2][0, 0] = 1e6  # beyond float16: this array must stay float32
+    model.set_weights(weights)
+    longrun.save_light_state(model, tmp_path, epochs_done=3, steps_per_epoch=7, dtype="float16")
+    info = json.loads((tmp_path / longrun.RESUME_INFO).read_text())
+    assert info == {"epochs_done": 3, "steps_per_epoch": 7, "weights_dtype": "float16"}
+    with np.load(tmp_path / longrun.RESUME_WEIGHTS) as stored:
+        dtypes = [stored[f"arr_{i}"].dtype for i in range(len(stored.files))]
+    assert dtypes == [np.float16, np.float16, np.float32, np.float16]
+    other = _tiny_model()
+    longrun.load_weights_npz(other, tmp_path / longrun.RESUME_WEIGHTS)
+    for loaded, original in zip(other.get_weights(), weights):
+        assert loaded.dtype == np.float32
+        np.testing.assert_allclose(loaded, original, rtol=2 ** -10, atol=2 ** -24)
+    assert other.get_weights()[2][0, 0] == 1e6
+    assert longrun.resume_epoch(tmp_path) == (3, "light")
+
+
+def test_float16_keeps_non_finite_and_non_floating_arrays():
+    for array in (np.array([1.0, np.inf], "float32"), np.array([np.nan], "float32"),
+                  np.array([70000.0], "float32")):
+        assert longrun.float16_if_representable(array).dtype == np.float32
+    assert longrun.float16_if_representable(np.arange(3)).dtype == np.arange(3).dtype
+    assert longrun.float16_if_representable(np.ones(2, "float32")).dtype == np.float16
+    with pytest.raises(ValueError, match="dtype"):
+        longrun.save_weights_npz(_tiny_model(), "x.npz", dtype="bfloat16")
+
+
+class _SignalAfterFirstBatch(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0 and not getattr(self, "sent", False):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_stops_fit_at_the_end_of_the_current_epoch_and_restores_the_handler():
+    model = _tiny_model()
+    x, y = np.ones((32, 3), "float32"), np.zeros((32, 2), "float32")
+    budget = longrun.TimeBudget(None)
+    before = signal.getsignal(signal.SIGTERM)
+    with longrun.stop_on_sigterm(budget):
+        history = model.fit(x, y, batch_size=8, epochs=50, verbose=0,
+                            callbacks=[_SignalAfterFirstBatch(), budget])
+    assert budget.reached and budget.reason == "SIGTERM"
+    assert budget.epochs_done == 1 and len(history.epoch) == 1  # the whole first epoch ran
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_time_budget_never_stops_the_last_epoch_and_step_budgets_count_steps():
+    model = _tiny_model()
+    x, y = np.ones((32, 3), "float32"), np.zeros((32, 2), "float32")
+    budget = longrun.TimeBudget(1e-9)
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[budget])
+    assert not budget.reached and len(history.epoch) == 1
+    per_step = longrun.TimeBudget(1e-9, per_step=True)
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[per_step])
+    assert per_step.reached and per_step.steps == 1
+
+
+def test_a_job_stopped_by_its_time_budget_resumes_to_the_same_final_epoch_count(tmp_path,
+                                                                                  capsys):
+    images = data.load_embedded_mnist()
+    arguments = dict(train_images=images["x_train"][:128], eval_images=images["x_test"][:16],
+                     output_dir=str(tmp_path / "run"), epochs=3, batch_size=64, nll_samples=2,
+                     nll_images=4, verbose=0, base_channels=2, latent_channels=8)
+    stopped = jobs.train("mnist_crvae_quickstart", stop_after_minutes=1e-6, **arguments)
+    assert stopped["stopped"] == "stop_after_minutes=1e-06" and stopped["completed_epochs"] == 1
+    run = tmp_path / "run"
+    record = json.loads((run / "run.json").read_text())
+    assert (record["completed_epochs"], record["finished"]) == (1, False)
+    assert (run / "backup").is_dir() and not (run / "metrics.json").exists()
+    resumed = jobs.train("mnist_crvae_quickstart", **dict(arguments, verbose=1))
+    assert "resuming from epoch 1" in capsys.readouterr().out
+    assert resumed["epochs"] == 3 and resumed["epochs_this_run"] == 2
+    assert len(resumed["history"]["loss"]) == 3
+    assert not (run / "backup").exists() and json.loads((run / "run.json").read_text())["finished"]
+
+
+def test_jobs_that_cannot_resume_refuse_a_time_budget(tmp_path):
+    with pytest.raises(ValueError, match="cannot resume a stopped run"):
+        jobs.train("sprites_vae", output_dir=str(tmp_path / "s"), stop_after_minutes=1)
+    with pytest.raises(ValueError, match="runs on one device"):
+        jobs.train("sprites_vae", output_dir=str(tmp_path / "s"), strategy="mirrored")
+
+
+def _crvae(*args, cwd):
+    return subprocess.run([*COMMAND, *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("-1", "--stop_after_minutes=-1.0: expected a number of minutes >= 0"),
+    ("soon", "--stop_after_minutes=soon: expected a number"),
+    ("nan", "--stop_after_minutes=nan: expected a number of minutes >= 0")])
+def test_crvae_train_refuses_a_bad_stop_after_minutes_in_one_line(tmp_path, value, expected):
+    result = _crvae("train", f"--stop_after_minutes={value}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_crvae_train_refuses_a_time_budget_for_a_job_that_cannot_resume(tmp_path):
+    result = _crvae("train", "--preset=mnist_two_stage", "--stop_after_minutes=5", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--stop_after_minutes=5.0: --preset=mnist_two_stage cannot resume" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_crvae_train_stops_at_its_time_budget_and_the_same_command_resumes(tmp_path):
+    images = data.load_embedded_mnist()["x_train"][:128]
+    np.savez(tmp_path / "train.npz", x_train=images)
+    common = ("train", "--data=train.npz", "--output_dir=run", "--epochs=3", "--batch_size=64", "--nll_samples=2",
+              "--nll_images=4", *TINY)
+    first = _crvae(*common, "--stop_after_minutes=0.00001", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Stopped by stop_after_minutes=1e-05 after epoch 1 of 3" in first.stdout
+    assert "Done." not in first.stdout
+    second = _crvae(*common, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resuming from epoch 1" in second.stdout and "Done." in second.stdout
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 3
