@@ -35,10 +35,10 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import adversarial, distribute
-from keras_crvae.models.vae import (run_network, to_float32, validate_images,
-                                    with_deserialized)
+from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, run_network, to_float32,
+                                     validate_images, with_deserialized)
 
-IMAGE_RANGE = (-1.0, 1.0)
+IMAGE_RANGE = SIGNED_IMAGE_RANGE
 _OPTIONS = ("adversarial_loss", "critic_steps", "clip_value", "gradient_penalty_weight",
             "label_smoothing", "feature_matching", "historical_averaging")
 

@@ -39,8 +39,8 @@ import keras
 from keras import ops
 
 from keras_crvae import adversarial, distribute, losses
-from keras_crvae.models.vae import to_float32, validate_images, with_deserialized
-from keras_crvae.models.vae_gan import IMAGE_RANGE, EncoderDecoderAPI
+from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, EncoderDecoderAPI, to_float32,
+                                     validate_images, with_deserialized)
 from keras_crvae.networks.perceptual import imagenet_preprocess
 from keras_crvae.optimizers import ThresholdedAdam
 
@@ -86,7 +86,7 @@ class Stage2(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
     """
 
     decoder_outputs = "images"
-    image_range = IMAGE_RANGE
+    image_range = SIGNED_IMAGE_RANGE
 
     def __init__(self, stage1, generator, discriminator, perceptual_network=None,
                  perceptual_weight=1.0, generator_loss="non_saturating", seed=None, **kwargs):
@@ -346,6 +346,6 @@ class Stage2(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
     def super_resolve(self, low_resolution):
         """G on Stage1-size images `(B, S1, S1, 3)` in [-1, 1] -> `(B, O, O, 3)`."""
         shape = (self.stage1_size, self.stage1_size, 3)
-        validate_images(low_resolution, shape, name="low_resolution", value_range=IMAGE_RANGE)
+        validate_images(low_resolution, shape, name="low_resolution", value_range=SIGNED_IMAGE_RANGE)
         low_resolution = ops.cast(ops.convert_to_tensor(low_resolution), "float32")
         return to_float32(self.generator(self.resize_to_generator(low_resolution), training=False))

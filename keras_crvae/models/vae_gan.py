@@ -57,11 +57,11 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import adversarial, distribute, losses
-from keras_crvae.models.vae import (check_encoder_decoder, run_network, to_float32,
-                                    validate_images, with_deserialized)
+from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, EncoderDecoderAPI,
+                                     check_encoder_decoder, to_float32, with_deserialized)
 from keras_crvae.optimizers import ThresholdedAdam
 
-IMAGE_RANGE = (-1.0, 1.0)
+IMAGE_RANGE = SIGNED_IMAGE_RANGE
 
 
 def discriminator_batch_masks(batch_size):
@@ -74,38 +74,6 @@ def discriminator_batch_masks(batch_size):
     """
     position = ops.mod(ops.arange(batch_size), 4)
     return ops.equal(position, 2), ops.equal(position, 3)
-
-
-class EncoderDecoderAPI:
-    """`encode` / `decode` / `sample` / `reconstruct` of the models that pair an encoder `q(z|x)` with
-    a decoder to images in [-1, 1] (`VAEGAN`, `CRVAEGAN`, `Stage2`, whose `encoder` and `decoder` span
-    both stages). Mix in before `keras.Model`; needs `encoder` (images -> `[mean, log_var]`),
-    `decoder` (z -> images), `image_shape` and `latent_shape`."""
-
-    def encode(self, images):
-        """`q(z|x)` parameters: images `(B, *image_shape)` in [-1, 1] -> `(mean, log_var)`, each
-        `(B, *latent_shape)` float32."""
-        validate_images(images, self.image_shape, value_range=IMAGE_RANGE)
-        images = ops.cast(ops.convert_to_tensor(images), "float32")
-        mean, log_var = to_float32(self.encoder(images, training=False))
-        return mean, log_var
-
-    def decode(self, z):
-        """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
-        validate_images(z, self.latent_shape, name="z", value_range=None)
-        return run_network(self.decoder, z)
-
-    def sample(self, num_samples, seed=None):
-        """Draws `num_samples` images in [-1, 1]: `z ~ N(0, I)`, `decode(z)`."""
-        if int(num_samples) < 1:
-            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
-        z = keras.random.normal((int(num_samples),) + self.latent_shape, seed=seed)
-        return self.decode(z)
-
-    def reconstruct(self, images):
-        """Decoded posterior means of images `(B, *image_shape)` in [-1, 1]."""
-        mean, _ = self.encode(images)
-        return self.decode(mean)
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
