@@ -7,7 +7,8 @@ from keras_crvae.models.infogan import InfoGAN
 from keras_crvae.models.two_stage import GammaVAE, PosteriorLatents, TwoStageVAE
 from keras_crvae.models.vae import VAE, validate_images
 from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_masks
-from keras_crvae.models.stage2 import Stage2  # noqa: E402 (after vae_gan, which it imports)
+from keras_crvae.models.super_resolution import Stage2
+from keras_crvae.models import stage2  # noqa: F401  (alias of super_resolution)
 
 __all__ = [
     "CRVAEGAN",
