@@ -1,7 +1,7 @@
 """Standalone GANs of the lecture: DCGAN, WGAN (weight clipping), WGAN-GP and hinge, one `GAN` class.
 
-The objective is a switch (`keras_crvae.adversarial`); the architecture is the networks' business
-(`keras_crvae.networks.build_dcgan_generator` / `build_dcgan_discriminator`). One `train_step`
+The objective is a switch (`keras_crvae.losses.adversarial`); the architecture is the networks'
+business (`keras_crvae.networks.build_dcgan_generator` / `build_dcgan_discriminator`). One `train_step`
 (TensorFlow-only, like `VAEGAN`'s) is one generator iteration of the lecture's algorithms:
 
     for k in 1..n_critic:                                       (WGAN / WGAN-GP Algorithm 1)
@@ -34,7 +34,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import adversarial, distribute
+from keras_crvae import distribute
+from keras_crvae.losses import adversarial
 from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, run_network, to_float32,
                                      validate_images, with_deserialized)
 

@@ -38,7 +38,8 @@ high-resolution images).
 import keras
 from keras import ops
 
-from keras_crvae import adversarial, distribute, losses
+from keras_crvae import distribute, losses
+from keras_crvae.losses import adversarial
 from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, EncoderDecoderAPI, to_float32,
                                      validate_images, with_deserialized)
 from keras_crvae.networks.perceptual import imagenet_preprocess

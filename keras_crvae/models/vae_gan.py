@@ -14,8 +14,8 @@ One training iteration (supplement section D of Shang et al. 2018; `train_test/t
                                 i % 4 == 3 reconstructions (50/25/25, as the reference's `-fakeLabel 4`)
     discriminator/Q loss      = mean BCE on that batch + L_MI   (gradients w.r.t. D and Q only)
 
-The adversarial objective is a switch (`adversarial_loss`, `keras_crvae.adversarial`): "bce" (the
-above, default), "wgan" (critic loss `E D(fake) - E D(real)` over the D batch's rows, weights clipped
+The adversarial objective is a switch (`adversarial_loss`, `keras_crvae.losses.adversarial`): "bce"
+(the above, default), "wgan" (critic loss `E D(fake) - E D(real)` over the D batch's rows, weights clipped
 to `[-c, c]` after every critic update), "wgan_gp" (plus `lambda E (||grad D(x_hat)|| - 1)^2` on
 interpolates between each real image and a detached fake: the prior sample for even positions, the
 reconstruction for odd ones, one `eps ~ U[0, 1]` per example) or "hinge"; the generator's `L_D` is
@@ -56,7 +56,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import adversarial, distribute, losses
+from keras_crvae import distribute, losses
+from keras_crvae.losses import adversarial
 from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, EncoderDecoderAPI,
                                      check_encoder_decoder, to_float32, with_deserialized)
 from keras_crvae.optimizers import ThresholdedAdam
@@ -91,7 +92,8 @@ class VAEGAN(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
         mi_weight: float, default 0.0 (kappa). > 0 needs `u` from the decoder and a Q head.
         mi_block_weights: list of per-channel-block floats or None, default None.
         swap_prior_pass_weights: bool, default False. Reference behaviour (see module docstring).
-        adversarial_loss: "bce" (default), "wgan", "wgan_gp" or "hinge" (`keras_crvae.adversarial`).
+        adversarial_loss: "bce" (default), "wgan", "wgan_gp" or "hinge"
+            (`keras_crvae.losses.adversarial`).
         critic_steps: int, default 1. Discriminator updates per encoder/decoder update.
         clip_value: float, default 0.01 ("wgan").
         gradient_penalty_weight: float, default 10 ("wgan_gp").
