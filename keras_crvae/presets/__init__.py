@@ -18,9 +18,12 @@ Nothing here imports Keras or TensorFlow at module level (`crvae` checks its fla
 
 from keras_crvae.presets.core import (  # noqa: F401
     GAN_BUILDERS, LR_SCHEDULES, PRESETS, RECURRENT_VARIABLE_PATTERNS, Preset, TrainingConfig,
-    _valid_keys, build_networks, check_override, from_preset, gan_batch_multiple, get_preset,
+    build_networks, check_override, from_preset, gan_batch_multiple, get_preset,
     initialize_from_data, is_digit_gan, is_gan_preset, iwae_learning_rate_schedule, list_presets,
-    make_discriminator_optimizer, make_optimizer, parse_overrides, preset_for_run, register)
+    make_discriminator_optimizer, make_optimizer, parse_overrides, preset_for_run, register,
+    valid_keys)
+
+_valid_keys = valid_keys  # the old private name (`crvae presets --json` used it)
 # The families register their presets on import; the order is the order of `crvae presets`' sources.
 from keras_crvae.presets import mnist, image64_gan, two_stage, hierarchical, gans  # noqa: E402,F401
 from keras_crvae.presets import disentangling  # noqa: E402,F401
