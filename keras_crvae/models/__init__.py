@@ -1,4 +1,11 @@
-"""`keras.Model` subclasses of keras_crvae."""
+"""`keras.Model` subclasses of keras_crvae, one file per family.
+
+`base` holds what the families share (float32 boundary, `run_network`, input and config checks,
+`EncoderDecoderAPI`); each family file imports it, `keras_crvae.losses`, `layers` and `networks`,
+never a sibling family file except to subclass it (`FactorVAE(VAE)`, `InfoGAN(GAN)`); layers ->
+networks -> models (docs/design.md). `stage2` is an alias of `super_resolution` (the Stage2
+super-resolution GAN).
+"""
 
 from keras_crvae.models.factor_vae import FactorVAE, permute_dims, tc_discriminator_loss
 from keras_crvae.models.gan import GAN

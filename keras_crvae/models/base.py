@@ -4,7 +4,7 @@ configs, and the encode / decode / sample API of the encoder-decoder GANs.
 Imports: `keras_crvae.distribute` only (below every model file). Each model file (`vae.py`,
 `hierarchical.py`, `vae_gan.py`, `super_resolution.py`, `gan.py`, `infogan.py`, `two_stage.py`,
 `factor_vae.py`) imports these helpers from here, never from a sibling model file, except to
-subclass a model (`FactorVAE(VAE)`). The layering of the package: layers -> networks -> models;
+subclass a model (`FactorVAE(VAE)`, `InfoGAN(GAN)`). The layering of the package: layers -> networks -> models;
 `keras_crvae.losses` is used by layers and models (docs/design.md).
 """
 

@@ -33,6 +33,10 @@ high-resolution images).
 
 `train_step` is TensorFlow-only (GradientTape, replica contexts), as `VAEGAN`'s; the rest uses
 `keras.ops`.
+
+Imports: `models.base`, `keras_crvae.losses`, `networks.perceptual` and `optimizers`. This module was
+`models/stage2.py` (renamed in issue 27: `stage2` read too much like `two_stage`, the Two-Stage VAE);
+`keras_crvae.models.stage2` is an alias, and the class keeps its name and registration, `Stage2`.
 """
 
 import keras

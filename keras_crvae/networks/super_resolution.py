@@ -25,6 +25,9 @@ Discriminator (`d = base_channels`, StackGAN's `df_dim` = 64), `O x O` images:
     (kernel = map size) -> one logit.
 StackGAN initialises every conv with a truncated normal of stddev 0.02 and uses BatchNorm momentum 0.9
 (Keras momentum 0.9, epsilon 1e-5); both are kept.
+
+Imports: `networks.blocks` only. This module was `networks/stage2.py` (renamed in issue 27);
+`keras_crvae.networks.stage2` is an alias, and the builders keep their names.
 """
 
 import math

@@ -22,7 +22,9 @@ hanzhanggit/StackGAN).
 - ImageNet weights: `perceptual_weights="imagenet"` downloads them through keras.applications on a
   machine with network access; a path loads a local copy; "none" leaves the network random.
 
-No Keras import at module level (see `keras_crvae.presets`).
+No Keras import at module level (see `keras_crvae.presets`). This module was `presets/stage2.py`
+(renamed in issue 27); `keras_crvae.presets.stage2` is an alias, and the presets keep their names
+(`*_stage2`) and their builder key ("stage2").
 """
 
 from keras_crvae.presets.core import (Preset, TrainingConfig, make_discriminator_optimizer,
