@@ -1,8 +1,8 @@
 """Standalone GANs of the lecture: DCGAN, WGAN (weight clipping), WGAN-GP and hinge, one `GAN` class.
 
 The objective is a switch (`keras_crvae.losses.adversarial`); the architecture is the networks'
-business (`keras_crvae.networks.build_dcgan_generator` / `build_dcgan_discriminator`). One `train_step`
-(TensorFlow-only, like `VAEGAN`'s) is one generator iteration of the lecture's algorithms:
+business (`keras_crvae.networks.build_dcgan_generator` / `build_dcgan_discriminator`). One
+`train_step` (TensorFlow-only, like `VAEGAN`'s) is one generator iteration of the lecture's algorithms:
 
     for k in 1..n_critic:                                       (WGAN / WGAN-GP Algorithm 1)
         x   = rows k, k + n, k + 2n, ... of the batch           (a fresh real batch of m = B / n)
