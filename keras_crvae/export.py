@@ -39,8 +39,8 @@ folder and is renamed onto `path/<version>/` only when complete, so TF Serving, 
 new numeric versions, never loads a half-written model. An `assets.extra/keras_crvae.json` records the
 shapes, image range and signatures for clients.
 
-Export is TensorFlow-only (DESIGN.md section 2): run it with `KERAS_BACKEND=tensorflow`; `.keras` files
-trained under JAX load there unchanged.
+Export is TensorFlow-only (docs/design.md section 2): run it with `KERAS_BACKEND=tensorflow`;
+`.keras` files trained under JAX load there unchanged.
 
 Reference: TF Serving "SavedModel" and "RESTful API" guides (signature names, version folders);
 `keras.export.ExportArchive`.

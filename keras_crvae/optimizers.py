@@ -66,7 +66,7 @@ class MultiplierAdam(keras.optimizers.Adam):
     """
 
     def __init__(self, learning_rate=0.001, lr_multipliers=None, clip_values=None, **kwargs):
-        kwargs.setdefault("epsilon", 1e-8)  # DESIGN.md section 5: Adam eps=1e-8.
+        kwargs.setdefault("epsilon", 1e-8)  # docs/design.md section 5: Adam eps=1e-8.
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.lr_multipliers = dict(lr_multipliers or {})
         self.clip_values = dict(clip_values or {})

@@ -6,7 +6,7 @@ bfloat16 (oneDNN's AVX512-BF16 / AMX kernels on CPUs that have them, tensor core
 cast every tensor that enters a density to float32 at the network boundary (`VAE.call`, `encode`,
 `decode_logits`; the same in the GAN and Two-Stage models), so log-likelihoods, KLs, log-sum-exps and
 the metrics are float32, and the NLL/FID evaluators accumulate in float64 whatever the training
-precision (DESIGN.md section 9).
+precision (docs/design.md section 9).
 
     >>> import keras
     >>> from keras_crvae import precision

@@ -1,4 +1,4 @@
-"""Posterior diagnostics: active units (Burda et al. 2016, section 5.2; DESIGN.md section 6).
+"""Posterior diagnostics: active units (Burda et al. 2016, section 5.2; docs/design.md section 6).
 
 A latent unit `i` is active when `A_i = Cov_x(E_{q(z|x)}[z_i]) > threshold` (0.01 by default): its
 posterior mean moves with the input. Units the model ignores collapse onto the prior and have `A_i ~ 0`.

@@ -1,4 +1,4 @@
-"""Marginal likelihood estimates: importance-sampled NLL and the ELBO (DESIGN.md section 6).
+"""Marginal likelihood estimates: importance-sampled NLL and the ELBO (docs/design.md section 6).
 
 For a model with posterior `q(z|x) = N(mean, exp(log_var))` and prior `p(z) = N(0, I)`:
 

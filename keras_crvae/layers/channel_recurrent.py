@@ -1,4 +1,5 @@
-"""The channel-recurrent latent block of crVAE (Shang, Sohn, Tian, WACV 2018; DESIGN.md section 4).
+"""The channel-recurrent latent block of crVAE (Shang, Sohn, Tian, WACV 2018; docs/design.md
+section 4).
 
 A feature map `h` of shape `(w, w, C)` is cut **by channel** into `T` blocks of `C/T` channels. Block
 `t` holds channels `[t*C/T, (t+1)*C/T)` at every spatial position, flattened in the order

@@ -10,8 +10,8 @@ summed over elements and averaged over the batch, which `keras_crvae.losses` doe
 per-element values.
 
 On the TensorFlow backend the tensor math goes through `tensorflow_probability` (`tfd.Normal`,
-`tfd.kl_divergence`), as DESIGN.md section 2 asks; on other backends (JAX) it is `keras.ops`. The
-noise `eps` always comes from `keras.random` with the layer's seed generator, so the two paths give the
+`tfd.kl_divergence`), as docs/design.md section 2 asks; on other backends (JAX) it is `keras.ops`.
+The noise `eps` always comes from `keras.random` with the layer's seed generator, so the two paths give the
 same numbers for the same seed. This module is one of the few places allowed to import TensorFlow.
 Under a TensorFlow distribution strategy the noise is `keras_crvae.distribute.replica_normal`: each
 replica's rows of the draw a single device makes for the whole global batch.

@@ -31,7 +31,8 @@ import keras
 from keras import ops
 
 from keras_crvae import distribute
-from keras_crvae.models.vae import VAE, to_float32, with_deserialized
+from keras_crvae.models.base import to_float32, with_deserialized
+from keras_crvae.models.vae import VAE
 
 
 def permute_dims(z, seed=None):

@@ -1,8 +1,8 @@
 """Standalone GANs of the lecture: DCGAN, WGAN (weight clipping), WGAN-GP and hinge, one `GAN` class.
 
-The objective is a switch (`keras_crvae.adversarial`); the architecture is the networks' business
-(`keras_crvae.networks.build_dcgan_generator` / `build_dcgan_discriminator`). One `train_step`
-(TensorFlow-only, like `VAEGAN`'s) is one generator iteration of the lecture's algorithms:
+The objective is a switch (`keras_crvae.losses.adversarial`); the architecture is the networks'
+business (`keras_crvae.networks.build_dcgan_generator` / `build_dcgan_discriminator`). One
+`train_step` (TensorFlow-only, like `VAEGAN`'s) is one generator iteration of the lecture's algorithms:
 
     for k in 1..n_critic:                                       (WGAN / WGAN-GP Algorithm 1)
         x   = rows k, k + n, k + 2n, ... of the batch           (a fresh real batch of m = B / n)
@@ -34,11 +34,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import adversarial, distribute
-from keras_crvae.models.vae import (run_network, to_float32, validate_images,
-                                    with_deserialized)
+from keras_crvae import distribute
+from keras_crvae.losses import adversarial
+from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, run_network, to_float32,
+                                     validate_images, with_deserialized)
 
-IMAGE_RANGE = (-1.0, 1.0)
+IMAGE_RANGE = SIGNED_IMAGE_RANGE
 _OPTIONS = ("adversarial_loss", "critic_steps", "clip_value", "gradient_penalty_weight",
             "label_smoothing", "feature_matching", "historical_averaging")
 

@@ -37,8 +37,8 @@ from keras import ops
 
 from keras_crvae import distribute, losses
 from keras_crvae.layers import GaussianSampler
-from keras_crvae.models.vae import (_tile_rows, check_objective_options, to_float32,
-                                    validate_images, with_deserialized)
+from keras_crvae.models.base import (check_objective_options, tile_rows, to_float32,
+                                     validate_images, with_deserialized)
 
 INFERENCE_KINDS = ("factorized", "bottom_up")
 
@@ -208,14 +208,14 @@ class HierarchicalVAE(keras.Model):
         `s*B + b`) and runs the generative networks on them. `noise`: None (the samplers draw) or
         `[noise_1, noise_2]` standard normal, `(num_samples * B, *z_shape)` each. Float32 tensors."""
         mean_1, log_var_1 = (to_float32(t) for t in self.encoder(images, training=training))
-        mean_1 = _tile_rows(mean_1, num_samples)
-        log_var_1 = _tile_rows(log_var_1, num_samples)
+        mean_1 = tile_rows(mean_1, num_samples)
+        log_var_1 = tile_rows(log_var_1, num_samples)
         z1 = _reparameterize(self.sampler, mean_1, log_var_1, None if noise is None else noise[0])
         top_input = images if self.inference == "factorized" else z1
         mean_2, log_var_2 = (to_float32(t) for t in self.top_encoder(top_input, training=training))
         if self.inference == "factorized":
-            mean_2 = _tile_rows(mean_2, num_samples)
-            log_var_2 = _tile_rows(log_var_2, num_samples)
+            mean_2 = tile_rows(mean_2, num_samples)
+            log_var_2 = tile_rows(log_var_2, num_samples)
         z2 = _reparameterize(self.top_sampler, mean_2, log_var_2,
                              None if noise is None else noise[1])
         prior_mean_1, prior_log_var_1 = (to_float32(t) for t in self.top_decoder(z2,
@@ -264,7 +264,7 @@ class HierarchicalVAE(keras.Model):
         images = ops.cast(x, "float32")
         batch_size = ops.shape(images)[0]
         num_samples = self.iwae_samples
-        log_px = losses.bernoulli_log_likelihood(y_pred["logits"], _tile_rows(images, num_samples))
+        log_px = losses.bernoulli_log_likelihood(y_pred["logits"], tile_rows(images, num_samples))
         kl_1, kl_2 = self._kl_elements(y_pred)
         distortion = -ops.mean(log_px)
         kl_1_mean = ops.mean(losses.sum_per_example(kl_1))
@@ -338,7 +338,7 @@ class HierarchicalVAE(keras.Model):
         sample = self._joint_sample(ops.cast(images, "float32"), num_samples,
                                     noise=flat_noise, training=False)
         log_px = losses.bernoulli_log_likelihood(sample["logits"],
-                                                 _tile_rows(to_float32(images), num_samples))
+                                                 tile_rows(to_float32(images), num_samples))
         ratio_1, ratio_2 = self._log_ratios(sample)
         log_weights = (log_px + losses.sum_per_example(ratio_1)
                        + losses.sum_per_example(ratio_2))

@@ -32,7 +32,7 @@ from keras import ops
 
 from keras_crvae import distribute
 from keras_crvae.models.gan import GAN
-from keras_crvae.models.vae import to_float32
+from keras_crvae.models.base import to_float32
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 

@@ -29,8 +29,8 @@ from keras import ops
 
 from keras_crvae import losses
 from keras_crvae.layers import GaussianSampler
-from keras_crvae.models.vae import (check_encoder_decoder, to_float32, validate_images,
-                                    with_deserialized)
+from keras_crvae.models.base import (check_encoder_decoder, to_float32, validate_images,
+                                     with_deserialized)
 
 DECODER_LOSSES = ("learned_gamma", "fixed_gamma", "cross_entropy")
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)

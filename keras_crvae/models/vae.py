@@ -1,7 +1,7 @@
 """The VAE family (VAE, cVAE, crVAE, crIWAE) as one `keras.Model` trained with plain `fit()`.
 
 Objective per example `x` with `D` pixels, Bernoulli decoder logits `l(z)` and posterior
-`q(z|x) = N(mean, exp(log_var))` (DESIGN.md section 5, supplement section B):
+`q(z|x) = N(mean, exp(log_var))` (docs/design.md section 5, supplement section B):
 
     rate       = sum_t alpha_t * KL_t(q(z|x) || N(0, I))      (KL per channel block t, closed form)
     distortion = -log p(x|z),  z ~ q(z|x)
@@ -35,117 +35,19 @@ import math
 import numbers
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_crvae import distribute, losses
 from keras_crvae.layers import GaussianSampler
+# The shared helpers live in `models/base.py`; these names stay importable from here (old imports).
+from keras_crvae.models.base import (LIKELIHOODS, RECONSTRUCTION_REDUCTIONS,  # noqa: F401
+                                     check_encoder_decoder, check_objective_options, run_network,
+                                     tile_rows, to_float32, validate_images, with_deserialized)
 
-RECONSTRUCTION_REDUCTIONS = ("mean", "sum")
-LIKELIHOODS = ("bernoulli",)
+_tile_rows = tile_rows  # the old private name, kept for old imports
+
 # The likelihoods of the single-layer `VAE` (HierarchicalVAE keeps the Bernoulli one only).
 VAE_LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-def run_network(network, inputs):
-    """`network(inputs)` in inference mode as a float32 tensor.
-
-    A NumPy batch runs through the network's compiled predict function (`tf.function` /
-    `jax.jit`), 1.3x (TF) to 2x (JAX) faster on CPU than an eager call; tensors run eagerly or in
-    the caller's graph. A network built under a strategy runs eagerly too: `predict_on_batch` would
-    repeat the batch per replica.
-    """
-    if isinstance(inputs, np.ndarray) and distribute.model_replicas(network) == 1:
-        return to_float32(ops.convert_to_tensor(network.predict_on_batch(
-            inputs.astype(np.float32))))
-    return to_float32(network(ops.cast(ops.convert_to_tensor(inputs), "float32"), training=False))
-
-
-def validate_images(images, image_shape, name="images", value_range=(0.0, 1.0)):
-    """Checks rank, per-example shape and (for concrete arrays) the value range of an image batch.
-
-    The library's one shape rule: for single-channel images the channel axis may be left out,
-    `(batch, 28, 28)` as well as `(batch, 28, 28, 1)`, as the `data` functions and `crvae` accept.
-
-    Args:
-        images: array or tensor `(batch, *image_shape)` (or without a trailing axis of size 1).
-        image_shape: tuple, the expected per-example shape, e.g. `(28, 28, 1)`.
-        name: str, the argument name used in error messages.
-        value_range: `(low, high)` or None. Checked only for NumPy / eager inputs.
-
-    Returns:
-        The input, with the channel axis added where it was left out.
-    """
-    shape = tuple(images.shape)
-    expected = tuple(image_shape)
-    if (expected and expected[-1] == 1 and len(shape) == len(expected)
-            and all(e is None or s is None or s == e for s, e in zip(shape[1:], expected[:-1]))):
-        images = images[..., None] if isinstance(images, np.ndarray) else ops.expand_dims(images,
-                                                                                           -1)
-        shape = tuple(images.shape)
-    if len(shape) != len(expected) + 1 or any(
-        e is not None and s is not None and s != e for s, e in zip(shape[1:], expected)
-    ):
-        raise ValueError(
-            f"`{name}` must have shape (batch, {', '.join(str(d) for d in expected)}); "
-            f"got {shape}."
-        )
-    if shape[0] == 0:
-        raise ValueError(f"`{name}` is empty: got a batch of 0 images.")
-    dtype = str(images.dtype)
-    if not any(kind in dtype for kind in ("float", "uint8", "int", "bool")):
-        raise ValueError(f"`{name}` must hold numbers; got dtype {dtype}.")
-    if value_range is not None and isinstance(images, np.ndarray):
-        low, high = float(np.min(images)), float(np.max(images))
-        if low < value_range[0] or high > value_range[1] or not np.isfinite(low + high):
-            raise ValueError(
-                f"`{name}` values must lie in [{value_range[0]}, {value_range[1]}]; got "
-                f"[{low}, {high}]. Scale uint8 pixels with images / 255."
-            )
-    return images
-
-
-def check_encoder_decoder(encoder, decoder, latent_shape, data_shape):
-    """Raises a clear ValueError unless `encoder: data -> [mean, log_var]` of `latent_shape` and
-    `decoder: latent -> data_shape` fit together (shapes without the batch axis)."""
-    mean_shape, log_var_shape = (tuple(s[1:]) for s in encoder.output_shape)
-    if mean_shape != tuple(latent_shape) or log_var_shape != tuple(latent_shape):
-        raise ValueError(
-            f"The encoder outputs {mean_shape} and {log_var_shape} but the decoder expects inputs "
-            f"of shape {tuple(latent_shape)}."
-        )
-    if tuple(decoder.output_shape[1:]) != tuple(data_shape):
-        raise ValueError(
-            f"The decoder outputs {tuple(decoder.output_shape[1:])} but the encoder takes inputs of "
-            f"shape {tuple(data_shape)}."
-        )
-
-
-def check_objective_options(reconstruction_reduction, likelihood, iwae_samples, kl_weight,
-                            likelihoods=LIKELIHOODS):
-    """Validates the objective arguments the VAE-family models share (`VAE`, `HierarchicalVAE`).
-
-    `likelihoods` lists the decoder likelihoods the calling model implements.
-
-    Returns:
-        `(kl_weight, weights)`: `kl_weight` as a float (NumPy scalars too) or unchanged sequence, and
-        `weights`, the list of floats it holds (one entry for a single weight).
-    """
-    if reconstruction_reduction not in RECONSTRUCTION_REDUCTIONS:
-        raise ValueError(
-            f"`reconstruction_reduction` must be one of {RECONSTRUCTION_REDUCTIONS}, got "
-            f"{reconstruction_reduction!r}."
-        )
-    if likelihood not in likelihoods:
-        raise ValueError(f"`likelihood` must be one of {likelihoods}, got {likelihood!r}.")
-    if isinstance(iwae_samples, bool) or int(iwae_samples) < 1:
-        raise ValueError(f"`iwae_samples` must be >= 1, got {iwae_samples}.")
-    if isinstance(kl_weight, numbers.Real):
-        kl_weight = float(kl_weight)  # also NumPy scalars
-    weights = [kl_weight] if isinstance(kl_weight, float) else [float(w) for w in kl_weight]
-    if not weights or any(w < 0 for w in weights):
-        raise ValueError(f"`kl_weight` must be non-negative, got {kl_weight!r}.")
-    return kl_weight, weights
 
 
 def capacity_schedule(step, capacity, capacity_steps):
@@ -158,29 +60,6 @@ def capacity_schedule(step, capacity, capacity_steps):
     if isinstance(fraction, numbers.Real):
         return float(capacity) * min(fraction, 1.0)
     return float(capacity) * ops.minimum(fraction, 1.0)
-
-
-def with_deserialized(config, *keys):
-    """A copy of a model config whose `keys` (serialized sub-networks) are deserialized."""
-    config = dict(config)
-    for key in keys:
-        config[key] = keras.saving.deserialize_keras_object(config[key])
-    return config
-
-
-def to_float32(tensors):
-    """Casts a tensor, or each of a list of tensors, to float32: the boundary between networks that
-    may compute in bfloat16 (`keras_crvae.precision`) and the densities, which never do."""
-    if isinstance(tensors, (list, tuple)):
-        return type(tensors)(to_float32(tensor) for tensor in tensors)
-    return tensors if tensors.dtype == "float32" else ops.cast(tensors, "float32")
-
-
-def _tile_rows(tensor, times):
-    """Stacks `times` copies of a batch along axis 0 (sample-major: row `k*B + b`)."""
-    if isinstance(times, int) and times == 1:
-        return tensor
-    return ops.tile(tensor, (times,) + (1,) * (len(tensor.shape) - 1))
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
@@ -322,7 +201,7 @@ class VAE(keras.Model):
         """
         mean, log_var = to_float32(self.encoder(images, training=training))
         num_samples = self.iwae_samples
-        z, kl = self.sampler([_tile_rows(mean, num_samples), _tile_rows(log_var, num_samples)])
+        z, kl = self.sampler([tile_rows(mean, num_samples), tile_rows(log_var, num_samples)])
         logits = to_float32(self.decoder(z, training=training))
         return {"mean": mean, "log_var": log_var, "z": z, "kl": kl, "logits": logits}
 
@@ -334,7 +213,7 @@ class VAE(keras.Model):
         images = ops.cast(x, y_pred["logits"].dtype)
         batch_size = ops.shape(images)[0]
         num_samples = ops.shape(y_pred["logits"])[0] // batch_size
-        log_px = self._log_px(y_pred["logits"], _tile_rows(images, num_samples))
+        log_px = self._log_px(y_pred["logits"], tile_rows(images, num_samples))
         kl_per_sample = losses.sum_per_example(y_pred["kl"])
         distortion = -ops.mean(log_px)
         kl = ops.mean(kl_per_sample)
@@ -384,8 +263,8 @@ class VAE(keras.Model):
         """`sum_i alpha_i (log p(z_i) - log q(z_i|x))` per sample row (alpha in loss units)."""
         z = y_pred["z"]
         num_samples = ops.shape(z)[0] // ops.shape(y_pred["mean"])[0]
-        mean = _tile_rows(y_pred["mean"], num_samples)
-        log_var = _tile_rows(y_pred["log_var"], num_samples)
+        mean = tile_rows(y_pred["mean"], num_samples)
+        log_var = tile_rows(y_pred["log_var"], num_samples)
         weights = losses.element_weights(self.latent_shape, self.kl_weight, dtype=z.dtype)
         per_element = weights * (losses.standard_normal_log_density_elements(z)
                                  - losses.gaussian_log_density_elements(z, mean, log_var))
@@ -423,12 +302,12 @@ class VAE(keras.Model):
                              f"{', '.join(str(d) for d in self.latent_shape)}); got "
                              f"{tuple(noise.shape)}.")
         mean, log_var = to_float32(self.encoder(ops.cast(images, "float32"), training=False))
-        mean = _tile_rows(mean, num_samples)
-        log_var = _tile_rows(log_var, num_samples)
+        mean = tile_rows(mean, num_samples)
+        log_var = tile_rows(log_var, num_samples)
         z = mean + ops.exp(0.5 * log_var) * ops.reshape(noise,
                                                         (num_samples * batch,) + self.latent_shape)
         logits = to_float32(self.decoder(z, training=False))
-        log_px = self._log_px(logits, _tile_rows(ops.cast(images, "float32"), num_samples))
+        log_px = self._log_px(logits, tile_rows(ops.cast(images, "float32"), num_samples))
         log_ratio = (losses.standard_normal_log_density(z)
                      - losses.gaussian_log_density(z, mean, log_var))
         return ops.reshape(log_px + log_ratio, (num_samples, batch))

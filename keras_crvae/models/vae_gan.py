@@ -14,8 +14,8 @@ One training iteration (supplement section D of Shang et al. 2018; `train_test/t
                                 i % 4 == 3 reconstructions (50/25/25, as the reference's `-fakeLabel 4`)
     discriminator/Q loss      = mean BCE on that batch + L_MI   (gradients w.r.t. D and Q only)
 
-The adversarial objective is a switch (`adversarial_loss`, `keras_crvae.adversarial`): "bce" (the
-above, default), "wgan" (critic loss `E D(fake) - E D(real)` over the D batch's rows, weights clipped
+The adversarial objective is a switch (`adversarial_loss`, `keras_crvae.losses.adversarial`): "bce"
+(the above, default), "wgan" (critic loss `E D(fake) - E D(real)` over the D batch's rows, weights clipped
 to `[-c, c]` after every critic update), "wgan_gp" (plus `lambda E (||grad D(x_hat)|| - 1)^2` on
 interpolates between each real image and a detached fake: the prior sample for even positions, the
 reconstruction for odd ones, one `eps ~ U[0, 1]` per example) or "hinge"; the generator's `L_D` is
@@ -56,12 +56,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_crvae import adversarial, distribute, losses
-from keras_crvae.models.vae import (check_encoder_decoder, run_network, to_float32,
-                                    validate_images, with_deserialized)
+from keras_crvae import distribute, losses
+from keras_crvae.losses import adversarial
+from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, EncoderDecoderAPI,
+                                     check_encoder_decoder, to_float32, with_deserialized)
 from keras_crvae.optimizers import ThresholdedAdam
 
-IMAGE_RANGE = (-1.0, 1.0)
+IMAGE_RANGE = SIGNED_IMAGE_RANGE
 
 
 def discriminator_batch_masks(batch_size):
@@ -74,38 +75,6 @@ def discriminator_batch_masks(batch_size):
     """
     position = ops.mod(ops.arange(batch_size), 4)
     return ops.equal(position, 2), ops.equal(position, 3)
-
-
-class EncoderDecoderAPI:
-    """`encode` / `decode` / `sample` / `reconstruct` of the models that pair an encoder `q(z|x)` with
-    a decoder to images in [-1, 1] (`VAEGAN`, `CRVAEGAN`, `Stage2`, whose `encoder` and `decoder` span
-    both stages). Mix in before `keras.Model`; needs `encoder` (images -> `[mean, log_var]`),
-    `decoder` (z -> images), `image_shape` and `latent_shape`."""
-
-    def encode(self, images):
-        """`q(z|x)` parameters: images `(B, *image_shape)` in [-1, 1] -> `(mean, log_var)`, each
-        `(B, *latent_shape)` float32."""
-        validate_images(images, self.image_shape, value_range=IMAGE_RANGE)
-        images = ops.cast(ops.convert_to_tensor(images), "float32")
-        mean, log_var = to_float32(self.encoder(images, training=False))
-        return mean, log_var
-
-    def decode(self, z):
-        """Images `(B, *image_shape)` in [-1, 1] for latents `z` `(B, *latent_shape)`."""
-        validate_images(z, self.latent_shape, name="z", value_range=None)
-        return run_network(self.decoder, z)
-
-    def sample(self, num_samples, seed=None):
-        """Draws `num_samples` images in [-1, 1]: `z ~ N(0, I)`, `decode(z)`."""
-        if int(num_samples) < 1:
-            raise ValueError(f"`num_samples` must be >= 1, got {num_samples}.")
-        z = keras.random.normal((int(num_samples),) + self.latent_shape, seed=seed)
-        return self.decode(z)
-
-    def reconstruct(self, images):
-        """Decoded posterior means of images `(B, *image_shape)` in [-1, 1]."""
-        mean, _ = self.encode(images)
-        return self.decode(mean)
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
@@ -123,7 +92,8 @@ class VAEGAN(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
         mi_weight: float, default 0.0 (kappa). > 0 needs `u` from the decoder and a Q head.
         mi_block_weights: list of per-channel-block floats or None, default None.
         swap_prior_pass_weights: bool, default False. Reference behaviour (see module docstring).
-        adversarial_loss: "bce" (default), "wgan", "wgan_gp" or "hinge" (`keras_crvae.adversarial`).
+        adversarial_loss: "bce" (default), "wgan", "wgan_gp" or "hinge"
+            (`keras_crvae.losses.adversarial`).
         critic_steps: int, default 1. Discriminator updates per encoder/decoder update.
         clip_value: float, default 0.01 ("wgan").
         gradient_penalty_weight: float, default 10 ("wgan_gp").

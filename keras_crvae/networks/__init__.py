@@ -1,4 +1,11 @@
-"""Functional builders of encoders and decoders per dataset and image size."""
+"""Functional builders of encoders and decoders per dataset and image size.
+
+Files by dataset or architecture (`mnist`, `image64`, `mlp`, `sprites`, `dcgan`, `infogan`,
+`resnet`, `two_stage`, `super_resolution`, `perceptual`); `blocks` holds the pieces they share.
+Imports: `keras_crvae.layers` only (layers -> networks -> models, docs/design.md). Aliases of old
+module paths: `stage2` (= `super_resolution`); `two_stage` re-exports the InfoGAN and ResNet
+builders that moved to `infogan` and `resnet`.
+"""
 
 from keras_crvae.networks.dcgan import build_dcgan_discriminator, build_dcgan_generator
 from keras_crvae.networks.image64 import (
@@ -19,17 +26,17 @@ from keras_crvae.networks.sprites import (
     build_tc_discriminator,
 )
 from keras_crvae.networks.perceptual import build_perceptual_network, imagenet_preprocess
-from keras_crvae.networks.stage2 import build_stage2_discriminator, build_stage2_generator
+from keras_crvae.networks.super_resolution import (build_stage2_discriminator,
+                                                   build_stage2_generator)
+from keras_crvae.networks.infogan import build_infogan_decoder, build_infogan_encoder
+from keras_crvae.networks.resnet import build_resnet_decoder, build_resnet_encoder
 from keras_crvae.networks.two_stage import (
-    build_infogan_decoder,
-    build_infogan_encoder,
     build_latent_decoder,
     build_latent_encoder,
-    build_resnet_decoder,
-    build_resnet_encoder,
     build_two_stage_decoder,
     build_two_stage_encoder,
 )
+from keras_crvae.networks import stage2  # noqa: F401  (alias of super_resolution)
 
 __all__ = [
     "build_dcgan_discriminator",

@@ -20,7 +20,8 @@ import keras
 
 from keras_crvae.layers import ChannelRecurrentLatent, ConcatenatedReLU
 from keras_crvae.layers.discriminator import SpectralDiscriminator
-from keras_crvae.networks.mnist import _batch_norm, _conv, _transposed_conv
+from keras_crvae.networks import blocks
+from keras_crvae.networks.blocks import conv, dense_init, transposed_conv
 
 IMAGE_SHAPE = (64, 64, 3)
 SPATIAL_SIZE = 4
@@ -66,21 +67,21 @@ def build_image64_encoder(latent="recurrent", base_channels=32, latent_channels=
     """
     _check_latent(latent, base_channels, latent_channels, time_steps)
     b = int(base_channels)
-    batch_norm = functools.partial(_batch_norm, synchronized=synchronized_batch_norm)
+    batch_norm = functools.partial(blocks.batch_norm, synchronized=synchronized_batch_norm)
     early = (1e-6, 0.1) if latent == "dense" else (bn_epsilon, bn_momentum)
     images = keras.Input(IMAGE_SHAPE, name="images")
     x = ConcatenatedReLU(name="crelu0")(images)
-    x = _conv(x, b, 5, stride=2, padding=2, name="conv1")
+    x = conv(x, b, 5, stride=2, padding=2, name="conv1")
     x = ConcatenatedReLU(name="crelu1")(batch_norm(x, *early, name="bn1"))
-    x = _conv(x, 2 * b, 3, stride=2, padding=1, name="conv2")
+    x = conv(x, 2 * b, 3, stride=2, padding=1, name="conv2")
     x = ConcatenatedReLU(name="crelu2")(batch_norm(x, *early, name="bn2"))
-    x = _conv(x, 4 * b, 3, stride=2, padding=1, name="conv3_1")
+    x = conv(x, 4 * b, 3, stride=2, padding=1, name="conv3_1")
     x = ConcatenatedReLU(name="crelu3")(batch_norm(x, *early, name="bn3_1"))
-    x = _conv(x, 8 * b, 3, padding=1, name="conv3_2")
+    x = conv(x, 8 * b, 3, padding=1, name="conv3_2")
     x = keras.layers.LeakyReLU(0.1, name="lrelu3")(batch_norm(x, bn_epsilon, bn_momentum, "bn3_2"))
-    x = _conv(x, 8 * b, 3, stride=2, padding=1, name="conv4_1")
+    x = conv(x, 8 * b, 3, stride=2, padding=1, name="conv4_1")
     x = ConcatenatedReLU(name="crelu4")(batch_norm(x, bn_epsilon, bn_momentum, "bn4_1"))
-    x = _conv(x, 8 * b, 3, padding=1, name="conv4_2")
+    x = conv(x, 8 * b, 3, padding=1, name="conv4_2")
     h = keras.layers.LeakyReLU(0.1, name="lrelu4")(batch_norm(x, bn_epsilon, bn_momentum, "bn4_2"))
     latent_shape = (SPATIAL_SIZE, SPATIAL_SIZE, int(latent_channels))
     if latent == "dense":
@@ -88,7 +89,7 @@ def build_image64_encoder(latent="recurrent", base_channels=32, latent_channels=
         outputs = [
             keras.layers.Reshape(latent_shape, name=f"{head}_reshape")(
                 keras.layers.Dense(SPATIAL_SIZE * SPATIAL_SIZE * latent_channels,
-                                   kernel_initializer=_linear_init(), name=head)(flat))
+                                   kernel_initializer=dense_init(), name=head)(flat))
             for head in ("mean", "log_var")
         ]
     else:
@@ -98,11 +99,6 @@ def build_image64_encoder(latent="recurrent", base_channels=32, latent_channels=
             synchronized_batch_norm=synchronized_batch_norm,
             name="recurrence")(h)
     return keras.Model(images, outputs, name=name or f"image64_{latent}_encoder")
-
-
-def _linear_init():
-    # Torch nn.Linear default: U(+-1/sqrt(fan_in)), zero bias after the reference's init loop.
-    return keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform")
 
 
 def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=64, time_steps=8,
@@ -127,10 +123,10 @@ def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=
     latent_shape = (SPATIAL_SIZE, SPATIAL_SIZE, int(latent_channels))
     z = keras.Input(latent_shape, name="z")
     norm = (bn_epsilon, bn_momentum)
-    batch_norm = functools.partial(_batch_norm, synchronized=synchronized_batch_norm)
+    batch_norm = functools.partial(blocks.batch_norm, synchronized=synchronized_batch_norm)
     if latent == "dense":
         x = keras.layers.Flatten(name="flatten")(z)
-        x = keras.layers.Dense(SPATIAL_SIZE * SPATIAL_SIZE * 8 * b, kernel_initializer=_linear_init(),
+        x = keras.layers.Dense(SPATIAL_SIZE * SPATIAL_SIZE * 8 * b, kernel_initializer=dense_init(),
                                name="fc")(x)
         x = keras.layers.Reshape((SPATIAL_SIZE, SPATIAL_SIZE, 8 * b), name="fc_reshape")(x)
         u = None
@@ -138,21 +134,21 @@ def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=
         x, u = ChannelRecurrentLatent(
             "generation", latent_channels=latent_channels, time_steps=time_steps,
             hidden_channels=8 * b, lstm_layers=lstm_layers, return_u=True, name="recurrence")(z)
-        x = batch_norm(_conv(x, 8 * b, 3, padding=1, name="conv5"), *norm, name="bn5")
+        x = batch_norm(conv(x, 8 * b, 3, padding=1, name="conv5"), *norm, name="bn5")
     lrelu = keras.layers.LeakyReLU
-    x = lrelu(0.1, name="lrelu4_1")(batch_norm(_transposed_conv(x, 8 * b, 1, "deconv4_1"), *norm,
+    x = lrelu(0.1, name="lrelu4_1")(batch_norm(transposed_conv(x, 8 * b, 1, "deconv4_1"), *norm,
                                                name="bn4_1"))
-    x = lrelu(0.1, name="lrelu4_2")(batch_norm(_conv(x, 8 * b, 3, padding=1, name="conv4_2"), *norm,
+    x = lrelu(0.1, name="lrelu4_2")(batch_norm(conv(x, 8 * b, 3, padding=1, name="conv4_2"), *norm,
                                                name="bn4_2"))
-    x = lrelu(0.1, name="lrelu3")(batch_norm(_transposed_conv(x, 4 * b, 1, "deconv3"), *norm,
+    x = lrelu(0.1, name="lrelu3")(batch_norm(transposed_conv(x, 4 * b, 1, "deconv3"), *norm,
                                              name="bn3"))
-    x = lrelu(0.1, name="lrelu2")(batch_norm(_transposed_conv(x, 2 * b, 1, "deconv2"), *norm,
+    x = lrelu(0.1, name="lrelu2")(batch_norm(transposed_conv(x, 2 * b, 1, "deconv2"), *norm,
                                              name="bn2"))
-    x = lrelu(0.1, name="lrelu1")(batch_norm(_transposed_conv(x, 2 * b, 1, "deconv1"), *norm,
+    x = lrelu(0.1, name="lrelu1")(batch_norm(transposed_conv(x, 2 * b, 1, "deconv1"), *norm,
                                              name="bn1"))
-    x = lrelu(0.1, name="lrelu0")(batch_norm(_conv(x, 2 * b, 3, padding=1, name="conv0"), *norm,
+    x = lrelu(0.1, name="lrelu0")(batch_norm(conv(x, 2 * b, 3, padding=1, name="conv0"), *norm,
                                              name="bn0"))
-    images = keras.layers.Activation("tanh", name="tanh")(_conv(x, 3, 3, padding=1, name="to_rgb"))
+    images = keras.layers.Activation("tanh", name="tanh")(conv(x, 3, 3, padding=1, name="to_rgb"))
     outputs = images if u is None else [images, u]
     return keras.Model(z, outputs, name=name or f"image64_{latent}_decoder")
 

@@ -20,65 +20,15 @@ Torch-to-Keras details kept exactly:
 
 import keras
 
-from keras_crvae.layers import ChannelRecurrentLatent, ConcatenatedReLU, PhaseConv2DTranspose
+from keras_crvae.layers import ChannelRecurrentLatent, ConcatenatedReLU
+from keras_crvae.networks import blocks
+# The shared blocks live in `networks/blocks.py`; their old private names stay importable from here.
+from keras_crvae.networks.blocks import (  # noqa: F401
+    batch_norm as _batch_norm, conv as _conv, conv_init as _conv_init, dense_init as _dense_init,
+    transposed_conv as _transposed_conv, transposed_conv_init as _transposed_conv_init)
 
 LATENT_KINDS = ("dense", "conv", "recurrent")
 SPATIAL_SIZE = 4  # w: the 28x28 trunk ends at 4x4.
-
-
-def _conv_init():
-    # Torch ConvInit: U(-sqrt(1/n), sqrt(1/n)) with n = k*k*out; VarianceScaling(1/3) has limit sqrt(1/n).
-    return keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_out", distribution="uniform")
-
-
-def _transposed_conv_init():
-    # Keras stores transposed kernels as (k, k, out, in): its fan_in is k*k*out, Torch's n.
-    return keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform")
-
-
-def _dense_init():
-    return keras.initializers.VarianceScaling(1.0 / 3.0, mode="fan_in", distribution="uniform")
-
-
-def _conv(x, filters, kernel_size, stride=1, padding=0, name=None):
-    if padding and stride == 1 and 2 * padding == kernel_size - 1:
-        # Torch's symmetric padding p = (k-1)/2 at stride 1 is Keras' "same": one op instead of a
-        # Pad and a valid conv (and a Slice in the gradient); the same function and weights.
-        return keras.layers.Conv2D(
-            filters, kernel_size, padding="same",
-            kernel_initializer=_conv_init(), bias_initializer="zeros", name=name,
-        )(x)
-    if padding:
-        x = keras.layers.ZeroPadding2D(padding, name=None if name is None else name + "_pad")(x)
-    return keras.layers.Conv2D(
-        filters, kernel_size, strides=stride, padding="valid",
-        kernel_initializer=_conv_init(), bias_initializer="zeros", name=name,
-    )(x)
-
-
-def _transposed_conv(x, filters, padding, name):
-    # A 4x4 stride-2 transposed conv with Torch padding p is the full ("valid") output cropped by p
-    # on each side. Keras' "same" is the full output cropped by 1, so p >= 1 is "same" cropped by
-    # p - 1: no crop for p = 1 (one op less, and no crop gradient), and the "same" form is what
-    # PhaseConv2DTranspose computes quickly on JAX (XLA:CPU).
-    if padding < 1:
-        return keras.layers.Conv2DTranspose(
-            filters, 4, strides=2, padding="valid",
-            kernel_initializer=_transposed_conv_init(), bias_initializer="zeros", name=name,
-        )(x)
-    x = PhaseConv2DTranspose(
-        filters, 4, strides=2, padding="same",
-        kernel_initializer=_transposed_conv_init(), bias_initializer="zeros", name=name,
-    )(x)
-    if padding > 1:
-        x = keras.layers.Cropping2D(padding - 1, name=name + "_crop")(x)
-    return x
-
-
-def _batch_norm(x, epsilon, momentum, name, synchronized=False):
-    # synchronized=True: statistics over the global batch under a TensorFlow distribution strategy.
-    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=momentum,
-                                           synchronized=synchronized, name=name)(x)
 
 
 def _leaky(x, name):
@@ -142,21 +92,21 @@ def build_mnist_encoder(
     x = images
     channels = base_channels
     for index, (kernel, padding) in enumerate(stages, start=1):
-        x = _conv(x, channels, kernel, stride=2, padding=padding, name=f"conv{index}_1")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn{index}_1", synchronized_batch_norm)
+        x = blocks.conv(x, channels, kernel, stride=2, padding=padding, name=f"conv{index}_1")
+        x = blocks.batch_norm(x, bn_epsilon, bn_momentum, f"bn{index}_1", synchronized_batch_norm)
         x = ConcatenatedReLU(name=f"crelu{index}")(x)
         channels *= 2
-        x = _conv(x, channels, 3, padding=1, name=f"conv{index}_2")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn{index}_2", synchronized_batch_norm)
+        x = blocks.conv(x, channels, 3, padding=1, name=f"conv{index}_2")
+        x = blocks.batch_norm(x, bn_epsilon, bn_momentum, f"bn{index}_2", synchronized_batch_norm)
         x = _leaky(x, f"lrelu{index}")
     if latent == "dense":
         flat = keras.layers.Flatten(name="flatten")(x)
         size = SPATIAL_SIZE * SPATIAL_SIZE * latent_channels
-        mean = keras.layers.Dense(size, kernel_initializer=_dense_init(), name="mean")(flat)
-        log_var = keras.layers.Dense(size, kernel_initializer=_dense_init(), name="log_var")(flat)
+        mean = keras.layers.Dense(size, kernel_initializer=blocks.dense_init(), name="mean")(flat)
+        log_var = keras.layers.Dense(size, kernel_initializer=blocks.dense_init(), name="log_var")(flat)
     elif latent == "conv":
-        mean = _conv(x, latent_channels, 3, padding=1, name="mean")
-        log_var = _conv(x, latent_channels, 3, padding=1, name="log_var")
+        mean = blocks.conv(x, latent_channels, 3, padding=1, name="mean")
+        log_var = blocks.conv(x, latent_channels, 3, padding=1, name="log_var")
     else:
         mean, log_var = ChannelRecurrentLatent(
             "inference", latent_channels=latent_channels, time_steps=time_steps,
@@ -193,7 +143,8 @@ def build_mnist_decoder(
     if latent == "dense":
         z = keras.Input((SPATIAL_SIZE * SPATIAL_SIZE * latent_channels,), name="z")
         x = keras.layers.Dense(
-            SPATIAL_SIZE * SPATIAL_SIZE * channels, kernel_initializer=_dense_init(), name="project"
+            SPATIAL_SIZE * SPATIAL_SIZE * channels, kernel_initializer=blocks.dense_init(),
+            name="project"
         )(z)
         x = keras.layers.Reshape((SPATIAL_SIZE, SPATIAL_SIZE, channels), name="to_map")(x)
     else:
@@ -204,18 +155,18 @@ def build_mnist_decoder(
                 "generation", latent_channels=latent_channels, time_steps=time_steps,
                 hidden_channels=channels, lstm_layers=lstm_layers, name="generation_recurrence",
             )(x)
-        x = _conv(x, channels, 3, padding=1, name="project")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, "bn_project", synchronized_batch_norm)
+        x = blocks.conv(x, channels, 3, padding=1, name="project")
+        x = blocks.batch_norm(x, bn_epsilon, bn_momentum, "bn_project", synchronized_batch_norm)
     # (deconv padding, output channels) per stage: 4->8, 8->16, 16->30 then a valid 3x3 conv -> 28.
     for index, (padding, out_channels) in enumerate(
         [(1, channels), (1, channels // 2), (2, channels // 4)], start=1
     ):
-        x = _transposed_conv(x, out_channels, padding, name=f"deconv{index}")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn_deconv{index}",
-                        synchronized_batch_norm)
+        x = blocks.transposed_conv(x, out_channels, padding, name=f"deconv{index}")
+        x = blocks.batch_norm(x, bn_epsilon, bn_momentum, f"bn_deconv{index}",
+                              synchronized_batch_norm)
         x = _leaky(x, f"lrelu_deconv{index}")
-        x = _conv(x, out_channels, 3, padding=1, name=f"conv{index}")
-        x = _batch_norm(x, bn_epsilon, bn_momentum, f"bn_conv{index}", synchronized_batch_norm)
+        x = blocks.conv(x, out_channels, 3, padding=1, name=f"conv{index}")
+        x = blocks.batch_norm(x, bn_epsilon, bn_momentum, f"bn_conv{index}", synchronized_batch_norm)
         x = _leaky(x, f"lrelu_conv{index}")
-    logits = _conv(x, 1, 3, name="logits")
+    logits = blocks.conv(x, 1, 3, name="logits")
     return keras.Model(z, logits, name=name)

@@ -9,7 +9,7 @@ One module per family, each registering its presets and the builder of their mod
 - `hierarchical`: Burda et al.'s MLP VAE / IWAE (1 and 2 stochastic layers) and the 2-layer crVAE / VAE.
 - `gans`: the lecture's DCGAN, WGAN, WGAN-GP and InfoGAN (MNIST) and DCGAN (CelebA).
 - `disentangling`: VAE, beta-VAE, controlled-capacity VAE and FactorVAE on the procedural sprites.
-- `stage2`: the Stage2 super-resolution GANs (StackGAN Stage-II) on the 64x64 GAN presets.
+- `super_resolution` (alias `stage2`): the Stage2 super-resolution GANs (StackGAN Stage-II) on the 64x64 GAN presets.
 
 `core` holds the machinery: `TrainingConfig`, `Preset`, overrides (`--set`), optimizers and
 `from_preset`. A new family is a module here that calls `register` and an import line below.
@@ -18,13 +18,17 @@ Nothing here imports Keras or TensorFlow at module level (`crvae` checks its fla
 
 from keras_crvae.presets.core import (  # noqa: F401
     GAN_BUILDERS, JOB_OF_BUILDER, LR_SCHEDULES, PRESETS, RECURRENT_VARIABLE_PATTERNS, Preset,
-    TrainingConfig, _valid_keys, build_networks, check_override, from_preset, gan_batch_multiple,
-    get_preset, initialize_from_data, is_digit_gan, is_gan_preset, iwae_learning_rate_schedule,
-    job_name, list_presets, make_discriminator_optimizer, make_optimizer, parse_overrides, preset_for_run, register)
+    TrainingConfig, build_networks, check_override, from_preset, gan_batch_multiple, get_preset,
+    initialize_from_data, is_digit_gan, is_gan_preset, iwae_learning_rate_schedule, job_name,
+    list_presets, make_discriminator_optimizer, make_optimizer, parse_overrides, preset_for_run,
+    register, valid_keys)
+
+_valid_keys = valid_keys  # the old private name (`crvae presets --json` used it)
 # The families register their presets on import; the order is the order of `crvae presets`' sources.
 from keras_crvae.presets import mnist, image64_gan, two_stage, hierarchical, gans  # noqa: E402,F401
 from keras_crvae.presets import disentangling  # noqa: E402,F401
-from keras_crvae.presets import stage2  # noqa: E402,F401
+from keras_crvae.presets import super_resolution  # noqa: E402,F401
+from keras_crvae.presets import stage2  # noqa: E402,F401  (alias of super_resolution)
 from keras_crvae.presets.hierarchical import (  # noqa: E402,F401
     HIERARCHICAL_BUILDERS, build_hierarchical_from_preset)
 from keras_crvae.presets.two_stage import (  # noqa: E402,F401

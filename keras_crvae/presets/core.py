@@ -235,7 +235,8 @@ def _current_value(preset, key):
     return False, None
 
 
-def _valid_keys(preset):
+def valid_keys(preset):
+    """The setting names `--set` accepts for `preset` (`Preset.valid_keys`)."""
     return preset.valid_keys()
 
 
@@ -259,7 +260,7 @@ def check_override(preset, key, value):
     found, current = _current_value(preset, key)
     if not found or key == "builder":
         raise ValueError(f"unknown setting {key!r} for preset {preset.name!r}; valid: "
-                         f"{_valid_keys(preset)}")
+                         f"{valid_keys(preset)}")
     if isinstance(value, str) and current is not None and not isinstance(current, str):
         # Text from `parse_overrides` without a preset (`--set channels=8,8,16,16`): typed here.
         value = _value_from_text(current, value)
@@ -323,7 +324,7 @@ def _parse_typed(preset, key, text):
     found, current = _current_value(preset, key)
     if not found or key == "builder":
         raise ValueError(f"--set {key}={text}: unknown setting for preset {preset.name!r}; valid: "
-                         f"{', '.join(_valid_keys(preset))}")
+                         f"{', '.join(valid_keys(preset))}")
     value = _value_from_text(current, text)
     try:
         return _check_typed(preset, key, current, value)

@@ -32,7 +32,7 @@ Burda's bottom-up inference. The KL of both layers is weighted alpha=0.001 (the 
 """
 
 from keras_crvae.presets.core import Preset, TrainingConfig, make_optimizer, register
-from keras_crvae.presets.mnist import _MNIST_ALPHA, _REFERENCE_CMD, _mnist_network
+from keras_crvae.presets.mnist import MNIST_ALPHA, REFERENCE_CMD, mnist_network
 
 
 # Builders of presets that list their stochastic layers: "mlp" (1 layer: `VAE`; 2: `HierarchicalVAE`)
@@ -67,7 +67,7 @@ def _iwae_preset(name, layers, k, paper_nll, paper_active_units):
 
 
 def _hierarchical_mnist_network(latent):
-    return {**_mnist_network(latent, latent), "builder": "hierarchical_mnist", "top_latent_dim": 64,
+    return {**mnist_network(latent, latent), "builder": "hierarchical_mnist", "top_latent_dim": 64,
             "top_hidden_units": [512, 512], "top_activation": "tanh"}
 
 
@@ -80,18 +80,18 @@ _PRESETS = [
         "mnist_crvae_2layer",
         "crVAE with 2 stochastic layers: mnist_crvae's (4, 4, 64) channel-recurrent z1 under a "
         "64-unit dense z2, Table 1 'crVAE, 2 stochastic layers'.",
-        _REFERENCE_CMD.format("lstm") + "; supplement B, Table 1; z2 networks: our choice",
+        REFERENCE_CMD.format("lstm") + "; supplement B, Table 1; z2 networks: our choice",
         _hierarchical_mnist_network("recurrent"),
-        {**_MNIST_ALPHA, "inference": "bottom_up"},
+        {**MNIST_ALPHA, "inference": "bottom_up"},
         TrainingConfig(learning_rate=0.003, recurrent_lr_multiplier=1.0 / 8), 79.65,
     ),
     Preset(
         "mnist_vae_2layer",
         "mnist_vae's dense (4*4*64) z1 under a 64-unit dense z2 (the 2-layer hierarchy without "
         "the channel recurrence).",
-        _REFERENCE_CMD.format("baseline") + "; z2 networks: our choice",
+        REFERENCE_CMD.format("baseline") + "; z2 networks: our choice",
         {**_hierarchical_mnist_network("dense"), "bn_epsilon": 1e-6, "bn_momentum": 0.1},
-        {**_MNIST_ALPHA, "inference": "bottom_up"},
+        {**MNIST_ALPHA, "inference": "bottom_up"},
         TrainingConfig(learning_rate=0.0003),
     ),
 ]

@@ -40,8 +40,8 @@ def _image64_network(latent, base_channels=32, discriminator_channels=64):
     }
 
 
-# The adversarial objective and the improved techniques (`keras_crvae.adversarial`), settable with
-# `--set adversarial_loss=wgan_gp --set critic_steps=5`; the defaults are the paper's objective.
+# The adversarial objective and the improved techniques (`keras_crvae.losses.adversarial`), settable
+# with `--set adversarial_loss=wgan_gp --set critic_steps=5`; the defaults are the paper's objective.
 ADVERSARIAL_DEFAULTS = {"adversarial_loss": "bce", "critic_steps": 1, "clip_value": 0.01,
                         "gradient_penalty_weight": 10.0, "label_smoothing": 0.0,
                         "feature_matching": 0.0, "historical_averaging": 0.0}

@@ -22,8 +22,9 @@ k is not given in the paper, 5 is the reference's `-nSample` default), i.e. alph
 from keras_crvae.presets.core import Preset, TrainingConfig, make_optimizer, register
 
 
-def _mnist_network(encoder_latent, decoder_latent, time_steps=8, bn_epsilon=1e-5, bn_momentum=0.9,
-                   base_channels=32):
+def mnist_network(encoder_latent, decoder_latent, time_steps=8, bn_epsilon=1e-5, bn_momentum=0.9,
+                  base_channels=32):
+    """The `network` dict of an MNIST preset (`networks.build_mnist_encoder` / `_decoder`)."""
     return {
         "builder": "mnist",
         "encoder_latent": encoder_latent,
@@ -39,15 +40,16 @@ def _mnist_network(encoder_latent, decoder_latent, time_steps=8, bn_epsilon=1e-5
     }
 
 
-_REFERENCE_CMD = "WendyShang/crVAE README.md `th main_mnist.lua ... -latentType {}`; opts.lua"
-_MNIST_ALPHA = {"kl_weight": 0.001, "reconstruction_reduction": "mean", "iwae_samples": 1}
+# The source and the objective of the reference's MNIST runs (shared with `presets.hierarchical`).
+REFERENCE_CMD = "WendyShang/crVAE README.md `th main_mnist.lua ... -latentType {}`; opts.lua"
+MNIST_ALPHA = {"kl_weight": 0.001, "reconstruction_reduction": "mean", "iwae_samples": 1}
 
 
 def _crvae(name, description, encoder_latent, decoder_latent, paper_nll, time_steps=8, **model):
     return Preset(
-        name, description, _REFERENCE_CMD.format("lstm") + "; supplement B, Table 1",
-        _mnist_network(encoder_latent, decoder_latent, time_steps=time_steps),
-        {**_MNIST_ALPHA, **model},
+        name, description, REFERENCE_CMD.format("lstm") + "; supplement B, Table 1",
+        mnist_network(encoder_latent, decoder_latent, time_steps=time_steps),
+        {**MNIST_ALPHA, **model},
         TrainingConfig(learning_rate=0.003, recurrent_lr_multiplier=1.0 / time_steps),
         paper_nll,
     )
@@ -77,15 +79,15 @@ def _build_model(preset, steps_per_epoch, compile, seed):
 register([
         Preset(
             "mnist_vae", "VAE with fully connected latent (4*4*64), Table 1 'VAE'.",
-            _REFERENCE_CMD.format("baseline") + "; models/allconv_baseline_mnist.lua",
-            _mnist_network("dense", "dense", bn_epsilon=1e-6, bn_momentum=0.1),
-            dict(_MNIST_ALPHA), TrainingConfig(learning_rate=0.0003), 82.04,
+            REFERENCE_CMD.format("baseline") + "; models/allconv_baseline_mnist.lua",
+            mnist_network("dense", "dense", bn_epsilon=1e-6, bn_momentum=0.1),
+            dict(MNIST_ALPHA), TrainingConfig(learning_rate=0.0003), 82.04,
         ),
         Preset(
             "mnist_cvae", "Convolutional VAE, latent (4, 4, 64), Table 1 'cVAE'.",
-            _REFERENCE_CMD.format("conv") + "; models/allconv_conv_mnist.lua",
-            _mnist_network("conv", "conv", bn_epsilon=1e-6, bn_momentum=0.1),
-            dict(_MNIST_ALPHA), TrainingConfig(learning_rate=0.0003), 83.12,
+            REFERENCE_CMD.format("conv") + "; models/allconv_conv_mnist.lua",
+            mnist_network("conv", "conv", bn_epsilon=1e-6, bn_momentum=0.1),
+            dict(MNIST_ALPHA), TrainingConfig(learning_rate=0.0003), 83.12,
         ),
         _crvae("mnist_crvae", "crVAE, recurrence on both paths, T=8, Table 1 'crVAE both'.",
                "recurrent", "recurrent", 80.84),
@@ -121,8 +123,8 @@ register([
             "CPU run on the embedded 10,000-image subset; the default of `crvae train`.",
             "mnist_crvae with base_channels=8, latent_channels=8, batch 64, 6 epochs, LR halved "
             "every 2 epochs, precision auto (our choice, from the measurements above)",
-            {**_mnist_network("recurrent", "recurrent", base_channels=8), "latent_channels": 8},
-            dict(_MNIST_ALPHA),
+            {**mnist_network("recurrent", "recurrent", base_channels=8), "latent_channels": 8},
+            dict(MNIST_ALPHA),
             TrainingConfig(learning_rate=0.003, batch_size=64, epochs=6, lr_decay_every_epochs=2,
                            recurrent_lr_multiplier=1.0 / 8, precision="auto"),
         ),

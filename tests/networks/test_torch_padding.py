@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_crvae.networks import mnist
+from keras_crvae.networks import blocks
 
 pytestmark = pytest.mark.portable
 
@@ -17,7 +17,7 @@ def _copy_weights(source, target):
 @pytest.mark.parametrize("size,padding", [(4, 1), (7, 1), (16, 2), (5, 3)])
 def test_stride2_transposed_conv_is_valid_then_crop(size, padding):
     inputs = keras.Input((size, size, 3))
-    fast = keras.Model(inputs, mnist._transposed_conv(inputs, 5, padding=padding, name="fast"))
+    fast = keras.Model(inputs, blocks.transposed_conv(inputs, 5, padding=padding, name="fast"))
     valid = keras.layers.Conv2DTranspose(5, 4, strides=2, padding="valid", name="valid")
     reference = keras.Model(inputs, keras.layers.Cropping2D(padding)(valid(inputs)))
     _copy_weights(fast, reference)
@@ -35,7 +35,7 @@ def test_stride2_transposed_conv_is_valid_then_crop(size, padding):
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_stride1_symmetric_padding_is_same(kernel):
     inputs = keras.Input((6, 6, 2))
-    fast = keras.Model(inputs, mnist._conv(inputs, 4, kernel, padding=(kernel - 1) // 2, name="c"))
+    fast = keras.Model(inputs, blocks.conv(inputs, 4, kernel, padding=(kernel - 1) // 2, name="c"))
     padded = keras.layers.ZeroPadding2D((kernel - 1) // 2)(inputs)
     reference = keras.Model(inputs, keras.layers.Conv2D(4, kernel, padding="valid")(padded))
     _copy_weights(fast, reference)
@@ -46,7 +46,7 @@ def test_stride1_symmetric_padding_is_same(kernel):
 
 def test_other_paddings_keep_the_explicit_construction():
     inputs = keras.Input((16, 16, 2))
-    cropped = keras.Model(inputs, mnist._transposed_conv(inputs, 3, padding=2, name="t"))
+    cropped = keras.Model(inputs, blocks.transposed_conv(inputs, 3, padding=2, name="t"))
     assert cropped.output_shape == (None, 30, 30, 3)
-    strided = keras.Model(inputs, mnist._conv(inputs, 3, 3, stride=2, padding=1, name="s"))
+    strided = keras.Model(inputs, blocks.conv(inputs, 3, 3, stride=2, padding=1, name="s"))
     assert any(isinstance(layer, keras.layers.ZeroPadding2D) for layer in strided.layers)

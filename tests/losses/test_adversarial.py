@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_crvae import adversarial
+from keras_crvae.losses import adversarial
 from keras_crvae.optimizers import ThresholdedAdam
 
 RNG = np.random.default_rng(0)

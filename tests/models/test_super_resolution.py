@@ -12,7 +12,7 @@ import keras_crvae
 from keras_crvae import networks
 from keras_crvae.models import VAEGAN, Stage2
 from keras_crvae.networks import perceptual as perceptual_module
-from keras_crvae.networks.stage2 import generator_geometry
+from keras_crvae.networks.super_resolution import generator_geometry
 from keras_crvae.optimizers import MultiplierAdam, ThresholdedAdam
 
 LATENT = (4, 4, 4)

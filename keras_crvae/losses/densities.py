@@ -1,4 +1,5 @@
-"""Log-densities and loss terms of the VAE family, with the normalisations of DESIGN.md section 5.
+"""Log-densities and loss terms of the VAE family, with the normalisations of docs/design.md
+section 5 (`keras_crvae.losses` re-exports every name; imports `keras` only).
 
 Notation (per example `x` with `D` pixels and latent `z`):
 
