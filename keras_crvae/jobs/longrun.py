@@ -21,12 +21,12 @@ The pieces, usable one by one:
     `stop_on_sigterm`   context manager: SIGTERM requests that stop
     `EpochTimer`        callback: wall time of the epochs actually run
     `save_weights_npz` / `load_weights_npz`, `save_light_state`, `resume_epoch`, `record_session`
-    `train_resumably`   all of them around one `fit` (the engine of `tools/reproduce_table1.py` and
-                        `tools/reproduce_iwae_table.py`)
+    `train_resumably`   all of them around one `fit` (the engine of `tools/reproduce/reproduce_table1.py` and
+                        `tools/reproduce/reproduce_iwae_table.py`)
 and the jobs of `keras_crvae.jobs` (`crvae train --stop_after_minutes=N`) use `TimeBudget` and
 `stop_on_sigterm` with their own `backup/`.
 
-The file formats are those of `tools/reproduction.py` before it moved here, byte for byte where
+The file formats are those of `tools/reproduce/reproduction.py` before it moved here, byte for byte where
 they are JSON: runs trained by either resume and rescore with the other.
 """
 
@@ -42,13 +42,12 @@ import time
 import keras
 import numpy as np
 
-# Light state of a stopped run: its weights and how far it got.
-RESUME_WEIGHTS, RESUME_INFO, PROGRESS = "resume_weights.npz", "resume.json", "progress.json"
-# One record per stretch that trained the run (its epochs and their seconds).
-SESSIONS = "sessions.json"
-# A finished run's weights without the optimizer's state, and its training record.
-FINAL_WEIGHTS, TRAIN_INFO, FULL_WEIGHTS = "final_weights.npz", "train_info.json", "model.weights.h5"
-BACKUP_DIR = "backup"
+# The run folder's file names and the keras-free readers live with the run-folder rules; they are
+# importable from here too.
+from keras_crvae.jobs.runs import (  # noqa: F401
+    BACKUP_DIR, FINAL_WEIGHTS, FULL_WEIGHTS, PROGRESS, RESUME_INFO, RESUME_WEIGHTS, SESSIONS,
+    TRAIN_INFO, append_json_list, read_json_list, resume_epoch)
+
 LIGHT_STATE_DTYPES = ("float32", "float16")
 
 
@@ -61,7 +60,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     A stop is requested by setting `stop_requested = True` (`stop_on_sigterm` does so on SIGTERM).
     At an epoch end the budget never stops the last epoch of `fit` (there is nothing left to stop:
-    the run finishes). Follows `tools/reproduction.py`'s `--stop_after_minutes` (epoch ends) and
+    the run finishes). Follows `tools/reproduce/reproduction.py`'s `--stop_after_minutes` (epoch ends) and
     `sprites_training.TimeBudget` (step ends, a fixed training budget).
 
     Args:
@@ -165,19 +164,6 @@ class EpochTimer(keras.callbacks.Callback):
         self.epochs_run += 1
 
 
-def read_json_list(path):
-    """The JSON list at `path` (`sessions.json`, `progress.json`), [] when there is none yet."""
-    path = pathlib.Path(path)
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def append_json_list(path, record):
-    """Appends `record` (a JSON-ready dict) to the JSON list at `path`; returns the list."""
-    records = read_json_list(path) + [record]
-    pathlib.Path(path).write_text(json.dumps(records, indent=2) + "\n")
-    return records
-
-
 def record_session(folder, first_epoch, timer, threads=0):
     """Appends one stretch's record to `folder/sessions.json`; returns the list.
 
@@ -197,17 +183,19 @@ def record_session(folder, first_epoch, timer, threads=0):
     })
 
 
-def resume_epoch(folder):
-    """`(epochs finished, where that state is)` of a run folder: the full `backup/` of a stopped or
-    killed run on this machine first ("backup"), else the light state `resume.json` ("light");
-    `(0, None)` for a new run."""
-    folder = pathlib.Path(folder)
-    metadata = folder / BACKUP_DIR / "training_metadata.json"
-    if metadata.exists():
-        return int(json.loads(metadata.read_text())["epoch"]), "backup"  # epochs finished
-    if (folder / RESUME_INFO).exists():
-        return int(json.loads((folder / RESUME_INFO).read_text())["epochs_done"]), "light"
-    return 0, None
+def limit_threads(threads):
+    """One knob for a shared CPU (two long runs side by side, one thread each): TensorFlow's
+    intra- and inter-op thread counts, or XLA's CPU threads on JAX (0 leaves them). Call it before
+    the first computation: TensorFlow fixes its thread pools then, JAX reads `XLA_FLAGS` when its
+    CPU backend starts."""
+    if threads and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    elif threads and keras.backend.backend() == "jax" and "XLA_FLAGS" not in os.environ:
+        os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} "
+                                   f"intra_op_parallelism_threads={threads}")
 
 
 def float16_if_representable(array):

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import pathlib
 import shutil
 
 from keras_crvae.io import atomic_path
@@ -237,3 +238,39 @@ def finished_run_metrics(output_dir):
         return {}
     with open(metrics_path) as handle:
         return json.load(handle)
+
+
+# The files of a long run's folder (`keras_crvae.jobs.longrun`), kept here, without Keras, so that
+# tools can read a run folder before TensorFlow loads.
+# Light state of a stopped run: its weights and how far it got.
+RESUME_WEIGHTS, RESUME_INFO, PROGRESS = "resume_weights.npz", "resume.json", "progress.json"
+# One record per stretch that trained the run (its epochs and their seconds).
+SESSIONS = "sessions.json"
+# A finished run's weights without the optimizer's state, and its training record.
+FINAL_WEIGHTS, TRAIN_INFO, FULL_WEIGHTS = "final_weights.npz", "train_info.json", "model.weights.h5"
+
+
+def read_json_list(path):
+    """The JSON list at `path` (`sessions.json`, `progress.json`), [] when there is none yet."""
+    path = pathlib.Path(path)
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def append_json_list(path, record):
+    """Appends `record` (a JSON-ready dict) to the JSON list at `path`; returns the list."""
+    records = read_json_list(path) + [record]
+    pathlib.Path(path).write_text(json.dumps(records, indent=2) + "\n")
+    return records
+
+
+def resume_epoch(folder):
+    """`(epochs finished, where that state is)` of a run folder: the full `backup/` of a stopped or
+    killed run on this machine first ("backup"), else the light state `resume.json` ("light");
+    `(0, None)` for a new run."""
+    folder = pathlib.Path(folder)
+    metadata = folder / BACKUP_DIR / "training_metadata.json"
+    if metadata.exists():
+        return int(json.loads(metadata.read_text())["epoch"]), "backup"  # epochs finished
+    if (folder / RESUME_INFO).exists():
+        return int(json.loads((folder / RESUME_INFO).read_text())["epochs_done"]), "light"
+    return 0, None

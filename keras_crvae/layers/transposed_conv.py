@@ -4,7 +4,7 @@ The networks up-sample with 4x4 stride-2 transposed convolutions (Torch `Spatial
 2, 2, 1, 1)`). JAX lowers them to convolutions with an input dilation, and XLA:CPU differentiates
 those with a generic loop: one forward+backward pass of each of the MNIST crVAE decoder's three
 transposed convolutions took 9.5-14 s at batch 128 on 2 cores (`KERAS_BACKEND=jax python
-tools/profile_layers.py --native_transposed_conv`; jax-ml/jax#23783, #31662; docs/performance.md).
+tools/benchmarks/profile_layers.py --native_transposed_conv`; jax-ml/jax#23783, #31662; docs/performance.md).
 
 The same function written as four output phases: output pixel `(2m + a, 2n + b)` only sees input
 pixels `m - 1 .. m + 1` / `n - 1 .. n + 1` through kernel taps that depend on the phase `(a, b)`:

@@ -8,12 +8,12 @@ and Table 1; the authors' code GitHub yburda/iwae `experiments.py`, `iwae.py`, `
   units): q(z1|x) 784-200-200-100, q(z2|z1) 100-100-100-50, p(z1|z2) 50-100-100-100,
   p(x|z1) 100-200-200-784. tanh hidden units, diagonal Gaussians (std = exp(linear)), Bernoulli pixels,
   inference bottom-up q(z1|x) q(z2|z1). Output bias starts at the training pixels' mean logit
-  (`networks.mlp.pixel_mean_logits`; `tools/reproduce_iwae_table.py` sets it).
+  (`networks.mlp.pixel_mean_logits`; `tools/reproduce/reproduce_iwae_table.py` sets it).
 - Adam beta1=0.9, beta2=0.999, eps=1e-4 (paper; the authors' code uses beta1=0.99 and starts the
   second moments at 1: not followed), batches of 20, 3**i epochs at LR 0.001 * 10**(-i/7), i=0..7
   (3,280 epochs; `lr_schedule="iwae"` squeezes the 8 stages into `epochs`), MNIST training images
   binarized dynamically (the paper's "MNIST": each pixel resampled per minibatch; the paper trains on
-  59,600 and tests on the MNIST test images, `tools/reproduce_iwae_table.py` trains on the 50,009 that
+  59,600 and tests on the MNIST test images, `tools/reproduce/reproduce_iwae_table.py` trains on the 50,009 that
   are not sources of the binarized validation images it tests on), NLL with k=5000.
 - VAE trains the ELBO (k=1), IWAE the k-sample bound (k=5 in the rows we reproduce; any k via the
   `iwae_samples` override). Paper (MNIST test NLL / active units): VAE 1 layer 86.76 / 19, IWAE k=5

@@ -112,7 +112,7 @@ register([
         # A narrower latent map trains to usable prior samples far sooner; 8 channels is the least
         # that T=8 channel blocks allow. The paper's presets keep 64.
         # precision "auto": mixed bfloat16 where the CPU has native bf16 arithmetic. Measured with
-        # `python tools/benchmark_peer.py --tasks= --presets=mnist_crvae_quickstart
+        # `python tools/benchmarks/benchmark_peer.py --tasks= --presets=mnist_crvae_quickstart
         # --quality_epochs=6 --quality_base_channels=8` (seed 0, load 4-6): float32 ELBO -121.76,
         # NLL 111.20 +- 1.49, 215 img/s, 306 s; bfloat16 ELBO -121.28, NLL 110.31 +- 1.48,
         # 458 img/s, 163 s: the same quality in half the time (docs/performance.md).

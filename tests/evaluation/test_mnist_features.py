@@ -12,7 +12,7 @@ pytestmark = [
     pytest.mark.portable,
     pytest.mark.skipif(not mnist_features.DEFAULT_WEIGHTS.exists(),
                        reason="packaged MNIST classifier weights absent; run "
-                              "tools/train_mnist_classifier.py"),
+                              "tools/assets/train_mnist_classifier.py"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""`tools/fid_npz.py` scores a sample file against a reference set stored in it or read from elsewhere
+"""`tools/studies/fid_npz.py` scores a sample file against a reference set stored in it or read from elsewhere
 (`--reference`, the form of a device run's sample file), with the same numbers."""
 
 import json
@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "tools" / "fid_npz.py"
+SCRIPT = ROOT / "tools" / "studies" / "fid_npz.py"
 
 
 def _fid(tmp_path, name, *flags):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tools" / "reproduce"))
 import reproduce_iwae_table as tool  # noqa: E402  (a script beside `reproduction.py`, not a package)
 
 

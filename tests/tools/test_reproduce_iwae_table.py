@@ -14,7 +14,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
-SCRIPT = ROOT / "tools" / "reproduce_iwae_table.py"
+SCRIPT = ROOT / "tools" / "reproduce" / "reproduce_iwae_table.py"
 
 pytestmark = pytest.mark.skipif(
     not (SHARED / "mnist.npz").exists() or not (SHARED / "binarized_mnist.npz").exists(),

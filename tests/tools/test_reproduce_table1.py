@@ -10,7 +10,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
-SCRIPT = ROOT / "tools" / "reproduce_table1.py"
+SCRIPT = ROOT / "tools" / "reproduce" / "reproduce_table1.py"
 
 pytestmark = pytest.mark.skipif(
     not (SHARED / "mnist.npz").exists() or not (SHARED / "binarized_mnist.npz").exists(),

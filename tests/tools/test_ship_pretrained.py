@@ -1,4 +1,4 @@
-"""`tools/ship_pretrained.py`: a reproduction row becomes a `load_pretrained` model (on a tiny
+"""`tools/reproduce/ship_pretrained.py`: a reproduction row becomes a `load_pretrained` model (on a tiny
 synthetic row), the float16 check, and the command line's refusals."""
 
 import dataclasses
@@ -18,8 +18,8 @@ import keras_crvae
 from keras_crvae import data, presets
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "tools" / "ship_pretrained.py"
-sys.path.insert(0, str(ROOT / "tools"))
+SCRIPT = ROOT / "tools" / "reproduce" / "ship_pretrained.py"
+sys.path.insert(0, str(ROOT / "tools" / "reproduce"))
 import reproduction  # noqa: E402  (scripts beside each other, not a package)
 import ship_pretrained as tool  # noqa: E402
 
@@ -97,7 +97,7 @@ def test_a_shipped_row_loads_back_with_the_rows_weights_and_scores(tiny_row, tmp
     assert written["float16_check"] is None and metrics["gap_to_paper"] == pytest.approx(93.74)
     card = (folder / "README.md").read_text()
     assert "**180.50 +- 1.50**" in card and "k = 50" in card
-    assert ("KERAS_BACKEND" not in card and "python tools/reproduce_iwae_table.py --rescore "
+    assert ("KERAS_BACKEND" not in card and "python tools/reproduce/reproduce_iwae_table.py --rescore "
             "--presets=tiny_row --epochs=2 --num_samples=50 --num_valid=30 --set=latent_units=4, "
             f"--output_dir={row.parent}") in card
 
@@ -107,7 +107,7 @@ def test_the_rescore_command_rebuilds_the_rows_preset(tiny_row):
     overrides = {"epochs": 2, "latent_units": [4], "learning_rate": 5e-4, "precision": "bfloat16"}
     result = {"epochs": 2, "backend": "jax", "nll": {"num_samples": 50, "num_images": 30}}
     command = tool.default_rescore_command(row, {}, result, overrides)
-    assert command.startswith("KERAS_BACKEND=jax python tools/reproduce_iwae_table.py --rescore "
+    assert command.startswith("KERAS_BACKEND=jax python tools/reproduce/reproduce_iwae_table.py --rescore "
                               "--presets=tiny_row --epochs=2 --num_samples=50 --num_valid=30 ")
     sets = [part.split("=", 1)[1] for part in command.split() if part.startswith("--set=")]
     # What the script does with them: the same preset as the row's.

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tools" / "reproduce"))
 import table1_precision_check as tool  # noqa: E402  (a script, not a package)
 
 

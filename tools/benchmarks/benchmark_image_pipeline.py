@@ -1,6 +1,6 @@
 """Throughput of the colour-image input pipelines (images/s) at 64x64; table + JSON.
 
-    python tools/benchmark_image_pipeline.py --npz=../shared/data/celeba64_subset.npz
+    python tools/benchmarks/benchmark_image_pipeline.py --npz=../shared/data/celeba64_subset.npz
         [--batch_size=64] [--batches=30] [--folder_images=512] [--output=benchmark_image_pipeline.json]
 
 Rows:

@@ -1,6 +1,6 @@
 """Trains the MNIST classifier behind the digit FID (`keras_crvae.evaluation.mnist_features`).
 
-    python tools/train_mnist_classifier.py --data=../shared/data/mnist.npz \
+    python tools/assets/train_mnist_classifier.py --data=../shared/data/mnist.npz \
         --output=keras_crvae/evaluation/resources/mnist_classifier.weights.h5
 
 Adam (LR 1e-3), batch 128, `--epochs` epochs on the 60,000 training images scaled to [0, 1]; prints and
@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from absl import app, flags
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data", str(ROOT.parent / "shared" / "data" / "mnist.npz"), "mnist.npz path.")

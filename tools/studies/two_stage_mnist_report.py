@@ -1,8 +1,8 @@
 """The Two-Stage VAE MNIST run of the issue-5 note: gamma falling, the latent spectra of the two stages,
 and the FID of stage-1 vs stage-2 samples with the MNIST-classifier features.
 
-    python tools/two_stage_mnist_report.py --phase=train --output_dir=runs/two_stage_mnist
-    python tools/two_stage_mnist_report.py --phase=evaluate --output_dir=... \\
+    python tools/studies/two_stage_mnist_report.py --phase=train --output_dir=runs/two_stage_mnist
+    python tools/studies/two_stage_mnist_report.py --phase=evaluate --output_dir=... \\
         --card_dir=saved_models/two_stage_mnist --samples_npz=runs/two_stage_mnist_samples.npz
 
 `train` fits the `mnist_two_stage` preset (InfoGAN networks, batch 100, weight decay 5e-4) on the first
@@ -25,7 +25,7 @@ import keras
 import numpy as np
 from absl import app, flags
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 MNIST = ROOT.parent / "shared" / "data" / "mnist.npz"
 
 FLAGS = flags.FLAGS

@@ -18,9 +18,9 @@ sources are dropped from training (`--hold_out_valid_sources`), leaving 50,009 (
 training images, tested on the MNIST test images). The paper trains 3,280 epochs (`--epochs=3280`,
 the schedule unsqueezed); `--epochs` (default 100) is the CPU budget.
 
-    python tools/reproduce_iwae_table.py --output_dir=runs/iwae_table --results_json=docs/iwae_table.json
-    python tools/reproduce_iwae_table.py --smoke --output_dir=/tmp/iwae_smoke    # about a minute
-    python tools/reproduce_iwae_table.py --threads=1 ...     # one TensorFlow thread (a shared CPU)
+    python tools/reproduce/reproduce_iwae_table.py --output_dir=runs/iwae_table --results_json=docs/iwae_table.json
+    python tools/reproduce/reproduce_iwae_table.py --smoke --output_dir=/tmp/iwae_smoke    # about a minute
+    python tools/reproduce/reproduce_iwae_table.py --threads=1 ...     # one TensorFlow thread (a shared CPU)
 
 Per preset it writes `OUTPUT/PRESET/`: `config.json`, `history.csv` (training curve: per-epoch
 training bound, and every `--validation_every` epochs the validation loss), `model.weights.h5`,
@@ -40,12 +40,12 @@ rows of a pair are finished), which `--report_progress` prints as well.
 Anyone can check a finished row's committed score from a clean checkout: `--rescore` scores it again
 from `final_weights.npz` (with the same settings and seed: the same number) into `rescore.json`:
 
-    python tools/reproduce_iwae_table.py --rescore --presets=mnist_mlp_vae --epochs=3280 \
+    python tools/reproduce/reproduce_iwae_table.py --rescore --presets=mnist_mlp_vae --epochs=3280 \
         --output_dir=reproductions/iwae_table      # k=5000 on 10,000 images: 12-25 minutes
 
 The paper's full schedule, one session at a time (the state under `reproductions/` is committed):
 
-    python tools/reproduce_iwae_table.py --presets=mnist_mlp_vae --epochs=3280 --threads=1 \
+    python tools/reproduce/reproduce_iwae_table.py --presets=mnist_mlp_vae --epochs=3280 --threads=1 \
         --validation_every=20 --stop_after_minutes=120 --output_dir=reproductions/iwae_table \
         --results_json=docs/iwae_table_3280.json
 """

@@ -1,6 +1,6 @@
 """Figures and numbers of a trained Stage2 model on held-out faces (docs/stage2.md).
 
-    python tools/stage2_figures.py --model=runs/stage2_faces/model.keras \
+    python tools/studies/stage2_figures.py --model=runs/stage2_faces/model.keras \
         [--data=../shared/data/celeba64_subset.npz] [--heldout=2250:2500] \
         [--output=docs/stage2.json] [--figures=docs/images] [--name=stage2_faces_32to64]
 

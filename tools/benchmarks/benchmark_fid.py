@@ -1,6 +1,6 @@
 """FID feature-extraction speed of the converted Inception network (images/s); table + JSON.
 
-    python tools/benchmark_fid.py [--image_size=64] [--batch_size=50] [--batches=3] [--rounds=3]
+    python tools/benchmarks/benchmark_fid.py [--image_size=64] [--batch_size=50] [--batches=3] [--rounds=3]
         [--precisions=float32,bfloat16] [--output=benchmark_fid.json]
 
 Interleaved rounds of `evaluation.feature_statistics` paths on random `(B, S, S, 3)` uint8 images

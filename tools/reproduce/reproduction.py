@@ -17,19 +17,34 @@ import time
 import numpy as np
 from absl import flags
 
-# The long-run engine (time budget, SIGTERM stop, light state, stretch records) is the library's;
-# the names stay importable from here for the scripts.
-from keras_crvae.jobs import longrun
-from keras_crvae.jobs.longrun import (  # noqa: F401
-    PROGRESS, RESUME_INFO, RESUME_WEIGHTS, SESSIONS, TimeLimitReached, load_weights_npz,
-    save_weights_npz)
+# The long-run engine (time budget, SIGTERM stop, light state, stretch records) is the library's
+# (`keras_crvae.jobs.longrun`). It loads on first use, not here: importing the library loads
+# TensorFlow, and a tool's flag checks answer before that (tools/reproduce/ship_pretrained.py). Its
+# names stay importable from this module for the scripts (`reproduction.load_weights_npz`, ...).
+_LONGRUN_NAMES = frozenset({
+    "PROGRESS", "RESUME_INFO", "RESUME_WEIGHTS", "SESSIONS", "TimeLimitReached", "limit_threads",
+    "load_weights_npz", "save_weights_npz", "read_json_list", "resume_epoch"})
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+def _longrun():
+    from keras_crvae.jobs import longrun
+
+    return longrun
+
+
+def __getattr__(name):
+    if name in _LONGRUN_NAMES:
+        return getattr(_longrun(), name)
+    raise AttributeError(f"module 'reproduction' has no attribute {name!r}")
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 FLAGS = flags.FLAGS
 # A finished row's weights without the optimizer's state (committed: 1.6-2.0 MB for the IWAE-table
 # MLPs), and where `--rescore` writes its scores.
-FINAL_WEIGHTS, RESCORE = longrun.FINAL_WEIGHTS, "rescore.json"
+# `keras_crvae.jobs.runs.FINAL_WEIGHTS` (named here too, so that checks need no TensorFlow).
+FINAL_WEIGHTS, RESCORE = "final_weights.npz", "rescore.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,22 +138,6 @@ def resolve_settings(defaults, smoke):
                        num_train=FLAGS.num_train or base.num_train)
 
 
-def limit_threads(threads):
-    """One knob for a shared CPU: TensorFlow's intra- and inter-op thread counts, or XLA's CPU
-    threads on JAX (0 leaves them). Call before the first computation."""
-    import keras
-
-    if threads and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    elif threads and keras.backend.backend() == "jax" and "XLA_FLAGS" not in os.environ:
-        # Read when JAX starts its CPU backend, i.e. at the first computation.
-        os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} "
-                                   f"intra_op_parallelism_threads={threads}")
-
-
 # Median log-likelihood (nats) of the validation images' best grey matches below which they are not
 # binarizations of the training images (`data.binarization_sources`; real sources score far above,
 # the best match of an unrelated image far below, `tests/test_data.py`).
@@ -192,7 +191,6 @@ def write_config(folder, name, preset):
 _STARTED = time.time()
 
 
-read_json_list, resume_epoch = longrun.read_json_list, longrun.resume_epoch  # for the scripts
 
 
 def score_nll(model, images, settings, verbose=0):
@@ -221,7 +219,7 @@ def save_progress(model, folder, epochs_done, valid_images, settings):
     nll = score_nll(model, images, settings, verbose=1)
     bound = evaluation.elbo(model, images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
     folder = pathlib.Path(folder)
-    longrun.append_json_list(folder / PROGRESS, {
+    _longrun().append_json_list(folder / _longrun().PROGRESS, {
         "epoch": int(epochs_done), "num_images": int(len(images)),
         "num_samples": int(settings.num_samples),
         "nll": round(float(nll.mean), 3), "nll_standard_error": round(float(nll.standard_error), 3),
@@ -238,7 +236,7 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
     --threads and --rescore; a stopped row also gets a progress score (`save_progress`).
 
     Returns the train-info dict; raises `TimeLimitReached` when the row stopped before its end."""
-    return longrun.train_resumably(
+    return _longrun().train_resumably(
         model, folder, train_images, batch_size, epochs, compile_model, seed=FLAGS.seed,
         verbose=FLAGS.verbose, stop_after_seconds=FLAGS.stop_after_minutes * 60.0, start=_STARTED,
         stop_label=f"--stop_after_minutes={FLAGS.stop_after_minutes}",
@@ -338,7 +336,7 @@ def run_rows(names, settings, train_images, valid_images, run_row, write_tables)
         folder.mkdir(parents=True, exist_ok=True)
         try:
             result = run_row(name, folder)
-        except TimeLimitReached as stopped:
+        except _longrun().TimeLimitReached as stopped:
             print(stopped, flush=True)
             break
         (folder / "result.json").write_text(json.dumps(result, indent=2))

@@ -1,6 +1,6 @@
 """Trains one MNIST GAN preset for a fixed CPU budget with the GAN job, then scores it (docs/gans.md).
 
-    nohup nice -n 19 python tools/gan_study.py --preset=mnist_dcgan --cpu_seconds=720 \
+    nohup nice -n 19 python tools/studies/gan_study.py --preset=mnist_dcgan --cpu_seconds=720 \
         [--data=../shared/data/mnist.npz] [--output_dir=runs/gan_study] [--images_dir=docs/images] &
 
 1. `keras_crvae.gan_training.train_gan` (what `crvae train --preset=...` runs) on the 60,000 MNIST

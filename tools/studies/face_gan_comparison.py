@@ -10,13 +10,13 @@ epochs, precision and seed, then score them:
       crvae train --preset=celeba_$model --npz=runs/faces_train.npz --output_dir=runs/celeba_$model \\
           --epochs=25 --precision=bfloat16 --set base_channels=16 --set discriminator_channels=32
     done
-    python tools/face_gan_comparison.py --models=vae_gan=runs/celeba_vae_gan,crvae_gan=runs/celeba_crvae_gan \\
+    python tools/studies/face_gan_comparison.py --models=vae_gan=runs/celeba_vae_gan,crvae_gan=runs/celeba_crvae_gan \\
         --output=docs/face_gans.json --figure_dir=docs/images/face_gans
 
 For each model: FID of `--num_samples` prior samples against all 2,500 faces, and FID of the
 reconstructions of the 250 held-out faces against those faces (how much of each face the model keeps).
 As a floor for sets of this size: the FID of the 250 held-out faces against the 2,250 training faces
-(both real). Features: `evaluation.FIDInceptionV3` (weights from `tools/convert_fid_inception.py`) in
+(both real). Features: `evaluation.FIDInceptionV3` (weights from `tools/assets/convert_fid_inception.py`) in
 `--precision`. Grids: 64 samples of each model (same seed),
 and held-out faces above their reconstructions. `--output` is rewritten after every FID.
 """

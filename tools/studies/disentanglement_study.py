@@ -7,7 +7,7 @@ metric, FactorVAE metric, MIG). Results are written as they come: `OUTPUT_DIR/PR
 per model and `OUTPUT_DIR/study.json` with all of them; a preset whose metrics.json exists is
 skipped, so a killed study resumes where it stopped. Run it in the background, niced, on one thread:
 
-    nohup nice -n 19 python tools/disentanglement_study.py --threads=1 --steps=3000 \
+    nohup nice -n 19 python tools/studies/disentanglement_study.py --threads=1 --steps=3000 \
         > runs/disentanglement_study.log 2>&1 &
 
 A step budget, not a wall-time one, keeps the comparison fair on a shared machine whose load
@@ -27,8 +27,6 @@ import sys
 import time
 
 from absl import app, flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["sprites_vae", "sprites_beta_vae", "sprites_capacity_vae",

@@ -1,6 +1,6 @@
 """Overhead of `importance_sampled_nll` against plain decoder forward passes; table + JSON.
 
-    python tools/benchmark_nll.py [--preset=mnist_crvae] [--images=20] [--num_samples=250]
+    python tools/benchmarks/benchmark_nll.py [--preset=mnist_crvae] [--images=20] [--num_samples=250]
         [--decoder_batch=5000] [--repeats=3] [--output=benchmark_nll.json]
 
 Both sides run at the same decoder batch (`decoder_batch` rows = chunk * images): the evaluator's

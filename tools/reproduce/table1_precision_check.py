@@ -15,8 +15,8 @@ alone, so a row passes when the mean of its differences over those epochs lies w
 errors of zero (standard error sqrt(2)*s/sqrt(n)); the count of epochs whose difference lies within
 two per-epoch standard deviations (2*sqrt(2)*s) is reported beside it.
 
-    python tools/table1_precision_check.py                       # table + JSON + plot
-    python tools/table1_precision_check.py --rows=reproductions/table1 --float32_rows=...
+    python tools/reproduce/table1_precision_check.py                       # table + JSON + plot
+    python tools/reproduce/table1_precision_check.py --rows=reproductions/table1 --float32_rows=...
 
 Writes `--output_json` (default docs/table1_precision.json) and `--output_plot` (default
 docs/images/table1_bf16_vs_fp32.png; skipped without matplotlib) and prints a Markdown table.
@@ -28,12 +28,12 @@ import pathlib
 
 from absl import app, flags
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FLAGS = flags.FLAGS
 flags.DEFINE_string("rows", str(ROOT / "reproductions" / "table1"), "Folder of the bf16 rows.")
 flags.DEFINE_string("float32_rows", str(ROOT / "reproductions" / "table1_h200"),
                     "Folder of the float32 rows (history.csv per row).")
-flags.DEFINE_list("presets", ["mnist_crvae", "mnist_vae"], "Rows compared.")
+flags.DEFINE_list("compare_presets", ["mnist_crvae", "mnist_vae"], "Rows compared.")
 flags.DEFINE_integer("skip_epochs", 5, "Leading epochs left out of the noise and mean difference.")
 flags.DEFINE_string("output_json", str(ROOT / "docs" / "table1_precision.json"), "JSON output.")
 flags.DEFINE_string("output_plot", str(ROOT / "docs" / "images" / "table1_bf16_vs_fp32.png"),
@@ -126,7 +126,7 @@ def plot(results, curves, path):
 
 def main(_):
     results, curves = {}, {}
-    for name in FLAGS.presets:
+    for name in FLAGS.compare_presets:
         bf16_path = pathlib.Path(FLAGS.rows) / name / "history.csv"
         fp32_path = pathlib.Path(FLAGS.float32_rows) / name / "history.csv"
         if not bf16_path.exists() or not fp32_path.exists():

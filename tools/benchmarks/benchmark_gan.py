@@ -1,9 +1,9 @@
 """Training throughput (images/s) of the GAN presets; prints a table, writes JSON.
 
-    python tools/benchmark_gan.py [--presets=celeba_vae_gan,celeba_crvae_gan] [--batch_size=64]
+    python tools/benchmarks/benchmark_gan.py [--presets=celeba_vae_gan,celeba_crvae_gan] [--batch_size=64]
         [--repeats=3] [--steps=3] [--set base_channels=8] [--precisions=float32,bfloat16]
         [--output=benchmark_gan.json]
-    python tools/benchmark_gan.py --presets=mnist_dcgan,mnist_wgan,mnist_wgan_gp,mnist_infogan \
+    python tools/benchmarks/benchmark_gan.py --presets=mnist_dcgan,mnist_wgan,mnist_wgan_gp,mnist_infogan \
         --batch_size=320                                  # the lecture's standalone GANs (MNIST)
 
 Each preset is built at its paper's width (unless overridden), compiled, warmed up (the first

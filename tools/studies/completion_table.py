@@ -1,7 +1,7 @@
 """Masked-region error of image completion on held-out faces (docs/completion.md); prints a table, writes
 JSON, a Markdown table and one figure per model and mask.
 
-    python tools/completion_table.py \
+    python tools/studies/completion_table.py \
         --models=vae_gan=runs/celeba_vae_gan/model.keras,crvae_gan=runs/celeba_crvae_gan/model.keras \
         [--data=../shared/data/celeba64_subset.npz] [--train=0:2250] [--heldout=2250:2500] \
         [--masks=centre,bottom,random_blocks] [--steps=200] [--learning_rate=0.03] \

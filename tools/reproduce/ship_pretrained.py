@@ -2,7 +2,7 @@
 `keras_crvae.load_pretrained(NAME)`.
 
 A row folder (`reproductions/iwae_table/ROW/`, `reproductions/table1/ROW/`; written by
-`tools/reproduce_iwae_table.py` / `tools/reproduce_table1.py`) holds `config.json` (the preset and
+`tools/reproduce/reproduce_iwae_table.py` / `tools/reproduce/reproduce_table1.py`) holds `config.json` (the preset and
 its tables), `final_weights.npz` (the trained weights without the optimizer's state), `result.json`
 (the committed scores), `train_info.json` and `sessions.json` (the training stretches). This tool
 turns it into `OUTPUT/NAME/`:
@@ -31,9 +31,9 @@ that were written, bit for bit, and the same per-image NLL (k=`--reload_check_sa
 `--reload_check_images` validation images, same noise) as the model in memory; otherwise nothing is
 written. Everything is written to a temporary folder under OUTPUT first and renamed into place.
 
-    python tools/ship_pretrained.py --row=reproductions/iwae_table/mnist_mlp_vae \
+    python tools/reproduce/ship_pretrained.py --row=reproductions/iwae_table/mnist_mlp_vae \
         --machine="the project's 2-core x86-64 CPU VM (CPU only), one thread per row, niced"
-    python tools/ship_pretrained.py --row=reproductions/table1/mnist_crvae --weights_dtype=float16 \
+    python tools/reproduce/ship_pretrained.py --row=reproductions/table1/mnist_crvae --weights_dtype=float16 \
         --check_images=500 --check_samples=100 --overwrite
 
 Exit status 2, with one line naming the flag: no `--row` folder, a row without `final_weights.npz`
@@ -56,15 +56,14 @@ import zipfile
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import reproduction  # noqa: E402  (a script beside this one, not a package)
+import reproduction  # a script beside this one (its folder is on sys.path when run)
 
 ROOT = reproduction.ROOT
 FLAGS = flags.FLAGS
 ROW_FILES = ("config.json", "result.json", "train_info.json", "sessions.json")
 # The reproduction script of a row folder's parent, for the card's rescore command.
-RESCORE_SCRIPTS = {"iwae_table": "tools/reproduce_iwae_table.py",
-                   "table1": "tools/reproduce_table1.py"}
+RESCORE_SCRIPTS = {"iwae_table": "tools/reproduce/reproduce_iwae_table.py",
+                   "table1": "tools/reproduce/reproduce_table1.py"}
 DEFAULT_VALID_DATA = str(reproduction.SHARED_DATA / "binarized_mnist.npz") + ":x_valid"
 # Largest per-image NLL difference (nats) between the reloaded file and the model in memory: the
 # weights are the same bits and the noise is the same, so only the order of operations differs.
@@ -110,7 +109,7 @@ class ShipOptions:
     machine: str = _option("", "Where the row trained, for the card (the row's files record the "
                            "backend, threads and load, not the machine).")
     rescore_command: str = _option("", "The card's rescore command (default: built from the row "
-                                   "folder's parent, e.g. tools/reproduce_iwae_table.py "
+                                   "folder's parent, e.g. tools/reproduce/reproduce_iwae_table.py "
                                    "--rescore).")
     seed: int = _option(0, "Seed of the checks' posterior noise and of the samples.")
 
@@ -401,7 +400,7 @@ def model_card(metrics):
              + (f" with overrides `{metrics['overrides']}`" if metrics["overrides"] else "")
              + f"; {metrics['num_parameters']:,} parameters; class "
              f"`keras_crvae.models.{metrics['model_class']}`. Shipped from the reproduction row "
-             f"`{metrics['row']}/` by `tools/ship_pretrained.py`.", "",
+             f"`{metrics['row']}/` by `tools/reproduce/ship_pretrained.py`.", "",
              "```python", "import keras_crvae",
              f'model = keras_crvae.load_pretrained("{name}")   # uncompiled, computes in float32',
              "images = model.sample(16, seed=0)                 # (16, 28, 28, 1) pixel "
@@ -476,7 +475,7 @@ def model_card(metrics):
     if not metrics.get("rescore_command"):
         lines += ["", "## Rescore", "", "No rescore command: the row's folder has no known "
                   "reproduction script, or its overrides have no `--set` form (pass "
-                  "`--rescore_command` to `tools/ship_pretrained.py`)."]
+                  "`--rescore_command` to `tools/reproduce/ship_pretrained.py`)."]
     else:
         lines += ["", "## Rescore", "",
                   "Scores the committed weights again with the row's settings, seed and "

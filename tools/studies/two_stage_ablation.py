@@ -10,7 +10,7 @@ variance differs), then score them:
           --learning_rate=1e-3 --set stage2_learning_rate=1e-3 --set decoder_loss=$loss \\
           --precision=bfloat16 --num_fid_samples=10000 --output_dir=runs/two_stage_$loss
     done
-    python tools/two_stage_ablation.py --learned_dir=runs/two_stage_learned_gamma \\
+    python tools/studies/two_stage_ablation.py --learned_dir=runs/two_stage_learned_gamma \\
         --fixed_dir=runs/two_stage_fixed_gamma --features=mnist,inception \\
         --output=docs/two_stage_ablation.json --figure_dir=docs/images/two_stage_ablation
 
@@ -19,7 +19,7 @@ prior samples of the learned-gamma model), `two_stage` (the learned-gamma model'
 the paper's sampler), and `fixed_gamma_two_stage` (stage 2 on the fixed-gamma model, for reference).
 Each draws `--num_samples` images (seeded); FIDs are against the first `--num_samples` MNIST test
 digits with the packaged MNIST-classifier features (`evaluation.mnist_fid`) and/or the standard
-Inception network (`evaluation.FIDInceptionV3`, weights from `tools/convert_fid_inception.py`; in
+Inception network (`evaluation.FIDInceptionV3`, weights from `tools/assets/convert_fid_inception.py`; in
 `--inception_precision`). Diagnostics per model on the test digits: final gamma, active latent
 dimensions (mean encoder variance < 0.5), the encoder-variance histogram (Figure 10), and the
 singular values of stage-1 `z ~ q(z|x)` and stage-2 `u ~ q(u|z)` against an i.i.d. Gaussian matrix
@@ -36,7 +36,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FLAGS = flags.FLAGS
 flags.DEFINE_string("learned_dir", None, "Run folder (model.keras) of the learned-gamma model.",
                     required=True)
@@ -142,7 +142,7 @@ def _figures(results, variances, samples):
                        f"{info['active_dimensions']}/{info['num_dimensions']} active", fontsize=9)
         axis.set_xlabel("encoder variance lambda_j(x)")
     axes[0].set_ylabel("count (test digits x dimensions)")
-    diagnostics._save_figure(plt, figure, os.path.join(FLAGS.figure_dir, "encoder_variances.png"))
+    diagnostics.save_figure(plt, figure, os.path.join(FLAGS.figure_dir, "encoder_variances.png"))
     figure, axis = plt.subplots(figsize=(5.5, 3.6))
     spectra = {"fixed gamma: z": results["models"]["fixed"]["spectra"]["stage1"],
                "learned gamma: z": results["models"]["learned"]["spectra"]["stage1"],
@@ -153,7 +153,7 @@ def _figures(results, variances, samples):
     axis.set_xlabel("singular value index")
     axis.set_ylabel("singular value")
     axis.legend(fontsize=8)
-    diagnostics._save_figure(plt, figure, os.path.join(FLAGS.figure_dir, "spectra.png"))
+    diagnostics.save_figure(plt, figure, os.path.join(FLAGS.figure_dir, "spectra.png"))
 
 
 def main(argv):

@@ -1,11 +1,11 @@
 """FID of image sets stored in one npz against a reference set in it; prints a table, writes JSON.
 
-    python tools/fid_npz.py --npz=runs/two_stage_mnist_samples.npz --keys=stage1,stage2 \
+    python tools/studies/fid_npz.py --npz=runs/two_stage_mnist_samples.npz --keys=stage1,stage2 \
         --reference_key=reference --num_samples=256 --features=inception \
         --weights=fid_inception_v3.weights.h5 --output=fid.json
 
 `--features=inception` uses `keras_crvae.evaluation.FIDInceptionV3` (the standard FID network; convert its
-weights first with `tools/convert_fid_inception.py`), `--features=mnist` the packaged MNIST-classifier
+weights first with `tools/assets/convert_fid_inception.py`), `--features=mnist` the packaged MNIST-classifier
 features. Images are uint8 `(N, H, W, C)`; the first `--num_samples` of each set are used.
 """
 

@@ -1,8 +1,8 @@
 """Where a training step's time goes: forward+backward time of every layer of a preset's networks.
 
-    python tools/profile_layers.py [--preset=mnist_crvae] [--precision=float32] [--batch_size=128]
+    python tools/benchmarks/profile_layers.py [--preset=mnist_crvae] [--precision=float32] [--batch_size=128]
         [--repeats=3] [--top=15] [--output=profile_layers.json]
-    KERAS_BACKEND=jax python tools/profile_layers.py [--native_transposed_conv] ...
+    KERAS_BACKEND=jax python tools/benchmarks/profile_layers.py [--native_transposed_conv] ...
 
 Each layer of the encoder and decoder is compiled on its own (`tf.function` around a GradientTape on
 TensorFlow, `jax.jit(jax.value_and_grad(stateless_call))` on JAX) with a random input of its real

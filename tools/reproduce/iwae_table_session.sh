@@ -7,13 +7,13 @@
 # minutes) and joins docs/iwae_table_3280.json. The slots pair a cheap row with an expensive one so
 # both cores stay busy about equally long (docs/reproduction.md, "The paper's schedule").
 #
-#   bash tools/iwae_table_session.sh 120      # returns at once; logs in runs/logs/iwae_slot*.log
+#   bash tools/reproduce/iwae_table_session.sh 120      # returns at once; logs in runs/logs/iwae_slot*.log
 #   kill -TERM $(cat runs/logs/iwae_slot*.pid)   # optional: stop both earlier, at their epoch ends
 #   # ... MINUTES later (+ the progress NLL, about a minute):
 #   git add reproductions/iwae_table docs/iwae_table_3280.json && git commit -m "IWAE table: ..."
 set -euo pipefail
 minutes=${1:-120}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 # The checkout itself, whether or not the package is installed (a fresh machine, a clone).
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p runs/logs
@@ -31,7 +31,7 @@ slot=0
 for rows in mnist_mlp_vae,mnist_mlp_iwae_2layer mnist_mlp_vae_2layer,mnist_mlp_iwae; do
   slot=$((slot + 1))
   KERAS_BACKEND=jax TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 nohup nice -n 8 \
-    python tools/reproduce_iwae_table.py --presets="$rows" --epochs=3280 --threads=1 \
+    python tools/reproduce/reproduce_iwae_table.py --presets="$rows" --epochs=3280 --threads=1 \
       --validation_every=20 --stop_after_minutes="$minutes" \
       --output_dir=reproductions/iwae_table --results_json=docs/iwae_table_3280.json \
       > "runs/logs/iwae_slot$slot.log" 2>&1 &

@@ -1,7 +1,7 @@
 """Training throughput (images/s) of one `fit` step per MNIST and sprites preset; prints a table,
 writes JSON.
 
-    python tools/benchmark_train.py [--presets=mnist_vae,mnist_crvae] [--batch_size=128]
+    python tools/benchmarks/benchmark_train.py [--presets=mnist_vae,mnist_crvae] [--batch_size=128]
         [--repeats=5] [--steps=5] [--precisions=float32,bfloat16]
         [--transposed_convs=phases,native] [--output=benchmark_train.json]
 

@@ -1,6 +1,6 @@
 """Training and decoding speed against the PyTorch peer and the machine's own ceilings; table + JSON.
 
-    python tools/benchmark_peer.py [--presets=mnist_crvae,mnist_vae] [--tasks=train,decode]
+    python tools/benchmarks/benchmark_peer.py [--presets=mnist_crvae,mnist_vae] [--tasks=train,decode]
         [--precisions=float32,bfloat16] [--rounds=5] [--steps=3] [--batch_size=128]
         [--peer=../shared/tools/peer/torch_peer_mnist.py] [--peer_python=python]
         [--quality_epochs=0] [--output=benchmark_peer.json]

@@ -7,14 +7,14 @@
 # replaced machine resumes from, and a progress NLL (k=500 on the first 200 validation images: an
 # indicator, not a result). A finished row is scored (k=5000) and joins docs/table1_200.json.
 #
-#   bash tools/table1_session.sh 120           # returns at once; logs in runs/logs/table1_*.log
+#   bash tools/reproduce/table1_session.sh 120           # returns at once; logs in runs/logs/table1_*.log
 #   kill -TERM $(cat runs/logs/table1_*.pid)    # optional: stop both earlier, at their epoch ends
 #
 # CODE_DIR (default: this checkout) is the checkout the processes import; point it at a separate
 # worktree of a fixed commit when the checkout will change under the running rows.
 set -euo pipefail
 minutes=${1:-120}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 repo=$PWD
 code=${CODE_DIR:-$repo}
 mkdir -p runs/logs
@@ -29,7 +29,7 @@ done
 for row in mnist_crvae mnist_vae; do
   (cd "$code" && PYTHONPATH="$code${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=tensorflow \
     TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 nohup nice -n 8 \
-    python tools/reproduce_table1.py --presets="$row" --epochs=200 --threads=1 \
+    python tools/reproduce/reproduce_table1.py --presets="$row" --epochs=200 --threads=1 \
       --set=precision=bfloat16 --light_state_dtype=float16 \
       --progress_images=200 --progress_samples=500 --num_valid=2000 \
       --stop_after_minutes="$minutes" --output_dir="$repo/reproductions/table1" \

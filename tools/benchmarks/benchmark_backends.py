@@ -1,16 +1,16 @@
 """Seconds per training epoch of the reproduction rows on each Keras backend and input pipeline,
 side by side.
 
-    python tools/benchmark_backends.py [--presets=mnist_mlp_vae,mnist_mlp_iwae] \
+    python tools/benchmarks/benchmark_backends.py [--presets=mnist_mlp_vae,mnist_mlp_iwae] \
         [--backends=tensorflow,jax] [--pipelines=default] [--threads=1] [--num_images=6000] \
         [--output=benchmark_backends.json]
 
 Each (preset, backend, pipeline) runs in its own process (a Keras backend is chosen per process),
-one after the other, and trains exactly as `tools/reproduce_iwae_table.py` does: the preset's
+one after the other, and trains exactly as `tools/reproduce/reproduce_iwae_table.py` does: the preset's
 optimizer and batch size, `steps_per_execution` 300, the dynamically binarizing input pipeline
 (`--pipelines`: "default" is `data.training_data`, what the reproduction uses, tf.data on TensorFlow
 and NumPy on JAX; "tf.data" and "numpy" force one), the same `--threads` limit
-(`reproduction.limit_threads`: TensorFlow's op threads, XLA's CPU threads on JAX). One warm-up
+(`keras_crvae.jobs.longrun.limit_threads`: TensorFlow's op threads, XLA's CPU threads on JAX). One warm-up
 epoch, then `--epochs` timed epochs over `--num_images` MNIST training images; reported as
 milliseconds per step and seconds per epoch of the 50,009 training images the reproduction uses,
 and as ratios to the first (backend, pipeline) column. `--concurrent` runs the presets of a column
@@ -28,14 +28,14 @@ import time
 
 from absl import app, flags
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRAIN_IMAGES = 50009  # MNIST training images less the binarized validation split's sources
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["mnist_mlp_vae", "mnist_mlp_iwae", "mnist_mlp_vae_2layer",
                               "mnist_mlp_iwae_2layer"], "Presets to time.")
 flags.DEFINE_list("backends", ["tensorflow", "jax"], "Keras backends to compare.")
-flags.DEFINE_integer("threads", 1, "Op threads per process (`reproduction.limit_threads`).")
+flags.DEFINE_integer("threads", 1, "Op threads per process (`keras_crvae.jobs.longrun.limit_threads`).")
 flags.DEFINE_integer("num_images", 6000, "MNIST training images per timed epoch.")
 flags.DEFINE_integer("epochs", 3, "Timed epochs (after one warm-up epoch).")
 flags.DEFINE_string("train_data", str(ROOT.parent / "shared" / "data" / "mnist.npz") + ":x_train",
@@ -49,17 +49,16 @@ flags.DEFINE_list("pipelines", ["default"],
 flags.DEFINE_string("pipeline", "default", "Internal: the worker's input pipeline.")
 flags.DEFINE_boolean("concurrent", False,
                      "Run the presets of each (backend, pipeline) at once, one process each, as the "
-                     "reproduction's rows share the machine (tools/iwae_table_session.sh runs two), "
+                     "reproduction's rows share the machine (tools/reproduce/iwae_table_session.sh runs two), "
                      "instead of one after the other on a quiet machine.")
 PIPELINES = ("default", "tf.data", "numpy")
 
 
 def time_epochs(name):
     """One process's measurement of `name` on the current backend; returns a dict."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    import reproduction
+    from keras_crvae.jobs import longrun
 
-    reproduction.limit_threads(FLAGS.threads)
+    longrun.limit_threads(FLAGS.threads)
     import keras
 
     import keras_crvae

@@ -3,10 +3,10 @@ between machines whose transfers cap single files (the lent device returns files
 split it into numbered parts with a manifest holding each part's and the whole file's SHA-256, and
 join them on the other side, checking every digest.
 
-    python tools/weight_parts.py split reproductions/table1/mnist_crvae/resume_weights.npz \
-        --output_dir=$OUT/parts                      # parts of at most --part_mib (default 15)
-    python tools/weight_parts.py join parts/resume_weights.npz.manifest.json \
-        --output=reproductions/table1/mnist_crvae/resume_weights.npz
+    python tools/reproduce/weight_parts.py split reproductions/table1/mnist_crvae/resume_weights.npz \
+        --parts_dir=$OUT/parts                      # parts of at most --part_mib (default 15)
+    python tools/reproduce/weight_parts.py join parts/resume_weights.npz.manifest.json \
+        --joined=reproductions/table1/mnist_crvae/resume_weights.npz
 
 A join writes to a temporary file and renames it only when the whole file's digest matches, so a
 missing or damaged part never leaves a half-written state where a row would resume from it.
@@ -21,9 +21,9 @@ import sys
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "split: folder of the parts and manifest (default: the "
+flags.DEFINE_string("parts_dir", None, "split: folder of the parts and manifest (default: the "
                     "file's folder).")
-flags.DEFINE_string("output", None, "join: the reassembled file (default: the name in the "
+flags.DEFINE_string("joined", None, "join: the reassembled file (default: the name in the "
                     "manifest, beside it).")
 flags.DEFINE_float("part_mib", 15.0, "split: largest part, MiB.")
 
@@ -81,7 +81,7 @@ def join_parts(manifest_path, output=None):
 
 
 def main(argv):
-    usage = "usage: weight_parts.py split FILE [--output_dir=D] | join MANIFEST [--output=F]"
+    usage = "usage: weight_parts.py split FILE [--parts_dir=D] | join MANIFEST [--joined=F]"
     if len(argv) != 3 or argv[1] not in ("split", "join"):
         print(usage, file=sys.stderr)
         return 2
@@ -94,11 +94,11 @@ def main(argv):
               file=sys.stderr)
         return 2
     if command == "split":
-        manifest = split_file(path, FLAGS.output_dir or path.parent, int(FLAGS.part_mib * 2**20))
+        manifest = split_file(path, FLAGS.parts_dir or path.parent, int(FLAGS.part_mib * 2**20))
         print(f"wrote {manifest} and {len(json.loads(manifest.read_text())['parts'])} part(s)")
         return 0
     try:
-        written = join_parts(path, FLAGS.output)
+        written = join_parts(path, FLAGS.joined)
     except ValueError as error:
         print(f"weight_parts.py join: {error}", file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
 """Throughput of one Stage2 training step and of image completion; prints a table, writes JSON.
 
-    python tools/benchmark_stage2.py [--stage1_model=PATH.keras] [--repeats=3] [--steps=2]
+    python tools/benchmarks/benchmark_stage2.py [--stage1_model=PATH.keras] [--repeats=3] [--steps=2]
         [--completion_steps=20] [--completion_batches=1,32,128] [--output=benchmark_stage2.json]
 
 Stage2 (`celeba_vae_gan_stage2`, StackGAN Stage-II on a frozen Stage1): one full iteration (Stage1

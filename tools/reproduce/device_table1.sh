@@ -7,13 +7,13 @@
 #
 # then give the device's `run` carry=[".whl", ".device_data"] and the command
 #
-#   DEVICE_PARALLEL=1 BENCHMARK_STEPS=0 DEVICE_ROW_SECONDS=560 bash tools/device_table1.sh \
+#   DEVICE_PARALLEL=1 BENCHMARK_STEPS=0 DEVICE_ROW_SECONDS=560 bash tools/reproduce/device_table1.sh \
 #       mnist_vae,mnist_crvae 5.5 --set=precision=bfloat16 --max_decoder_batch=10000
 #
 # It installs the wheels, prints the GPU, measures training images/s of the rows' presets in float32
-# and mixed bfloat16 (tools/benchmark_train.py; BENCHMARK_STEPS=0 skips it;
+# and mixed bfloat16 (tools/benchmarks/benchmark_train.py; BENCHMARK_STEPS=0 skips it;
 # BENCHMARK_TRANSPOSED_CONVS=phases,native also times the native transposed convolution), then
-# trains and scores the rows of tools/reproduce_table1.py at the full protocol (200 epochs, NLL with
+# trains and scores the rows of tools/reproduce/reproduce_table1.py at the full protocol (200 epochs, NLL with
 # k=5000 on the 10,000 binarized-MNIST validation images), stopping at the first epoch end after
 # MINUTES minutes. Rows train in .device_state/table1, which stays on the device machine while it is warm (30 s after
 # a call): the same command again, at once (sized to the device time left), resumes a stopped row
@@ -31,8 +31,8 @@
 # DEVICE_SKIP_INSTALL=1 skips the wheel install (a machine that already has keras, e.g. this one for
 # a dry run).
 set -euo pipefail
-presets=${1:?usage: tools/device_table1.sh PRESETS[,PRESETS...] MINUTES}
-minutes=${2:?usage: tools/device_table1.sh PRESETS MINUTES}
+presets=${1:?usage: tools/reproduce/device_table1.sh PRESETS[,PRESETS...] MINUTES}
+minutes=${2:?usage: tools/reproduce/device_table1.sh PRESETS MINUTES}
 out=${OUT:?the device sets OUT}
 mkdir -p "$out"
 if [ "${DEVICE_SKIP_INSTALL:-0}" != 1 ]; then
@@ -42,7 +42,7 @@ fi
 export KERAS_BACKEND=jax
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 if [ "${BENCHMARK_STEPS:-20}" != 0 ]; then
-  python3 tools/benchmark_train.py --presets="$presets" --repeats=3 --steps="${BENCHMARK_STEPS:-20}" \
+  python3 tools/benchmarks/benchmark_train.py --presets="$presets" --repeats=3 --steps="${BENCHMARK_STEPS:-20}" \
       --precisions="${BENCHMARK_PRECISIONS:-float32,bfloat16}" \
       --transposed_convs="${BENCHMARK_TRANSPOSED_CONVS:-auto}" \
       --output="$out/benchmark_train_gpu.json" || echo "benchmark failed; continuing with the rows"
@@ -67,7 +67,7 @@ if [ "$row_seconds" -le 30 ]; then
 fi
 run_rows() {  # PRESETS LOG: the rows in order, in one process, stopped before the call's limit
   local status=0
-  timeout -k 10 "$row_seconds" python3 tools/reproduce_table1.py --presets="$1" \
+  timeout -k 10 "$row_seconds" python3 tools/reproduce/reproduce_table1.py --presets="$1" \
       --output_dir="$state" --train_data=.device_data/mnist.npz:x_train \
       --valid_data=.device_data/binarized_mnist.npz:x_valid --stop_after_minutes="$minutes" \
       --verbose=2 "${extra[@]}" 2>&1 | tee "$2" || status=$?

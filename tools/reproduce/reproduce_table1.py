@@ -10,10 +10,10 @@ The validation images are binarizations of 10,000 MNIST *training* images, so th
 the training set (`--hold_out_valid_sources`, default; `keras_crvae.data.binarization_sources`):
 50,009 of the 60,000 training images remain, the paper's test images were never trained on either.
 
-    python tools/reproduce_table1.py --output_dir=table1 [--presets=mnist_vae,mnist_crvae]
-    python tools/reproduce_table1.py --presets=mnist_crvae_2layer ...   # "2 stochastic layers", 79.65
-    python tools/reproduce_table1.py --smoke --output_dir=/tmp/smoke        # a few minutes on CPU
-    KERAS_BACKEND=jax python tools/reproduce_table1.py ...                  # the lent GPU (no TF)
+    python tools/reproduce/reproduce_table1.py --output_dir=table1 [--presets=mnist_vae,mnist_crvae]
+    python tools/reproduce/reproduce_table1.py --presets=mnist_crvae_2layer ...   # "2 stochastic layers", 79.65
+    python tools/reproduce/reproduce_table1.py --smoke --output_dir=/tmp/smoke        # a few minutes on CPU
+    KERAS_BACKEND=jax python tools/reproduce/reproduce_table1.py ...                  # the lent GPU (no TF)
 
 Per preset it writes `OUTPUT/PRESET/`: `model.weights.h5`, `final_weights.npz` (the weights without
 the optimizer's state), `config.json`, `history.csv`, `result.json`, `train_info.json`, and `backup/`
