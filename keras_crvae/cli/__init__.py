@@ -25,8 +25,21 @@ well, with the whole library imported first (a slower start, the same behaviour)
 """
 
 from keras_crvae.cli.flags import FLAGS, UsageError, command_help, parse
-from keras_crvae.cli.main import CHECKS, COMMANDS, USAGE, main
+from keras_crvae.cli.main import COMMAND_NAMES, USAGE, command_module, main
 
-_parse = parse  # the name of cli.py before the package (tests/test_cli_readme.py)
+_parse = parse  # the name in cli.py before the package (tests/test_cli_readme.py)
 
-__all__ = ["CHECKS", "COMMANDS", "FLAGS", "USAGE", "UsageError", "command_help", "main", "parse"]
+
+def __getattr__(name):
+    """`CHECKS` and `COMMANDS`, {command: its `check` / `run` function}, as cli.py had them; built
+    on first use, since they import every command's module (PEP 562)."""
+    if name not in ("CHECKS", "COMMANDS"):
+        raise AttributeError(f"module 'keras_crvae.cli' has no attribute {name!r}")
+    function = "check" if name == "CHECKS" else "run"
+    value = {command: getattr(command_module(command), function) for command in COMMAND_NAMES}
+    globals()[name] = value
+    return value
+
+
+__all__ = ["CHECKS", "COMMANDS", "COMMAND_NAMES", "FLAGS", "USAGE", "UsageError", "command_help",
+           "command_module", "main", "parse"]

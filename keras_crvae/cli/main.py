@@ -23,12 +23,12 @@ Each command is a module of this package with `check()` (before TensorFlow; retu
 needs) and `run(checked)` (returns the exit status).
 """
 
+import importlib
 import logging
 import sys
 
 from absl import flags as absl_flags
 
-from keras_crvae.cli import complete, evaluate, export, presets, sample, train
 from keras_crvae.cli.flags import FLAGS, UsageError, command_help, parse
 
 USAGE = (
@@ -46,12 +46,14 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
-# One module per command, each with `check()` and `run(checked)`.
-COMMAND_MODULES = {"train": train, "evaluate": evaluate, "sample": sample, "presets": presets,
-                   "export": export, "complete": complete}
-CHECKS = {name: module.check for name, module in COMMAND_MODULES.items()}
-COMMANDS = {name: module.run for name, module in COMMAND_MODULES.items()}
+# One module of this package per command, each with `check()` and `run(checked)`.
+COMMAND_NAMES = ("train", "evaluate", "sample", "presets", "export", "complete")
 HELP_ARGUMENTS = ("-h", "--help", "-help", "--helpfull", "--helpshort", "help")
+
+
+def command_module(command):
+    """The module of `command`, imported on first use (the help texts need none of them)."""
+    return importlib.import_module(f"keras_crvae.cli.{command}")
 
 
 def main(argv=None):
@@ -70,7 +72,7 @@ def _main(argv):
         print(USAGE, file=sys.stdout if args else sys.stderr)
         return 0 if args else EXIT_USAGE
     command = args[0]
-    if command not in COMMANDS:
+    if command not in COMMAND_NAMES:
         print(f"crvae: error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         return EXIT_USAGE
     if any(arg in HELP_ARGUMENTS for arg in args[1:]):
@@ -86,8 +88,9 @@ def _run(command, args):
         parse(command, args[1:])
         verbose = FLAGS.verbose
         absl_flags.FLAGS.mark_as_parsed()  # absl logging (used by TF) then stays quiet about flags
-        checked = CHECKS[command]()
-        return COMMANDS[command](checked)
+        module = command_module(command)
+        checked = module.check()
+        return module.run(checked)
     except UsageError as error:
         print(f"crvae {command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
