@@ -36,6 +36,8 @@ def _defer_package_init():
     if _PACKAGE in sys.modules:  # already imported in this process: nothing to defer
         return
     spec = importlib.util.find_spec(_PACKAGE)
+    if spec is None:  # not installed: the import that follows says so
+        return
     package = importlib.util.module_from_spec(spec)
     setattr(package, _DEFERRED_INIT, True)
     sys.modules[_PACKAGE] = package
