@@ -57,7 +57,10 @@ def command_module(command):
 
 
 def main(argv=None):
-    """Entry point of the `crvae` console script; returns the exit status."""
+    """Runs the `crvae` command with `argv` (default `sys.argv`); returns the exit status.
+
+    The console script enters here through `crvae_cli.main`, which defers the package's
+    `__init__.py` first (see `keras_crvae.cli`)."""
     try:
         return _main(list(sys.argv if argv is None else argv))
     except BrokenPipeError:  # output piped into `head` and the like
