@@ -6,9 +6,6 @@
 True
 """
 
-import os
-import sys
-
 __version__ = "0.1.0"
 
 _LAZY_ATTRIBUTES = {
@@ -23,7 +20,8 @@ _LAZY_ATTRIBUTES = {
 
 
 def __getattr__(name):
-    """Imports a public attribute on first use (PEP 562); see the note below."""
+    """Imports a public attribute on first use (PEP 562): `adversarial`, which is not imported
+    below, and any other one asked for while this file is still running (an import cycle)."""
     import importlib
 
     if name not in _LAZY_ATTRIBUTES:
@@ -35,13 +33,13 @@ def __getattr__(name):
 
 
 # `import keras_crvae` loads everything, so that the library's Keras classes are registered for
-# `keras.saving.load_model` the moment the package is imported. The one exception is the `crvae`
-# console script: it checks the user's flags before TensorFlow loads (TensorFlow alone takes
-# seconds to import) and imports what a command needs afterwards.
-if os.path.basename(sys.argv[0] if sys.argv else "") != "crvae":
-    from keras_crvae import layers, losses, models, networks, optimizers  # noqa: E402
-    from keras_crvae.presets import from_preset, get_preset, list_presets  # noqa: E402
-    from keras_crvae.pretrained import list_pretrained, load_pretrained  # noqa: E402
+# `keras.saving.load_model` the moment the package is imported; it does so whoever imports it (no
+# mode depends on the program's name or arguments). The `crvae` console script, which checks the
+# user's flags before TensorFlow loads, starts in `crvae_cli` (outside this package), which defers
+# running this file until a command needs TensorFlow: see `crvae_cli`'s docstring.
+from keras_crvae import layers, losses, models, networks, optimizers  # noqa: E402
+from keras_crvae.presets import from_preset, get_preset, list_presets  # noqa: E402
+from keras_crvae.pretrained import list_pretrained, load_pretrained  # noqa: E402
 
 __all__ = [
     "from_preset",

@@ -436,3 +436,56 @@ def masked_mse(estimate, images, mask):
     missing = np.broadcast_to(1.0 - np.asarray(mask, np.float64), images.shape)
     squared = (estimate - images) ** 2 * missing
     return squared.reshape(len(images), -1).sum(1) / missing.reshape(len(images), -1).sum(1)
+
+
+# === Figures and reports (NumPy only) ===
+
+
+def to_image_range(images, image_range):
+    """Images stored as uint8 0..255 or floats in [0, 1], mapped to a model's `(low, high)`.
+
+    Returns float32 `(B, H, W, C)` in `image_range` (`CompletionNetworks.image_range`), ready for
+    `complete`.
+    """
+    images = np.asarray(images)
+    unit = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(
+        np.float32)
+    low, high = image_range
+    return low + (high - low) * unit
+
+
+def completion_grid(images, result, image_range):
+    """The rows of a completion figure: masked input, completion, original, for each image.
+
+    Args:
+        images: `(B, H, W, C)`, the originals in `image_range` (what `complete` was given).
+        result: the `CompletionResult` of `complete` on them.
+        image_range: `(low, high)` of the images.
+
+    Returns:
+        `(3 B, H, W, C)` float32 in [0, 1], three tiles per image (the missing pixels of the
+        masked input drawn in the middle of the range), for `io.save_image_grid` with a number
+        of columns that is a multiple of 3.
+    """
+    images = np.asarray(images, np.float32)
+    low, high = image_range
+    full_mask = np.broadcast_to(result.mask, images.shape)
+    masked = images * full_mask + 0.5 * (low + high) * (1.0 - full_mask)
+    rows = np.stack([masked, np.asarray(result.completed, np.float32), images], axis=1)
+    return ((rows - low) / (high - low)).reshape((-1,) + images.shape[1:])
+
+
+def completion_summary(images, result, image_range):
+    """The numbers of one completion run, a JSON-ready dict.
+
+    `masked_mse` is the error of the completions over the missing pixels (mean over the images),
+    `encoder_only_masked_mse` that of the decode of the encoder's initial z (the baseline that the
+    optimisation of z improves on), with the loss curve and the image range they are measured in.
+    """
+    error = masked_mse(result.completed, images, result.mask)
+    initial = masked_mse(result.initial_decoded, images, result.mask)
+    return {"num_images": int(len(images)), "masked_mse": float(error.mean()),
+            "encoder_only_masked_mse": float(initial.mean()),
+            "loss_curve": [float(v) for v in result.loss_curve],
+            "final_loss": float(result.final_loss),
+            "image_range": [float(image_range[0]), float(image_range[1])]}

@@ -13,10 +13,8 @@ ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 # The subprocess imports the keras_crvae under test (this checkout), not another installed copy.
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
                                                                 os.environ.get("PYTHONPATH")])))
-# The console script's entry point under its own name (`crvae` checks flags before importing
-# TensorFlow only when it runs as `crvae`).
-COMMAND = [sys.executable, "-c",
-           "import sys; sys.argv[0] = 'crvae'; from keras_crvae.cli import main; sys.exit(main())"]
+# The console script's entry point (setup.cfg: crvae = crvae_cli:main) of this checkout.
+COMMAND = [sys.executable, "-m", "crvae_cli"]
 
 
 def _crvae(*args, cwd):

@@ -25,12 +25,10 @@ ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
                                                                  os.environ.get("PYTHONPATH")])))
 ENV.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the command itself must keep TensorFlow quiet
-# The console script installed with the package; without one (a bare checkout), the same entry
-# point with the same program name.
-CONSOLE_SCRIPT = shutil.which("crvae")
-COMMAND = [CONSOLE_SCRIPT] if CONSOLE_SCRIPT else [
-    sys.executable, "-c",
-    "import sys; sys.argv[0] = 'crvae'; from keras_crvae.cli import main; sys.exit(main())"]
+# The console script's entry point (setup.cfg: crvae = crvae_cli:main) of this checkout: an
+# installed `crvae` script may belong to another checkout or an older install. (test_packaging.py
+# checks that the console script is this entry point.)
+COMMAND = [sys.executable, "-m", "crvae_cli"]
 TENSORFLOW_NOISE = ("oneDNN", "cudart", "absl::InitializeLog", "cpu_feature_guard", "Traceback")
 TINY = ["--set", "base_channels=2", "--set", "latent_channels=8", "--batch_size=32",
         "--nll_samples=2", "--nll_images=8", "--eval_data=eval.npz"]

@@ -23,8 +23,7 @@ README = (ROOT / "README.md").read_text()
 DOCUMENTED = README + "\n" + (ROOT / "docs" / "guide.md").read_text()
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                                 os.environ.get("PYTHONPATH")])))
-CONSOLE = [sys.executable, "-c",
-           "import sys; sys.argv[0] = 'crvae'; from keras_crvae.cli import main; sys.exit(main())"]
+CONSOLE = [sys.executable, "-m", "crvae_cli"]
 
 
 def code_blocks(language):

@@ -174,3 +174,25 @@ def test_hierarchical_vae_completes_through_its_top_latent():
     result = completion.complete(model, x, "top", steps=3)
     assert result.z.shape == (2,) + model.latent_shape  # z2, through serving_networks
     assert result.loss_curve[-1] < result.loss_curve[0]
+
+
+def test_figure_and_summary_of_a_completion():
+    """`to_image_range`, `completion_grid` and `completion_summary` on a result made by hand."""
+    originals = np.array([[[[0], [255]], [[255], [0]]]], np.uint8)  # one 2x2 grey image
+    x = completion.to_image_range(originals, (-1.0, 1.0))
+    np.testing.assert_array_equal(x[0, ..., 0], [[-1, 1], [1, -1]])
+    mask = np.array([[[[1], [0]], [[1], [1]]]], np.float32)  # pixel (0, 1) missing
+    completed = x.copy()
+    completed[0, 0, 1, 0] = 0.0
+    result = completion.CompletionResult(
+        completed=completed, decoded=completed, initial_decoded=np.zeros_like(x),
+        z=np.zeros((1, 2)), loss_curve=np.array([2.0, 1.0]), final_loss=0.5, mask=mask, adversarial_weight=0.0)
+    grid = completion.completion_grid(x, result, (-1.0, 1.0))
+    assert grid.shape == (3, 2, 2, 1) and grid.min() >= 0 and grid.max() <= 1
+    np.testing.assert_allclose(grid[0, ..., 0], [[0, 0.5], [1, 0]])  # masked: the middle grey
+    np.testing.assert_allclose(grid[1, ..., 0], [[0, 0.5], [1, 0]])  # completion
+    np.testing.assert_allclose(grid[2, ..., 0], [[0, 1], [1, 0]])  # original
+    summary = completion.completion_summary(x, result, (-1.0, 1.0))
+    assert summary["masked_mse"] == 1.0 and summary["encoder_only_masked_mse"] == 1.0
+    assert summary["num_images"] == 1 and summary["loss_curve"] == [2.0, 1.0]
+    assert summary["final_loss"] == 0.5 and summary["image_range"] == [-1.0, 1.0]

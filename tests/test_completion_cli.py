@@ -13,8 +13,7 @@ ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
                                                                 os.environ.get("PYTHONPATH")])))
 ENV.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the command itself must keep TensorFlow quiet
-COMMAND = [sys.executable, "-c",
-           "import sys; sys.argv[0] = 'crvae'; from keras_crvae.cli import main; sys.exit(main())"]
+COMMAND = [sys.executable, "-m", "crvae_cli"]
 
 
 def _crvae(*args, cwd):

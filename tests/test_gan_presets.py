@@ -16,8 +16,7 @@ from keras_crvae.models import GAN, VAEGAN, InfoGAN
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
            PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
-COMMAND = [sys.executable, "-c",
-           "import sys; sys.argv[0] = 'crvae'; from keras_crvae.cli import main; sys.exit(main())"]
+COMMAND = [sys.executable, "-m", "crvae_cli"]
 TINY = {"base_channels": 2}
 
 

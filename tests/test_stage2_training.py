@@ -17,8 +17,7 @@ from keras_crvae.gan_training import train_gan
 ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
                                                                 os.environ.get("PYTHONPATH")])))
-COMMAND = [sys.executable, "-c",
-           "import sys; sys.argv[0] = 'crvae'; from keras_crvae.cli import main; sys.exit(main())"]
+COMMAND = [sys.executable, "-m", "crvae_cli"]
 
 
 def test_gan_job_trains_stage2_on_a_saved_stage1(tmp_path):

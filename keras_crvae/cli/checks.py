@@ -1,0 +1,128 @@
+"""Checks the commands share, run before any work and before TensorFlow loads.
+
+Paths, data files and `.keras` files are checked here with the standard library and NumPy; each
+failed check raises a `UsageError` naming the flag, the value and what is expected.
+"""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from keras_crvae.cli.flags import FLAGS, UsageError, flag_text, require
+from keras_crvae.io import (output_dir_problem, output_file_problem, read_npz_array,
+                            split_npz_spec)
+
+
+def check_output_dir(name):
+    """A UsageError unless the folder --name names can be written (`io.output_dir_problem`)."""
+    problem = output_dir_problem(FLAGS[name].value)
+    if problem:
+        raise UsageError(f"{flag_text(name)}: {problem}")
+
+
+def check_output_file(path, name, suffixes):
+    """A UsageError unless `path` (of --name) can be written with one of `suffixes`."""
+    problem = output_file_problem(path, suffixes)
+    if problem:
+        raise UsageError(f"{flag_text(name, path)}: {problem}")
+
+
+def read_npz(spec, name, default_key=None, preferred_keys=()):
+    """The array a `PATH.npz[:KEY]` flag names, or a UsageError naming the flag."""
+    path, key = split_npz_spec(spec, default_key)
+    try:
+        return read_npz_array(path, key, preferred_keys)[0]
+    except (OSError, ValueError, KeyError) as error:
+        raise UsageError(f"{flag_text(name, spec)}: {error}") from None
+
+
+def check_image_array(images, name, spec, image_shape):
+    """The shape, dtype and value rules of `data.to_unit_images` (grey) or colour images, in NumPy."""
+    shape = tuple(images.shape)
+    expected = tuple(image_shape)
+    grey = expected[-1] == 1
+    if grey:
+        fits = shape[1:] in (expected, expected[:-1])
+        wanted = f"(N, {expected[0]}, {expected[1]}) or (N, {', '.join(map(str, expected))})"
+    else:
+        fits = len(shape) == 4 and shape[-1] in (1, 3) and (
+            image_shape is None or shape[1:3] == expected[:2] or expected[0] is None)
+        wanted = f"(N, {expected[0]}, {expected[1]}, 3)" if expected[0] else "(N, H, W, 3)"
+    if not fits:
+        raise UsageError(f"{flag_text(name, spec)}: images of shape {shape}; expected {wanted}")
+    if shape[0] == 0:
+        raise UsageError(f"{flag_text(name, spec)}: holds 0 images")
+    if images.dtype == np.bool_:
+        return
+    low, high = images.min(), images.max()
+    if np.issubdtype(images.dtype, np.integer):
+        if low < 0 or high > 255:
+            raise UsageError(f"{flag_text(name, spec)}: {images.dtype} values in [{low}, {high}]; "
+                             "expected grey levels 0..255 or floats in [0, 1]")
+    elif not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 1:
+        raise UsageError(f"{flag_text(name, spec)}: {images.dtype} values in [{low}, {high}]; "
+                         "expected floats in [0, 1] or uint8 grey levels 0..255")
+
+
+def colour_images(name, spec):
+    """The colour images `(N, H, W, 1 or 3)` that --name=`spec` (`PATH.npz[:KEY]`, key 'x' by
+    default) holds, checked as `check_image_array` checks them."""
+    images = read_npz(spec, name, default_key="x")
+    if images.ndim == 3:
+        images = images[..., None]
+    check_image_array(images, name, spec, (None, None, 3))
+    return images
+
+
+def mnist_images(name, default, image_shape=(28, 28, 1)):
+    """Checks and loads an MNIST-style data flag: None (embedded, loaded later), 'embedded',
+    'embedded:test', 'tfds:NAME' (checked later) or an .npz array (loaded now)."""
+    spec = FLAGS[name].value or default
+    if spec in ("embedded", "embedded:train", "embedded:test"):
+        require(tuple(image_shape) == (28, 28, 1), name, f"images of shape {tuple(image_shape)} "
+                "(the embedded subset is 28x28 MNIST)", spec)
+        return spec, None
+    if spec.startswith("tfds:"):
+        require(spec in ("tfds:mnist", "tfds:binarized_mnist"), name,
+                "tfds:mnist or tfds:binarized_mnist", spec)
+        require(FLAGS.data_dir is None or os.path.isdir(os.path.expanduser(FLAGS.data_dir)),
+                "data_dir", "an existing folder")
+        return spec, None
+    images = read_npz(spec, name, preferred_keys=("x_train", "x"))
+    check_image_array(images, name, spec, image_shape)
+    return spec, images
+
+
+def check_model_path():
+    """--model is a readable .keras file; returns the class name in its config.json."""
+    if not FLAGS.model:
+        raise UsageError("--model is required: the path of a .keras file written by `crvae train`")
+    path = FLAGS.model
+    if not os.path.exists(path):
+        raise UsageError(f"{flag_text('model')}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"{flag_text('model')}: is a folder; expected a .keras file (e.g. "
+                         f"{os.path.join(path, 'model.keras')})")
+    damaged = f"{flag_text('model')}: not a readable .keras file (damaged or truncated?)"
+    if not zipfile.is_zipfile(path):
+        raise UsageError(damaged)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            bad = archive.testzip()  # reads every member and checks its CRC
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise UsageError(damaged) from None
+    if bad is not None:
+        raise UsageError(f"{damaged[:-1]}: {bad} fails its checksum)")
+    if "config.json" not in names:
+        raise UsageError(f"{flag_text('model')}: a zip file without config.json; expected a "
+                         ".keras model")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (ValueError, OSError, zipfile.BadZipFile):
+        raise UsageError(damaged) from None
+    return config.get("class_name") if isinstance(config, dict) else None
+

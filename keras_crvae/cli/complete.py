@@ -1,0 +1,89 @@
+"""`crvae complete`: fills the masked part of images by optimising z, writes a PNG grid and a JSON.
+
+`check` reads the images and builds or reads the mask before TensorFlow loads; `run` calls the
+library (`completion.complete`, `completion.completion_grid`, `completion.completion_summary`)
+and writes what it returns.
+"""
+
+import math
+import os
+
+from keras_crvae import completion
+from keras_crvae.cli.checks import check_model_path, check_output_file, colour_images, read_npz
+from keras_crvae.cli.flags import FLAGS, UsageError, check_positive, flag_text, require
+from keras_crvae.cli.runtime import load_library, load_model, say
+from keras_crvae.io import save_image_grid, write_json
+
+
+def check():
+    """`crvae complete`: model, images, mask, settings and output, all before TensorFlow loads."""
+    check_model_path()
+    if not FLAGS.images:
+        raise UsageError("--images is required: 'PATH.npz[:KEY]' with the images to complete")
+    images = colour_images("images", FLAGS.images)
+    check_positive("num_images", "steps")
+    images = images[:FLAGS.num_images or 8]
+    for name, low in (("learning_rate", None), ("prior_weight", 0.0), ("adversarial_weight", 0.0)):
+        value = FLAGS[name].value
+        if value is not None:
+            if low is None:
+                require(math.isfinite(value) and value > 0, name, "a finite number > 0")
+            else:
+                require(math.isfinite(value) and value >= low, name, "a finite number >= 0")
+    spec = FLAGS.mask
+    kinds = completion.MASK_KINDS + tuple(completion.MASK_ALIASES)
+    if spec in kinds:
+        mask = completion.make_mask(spec, images.shape[1:], batch_size=len(images),
+                                    seed=FLAGS.seed)
+    elif spec.split(":")[0].endswith(".npz") or os.path.exists(spec):
+        mask = read_npz(spec, "mask", preferred_keys=("mask", "m"))
+        if mask.ndim >= 3 and mask.shape[0] > len(images) and mask.shape[1:3] == images.shape[1:3]:
+            mask = mask[:len(images)]  # one mask per image of the file: those of the images used
+    else:
+        raise UsageError(f"{flag_text('mask')}: expected one of {', '.join(completion.MASK_KINDS)} "
+                         "or PATH.npz[:KEY] holding a 0/1 mask")
+    try:
+        mask = completion.check_mask(mask, images.shape)
+    except ValueError as error:
+        raise UsageError(f"{flag_text('mask')}: {error}") from None
+    output = FLAGS.output or "completions.png"
+    check_output_file(output, "output", (".png",))
+    return {"images": images, "mask": mask, "output": output}
+
+
+def run(checked):
+    """Completes the checked images with --model; returns the exit status."""
+    say(f"Loading TensorFlow and {FLAGS.model} ...")
+    load_library(FLAGS.verbose)
+    model = load_model()
+    try:
+        networks = completion.completion_networks(model)
+    except ValueError:
+        raise UsageError(f"{flag_text('model')}: a {type(model).__name__} has no encoder and "
+                         "decoder to complete images with") from None
+    images, mask = checked["images"], checked["mask"]
+    if tuple(images.shape[1:]) != networks.image_shape:
+        raise UsageError(f"{flag_text('images', FLAGS.images)}: images of shape "
+                         f"{tuple(images.shape[1:])}; the model takes {networks.image_shape}")
+    low, high = networks.image_range
+    images = completion.to_image_range(images, networks.image_range)
+    tau = FLAGS.adversarial_weight if networks.discriminator is not None else 0.0
+    say(f"Completing {len(images)} images ({flag_text('mask')}): {FLAGS.steps} Adam steps on z, "
+        f"prior weight {FLAGS.prior_weight}, adversarial weight {tau}"
+        + (" (the model has no discriminator)" if networks.discriminator is None else ""))
+    result = completion.complete(model, images, mask, steps=FLAGS.steps,
+                                 learning_rate=FLAGS.learning_rate or 0.03,
+                                 prior_weight=FLAGS.prior_weight,
+                                 adversarial_weight=FLAGS.adversarial_weight, seed=FLAGS.seed)
+    save_image_grid(completion.completion_grid(images, result, networks.image_range),
+                    checked["output"], columns=3 * min(4, len(images)))
+    summary = completion.completion_summary(images, result, networks.image_range)
+    json_path = os.path.splitext(checked["output"])[0] + ".json"
+    write_json({"model": FLAGS.model, "images": FLAGS.images, "mask": FLAGS.mask,
+                "steps": FLAGS.steps, **summary}, json_path)
+    say(f"Masked-region MSE {summary['masked_mse']:.5f} (encoder only "
+        f"{summary['encoder_only_masked_mse']:.5f}; images in [{low:g}, {high:g}]); loss "
+        f"{result.loss_curve[0]:.5f} -> {result.final_loss:.5f}")
+    say(f"Wrote {checked['output']} (each image: masked input, completion, original, left to "
+        f"right) and {json_path}")
+    return 0

@@ -1,0 +1,95 @@
+"""How the `crvae` command starts: its console script, its fast start (no TensorFlow before the
+checks) and the package it leaves behind; and that `import keras_crvae` registers the library's
+Keras classes whatever the program is called."""
+
+import configparser
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+           PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
+def python(code, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_console_script_is_the_fast_entry_point():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    scripts = config["options.entry_points"]["console_scripts"].split()
+    assert scripts == ["crvae", "=", "crvae_cli:main"]
+    assert "crvae_cli" in config["options"]["py_modules"].split()
+
+
+def test_help_and_usage_errors_come_before_tensorflow(tmp_path):
+    """`--help`, a mistyped flag, a missing file: answered with the library's TensorFlow-free
+    modules only, and `keras_crvae/__init__.py` not yet run."""
+    result = python("""
+        import sys
+        import crvae_cli
+
+        statuses = [crvae_cli.main(["crvae", *args]) for args in (
+            ["--help"], ["train", "--help"], ["train", "--epochs=0"], ["train", "--bogus=1"],
+            ["evaluate", "--model=missing.keras"], ["sample"], ["complete", "--model=x.keras"],
+            ["export", "--model=m.keras"], ["nonsense"])]
+        print("STATUSES", statuses)
+        print("HEAVY", sorted(m for m in ("tensorflow", "keras", "keras_crvae.models",
+                                          "keras_crvae.training") if m in sys.modules))
+        print("DEFERRED", vars(sys.modules["keras_crvae"]).get("_crvae_cli_deferred_init"))
+        """, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines()
+                 if line.split(" ", 1)[0] in ("STATUSES", "HEAVY", "DEFERRED"))
+    assert lines["STATUSES"] == "[0, 0, 2, 2, 2, 2, 2, 2, 2]"
+    assert lines["HEAVY"] == "[]"
+    assert lines["DEFERRED"] == "True"
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 7 and "Traceback" not in result.stderr, result.stderr
+    assert "--epochs=0: expected an integer >= 1" in result.stderr
+
+
+def test_load_library_completes_the_package(tmp_path):
+    """Once a command needs TensorFlow, `keras_crvae` is the package `import keras_crvae` gives."""
+    result = python("""
+        import sys
+        import crvae_cli
+
+        crvae_cli._defer_package_init()
+        from keras_crvae.cli import runtime
+        import keras_crvae
+
+        assert not hasattr(keras_crvae, "from_preset")
+        runtime.load_library(verbose=False)
+        assert keras_crvae.__version__ and callable(keras_crvae.from_preset)
+        assert not hasattr(keras_crvae, runtime.DEFERRED_INIT)
+        import keras
+        assert keras.saving.get_registered_object("keras_crvae>VAE") is keras_crvae.models.VAE
+        print("OK")
+        """, cwd=tmp_path)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-2000:]
+
+
+def test_import_registers_the_classes_whatever_the_program_name(tmp_path):
+    """No import-time behaviour depends on `sys.argv`: a program called `crvae` that imports
+    `keras_crvae` loads a saved model of the library."""
+    import keras_crvae
+
+    model = keras_crvae.from_preset("mnist_crvae_quickstart", base_channels=2, latent_channels=8)
+    model.save(tmp_path / "model.keras")
+    result = python("""
+        import sys
+        sys.argv[0] = "crvae"
+        import keras_crvae
+        import keras
+
+        model = keras.saving.load_model("model.keras")
+        print(type(model).__name__)
+        """, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == type(model).__name__
