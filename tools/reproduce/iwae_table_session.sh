@@ -17,16 +17,8 @@ cd "$(dirname "$0")/../.."
 # The checkout itself, whether or not the package is installed (a fresh machine, a clone).
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p runs/logs
-# Two processes training the same row would overwrite each other's state: refuse while a slot of an
-# earlier call still runs.
-for pidfile in runs/logs/iwae_slot*.pid; do
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null &&
-      grep -q reproduce_iwae_table "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; then
-    echo "iwae_table_session.sh: $pidfile: pid $(cat "$pidfile") is still training;" \
-      "stop it first (kill -TERM $(cat "$pidfile")) or wait for it." >&2
-    exit 2
-  fi
-done
+source tools/reproduce/session_common.sh
+refuse_while_running iwae_table_session.sh reproduce_iwae_table
 slot=0
 for rows in mnist_mlp_vae,mnist_mlp_iwae_2layer mnist_mlp_vae_2layer,mnist_mlp_iwae; do
   slot=$((slot + 1))

@@ -89,23 +89,9 @@ def run_preset(name, folder, train_images, valid_images, settings, overrides):
     """Trains (or resumes) and evaluates one row; returns its result dict."""
     import keras
 
-    import keras_crvae
-
-    preset = keras_crvae.get_preset(name, epochs=settings.epochs, **overrides)
+    preset, model, compile_model = reproduction.build_row(name, folder, settings, overrides,
+                                                          train_images)
     batch_size = preset.training.batch_size
-    steps_per_epoch = len(train_images) // batch_size
-    keras.utils.set_random_seed(FLAGS.seed)
-    model = keras_crvae.from_preset(name, steps_per_epoch=steps_per_epoch, seed=FLAGS.seed,
-                                    compile=False, epochs=settings.epochs, **overrides)
-    keras_crvae.presets.initialize_from_data(model, name, train_images, epochs=settings.epochs,
-                                             **overrides)
-
-    def compile_model(start_step):
-        model.compile(keras_crvae.presets.make_optimizer(preset.training, steps_per_epoch,
-                                                         start_step=start_step),
-                      steps_per_execution=min(FLAGS.steps_per_execution, steps_per_epoch))
-
-    reproduction.write_config(folder, name, preset)
     train_info = reproduction.train_row(
         model, folder, train_images, batch_size, settings.epochs, compile_model,
         valid_images=valid_images, settings=settings, validation_data=valid_images,

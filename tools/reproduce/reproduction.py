@@ -178,6 +178,35 @@ def load_data(settings):
     return train_images, valid_images
 
 
+def build_row(name, folder, settings, overrides, train_images=None):
+    """The model of one row, seeded, its config written to `folder/config.json`.
+
+    Returns `(preset, model, compile_model)`: `compile_model(start_step)` compiles `model` with the
+    preset's optimizer, its learning-rate schedule starting at optimizer step `start_step`, and
+    --steps_per_execution. With `train_images`, the preset's data-dependent initialisation runs
+    (`presets.initialize_from_data`: the IWAE MLPs' output bias from the pixel means).
+    """
+    import keras
+
+    import keras_crvae
+
+    preset = keras_crvae.get_preset(name, epochs=settings.epochs, **overrides)
+    steps_per_epoch = len(train_images) // preset.training.batch_size
+    keras.utils.set_random_seed(FLAGS.seed)
+    model = keras_crvae.from_preset(name, steps_per_epoch=steps_per_epoch, seed=FLAGS.seed,
+                                    compile=False, epochs=settings.epochs, **overrides)
+    keras_crvae.presets.initialize_from_data(model, name, train_images, epochs=settings.epochs,
+                                             **overrides)
+
+    def compile_model(start_step):
+        model.compile(keras_crvae.presets.make_optimizer(preset.training, steps_per_epoch,
+                                                         start_step=start_step),
+                      steps_per_execution=min(FLAGS.steps_per_execution, steps_per_epoch))
+
+    write_config(folder, name, preset)
+    return preset, model, compile_model
+
+
 def write_config(folder, name, preset):
     """`folder/config.json`: the row's preset (network, model, training). Not under --rescore, which
     leaves a finished row's files as they are."""
