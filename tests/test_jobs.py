@@ -20,8 +20,8 @@ from keras_crvae.jobs import longrun
 ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
                                                                 os.environ.get("PYTHONPATH")])))
-COMMAND = [sys.executable, "-c",
-           "import sys; sys.argv[0] = 'crvae'; from keras_crvae.cli import main; sys.exit(main())"]
+# The console script's entry point (setup.cfg: crvae = crvae_cli:main) of this checkout.
+COMMAND = [sys.executable, "-m", "crvae_cli"]
 TINY = ("--set", "base_channels=2", "--set", "latent_channels=8")
 
 
