@@ -309,6 +309,21 @@ class TwoPlayerCompile:
         generator_optimizer.build(generator_variables)
         discriminator_optimizer.build(self.discriminator.trainable_variables)
 
+    def _begin_train_step(self, data):
+        """The opening of the encoder-decoder GANs' `train_step`s (`VAEGAN`, `Stage2`): the
+        compile check, the batch (`self._unpack`, `self._check_batch`) and the replica context.
+
+        Returns `(images, posterior_noise, prior_noise, replica_context, num_replicas)`.
+        """
+        import tensorflow as tf  # TF-only, like the train_steps that call it.
+
+        if self.generator_optimizer is None:
+            raise RuntimeError("Call `compile()` before `fit()`.")
+        images, posterior_noise, prior_noise = self._unpack(data)
+        self._check_batch(images)
+        return (images, posterior_noise, prior_noise, tf.distribute.get_replica_context(),
+                tf.distribute.get_strategy().num_replicas_in_sync)
+
     def get_compile_config(self):
         if self.generator_optimizer is None:
             return None

@@ -296,12 +296,8 @@ class Stage2(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
     def train_step(self, data):
         import tensorflow as tf  # TF-only: GradientTape and replica contexts.
 
-        if self.generator_optimizer is None:
-            raise RuntimeError("Call `compile()` before `fit()`.")
-        images, posterior_noise, prior_noise = self._unpack(data)
-        self._check_batch(images)
-        replica_context = tf.distribute.get_replica_context()
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        (images, posterior_noise, prior_noise, replica_context,
+         num_replicas) = self._begin_train_step(data)
         generator_variables = self.generator.trainable_variables
         discriminator_variables = self.discriminator.trainable_variables
         # Training-mode calls change D's BatchNorm statistics; a skipped step restores them.

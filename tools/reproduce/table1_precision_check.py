@@ -138,7 +138,8 @@ def main(_):
     lines = ["| row | epoch | bf16 ELBO | float32 ELBO | difference |", "|---|---|---|---|---|"]
     for name, result in results.items():
         for row in result["per_epoch"]:
-            if row["epoch"] in SHOWN_EPOCHS or row["epoch"] == result["last_common_epoch"]:
+            if (row["epoch"] in SHOWN_EPOCHS or row["epoch"] == result["last_common_epoch"]
+                    or len(result["per_epoch"]) <= 12):
                 lines.append(f"| {name} | {row['epoch']} | {row['bfloat16']:.2f} | "
                              f"{row['float32']:.2f} | {row['difference']:+.2f} |")
     print("\n".join(lines))
