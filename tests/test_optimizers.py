@@ -103,9 +103,11 @@ def test_clip_values_clip_only_matched_gradients():
     matched = ["recurrence" in v.path for v in variables]
     for step in (huge, small):
         reference.apply([np.clip(g, -clip, clip) if m else g for g, m in zip(step, matched)], copies)
+    # rtol 1e-5: on TensorFlow the update is one fused ResourceApplyAdam kernel, whose float32
+    # rounding differs from Keras' op-by-op update by a few ulps of each 0.1-sized step.
     for variable, copy in zip(variables, copies):
         np.testing.assert_allclose(ops.convert_to_numpy(variable), ops.convert_to_numpy(copy),
-                                   rtol=1e-6, atol=1e-7)
+                                   rtol=1e-5, atol=1e-6)
     # Clipping made a real difference: plain Adam on the raw gradients ends elsewhere for the
     # matched variable (and at the same place for the other one).
     raw_copies = [keras.Variable(value, name=f"raw_{i}") for i, value in enumerate(start)]
@@ -114,7 +116,7 @@ def test_clip_values_clip_only_matched_gradients():
         raw.apply(step, raw_copies)
     for variable, copy, is_matched in zip(variables, raw_copies, matched):
         gap = np.abs(ops.convert_to_numpy(variable) - ops.convert_to_numpy(copy)).max()
-        assert (gap > 1e-3) if is_matched else (gap < 1e-7)
+        assert (gap > 1e-3) if is_matched else (gap < 1e-5)  # 1e-5: the fused kernel's rounding
     # First moments after the two steps: beta_1 * (1 - beta_1) * g1 + (1 - beta_1) * g2, g1 clipped.
     slow, plain = variables[2], variables[0]
     assert "recurrence" in slow.path and "recurrence" not in plain.path

@@ -6,12 +6,14 @@ from keras_crvae.layers.channel_recurrent import (
     blocks_to_channels,
     channels_to_blocks,
 )
+from keras_crvae.layers.cropping import SliceCropping2D
 from keras_crvae.layers.discriminator import (
     L2Normalize,
     MinibatchDiscrimination,
     SpectralDiscriminator,
     SpectralNormalization,
 )
+from keras_crvae.layers.normalization import FusedBatchNormalization
 from keras_crvae.layers.sampling import GaussianSampler
 from keras_crvae.layers.gaussian_parameters import GaussianParameters
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
@@ -20,6 +22,7 @@ __all__ = [
     "ChannelRecurrentLatent",
     "ConcatenatedReLU",
     "ElementwiseBias",
+    "FusedBatchNormalization",
     "GaussianSampler",
     "L2Normalize",
     "MinibatchDiscrimination",
@@ -27,6 +30,7 @@ __all__ = [
     "SpectralNormalization",
     "GaussianParameters",
     "PhaseConv2DTranspose",
+    "SliceCropping2D",
     "blocks_to_channels",
     "channels_to_blocks",
 ]

@@ -54,6 +54,58 @@ def blocks_to_channels(blocks, height, width):
     return ops.transpose(channels_first, (0, 2, 3, 1))
 
 
+def unrolled_lstm(lstm, sequence):
+    """The outputs of a Keras `LSTM` layer (`return_sequences=True`, zero initial state) on
+    `sequence`, computed unrolled over the static time axis from the layer's own weights.
+
+    Args:
+        lstm: a built `keras.layers.LSTM` with Keras' default gates (sigmoid / tanh), a bias, no
+            dropout, not stateful, not reversed (`lstm_unrolls(lstm)`).
+        sequence: tensor `(batch, T, features)` with a static `T`.
+
+    Returns:
+        Tensor `(batch, T, units)`: `lstm(sequence)` (Keras' `LSTMCell` arithmetic, implementation 2:
+        `z = x @ W + h @ U + b`, gates `i, f, g, o` in that order).
+
+    Why not `lstm(sequence)`: on TensorFlow the Keras layer runs a `while` loop that casts both
+    kernels to the compute dtype at every step under mixed precision and projects one step's input
+    at a time. Here each kernel is read (and cast) once, the `T` input projections are one matmul,
+    and the first step skips `h @ U` with `h = 0` (exactly zero). The CRVAE's recurrence was 31% of a
+    `mnist_crvae` bfloat16 training step (`tools/benchmarks/profile_step.py`, docs/performance.md).
+    """
+    cell = lstm.cell
+    steps, features = sequence.shape[1], sequence.shape[2]
+    kernel = ops.convert_to_tensor(cell.kernel)
+    recurrent_kernel = ops.convert_to_tensor(cell.recurrent_kernel)
+    bias = ops.convert_to_tensor(cell.bias)
+    projected = ops.matmul(ops.reshape(sequence, (-1, features)), kernel)
+    projected = ops.reshape(projected, (-1, steps, 4 * cell.units))
+    hidden, carry, outputs = None, None, []
+    # unstack, not `projected[:, step]`: a StridedSlice's gradient has no fast bfloat16 CPU kernel.
+    for z in ops.unstack(projected, num=steps, axis=1):
+        if hidden is not None:
+            z = ops.add(z, ops.matmul(hidden, recurrent_kernel))
+        z = ops.add(z, bias)
+        z_input, z_forget, z_cell, z_output = ops.split(z, 4, axis=1)
+        candidate = ops.sigmoid(z_input) * ops.tanh(z_cell)
+        carry = candidate if carry is None else ops.sigmoid(z_forget) * carry + candidate
+        hidden = ops.sigmoid(z_output) * ops.tanh(carry)
+        outputs.append(hidden)
+    return ops.stack(outputs, axis=1)
+
+
+def lstm_unrolls(lstm):
+    """Whether `unrolled_lstm` computes `lstm` (Keras' default gates and options)."""
+    config = lstm.get_config()
+    return (
+        config.get("activation") == "tanh" and config.get("recurrent_activation") == "sigmoid"
+        and config.get("use_bias", True) and not config.get("dropout")
+        and not config.get("recurrent_dropout") and not config.get("go_backwards")
+        and not config.get("stateful") and config.get("return_sequences")
+        and getattr(lstm.cell, "implementation", 2) == 2
+    )
+
+
 def _check_divides(channels, num_blocks, what):
     if num_blocks < 1 or channels % num_blocks:
         raise ValueError(
@@ -203,7 +255,10 @@ class ChannelRecurrentLatent(keras.layers.Layer):
     def _recurrence(self, feature_map, training):
         sequence = channels_to_blocks(feature_map, self.time_steps)
         for lstm in self.lstms:
-            sequence = lstm(sequence, training=training)
+            if lstm_unrolls(lstm):
+                sequence = unrolled_lstm(lstm, sequence)
+            else:
+                sequence = lstm(sequence, training=training)
         if self.batch_norm is not None:
             sequence = self.batch_norm(sequence, training=training)
         sequence = self.step_projection(sequence)

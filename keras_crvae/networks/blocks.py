@@ -13,7 +13,7 @@ no builder (layers -> networks -> models, docs/design.md).
 
 import keras
 
-from keras_crvae.layers import PhaseConv2DTranspose
+from keras_crvae.layers import FusedBatchNormalization, PhaseConv2DTranspose, SliceCropping2D
 
 # BatchNorm of the Two-Stage VAE reference (`batch_norm` of `network/util.py`): epsilon 1e-5,
 # moving-average decay 0.999.
@@ -71,15 +71,16 @@ def transposed_conv(x, filters, padding, name):
         kernel_initializer=transposed_conv_init(), bias_initializer="zeros", name=name,
     )(x)
     if padding > 1:
-        x = keras.layers.Cropping2D(padding - 1, name=name + "_crop")(x)
+        x = SliceCropping2D(padding - 1, name=name + "_crop")(x)
     return x
 
 
 def batch_norm(x, epsilon, momentum, name, synchronized=False):
-    """`BatchNormalization` (Keras `momentum`, i.e. Torch's `1 - momentum`) applied to `x`."""
+    """`BatchNormalization` (Keras `momentum`, i.e. Torch's `1 - momentum`) applied to `x`: the
+    `FusedBatchNormalization` layer, one fused kernel per step on TensorFlow."""
     # synchronized=True: statistics over the global batch under a TensorFlow distribution strategy.
-    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=momentum,
-                                           synchronized=synchronized, name=name)(x)
+    return FusedBatchNormalization(epsilon=epsilon, momentum=momentum,
+                                   synchronized=synchronized, name=name)(x)
 
 
 def two_stage_batch_norm(x, name):

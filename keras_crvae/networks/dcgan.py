@@ -17,6 +17,8 @@ WGAN-GP, whose penalty needs a critic that treats examples independently) or "no
 
 import keras
 
+from keras_crvae.layers import FusedBatchNormalization
+
 IMAGE_SHAPES = ((28, 28, 1), (64, 64, 3))
 NORMS = ("batch", "layer", "none")
 BN_MOMENTUM = 0.9  # PyTorch DCGAN's 0.1
@@ -47,8 +49,8 @@ def _check(image_shape, base_channels):
 
 def _normalize(x, norm, name, synchronized=False):
     if norm == "batch":
-        return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=synchronized,
-                                               name=name)(x)
+        return FusedBatchNormalization(momentum=BN_MOMENTUM, synchronized=synchronized,
+                                       name=name)(x)
     if norm == "layer":
         axes = list(range(1, len(x.shape)))
         return keras.layers.LayerNormalization(axis=axes, name=name.replace("bn", "ln"))(x)

@@ -26,7 +26,7 @@ import math
 
 import keras
 
-from keras_crvae.layers import GaussianParameters
+from keras_crvae.layers import GaussianParameters, SliceCropping2D
 from keras_crvae.networks import blocks
 
 
@@ -138,6 +138,6 @@ def build_resnet_decoder(image_shape=(28, 28, 1), latent_dim=64, base_channels=3
                          f"scale{scale}")
     x = keras.layers.Conv2D(image_shape[-1], kernel_size, padding="same", name="to_pixels")(x)
     if grown != size:
-        x = keras.layers.Cropping2D((grown - size) // 2, name="crop")(x)
+        x = SliceCropping2D((grown - size) // 2, name="crop")(x)
     pixels = keras.layers.Activation("sigmoid", name="pixel_mean")(x)
     return keras.Model(z, pixels, name=name)

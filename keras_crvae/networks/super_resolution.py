@@ -34,6 +34,7 @@ import math
 
 import keras
 
+from keras_crvae.layers import FusedBatchNormalization
 from keras_crvae.networks.blocks import transposed_conv
 
 UPSAMPLINGS = ("nearest", "deconv")
@@ -50,8 +51,8 @@ def _conv(x, filters, kernel_size, strides=1, name=None, use_bias=False):
 
 
 def _bn(x, name, synchronized=False):
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
-                                           name=name)(x)
+    return FusedBatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
+                                   name=name)(x)
 
 
 def _is_power_of_two(value):

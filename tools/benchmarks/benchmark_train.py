@@ -41,6 +41,10 @@ flags.DEFINE_list("precisions", ["preset"], "Training precisions to time each pr
 flags.DEFINE_list("transposed_convs", ["auto"], "How the 4x4 stride-2 transposed convolutions run, "
                   "side by side: 'auto' (the layer's default: four phases on JAX, the native op "
                   "elsewhere), 'phases', 'native' (keras_crvae.layers.PhaseConv2DTranspose).")
+flags.DEFINE_list("kernels", ["fast"], "Which kernels each row trains with, side by side: 'fast' "
+                  "(as shipped), 'reference' (Keras' own BatchNormalization, Cropping2D, LSTM and "
+                  "Adam update), or 'no_NAME' (all fast but NAME, to measure one change alone; "
+                  "NAME in batch_norm, crop, lstm, adam: tools/benchmarks/kernels.py).")
 flags.DEFINE_string("output", "benchmark_train.json", "JSON output path.")
 
 
@@ -72,7 +76,28 @@ def step_gflops(model, images):
     return None if not flops or flops < 0 else flops / 1e9
 
 
-def time_preset(name, batch_size, repeats, steps, precision="preset", transposed_conv="auto"):
+def kernel_context(kernels):
+    """The `kernels.reference_kernels` context of a `--kernels` value."""
+    import contextlib
+
+    import kernels as kernel_switch
+
+    if kernels == "fast":
+        return contextlib.nullcontext()
+    if kernels == "reference":
+        return kernel_switch.reference_kernels()
+    return kernel_switch.reference_kernels([kernels[len("no_"):]])
+
+
+def time_preset(name, batch_size, repeats, steps, precision="preset", transposed_conv="auto",
+                kernels="fast"):
+    with kernel_context(kernels):
+        row = _time_preset(name, batch_size, repeats, steps, precision, transposed_conv)
+    row["kernels"] = kernels
+    return row
+
+
+def _time_preset(name, batch_size, repeats, steps, precision, transposed_conv):
     import keras
     import numpy as np
 
@@ -128,24 +153,32 @@ def main(_):
         if transposed_conv not in ("auto", "phases", "native"):
             raise app.UsageError(f"--transposed_convs={transposed_conv}: expected auto, phases or "
                                  "native.")
+    import kernels as kernel_switch
+
+    valid_kernels = ["fast", "reference"] + [f"no_{name}" for name in kernel_switch.KERNELS]
+    for kernels in FLAGS.kernels:
+        if kernels not in valid_kernels:
+            raise app.UsageError(f"--kernels={kernels}: expected one of {', '.join(valid_kernels)}.")
     rows = [time_preset(name, FLAGS.batch_size, FLAGS.repeats, FLAGS.steps, precision,
-                        transposed_conv)
+                        transposed_conv, kernels)
             for name in names for precision in FLAGS.precisions
-            for transposed_conv in FLAGS.transposed_convs]
-    print(f"{'preset':26s} {'precision':>15s} {'deconv':>7s} {'params':>10s} {'s/step':>8s} "
-          f"{'images/s':>9s} {'GFLOP/step':>10s} {'TFLOP/s':>8s}")
+            for transposed_conv in FLAGS.transposed_convs for kernels in FLAGS.kernels]
+    print(f"{'preset':26s} {'precision':>15s} {'deconv':>7s} {'kernels':>13s} {'params':>10s} "
+          f"{'s/step':>8s} {'images/s':>9s} {'GFLOP/step':>10s} {'TFLOP/s':>8s}")
     for row in rows:
         gflops = "-" if row["gflop_per_step"] is None else f"{row['gflop_per_step']:.1f}"
         tflops = "-" if row["tflops"] is None else f"{row['tflops']:.2f}"
         print(f"{row['preset']:26s} {row['precision']:>15s} {row['transposed_conv']:>7s} "
-              f"{row['parameters']:10d} {row['seconds_per_step']:8.3f} "
+              f"{row['kernels']:>13s} {row['parameters']:10d} {row['seconds_per_step']:8.3f} "
               f"{row['images_per_second']:9.1f} {gflops:>10s} {tflops:>8s}")
     report = {"batch_size": FLAGS.batch_size, "precisions": FLAGS.precisions,
-              "transposed_convs": FLAGS.transposed_convs, "repeats": FLAGS.repeats,
+              "transposed_convs": FLAGS.transposed_convs, "kernels": FLAGS.kernels,
+              "repeats": FLAGS.repeats, "load_average": list(os.getloadavg()),
               "steps": FLAGS.steps,
               "machine": platform.platform(), "cpu_count": os.cpu_count(), "results": rows}
     with open(FLAGS.output, "w") as handle:
         json.dump(report, handle, indent=2)
+    print(f"Load average (1, 5, 15 min) at the end: {report['load_average']}")
     print(f"Wrote {FLAGS.output}")
 
 

@@ -1,0 +1,80 @@
+"""BatchNormalization whose training step is one fused kernel on TensorFlow.
+
+Keras' `BatchNormalization` computes a mixed-precision batch's statistics with about a dozen
+separate ops (casts to float32, two means, a squared difference, the normalisation, casts back, and
+their gradients). On a 2-core CPU those elementwise passes were 29% of a `mnist_crvae` bfloat16
+training step (`tools/benchmarks/profile_step.py`, docs/performance.md). TensorFlow's
+`FusedBatchNormV3` (oneDNN's batch normalisation on x86) does the same arithmetic in one pass with
+float32 statistics for a bfloat16 input, and its gradient in one more.
+"""
+
+import keras
+from keras import ops
+
+# Inputs whose statistics the fused kernel takes in float32 (bfloat16 and float16 are normalised in
+# float32 inside the kernel, like Keras' upcast).
+_FUSED_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@keras.saving.register_keras_serializable(package="keras_crvae")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` with the same weights, arguments and arithmetic, run as
+    TensorFlow's fused kernel where it applies.
+
+    Input shape: `(batch, height, width, channels)` (any rank falls back to the Keras layer).
+    Output shape: the input's; dtype: the layer's compute dtype.
+
+    The fused path is taken on the TensorFlow backend for a rank-4 channels-last input without a
+    mask, with `center`, `scale`, no renormalisation and no synchronised statistics; everything
+    else (other backends, other ranks and options) runs `keras.layers.BatchNormalization.call`
+    unchanged. Both paths normalise with the batch's biased variance in training and update the
+    moving statistics as Keras does (`moving = moving * momentum + batch * (1 - momentum)`, the
+    biased variance: the kernel's Bessel-corrected one is scaled back by `(n - 1) / n`), so a model
+    trains and loads the same with either; tests/test_normalization.py compares values, gradients
+    and the moving statistics.
+
+    Args: those of `keras.layers.BatchNormalization`.
+
+    Reference: Ioffe and Szegedy, "Batch Normalization", ICML 2015; the crVAE networks use it after
+    every convolution (`networks/mnist.py`, `networks/blocks.py`).
+    """
+
+    def _fused_applies(self, inputs, mask):
+        if keras.backend.backend() != "tensorflow" or mask is not None:
+            return False
+        if self.renorm or self.synchronized or not (self.center and self.scale):
+            return False
+        if len(inputs.shape) != 4 or self.axis not in (3, -1):
+            return False
+        return ops.dtype(inputs) in _FUSED_DTYPES
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fused_applies(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        # float32 island: the statistics, scale and offset stay float32 for a bfloat16 input.
+        gamma = tf.cast(self.gamma.value, "float32")
+        beta = tf.cast(self.beta.value, "float32")
+        if training and self.trainable:
+            empty = tf.constant([], dtype="float32")
+            outputs, mean, unbiased_variance = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=gamma, offset=beta, mean=empty, variance=empty,
+                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
+                is_training=True,
+            )[:3]
+            count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], "float32")
+            variance = unbiased_variance * ((count - 1.0) / tf.maximum(count, 1.0))
+            momentum = self.momentum
+            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+            self.moving_variance.assign(
+                self.moving_variance * momentum + variance * (1.0 - momentum))
+        else:
+            outputs = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=gamma, offset=beta,
+                mean=tf.cast(self.moving_mean.value, "float32"),
+                variance=tf.cast(self.moving_variance.value, "float32"),
+                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
+                is_training=False,
+            )[0]
+        return ops.cast(outputs, self.compute_dtype)
