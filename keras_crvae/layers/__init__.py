@@ -13,16 +13,16 @@ from keras_crvae.layers.discriminator import (
     SpectralDiscriminator,
     SpectralNormalization,
 )
-from keras_crvae.layers.normalization import FusedBatchNormalization
+from keras_crvae.layers.normalization import BatchNormalization
 from keras_crvae.layers.sampling import GaussianSampler
 from keras_crvae.layers.gaussian_parameters import GaussianParameters
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 
 __all__ = [
+    "BatchNormalization",
     "ChannelRecurrentLatent",
     "ConcatenatedReLU",
     "ElementwiseBias",
-    "FusedBatchNormalization",
     "GaussianSampler",
     "L2Normalize",
     "MinibatchDiscrimination",

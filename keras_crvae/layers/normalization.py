@@ -17,9 +17,15 @@ _FUSED_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization` with the same weights, arguments and arithmetic, run as
     TensorFlow's fused kernel where it applies.
+
+    Why the same class name as Keras' layer: Keras' weight files (`.weights.h5`, the weights inside
+    `.keras`, `BackupAndRestore` checkpoints) address a layer by its class name (`batch_normalization_3`),
+    not its `name`. Keeping the name lets every checkpoint written with `keras.layers.BatchNormalization`
+    (running Table 1 rows, shipped models) load into networks built with this layer and back; it
+    serializes as `keras_crvae>BatchNormalization`.
 
     Input shape: `(batch, height, width, channels)` (any rank falls back to the Keras layer).
     Output shape: the input's; dtype: the layer's compute dtype.

@@ -13,7 +13,8 @@ no builder (layers -> networks -> models, docs/design.md).
 
 import keras
 
-from keras_crvae.layers import FusedBatchNormalization, PhaseConv2DTranspose, SliceCropping2D
+from keras_crvae import layers as crvae_layers
+from keras_crvae.layers import PhaseConv2DTranspose, SliceCropping2D
 
 # BatchNorm of the Two-Stage VAE reference (`batch_norm` of `network/util.py`): epsilon 1e-5,
 # moving-average decay 0.999.
@@ -77,9 +78,9 @@ def transposed_conv(x, filters, padding, name):
 
 def batch_norm(x, epsilon, momentum, name, synchronized=False):
     """`BatchNormalization` (Keras `momentum`, i.e. Torch's `1 - momentum`) applied to `x`: the
-    `FusedBatchNormalization` layer, one fused kernel per step on TensorFlow."""
+    `keras_crvae.layers.BatchNormalization`, one fused kernel per step on TensorFlow."""
     # synchronized=True: statistics over the global batch under a TensorFlow distribution strategy.
-    return FusedBatchNormalization(epsilon=epsilon, momentum=momentum,
+    return crvae_layers.BatchNormalization(epsilon=epsilon, momentum=momentum,
                                    synchronized=synchronized, name=name)(x)
 
 

@@ -17,7 +17,7 @@ WGAN-GP, whose penalty needs a critic that treats examples independently) or "no
 
 import keras
 
-from keras_crvae.layers import FusedBatchNormalization
+from keras_crvae import layers as crvae_layers
 
 IMAGE_SHAPES = ((28, 28, 1), (64, 64, 3))
 NORMS = ("batch", "layer", "none")
@@ -49,7 +49,7 @@ def _check(image_shape, base_channels):
 
 def _normalize(x, norm, name, synchronized=False):
     if norm == "batch":
-        return FusedBatchNormalization(momentum=BN_MOMENTUM, synchronized=synchronized,
+        return crvae_layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=synchronized,
                                        name=name)(x)
     if norm == "layer":
         axes = list(range(1, len(x.shape)))

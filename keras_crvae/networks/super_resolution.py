@@ -34,7 +34,7 @@ import math
 
 import keras
 
-from keras_crvae.layers import FusedBatchNormalization
+from keras_crvae import layers as crvae_layers
 from keras_crvae.networks.blocks import transposed_conv
 
 UPSAMPLINGS = ("nearest", "deconv")
@@ -51,7 +51,7 @@ def _conv(x, filters, kernel_size, strides=1, name=None, use_bias=False):
 
 
 def _bn(x, name, synchronized=False):
-    return FusedBatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
+    return crvae_layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized,
                                    name=name)(x)
 
 

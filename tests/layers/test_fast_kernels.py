@@ -13,8 +13,8 @@ import pytest
 from keras import ops
 
 import keras_crvae.layers.channel_recurrent as channel_recurrent
-from keras_crvae.layers import (ChannelRecurrentLatent, FusedBatchNormalization,
-                                SliceCropping2D)
+from keras_crvae.layers import BatchNormalization as FusedBatchNormalization
+from keras_crvae.layers import ChannelRecurrentLatent, SliceCropping2D
 
 pytestmark = pytest.mark.portable
 
@@ -195,3 +195,34 @@ def test_channel_recurrent_block_unchanged_by_unrolling(monkeypatch):
     np.testing.assert_allclose(out, ref_out, **FLOAT32)
     for gradient, ref_gradient in zip(grads, ref_grads):
         np.testing.assert_allclose(gradient, ref_gradient, **FLOAT32)
+
+
+def _small_network(batch_norm_class, crop_class):
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = batch_norm_class(name="bn_a")(x)
+    x = crop_class(1, name="crop")(x)
+    x = batch_norm_class(name="bn_b")(x)
+    return keras.Model(inputs, x)
+
+
+def test_weight_files_load_across_the_keras_and_fast_layers(tmp_path):
+    """A `.weights.h5` written by a network of Keras' BatchNormalization / Cropping2D loads into
+    the same network built with the fast layers, and back (Keras keys weights by class name)."""
+    keras.utils.set_random_seed(10)
+    keras_network = _small_network(keras.layers.BatchNormalization, keras.layers.Cropping2D)
+    fast_network = _small_network(FusedBatchNormalization, SliceCropping2D)
+    inputs = np.random.default_rng(11).normal(size=(5, 6, 6, 2)).astype("float32")
+    keras_network(inputs, training=True)  # move the moving statistics off their initial values
+    path = str(tmp_path / "keras.weights.h5")
+    keras_network.save_weights(path)
+    fast_network.load_weights(path)
+    for keras_weight, fast_weight in zip(keras_network.weights, fast_network.weights):
+        np.testing.assert_array_equal(ops.convert_to_numpy(fast_weight),
+                                      ops.convert_to_numpy(keras_weight))
+    np.testing.assert_allclose(ops.convert_to_numpy(fast_network(inputs, training=False)),
+                               ops.convert_to_numpy(keras_network(inputs, training=False)),
+                               **FLOAT32)
+    back = str(tmp_path / "fast.weights.h5")
+    fast_network.save_weights(back)
+    _small_network(keras.layers.BatchNormalization, keras.layers.Cropping2D).load_weights(back)

@@ -9,7 +9,8 @@ What runs, interleaved round by round so that a load change hits every contestan
 - keras_crvae at each `--precisions` (one fit step on a fixed batch of 128 binary images for
   `train`; `decoder.predict_on_batch` of 2,000 latents for `decode`, what the NLL evaluator calls);
 - the PyTorch port of the same networks (`--peer`, a validated measuring instrument outside the
-  library; needs `torch` in `--peer_python`), float32, in a worker subprocess (`OMP_WAIT_POLICY=
+  library; needs `torch` in `--peer_python`), float32 and bf16 autocast (`--peer_precisions`;
+  "vs torch" compares each keras row with the peer at the same precision), in a worker subprocess (`OMP_WAIT_POLICY=
   PASSIVE`, 2 threads like TensorFlow here); skipped with a note when torch is missing;
 - the ceilings: float32 and bfloat16 1024x1024 matmul and a 3x3 convolution (128x14x14x64 -> 64) in
   TensorFlow, GFLOP/s, measured in the same rounds.
@@ -39,10 +40,16 @@ flags.DEFINE_integer("rounds", 5, "Interleaved rounds; medians are reported.")
 flags.DEFINE_integer("steps", 3, "Training steps (or decode calls) per contestant per round.")
 flags.DEFINE_integer("batch_size", 128, "Training batch size (the peer's is fixed at 128).")
 flags.DEFINE_integer("decode_rows", 2000, "Latents per decode call (the peer's is fixed at 2000).")
-flags.DEFINE_string("peer", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "tools",
-                                         "peer", "torch_peer_mnist.py"),
+flags.DEFINE_string("peer", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                         "shared", "tools", "peer", "torch_peer_mnist.py"),
                     "Path of the PyTorch peer script.")
 flags.DEFINE_string("peer_python", sys.executable, "Python interpreter that has torch.")
+flags.DEFINE_list("peer_precisions", ["float32", "bf16"], "The peer's precisions: float32, and bf16 "
+                  "(`torch.autocast(\"cpu\", dtype=torch.bfloat16)`, what a PyTorch user on a bf16 "
+                  "CPU runs). Each keras precision is compared with the peer's at the same precision.")
+flags.DEFINE_list("kernels", ["fast"], "keras_crvae's kernels, as contestants: fast (as shipped) "
+                  "and/or reference (Keras' own BatchNormalization, Cropping2D, LSTM, Adam update; "
+                  "tools/benchmarks/kernels.py).")
 flags.DEFINE_integer("quality_epochs", 0, "Epochs of the fp32-vs-bf16 quality run (0: skip).")
 flags.DEFINE_integer("quality_base_channels", 32, "base_channels of the quality run.")
 flags.DEFINE_string("output", "benchmark_peer.json", "JSON output path.")
@@ -85,14 +92,21 @@ def forward_flops_per_image(model):
 
 
 class KerasContestant:
-    def __init__(self, preset, task, precision, batch_size, decode_rows):
+    def __init__(self, preset, task, precision, batch_size, decode_rows, kernels="fast"):
+        import contextlib
+
         import keras
         import numpy as np
 
         import keras_crvae
+        import kernels as kernel_switch
 
-        self.name = f"keras {precision}"
-        self.model = keras_crvae.from_preset(preset, seed=0, precision=precision)
+        self.name = f"keras {precision}" + ("" if kernels == "fast" else f" {kernels}")
+        self.precision = precision
+        self.context = (kernel_switch.reference_kernels if kernels == "reference"
+                        else contextlib.nullcontext)
+        with self.context():
+            self.model = keras_crvae.from_preset(preset, seed=0, precision=precision)
         self.task = task
         rng = np.random.default_rng(0)
         if task == "train":
@@ -102,7 +116,8 @@ class KerasContestant:
             self.z = rng.standard_normal((decode_rows,) + self.model.latent_shape).astype("float32")
             self.rows = decode_rows
         self.keras = keras
-        self.run(2)  # trace and warm up
+        with self.context():
+            self.run(2)  # trace and warm up (the kernels are chosen when the step is traced)
         self.flops = 3 * forward_flops_per_image(self.model)
 
     def run(self, steps):
@@ -118,12 +133,13 @@ class KerasContestant:
 class PeerContestant:
     """The PyTorch worker process (`setup`, `run N`, `quit` over stdin/stdout)."""
 
-    def __init__(self, preset, task, script, python):
+    def __init__(self, preset, task, script, python, precision="float32"):
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PEER_THREADS="2")
         self.process = subprocess.Popen([python, script, "worker"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True, env=env)
-        self.name = "torch float32"
-        reply = self._ask(f"setup {preset} {task}")
+        self.name = f"torch {precision}"
+        self.precision = "bfloat16" if precision == "bf16" else "float32"
+        reply = self._ask(f"setup {preset} {task}" + (" bf16" if precision == "bf16" else ""))
         self.version = reply.split()[1] if reply.startswith("ready") else reply
         self.rows = None
 
@@ -224,10 +240,12 @@ def main(_):
         print(f"PyTorch peer skipped: {peer_note}")
     for preset in FLAGS.presets:
         for task in FLAGS.tasks:
-            contestants = [KerasContestant(preset, task, p, FLAGS.batch_size, FLAGS.decode_rows)
-                           for p in FLAGS.precisions]
-            peer = PeerContestant(preset, task, FLAGS.peer, FLAGS.peer_python) if ok else None
-            everyone = contestants + ([peer] if peer else [])
+            contestants = [KerasContestant(preset, task, p, FLAGS.batch_size, FLAGS.decode_rows,
+                                           kernels)
+                           for p in FLAGS.precisions for kernels in FLAGS.kernels]
+            peers = [PeerContestant(preset, task, FLAGS.peer, FLAGS.peer_python, precision)
+                     for precision in FLAGS.peer_precisions] if ok else []
+            everyone = contestants + peers
             samples = {c.name: [] for c in everyone}
             ceiling_samples = {name: [] for name in ceilings}
             loads = [os.getloadavg()[0]]
@@ -238,7 +256,7 @@ def main(_):
                 for name, (function, flops) in ceilings.items():
                     ceiling_samples[name].append(time_ceiling(function, flops))
                 loads.append(os.getloadavg()[0])
-            if peer:
+            for peer in peers:
                 peer.close()
             medians = {name: statistics.median(v) for name, v in samples.items()}
             ceiling = {name: statistics.median(v) for name, v in ceiling_samples.items()}
@@ -246,18 +264,23 @@ def main(_):
             table = {"preset": preset, "task": task, "images_per_second": medians,
                      "all_rounds": samples, "ceiling_gflops": ceiling,
                      "gflop_per_image": flops / 1e9, "load_average": loads}
-            peer_speed = medians.get("torch float32")
+            peer_speeds = {peer.precision: medians[peer.name] for peer in peers}
             print(f"\n{preset} {task}  ({flops / 1e9:.3f} GFLOP per image; load average "
                   f"{min(loads):.2f}-{max(loads):.2f})")
-            print(f"{'contestant':18s} {'images/s':>9s} {'vs torch':>9s} {'GFLOP/s':>8s} "
+            print(f"{'contestant':26s} {'images/s':>9s} {'vs torch':>9s} {'GFLOP/s':>8s} "
                   f"{'% fp32 ceil':>11s} {'% bf16 ceil':>11s}")
             fp32_ceiling = max(ceiling["matmul float32"], ceiling["conv3x3 float32"])
             bf16_ceiling = max(ceiling["matmul bfloat16"], ceiling["conv3x3 bfloat16"])
             table["ceiling_used"] = {"float32": fp32_ceiling, "bfloat16": bf16_ceiling}
-            for name, speed in medians.items():
+            table["vs_torch_same_precision"] = {}
+            for contestant in everyone:
+                name, speed = contestant.name, medians[contestant.name]
                 achieved = speed * flops / 1e9
+                peer_speed = peer_speeds.get(contestant.precision)
                 ratio = f"{speed / peer_speed:9.2f}" if peer_speed else f"{'-':>9s}"
-                print(f"{name:18s} {speed:9.1f} {ratio} {achieved:8.1f} "
+                if peer_speed:
+                    table["vs_torch_same_precision"][name] = round(speed / peer_speed, 3)
+                print(f"{name:26s} {speed:9.1f} {ratio} {achieved:8.1f} "
                       f"{100 * achieved / fp32_ceiling:10.0f}% "
                       f"{100 * achieved / bf16_ceiling:10.0f}%")
             print("ceilings GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()))

@@ -4,7 +4,7 @@ The fast paths (docs/performance.md, "The training step on a 2-core CPU"):
 
 | name | fast path | reference |
 |---|---|---|
-| `batch_norm` | `FusedBatchNormalization`: one `FusedBatchNormV3` on TensorFlow | `keras.layers.BatchNormalization.call` |
+| `batch_norm` | `keras_crvae.layers.BatchNormalization`: one `FusedBatchNormV3` on TensorFlow | `keras.layers.BatchNormalization.call` |
 | `crop` | `SliceCropping2D`: a `Slice` (gradient: `Pad`) | `keras.layers.Cropping2D.call` (`StridedSlice`) |
 | `lstm` | `unrolled_lstm`: kernels cast once, the input projections in one matmul | `keras.layers.LSTM` (a `while` loop) |
 | `adam` | `MultiplierAdam`: one `ResourceApplyAdam` per variable on TensorFlow | `keras.optimizers.Adam.update_step` |
@@ -25,7 +25,7 @@ def _patches(name):
     from keras_crvae.layers import channel_recurrent, cropping, normalization
 
     if name == "batch_norm":
-        return [(normalization.FusedBatchNormalization, "_fused_applies",
+        return [(normalization.BatchNormalization, "_fused_applies",
                  lambda self, inputs, mask: False)]
     if name == "crop":
         return [(cropping.SliceCropping2D, "call", keras.layers.Cropping2D.call)]
