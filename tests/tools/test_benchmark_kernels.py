@@ -58,3 +58,12 @@ def test_reference_kernels_restore_after_an_error_and_refuse_unknown_names():
 ])
 def test_profile_parts(op_name, op_type, part):
     assert profile_step.part_of(op_name, op_type) == part
+
+
+def test_kernels_context_reads_every_spec():
+    for spec in kernels.SPECS:
+        with kernels.kernels_context(spec):
+            switched = SliceCropping2D.call is keras.layers.Cropping2D.call
+        assert switched == (spec in ("reference", "no_crop"))
+    with pytest.raises(ValueError, match="Unknown kernels"):
+        kernels.kernels_context("no_winograd")

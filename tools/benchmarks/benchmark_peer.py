@@ -47,9 +47,9 @@ flags.DEFINE_string("peer_python", sys.executable, "Python interpreter that has 
 flags.DEFINE_list("peer_precisions", ["float32", "bf16"], "The peer's precisions: float32, and bf16 "
                   "(`torch.autocast(\"cpu\", dtype=torch.bfloat16)`, what a PyTorch user on a bf16 "
                   "CPU runs). Each keras precision is compared with the peer's at the same precision.")
-flags.DEFINE_list("kernels", ["fast"], "keras_crvae's kernels, as contestants: fast (as shipped) "
-                  "and/or reference (Keras' own BatchNormalization, Cropping2D, LSTM, Adam update; "
-                  "tools/benchmarks/kernels.py).")
+flags.DEFINE_list("kernels", ["fast"], "keras_crvae's kernels, as contestants: fast (as shipped), "
+                  "reference (Keras' own BatchNormalization, Cropping2D, LSTM, Adam update) or "
+                  "no_NAME (all fast but NAME; tools/benchmarks/kernels.py).")
 flags.DEFINE_integer("quality_epochs", 0, "Epochs of the fp32-vs-bf16 quality run (0: skip).")
 flags.DEFINE_integer("quality_base_channels", 32, "base_channels of the quality run.")
 flags.DEFINE_string("output", "benchmark_peer.json", "JSON output path.")
@@ -93,8 +93,6 @@ def forward_flops_per_image(model):
 
 class KerasContestant:
     def __init__(self, preset, task, precision, batch_size, decode_rows, kernels="fast"):
-        import contextlib
-
         import keras
         import numpy as np
 
@@ -103,8 +101,7 @@ class KerasContestant:
 
         self.name = f"keras {precision}" + ("" if kernels == "fast" else f" {kernels}")
         self.precision = precision
-        self.context = (kernel_switch.reference_kernels if kernels == "reference"
-                        else contextlib.nullcontext)
+        self.context = lambda: kernel_switch.kernels_context(kernels)
         with self.context():
             self.model = keras_crvae.from_preset(preset, seed=0, precision=precision)
         self.task = task
@@ -229,6 +226,16 @@ def quality_run(preset, epochs, base_channels, precisions):
 
 def main(_):
     import keras
+
+    import kernels as kernel_switch
+
+    for kernels in FLAGS.kernels:
+        if kernels not in kernel_switch.SPECS:
+            raise app.UsageError(f"--kernels={kernels}: expected one of "
+                                 f"{', '.join(kernel_switch.SPECS)}.")
+    for precision in FLAGS.peer_precisions:
+        if precision not in ("float32", "bf16"):
+            raise app.UsageError(f"--peer_precisions={precision}: expected float32 or bf16.")
 
     ok, peer_note = peer_available(FLAGS.peer_python, FLAGS.peer)
     ceilings = make_ceiling_kernels()

@@ -76,22 +76,11 @@ def step_gflops(model, images):
     return None if not flops or flops < 0 else flops / 1e9
 
 
-def kernel_context(kernels):
-    """The `kernels.reference_kernels` context of a `--kernels` value."""
-    import contextlib
-
-    import kernels as kernel_switch
-
-    if kernels == "fast":
-        return contextlib.nullcontext()
-    if kernels == "reference":
-        return kernel_switch.reference_kernels()
-    return kernel_switch.reference_kernels([kernels[len("no_"):]])
-
-
 def time_preset(name, batch_size, repeats, steps, precision="preset", transposed_conv="auto",
                 kernels="fast"):
-    with kernel_context(kernels):
+    import kernels as kernel_switch
+
+    with kernel_switch.kernels_context(kernels):
         row = _time_preset(name, batch_size, repeats, steps, precision, transposed_conv)
     row["kernels"] = kernels
     return row
@@ -155,10 +144,10 @@ def main(_):
                                  "native.")
     import kernels as kernel_switch
 
-    valid_kernels = ["fast", "reference"] + [f"no_{name}" for name in kernel_switch.KERNELS]
     for kernels in FLAGS.kernels:
-        if kernels not in valid_kernels:
-            raise app.UsageError(f"--kernels={kernels}: expected one of {', '.join(valid_kernels)}.")
+        if kernels not in kernel_switch.SPECS:
+            raise app.UsageError(f"--kernels={kernels}: expected one of "
+                                 f"{', '.join(kernel_switch.SPECS)}.")
     rows = [time_preset(name, FLAGS.batch_size, FLAGS.repeats, FLAGS.steps, precision,
                         transposed_conv, kernels)
             for name in names for precision in FLAGS.precisions

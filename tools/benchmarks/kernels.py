@@ -11,11 +11,14 @@ The fast paths (docs/performance.md, "The training step on a 2-core CPU"):
 
 `reference_kernels(names)` is a context manager: models built *and traced* inside it use the Keras
 layers for `names`; outside it everything is as shipped. For measurement only (it patches classes).
+`kernels_context(spec)` reads the benchmarks' `--kernels` values: `fast` (as shipped), `reference`
+(all four switched back) or `no_NAME` (all fast but NAME, to measure one change alone).
 """
 
 import contextlib
 
 KERNELS = ("batch_norm", "crop", "lstm", "adam")
+SPECS = ("fast", "reference") + tuple(f"no_{name}" for name in KERNELS)
 
 
 def _patches(name):
@@ -50,3 +53,14 @@ def reference_kernels(names=KERNELS):
     finally:
         for owner, attribute, original in reversed(saved):
             setattr(owner, attribute, original)
+
+
+def kernels_context(spec):
+    """The context of a `--kernels` value (SPECS); ValueError for any other value."""
+    if spec not in SPECS:
+        raise ValueError(f"Unknown kernels {spec!r}; expected one of {', '.join(SPECS)}.")
+    if spec == "fast":
+        return contextlib.nullcontext()
+    if spec == "reference":
+        return reference_kernels()
+    return reference_kernels([spec[len("no_"):]])

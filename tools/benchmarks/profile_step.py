@@ -38,7 +38,8 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["mnist_crvae", "mnist_vae"], "Presets to profile.")
 flags.DEFINE_string("precision", "bfloat16", "float32 or bfloat16 (mixed).")
-flags.DEFINE_string("kernels", "fast", "'fast' (as shipped) or 'reference' (Keras' own layers).")
+flags.DEFINE_string("kernels", "fast", "'fast' (as shipped), 'reference' (Keras' own layers) or "
+                    "'no_NAME' (tools/benchmarks/kernels.py).")
 flags.DEFINE_integer("threads", 1, "TensorFlow intra-op threads (inter-op: 1).")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_integer("steps", 3, "Profiled training steps (after three warm-up steps).")
@@ -95,17 +96,13 @@ def op_times(logdir):
 
 
 def profile_preset(name, precision, kernels, batch_size, steps):
-    import contextlib
-
     import numpy as np
     import tensorflow as tf
 
     import keras_crvae
     import kernels as kernel_switch
 
-    context = (kernel_switch.reference_kernels() if kernels == "reference"
-               else contextlib.nullcontext())
-    with context:
+    with kernel_switch.kernels_context(kernels):
         model = keras_crvae.from_preset(name, seed=0, precision=precision)
         shape = (batch_size,) + tuple(model.image_shape)
         images = (np.random.default_rng(0).random(shape) < 0.3).astype("float32")
@@ -173,8 +170,11 @@ def main(_):
     if keras.backend.backend() != "tensorflow":
         raise app.UsageError("profile_step.py reads TensorFlow's profiler: run it with "
                              "KERAS_BACKEND=tensorflow.")
-    if FLAGS.kernels not in ("fast", "reference"):
-        raise app.UsageError(f"--kernels={FLAGS.kernels}: expected fast or reference.")
+    import kernels as kernel_switch
+
+    if FLAGS.kernels not in kernel_switch.SPECS:
+        raise app.UsageError(f"--kernels={FLAGS.kernels}: expected one of "
+                             f"{', '.join(kernel_switch.SPECS)}.")
     if FLAGS.threads < 1 or FLAGS.steps < 1:
         raise app.UsageError("--threads and --steps must be >= 1.")
     import tensorflow as tf
