@@ -164,6 +164,22 @@ def test_binarization_sources_find_the_grey_image_each_binary_image_was_drawn_fr
         data.binarization_sources(grey[:2], grey)
 
 
+def test_binarization_sources_cache_is_keyed_by_the_arrays_and_read_back(tmp_path):
+    grey = data.load_embedded_mnist()["x_test"][:300]
+    binary = data.static_binarize(grey[:40], seed=5)
+    computed = data.binarization_sources(binary, grey, return_log_likelihood=True,
+                                         cache_dir=str(tmp_path))
+    (cache_file,) = tmp_path.glob("binarization_sources_*.npz")
+    np.testing.assert_array_equal(computed[0], data.binarization_sources(binary, grey))
+    # A second call reads the file (planted values come back) and other arrays get another key.
+    np.savez(cache_file, sources=np.arange(40), log_likelihoods=np.zeros(40, "float32"))
+    np.testing.assert_array_equal(
+        data.binarization_sources(binary, grey, cache_dir=str(tmp_path)), np.arange(40))
+    data.binarization_sources(binary[:30], grey, cache_dir=str(tmp_path))
+    assert len(list(tmp_path.glob("binarization_sources_*.npz"))) == 2
+    assert not list(tmp_path.glob("*.partial*"))
+
+
 def test_binarization_sources_score_real_sources_far_above_other_images():
     grey = data.load_embedded_mnist()["x_test"]
     binary = data.static_binarize(grey[:50], seed=4)

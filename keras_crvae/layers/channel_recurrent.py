@@ -70,8 +70,11 @@ def unrolled_lstm(lstm, sequence):
     Why not `lstm(sequence)`: on TensorFlow the Keras layer runs a `while` loop that casts both
     kernels to the compute dtype at every step under mixed precision and projects one step's input
     at a time. Here each kernel is read (and cast) once, the `T` input projections are one matmul,
-    and the first step skips `h @ U` with `h = 0` (exactly zero). The CRVAE's recurrence was 31% of a
+    and the first step skips `h @ U` with `h = 0` (exactly zero). The crVAE's recurrence was 31% of a
     `mnist_crvae` bfloat16 training step (`tools/benchmarks/profile_step.py`, docs/performance.md).
+    Under mixed precision the `T` steps' gradients of the once-cast recurrent kernel are summed in
+    the compute dtype before the cast back to float32 (Keras' loop casts each step's first);
+    tests/layers/test_fast_kernels.py bounds the difference to bfloat16 rounding.
     """
     cell = lstm.cell
     steps, features = sequence.shape[1], sequence.shape[2]

@@ -1,5 +1,5 @@
-"""tools/benchmarks/kernels.py switches the fast kernels off and back on; profile_step.py sorts ops
-into the parts of a network."""
+"""tools/benchmarks/kernels.py switches the fast kernels off and back on; op_profile.py (read by
+profile_step.py) sorts ops into the parts of a network."""
 
 import pathlib
 import sys
@@ -11,7 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "benchmarks"))
 import kernels  # noqa: E402  (a script's module, not a package)
-import profile_step  # noqa: E402
+import op_profile  # noqa: E402  (no absl flags: safe beside other tools' modules)
 
 from keras_crvae import optimizers  # noqa: E402
 from keras_crvae.layers import BatchNormalization as FusedBatchNormalization  # noqa: E402
@@ -57,7 +57,7 @@ def test_reference_kernels_restore_after_an_error_and_refuse_unknown_names():
     ("mnist_crvae_1/Sum", "Sum", "other"),
 ])
 def test_profile_parts(op_name, op_type, part):
-    assert profile_step.part_of(op_name, op_type) == part
+    assert op_profile.part_of(op_name, op_type) == part
 
 
 def test_kernels_context_reads_every_spec():

@@ -26,7 +26,6 @@ TensorFlow only (the profiler's op names); writes a table and JSON.
 """
 
 import collections
-import glob
 import json
 import os
 import platform
@@ -34,6 +33,8 @@ import tempfile
 import time
 
 from absl import app, flags
+
+from op_profile import PARTS, op_times, part_of
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["mnist_crvae", "mnist_vae"], "Presets to profile.")
@@ -45,55 +46,6 @@ flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_integer("steps", 3, "Profiled training steps (after three warm-up steps).")
 flags.DEFINE_integer("top", 12, "Op types listed per preset.")
 flags.DEFINE_string("output", "profile_step.json", "JSON output path.")
-
-PARTS = ("conv", "lstm/recurrence", "batchnorm", "activation", "optimizer", "cast", "other")
-
-
-def part_of(op_name, op_type):
-    """The network part (PARTS) an op belongs to, from its name scope and type."""
-    name = op_name.lower()
-    kind = op_type.lower()
-    if kind.startswith("resourceapply") or "optimizer" in name or "adam" in name or (
-            "assign" in kind and "gradient" not in name):
-        return "optimizer"
-    if "/lstm" in name or "recurrence" in name:
-        return "lstm/recurrence"
-    if "/bn_" in name or "batch_norm" in name or "batchnorm" in name or "moments" in name:
-        return "batchnorm"
-    if "lrelu" in name or "leaky" in name or "crelu" in name:
-        return "activation"
-    if "conv" in kind or "conv" in name:
-        return "conv"
-    if op_type == "Cast":
-        return "cast"
-    return "other"
-
-
-def op_times(logdir):
-    """{(op_name, op_type): picoseconds} over the TensorFlow compute threads of a profile."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    files = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True))
-    if not files:
-        raise RuntimeError(f"The profiler wrote no trace under {logdir}.")
-    space = xplane_pb2.XSpace()
-    with open(files[-1], "rb") as handle:
-        space.ParseFromString(handle.read())
-    totals = collections.Counter()
-    for plane in space.planes:
-        if plane.name != "/host:CPU":
-            continue
-        for line in plane.lines:
-            if not line.name.startswith("tf_Compute"):
-                continue
-            for event in line.events:
-                name = plane.event_metadata[event.metadata_id].name
-                if ":" not in name or name.startswith("ExecutorState"):
-                    continue
-                op_name, op_type = name.rsplit(":", 1)
-                totals[(op_name, op_type)] += event.duration_ps
-    return totals
-
 
 def profile_preset(name, precision, kernels, batch_size, steps):
     import numpy as np

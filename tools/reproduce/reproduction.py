@@ -142,6 +142,8 @@ def resolve_settings(defaults, smoke):
 # binarizations of the training images (`data.binarization_sources`; real sources score far above,
 # the best match of an unrelated image far below, `tests/test_data.py`).
 MAX_SOURCE_NATS = -100.0
+# Where the validation images' sources are kept between runs (keyed by the arrays' SHA-1).
+SOURCES_CACHE = os.path.join("~", ".keras", "keras_crvae", "cache")
 
 
 def load_data(settings):
@@ -157,8 +159,8 @@ def load_data(settings):
     if valid_images.min() < 0 or not set(valid_images.reshape(-1)[:10000].tolist()) <= {0.0, 1.0}:
         raise ValueError("--valid_data must be statically binarized (values 0/1).")
     if FLAGS.hold_out_valid_sources:
-        sources, log_likelihood = data.binarization_sources(valid_images, train_images,
-                                                            return_log_likelihood=True)
+        sources, log_likelihood = data.binarization_sources(
+            valid_images, train_images, return_log_likelihood=True, cache_dir=SOURCES_CACHE)
         if np.median(log_likelihood) < MAX_SOURCE_NATS:
             raise ValueError(
                 f"--valid_data does not look like binarizations of --train_data images (median best "
