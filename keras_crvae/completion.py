@@ -425,6 +425,48 @@ def complete(model, images, mask, steps=200, learning_rate=0.03, prior_weight=1e
                             mask=mask, adversarial_weight=tau)
 
 
+def complete_batches(model, images, mask, batch_size=64, seed=None, image_range=None, **settings):
+    """`complete` on consecutive batches of `images`, in memory bounded by `batch_size`.
+
+    Each batch is an independent call of `complete` (its own z variables and Adam state), so for
+    a model without discriminator the completions equal (up to float rounding) one `complete`
+    call on all images; with
+    minibatch discrimination (tau > 0) an image's completion depends on its batch's images.
+
+    Args:
+        model, images, mask: as `complete` (`mask` a kind of `make_mask` or an array `check_mask`
+            accepts for all `images`; a kind is made once for all images, so "random_blocks"
+            does not depend on `batch_size`).
+        batch_size: int >= 1, default 64. Images optimised together.
+        seed: int or None. Batch `b` gets `evaluation.sampling.batch_seed(seed, b)`.
+        image_range: `(low, high)` or None (default). When given, `images` are stored images
+            (uint8 0..255 or floats in [0, 1]) and each batch is mapped to this range
+            (`to_image_range`) just before its completion, so no float copy of all images is
+            made; None: `images` are already in the model's range.
+        **settings: `steps`, `learning_rate`, `prior_weight`, `adversarial_weight`, `init`.
+
+    Yields:
+        `(start, batch, CompletionResult)`: `batch` is `images[start:start + B]` (B <= batch_size)
+        in the model's range, the images that the result completes.
+    """
+    from keras_crvae.evaluation.sampling import batch_seed
+
+    images = np.asarray(images)
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
+    if isinstance(mask, str):
+        mask = make_mask(mask, images.shape[1:], batch_size=len(images), seed=seed)
+    mask = check_mask(mask, images.shape)
+    for index, start in enumerate(range(0, len(images), batch_size)):
+        end = start + batch_size
+        batch = images[start:end]
+        if image_range is not None:
+            batch = to_image_range(batch, image_range)
+        yield start, batch, complete(model, batch, mask[start:end],
+                              seed=batch_seed(seed, index), **settings)
+
+
 def masked_mse(estimate, images, mask):
     """Mean squared error over the missing pixels only, per image: `(B,)`.
 
@@ -489,3 +531,22 @@ def completion_summary(images, result, image_range):
             "loss_curve": [float(v) for v in result.loss_curve],
             "final_loss": float(result.final_loss),
             "image_range": [float(image_range[0]), float(image_range[1])]}
+
+
+def merge_summaries(summaries):
+    """One `completion_summary` of the batches that `summaries` describe (in any order): the
+    means, loss curve and final loss weighted by each batch's `num_images`."""
+    summaries = list(summaries)
+    if not summaries:
+        raise ValueError("`summaries` is empty.")
+    total = sum(summary["num_images"] for summary in summaries)
+
+    def mean(key):
+        return sum(np.asarray(summary[key], np.float64) * summary["num_images"]
+                   for summary in summaries) / total
+
+    return {"num_images": int(total), "masked_mse": float(mean("masked_mse")),
+            "encoder_only_masked_mse": float(mean("encoder_only_masked_mse")),
+            "loss_curve": [float(v) for v in mean("loss_curve")],
+            "final_loss": float(mean("final_loss")),
+            "image_range": summaries[0]["image_range"]}

@@ -4,6 +4,7 @@ the CLI and the tools."""
 import contextlib
 import json
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -66,9 +67,7 @@ def image_grid(images, columns=8, padding=2):
         images = images[..., None]
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(f"`images` must have shape (N, H, W, C) with N >= 1; got {images.shape}.")
-    if images.min() < 0:
-        images = (images + 1.0) / 2.0
-    images = np.clip(images, 0.0, 1.0)
+    images = _to_unit_range(images)
     count, height, width, channels = images.shape
     columns = max(1, min(int(columns), count))
     rows = -(-count // columns)
@@ -92,6 +91,99 @@ def save_image_grid(images, path, columns=8, scale=2):
     with atomic_path(path) as temporary:
         picture.save(temporary, format="PNG")
     return path
+
+
+def to_uint8_images(images):
+    """Images `(N, H, W, C)` in [0, 1] (or [-1, 1] if any value is negative) -> uint8 0..255, the
+    mapping `image_grid` draws with (the format `crvae sample --output=PATH.npz` writes)."""
+    return (_to_unit_range(images) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _to_unit_range(images):
+    """float32 images in [0, 1]: [-1, 1] images (any value negative) are mapped, then clipped."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.size and images.min() < 0:
+        images = (images + 1.0) / 2.0
+    return np.clip(images, 0.0, 1.0)
+
+
+class NpzArrayWriter:
+    """Writes one array of a known shape into an `.npz` archive batch by batch, in bounded memory.
+
+    The archive is what `numpy.savez` writes (an uncompressed zip, ZIP64 where needed, holding
+    `KEY.npy`), so `numpy.load(path)[key]` reads it back; but the `.npy` member is streamed: its
+    header (with the final shape) first, then each batch's bytes as `write` receives them, so
+    memory holds one batch, never the whole array. (Chosen over `numpy.lib.format.open_memmap`,
+    whose dirty pages count in the resident set until the kernel writes them back, and which
+    would need a second pass to zip the `.npy` into an `.npz`.) The file appears at `path` only
+    when all `shape[0]` rows are written (temporary file + rename, `atomic_path`); an error or an
+    interruption leaves no partial archive.
+
+    >>> with NpzArrayWriter("samples.npz", "x", (10, 28, 28, 1), np.uint8) as writer:  # doctest: +SKIP
+    ...     for batch in batches:          # each (B, 28, 28, 1), B rows at a time
+    ...         writer.write(batch)
+
+    Args:
+        path: str, the `.npz` file.
+        key: str, the array's name in the archive.
+        shape: tuple, the whole array's shape `(N, ...)`; batches are `(B, *shape[1:])`.
+        dtype: the array's dtype; batches are cast to it.
+    """
+
+    def __init__(self, path, key, shape, dtype):
+        self.path, self.key = os.fspath(path), str(key)
+        self.shape, self.dtype = tuple(int(d) for d in shape), np.dtype(dtype)
+        self.rows_written = 0
+        self._context = self._archive = self._member = None
+
+    def __enter__(self):
+        import zipfile
+
+        self._context = atomic_path(self.path)
+        temporary = self._context.__enter__()
+        try:
+            self._archive = zipfile.ZipFile(temporary, mode="w", compression=zipfile.ZIP_STORED,
+                                            allowZip64=True)
+            self._member = self._archive.open(f"{self.key}.npy", mode="w", force_zip64=True)
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                      "shape": self.shape}
+            np.lib.format.write_array_header_2_0(self._member, header)
+        except BaseException:
+            self._close(*sys.exc_info())
+            raise
+        return self
+
+    def write(self, batch):
+        """Appends `batch` `(B, *shape[1:])` (cast to the writer's dtype) after the rows written."""
+        batch = np.ascontiguousarray(batch, dtype=self.dtype)
+        if batch.shape[1:] != self.shape[1:]:
+            raise ValueError(f"`batch` must have shape (B, {', '.join(map(str, self.shape[1:]))}); "
+                             f"got {batch.shape}.")
+        if self.rows_written + len(batch) > self.shape[0]:
+            raise ValueError(f"{self.rows_written + len(batch)} rows written to an array of "
+                             f"{self.shape[0]}.")
+        self._member.write(batch.tobytes())
+        self.rows_written += len(batch)
+
+    def __exit__(self, *error):
+        if error[0] is None and self.rows_written != self.shape[0]:
+            error = (ValueError, ValueError(f"{self.rows_written} of {self.shape[0]} rows "
+                                            "written; the archive is not kept."), None)
+            self._close(*error)
+            raise error[1]
+        return self._close(*error)
+
+    def _close(self, *error):
+        """Closes the member and the archive; renames the file into place only without `error`."""
+        for closable in (self._member, self._archive):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:  # noqa: BLE001 (closing after a failed write: the first error wins)
+                    if error[0] is None:
+                        raise
+        self._member = self._archive = None
+        return self._context.__exit__(*error) if self._context is not None else False
 
 
 # === Reading user files and checking output paths (NumPy only: the CLI runs these before TF) ===

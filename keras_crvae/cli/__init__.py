@@ -1,4 +1,5 @@
-"""The `crvae` command line: `crvae train | evaluate | sample | presets | export | complete`.
+"""The `crvae` command line: `crvae train | evaluate | sample | presets | export | complete |
+fid-weights`.
 
     main.py      the entry: parse, check, dispatch; exit statuses; `main(argv)`
     flags.py     the flag registry, which flags each command takes, help texts, parsing, and the
@@ -6,7 +7,7 @@
     checks.py    the checks the commands share (data files, image arrays, output paths,
                  .keras files)
     runtime.py   what commands share after their checks: `load_library` (TensorFlow), the model
-    train.py, evaluate.py, sample.py, presets.py, export.py, complete.py
+    train.py, evaluate.py, sample.py, presets.py, export.py, complete.py, fid_weights.py
                  one module per command: `check()` before TensorFlow, `run(checked)` after it
 
 No logic of the library lives here: a command module checks flags, calls the library and prints.

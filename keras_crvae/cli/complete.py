@@ -1,18 +1,30 @@
-"""`crvae complete`: fills the masked part of images by optimising z, writes a PNG grid and a JSON.
+"""`crvae complete`: fills the masked part of images by optimising z, writes a PNG grid (or an
+`.npz` of the completions) and a JSON.
 
 `check` reads the images and builds or reads the mask before TensorFlow loads; `run` calls the
-library (`completion.complete`, `completion.completion_grid`, `completion.completion_summary`)
-and writes what it returns.
+library (`completion.complete_batches`, `completion.completion_grid`,
+`completion.completion_summary`, `completion.merge_summaries`) and writes what it returns. The
+images are completed `--batch_size` at a time, so memory depends on the batch, not on
+`--num_images`: a PNG grid shows at most `GRID_LIMIT` images; more go to `--output=PATH.npz`
+(uint8 0..255 under the key 'x', written batch by batch by `io.NpzArrayWriter`).
 """
 
+import contextlib
 import math
 import os
+
+import numpy as np
 
 from keras_crvae import completion
 from keras_crvae.cli.checks import check_model_path, check_output_file, colour_images, read_npz
 from keras_crvae.cli.flags import FLAGS, UsageError, check_positive, flag_text, require
 from keras_crvae.cli.runtime import load_library, load_model, say
-from keras_crvae.io import save_image_grid, write_json
+from keras_crvae.io import NpzArrayWriter, save_image_grid, to_uint8_images, write_json
+
+GRID_LIMIT = 64  # images in one PNG grid (3 tiles each); more go to an .npz
+DEFAULT_COUNT = 8
+DEFAULT_BATCH_SIZE = 64
+NPZ_KEY = "x"
 
 
 def check():
@@ -21,8 +33,8 @@ def check():
     if not FLAGS.images:
         raise UsageError("--images is required: 'PATH.npz[:KEY]' with the images to complete")
     images = colour_images("images", FLAGS.images)
-    check_positive("num_images", "steps")
-    images = images[:FLAGS.num_images or 8]
+    check_positive("num_images", "steps", "batch_size")
+    images = images[:FLAGS.num_images or DEFAULT_COUNT]
     for name, low in (("learning_rate", None), ("prior_weight", 0.0), ("adversarial_weight", 0.0)):
         value = FLAGS[name].value
         if value is not None:
@@ -47,8 +59,13 @@ def check():
     except ValueError as error:
         raise UsageError(f"{flag_text('mask')}: {error}") from None
     output = FLAGS.output or "completions.png"
-    check_output_file(output, "output", (".png",))
-    return {"images": images, "mask": mask, "output": output}
+    check_output_file(output, "output", (".png", ".npz"))
+    if output.lower().endswith(".png"):
+        require(len(images) <= GRID_LIMIT, "num_images", f"at most {GRID_LIMIT} images in a PNG "
+                f"grid ({flag_text('output', output)}); write more completions to an .npz, e.g. "
+                "--output=completions.npz", FLAGS.num_images)
+    return {"images": images, "mask": mask, "output": output,
+            "batch_size": FLAGS.batch_size or DEFAULT_BATCH_SIZE}
 
 
 def run(checked):
@@ -66,24 +83,37 @@ def run(checked):
         raise UsageError(f"{flag_text('images', FLAGS.images)}: images of shape "
                          f"{tuple(images.shape[1:])}; the model takes {networks.image_shape}")
     low, high = networks.image_range
-    images = completion.to_image_range(images, networks.image_range)
     tau = FLAGS.adversarial_weight if networks.discriminator is not None else 0.0
     say(f"Completing {len(images)} images ({flag_text('mask')}): {FLAGS.steps} Adam steps on z, "
         f"prior weight {FLAGS.prior_weight}, adversarial weight {tau}"
         + (" (the model has no discriminator)" if networks.discriminator is None else ""))
-    result = completion.complete(model, images, mask, steps=FLAGS.steps,
-                                 learning_rate=FLAGS.learning_rate or 0.03,
-                                 prior_weight=FLAGS.prior_weight,
-                                 adversarial_weight=FLAGS.adversarial_weight, seed=FLAGS.seed)
-    save_image_grid(completion.completion_grid(images, result, networks.image_range),
-                    checked["output"], columns=3 * min(4, len(images)))
-    summary = completion.completion_summary(images, result, networks.image_range)
-    json_path = os.path.splitext(checked["output"])[0] + ".json"
+    batches = completion.complete_batches(
+        model, images, mask, batch_size=checked["batch_size"], seed=FLAGS.seed,
+        image_range=networks.image_range, steps=FLAGS.steps,
+        learning_rate=FLAGS.learning_rate or 0.03, prior_weight=FLAGS.prior_weight,
+        adversarial_weight=FLAGS.adversarial_weight)
+    output = checked["output"]
+    summaries, grid = [], []
+    writer = (NpzArrayWriter(output, NPZ_KEY, images.shape, "uint8")
+              if output.lower().endswith(".npz") else None)
+    with writer or contextlib.nullcontext():
+        for start, batch, result in batches:
+            summaries.append(completion.completion_summary(batch, result, networks.image_range))
+            if writer is None:  # at most GRID_LIMIT images (checked)
+                grid.append(completion.completion_grid(batch, result, networks.image_range))
+            else:
+                writer.write(to_uint8_images((result.completed - low) / (high - low)))
+                say(f"  {start + len(batch):,} / {len(images):,} images")
+    if writer is None:
+        save_image_grid(np.concatenate(grid), output, columns=3 * min(4, len(images)))
+    summary = completion.merge_summaries(summaries)
+    json_path = os.path.splitext(output)[0] + ".json"
     write_json({"model": FLAGS.model, "images": FLAGS.images, "mask": FLAGS.mask,
                 "steps": FLAGS.steps, **summary}, json_path)
     say(f"Masked-region MSE {summary['masked_mse']:.5f} (encoder only "
         f"{summary['encoder_only_masked_mse']:.5f}; images in [{low:g}, {high:g}]); loss "
-        f"{result.loss_curve[0]:.5f} -> {result.final_loss:.5f}")
-    say(f"Wrote {checked['output']} (each image: masked input, completion, original, left to "
-        f"right) and {json_path}")
+        f"{summary['loss_curve'][0]:.5f} -> {summary['final_loss']:.5f}")
+    what = ("each image: masked input, completion, original, left to right" if writer is None
+            else f"array '{NPZ_KEY}': the completions as uint8 0..255, shape {images.shape}")
+    say(f"Wrote {output} ({what}) and {json_path}")
     return 0

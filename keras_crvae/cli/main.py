@@ -32,7 +32,7 @@ from absl import flags as absl_flags
 from keras_crvae.cli.flags import FLAGS, UsageError, command_help, parse
 
 USAGE = (
-    "usage: crvae {train,evaluate,sample,presets,export,complete} [--flags]\n"
+    "usage: crvae {train,evaluate,sample,presets,export,complete,fid-weights} [--flags]\n"
     "  train     train a preset and write model.keras, samples.png, reconstructions.png,\n"
     "            metrics.json, history.csv into --output_dir\n"
     "  evaluate  ELBO, importance-sampled NLL and active units of a saved model\n"
@@ -40,6 +40,7 @@ USAGE = (
     "  presets   list the presets\n"
     "  export    write a TF Serving SavedModel into OUTPUT/VERSION/\n"
     "  complete  fill the masked part of images by optimising z; write a PNG grid\n"
+    "  fid-weights  prepare the standard FID Inception weights (no torch needed)\n"
     "Run `crvae COMMAND --help` for a command's flags."
 )
 EXIT_USAGE = 2
@@ -47,13 +48,13 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 # One module of this package per command, each with `check()` and `run(checked)`.
-COMMAND_NAMES = ("train", "evaluate", "sample", "presets", "export", "complete")
+COMMAND_NAMES = ("train", "evaluate", "sample", "presets", "export", "complete", "fid-weights")
 HELP_ARGUMENTS = ("-h", "--help", "-help", "--helpfull", "--helpshort", "help")
 
 
 def command_module(command):
     """The module of `command`, imported on first use (the help texts need none of them)."""
-    return importlib.import_module(f"keras_crvae.cli.{command}")
+    return importlib.import_module(f"keras_crvae.cli.{command.replace('-', '_')}")
 
 
 def main(argv=None):

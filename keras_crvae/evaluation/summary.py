@@ -20,7 +20,8 @@ def evaluate_model(model, images, nll_samples=1000, nll_images=None, batch_size=
         images: binarized array `(N, H, W, C)` (e.g. `(N, 28, 28, 1)`), values 0/1.
         nll_samples: int, default 1000. Importance samples `k` per image.
         nll_images: int or None. Images of `images` used for the NLL (default: all).
-        batch_size: int, default 100.
+        batch_size: int, default 100. Images per call of the model (ELBO, NLL, active units):
+            memory grows with it, not with the number of images.
         seed: int, default 0.
         verbose: int, default 1. Status lines and the NLL's progress.
 
@@ -37,7 +38,7 @@ def evaluate_model(model, images, nll_samples=1000, nll_images=None, batch_size=
         verbose=verbose,
     )
     _say(f"  active units on {len(images)} images ...", verbose)
-    units = active_units(model, images)
+    units = active_units(model, images, batch_size=batch_size)
     return {
         "elbo": bound["elbo"].to_dict(),
         "reconstruction": bound["reconstruction"].to_dict(),

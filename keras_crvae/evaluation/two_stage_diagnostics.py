@@ -21,6 +21,8 @@ import os
 import numpy as np
 from keras import ops
 
+from keras_crvae.evaluation.sampling import sample_batches
+
 
 def to_uint8(images):
     """Images in [0, 1] -> uint8 0..255 (rounded, clipped)."""
@@ -242,11 +244,8 @@ def _summary(values):
 
 def sample_images(model, num_samples, stage, seed=0, batch_size=1000):
     """`num_samples` images from `model.sample(.., stage=stage)` in batches -> float32 array."""
-    chunks = []
-    for index, start in enumerate(range(0, int(num_samples), int(batch_size))):
-        count = min(int(batch_size), int(num_samples) - start)
-        chunks.append(ops.convert_to_numpy(model.sample(count, stage=stage, seed=seed * 100003 + index)))
-    return np.concatenate(chunks).astype(np.float32)
+    chunks = sample_batches(model, num_samples, batch_size=batch_size, seed=seed, stage=stage)
+    return np.concatenate(list(chunks)).astype(np.float32)
 
 
 def two_stage_report(model, images, num_fid_samples=1000, seed=0, plot_dir=None,

@@ -122,7 +122,7 @@ def test_input_checks(random_network, tmp_path, monkeypatch):
         unit_range._check_values(np.full((1, 4, 4, 3), 255.0, "float32"))
     unit_range._check_values(np.full((1, 4, 4, 3), 1.04, "float32"))  # within 5%: clipped, not an error
     missing = tmp_path / "absent.weights.h5"
-    with pytest.raises(FileNotFoundError, match="convert_fid_inception.py"):
+    with pytest.raises(FileNotFoundError, match="crvae fid-weights"):
         evaluation.FIDInceptionV3(weights=missing)
     monkeypatch.setenv(inception.WEIGHTS_ENVIRONMENT_VARIABLE, str(missing))
     assert inception.default_weights_path() == str(missing)

