@@ -560,3 +560,10 @@ def output_lock(output_dir):
     if held is not None:
         return held.acquire()
     return OutputLock(output_dir).acquire()
+
+
+def release_locks():
+    """Releases every output-folder lock this process holds (the `crvae` command calls it when
+    the command ends, so that a program running several commands holds none in between)."""
+    for lock in list(_HELD.values()):
+        lock.release(everything=True)
