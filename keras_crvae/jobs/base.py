@@ -4,17 +4,23 @@ Every job (`vae`, `two_stage`, `gan`, `disentangling`) runs the same steps (`Tra
 
     resolve      the strategy (first: multi-worker collectives precede any TensorFlow op), the
                  preset with its overrides, the worker's output folder
-    plan         `runs.plan_run`: start, resume a killed/stopped run, continue a finished one, say
-                 "already trained" (and return its metrics), or refuse another preset's run
+    lock         `runs.output_lock`: one process per output folder (pid, host, start time)
+    plan         `runs.plan_run`: start, resume a killed/stopped run, continue a finished one,
+                 finish an interrupted final evaluation, say "already trained" (and return its
+                 metrics), or refuse another preset's run
     seed, data   `keras.utils.set_random_seed(seed)`, then the job's data (`prepare`)
-    folder       clear it for `fresh` (or always, for a job that cannot resume), create it, build
-                 the model (or load the finished one to continue) in the strategy's scope, write
-                 `run.json`
+    model        build it (or load the saved one to continue or evaluate) in the strategy's
+                 scope: every setting has now passed the builders' checks
+    folder       only now: for `fresh` (or always, for a job that cannot resume) set the old run
+                 aside in `previous/` (`runs.set_aside`; deleted after the first backed-up epoch,
+                 put back if training stops before), create the folder, write `run.json`
     fit          the job's callbacks + NaN guard + `BackupAndRestore` (resumable jobs) + the time
                  budget and SIGTERM stop at an epoch end (`longrun.TimeBudget`, `stop_on_sigterm`)
-    save         `model.keras` atomically, `run.json` finished; or, when stopped, `run.json` with the
-                 epochs done and the backup kept, so the next call resumes
-    report       the job's images and metrics, `metrics.json`, a few summary lines
+    save         `model.keras` atomically, `run.json` trained, then the backup goes; or, when
+                 stopped, `run.json` with the epochs done and the backup kept, so the next call
+                 resumes
+    report       the job's images and metrics, `metrics.json`, then `run.json` finished (a run
+                 interrupted before that is evaluated again by the next call), a few summary lines
 
 A job subclasses `TrainingJob` and fills in the hooks (`configure`, `prepare`, `build_model`,
 `callbacks`, `describe`, `fit`, `report`, `summarize`).
