@@ -411,9 +411,10 @@ def check_shapes(preset):
     import math
 
     common = math.gcd(trunk, latent)
+    fitting = ", ".join(map(str, _divisors(common)))
     problems = {"time_steps": f"a divisor of both 8*base_channels={trunk} and "
                               f"latent_channels={latent} (the crVAE latent splits both into "
-                              f"time_steps blocks): one of {', '.join(map(str, _divisors(common)))}"}
+                              f"time_steps blocks): one of {fitting}"}
     if steps >= 1 and latent % steps:
         problems["latent_channels"] = (f"a multiple of time_steps={steps} (the crVAE latent "
                                        "splits its channels into time_steps blocks)")
