@@ -102,6 +102,50 @@ def resolve(precision):
     return "float32"
 
 
+def describe(precision, used=None):
+    """One phrase for the user: the precision in use and, for "auto", why it was chosen, e.g.
+    "bfloat16 (auto: this CPU has native bfloat16 arithmetic)". `used`: what the model computes
+    in (default: `resolve(precision)`)."""
+    precision = normalize(precision)
+    used = used or resolve(precision)
+    if precision != "auto":
+        return used
+    if os.environ.get("KERAS_CRVAE_PRECISION"):
+        why = "KERAS_CRVAE_PRECISION is set"
+    elif used == "bfloat16":
+        why = "this CPU has native bfloat16 arithmetic"
+    else:
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            why = f"bfloat16 is not faster on the {keras.backend.backend()} backend here"
+        elif not cpu_supports_bfloat16():
+            why = "this CPU has no native bfloat16 arithmetic"
+        else:
+            why = "an accelerator is in use"
+    return f"{used} (auto: {why})"
+
+
+def from_global_policy():
+    """The precision Keras' global dtype policy asks for, or None when it is the default float32.
+
+    `keras.mixed_precision.set_global_policy("mixed_bfloat16")` (or "bfloat16") -> "bfloat16", so
+    that `from_preset` without `precision` follows the standard Keras switch. Raises ValueError
+    (one line) for a policy the library does not train in, e.g. "mixed_float16" (float16 needs
+    loss scaling, which the models' custom steps do not do).
+    """
+    import keras
+
+    name = keras.config.dtype_policy().name
+    if name == "float32":
+        return None
+    if name in ("mixed_bfloat16", "bfloat16"):
+        return "bfloat16"
+    raise ValueError(
+        f"Keras' global dtype policy is {name!r}; keras_crvae trains in float32 or mixed "
+        "bfloat16 only: set_global_policy('mixed_bfloat16') or 'float32', or pass precision=.")
+
+
 def policy_name(precision):
     """The Keras dtype policy of `precision`: "float32" or "mixed_bfloat16"."""
     return _POLICIES[resolve(precision)]

@@ -97,10 +97,21 @@ def trained(tmp_path_factory):
     (["--bogus=1"], ["unknown flag --bogus"]),
     (["--model=x.keras"], ["--model is not a flag of `crvae train`"]),
     (["epochs=3"], ["unexpected argument 'epochs=3'"]),
+    # Shape rules and the batch size, checked before TensorFlow loads (issue 31).
+    (["--time_steps=3"], ["--time_steps=3: expected a divisor of", "1, 2, 4, 8"]),
+    (["--set", "latent_channels=3"], ["--set latent_channels=3: expected a multiple of "
+                                      "time_steps=8"]),
+    (["--batch_size=20000"], ["--batch_size=20000: expected at most the 10,000 training images"]),
+    (["--data=train.npz", "--set", "batch_size=300"], ["--set batch_size=300", "at most the 256"]),
+    # An unprepared TFDS dataset: one line (no absl WARNING before it), nothing downloaded.
+    (["--data=tfds:mnist", "--data_dir=."], ["--data=tfds:mnist: not prepared in .",
+                                             "tfds build mnist"]),
 ])
 def test_train_flag_errors(workdir, args, fragments):
+    started = time.time()
     result = crvae("train", *args, cwd=workdir)
     assert_usage_error(result, *fragments)
+    assert time.time() - started < 8  # before TensorFlow loads (3-19 s)
     assert not (workdir / "crvae_run").exists()
 
 
@@ -169,6 +180,24 @@ def test_output_paths_are_checked_first(tmp_path):
 
 
 # === Saved models ===
+
+
+def test_generator_only_models_are_refused_before_tensorflow(tmp_path):
+    """`complete` and `evaluate` read the model's class from config.json first."""
+    for model_class in ("GAN", "InfoGAN"):
+        path = tmp_path / f"{model_class}.keras"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", json.dumps({"class_name": model_class}))
+            archive.writestr("model.weights.h5", b"\0" * 64)
+        np.savez(tmp_path / "faces.npz", x=np.zeros((4, 64, 64, 3), np.uint8))
+        started = time.time()
+        assert_usage_error(crvae("complete", f"--model={path.name}", "--images=faces.npz",
+                                 cwd=tmp_path), f"--model={path.name} is a", model_class,
+                           "without an encoder")
+        assert_usage_error(crvae("evaluate", f"--model={path.name}", cwd=tmp_path),
+                           f"--model={path.name} is a")
+        assert time.time() - started < 8  # both answered before TensorFlow loads
+    assert not (tmp_path / "completions.png").exists()
 
 
 def test_corrupt_model_files(trained, tmp_path):

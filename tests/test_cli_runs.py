@@ -2,6 +2,9 @@
 checked on hand-made folders: no training, no TensorFlow."""
 
 import json
+import os
+import socket
+import subprocess
 
 import pytest
 
@@ -107,3 +110,63 @@ def test_typed_overrides_name_the_key_and_the_expected_type():
             presets.parse_overrides([item], preset=PRESET)
     with pytest.raises(ValueError, match="base_channels='abc': expected an integer"):
         presets.get_preset(PRESET, base_channels="abc")  # the Python API checks types too
+
+
+def test_a_trained_run_without_metrics_finishes_its_evaluation(tmp_path):
+    """`finished` only once metrics.json is written: a run killed while it was scored is
+    evaluated again, not called trained (issue 31)."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    runs.write_run(str(directory), PRESET, settings(), 6, trained=True)
+    (directory / "model.keras").write_bytes(b"model")
+    plan = runs.plan_run(str(directory), PRESET, settings(), 6)
+    assert (plan.action, plan.initial_epoch) == ("evaluate", 6)
+    assert "final evaluation did not finish" in plan.message
+    assert runs.plan_run(str(directory), PRESET, settings(), 9).action == "continue"
+    # A job that cannot resume retrains.
+    assert runs.plan_run(str(directory), PRESET, settings(), 6, resumable=False).action == "start"
+
+
+def test_fresh_sets_a_run_aside_and_puts_it_back(tmp_path):
+    directory = tmp_path / "run"
+    finished_run(directory)
+    (directory / "notes.txt").write_text("mine")
+    before = sorted(p.name for p in directory.iterdir())
+    assert runs.set_aside(str(directory)) == str(directory / "previous")
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt", "previous"]
+    (directory / "run.json").write_text("{}")  # the new run's first files
+    assert runs.set_aside(str(directory))  # again (no first epoch yet): the new files go
+    assert sorted(p.name for p in (directory / "previous").iterdir()) == ["model.keras",
+                                                                          "run.json"]
+    (directory / "history.csv").write_text("epoch\n")
+    assert runs.restore_previous(str(directory))
+    assert sorted(p.name for p in directory.iterdir()) == before
+    assert runs.read_run(str(directory))["finished"] is True
+    runs.set_aside(str(directory))
+    runs.discard_previous(str(directory))
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
+
+
+def test_the_output_lock_is_exclusive_reentrant_and_leaves_no_folder(tmp_path):
+    folder = tmp_path / "new"
+    with runs.output_lock(str(folder)) as lock:
+        record = json.loads((folder / runs.LOCK_FILE).read_text())
+        assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
+        assert runs.output_lock(str(folder)) is lock  # the same process: re-entrant
+        lock.release()
+        assert (folder / runs.LOCK_FILE).exists()  # still held once
+    assert not folder.exists()  # created by the lock, empty: removed on release
+    # Another live process holds it: refused, naming it; a dead one's lock is taken over.
+    folder.mkdir()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (folder / runs.LOCK_FILE).write_text(json.dumps({"pid": sleeper.pid,
+                                                         "host": socket.gethostname()}))
+        with pytest.raises(runs.RunLockedError, match=f"pid {sleeper.pid} on host"):
+            runs.output_lock(str(folder))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with runs.output_lock(str(folder)) as lock:
+        assert lock.took_over["pid"] == sleeper.pid
+    assert sorted(os.listdir(folder)) == []

@@ -159,3 +159,26 @@ def test_bfloat16_model_exports_float32_signatures(tmp_path):
                                atol=1e-5)
     encoded = loaded.signatures["encode"](images=tf.constant(BINARY[:2]))
     assert {value.dtype for value in encoded.values()} == {tf.float32}
+
+
+def test_from_preset_follows_keras_global_policy():
+    """`set_global_policy("mixed_bfloat16")` then `from_preset` without `precision` builds in
+    bfloat16 (the preset's own precision no longer overrides it); an explicit `precision` wins;
+    a policy the library does not train in is refused in one line (issue 31)."""
+    previous = keras.config.dtype_policy()
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        model = keras_crvae.from_preset("mnist_cvae", base_channels=2, latent_channels=8)
+        assert precision.of_model(model) == "bfloat16"
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"  # left as the caller set it
+        model = keras_crvae.from_preset("mnist_cvae", base_channels=2, latent_channels=8,
+                                        precision="float32")
+        assert precision.of_model(model) == "float32"
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        with pytest.raises(ValueError, match="global dtype policy is 'mixed_float16'") as error:
+            keras_crvae.from_preset("mnist_cvae", base_channels=2, latent_channels=8)
+        assert "\n" not in str(error.value)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    model = keras_crvae.from_preset("mnist_cvae", base_channels=2, latent_channels=8)
+    assert precision.of_model(model) == "float32"  # the default policy: the preset's precision

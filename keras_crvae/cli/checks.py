@@ -4,6 +4,7 @@ Paths, data files and `.keras` files are checked here with the standard library 
 failed check raises a `UsageError` naming the flag, the value and what is expected.
 """
 
+import glob
 import json
 import os
 import zipfile
@@ -13,6 +14,9 @@ import numpy as np
 from keras_crvae.cli.flags import FLAGS, UsageError, flag_text, require
 from keras_crvae.io import (output_dir_problem, output_file_problem, read_npz_array,
                             split_npz_spec)
+
+# Model classes (config.json's class_name) with a generator only: no encoder, no likelihood.
+GENERATOR_ONLY_CLASSES = ("GAN", "InfoGAN")
 
 
 def check_output_dir(name):
@@ -89,10 +93,27 @@ def mnist_images(name, default, image_shape=(28, 28, 1)):
                 "tfds:mnist or tfds:binarized_mnist", spec)
         require(FLAGS.data_dir is None or os.path.isdir(os.path.expanduser(FLAGS.data_dir)),
                 "data_dir", "an existing folder")
+        check_tfds_prepared(name, spec, spec.split(":", 1)[1])
         return spec, None
     images = read_npz(spec, name, preferred_keys=("x_train", "x"))
     check_image_array(images, name, spec, image_shape)
     return spec, images
+
+
+def check_tfds_prepared(name, spec, dataset):
+    """A UsageError unless TFDS `dataset` is prepared in --data_dir (default: $TFDS_DATA_DIR or
+    ~/tensorflow_datasets), found by its `dataset_info.json`, before TensorFlow (and TFDS, which
+    logs a warning first) load. Nothing is ever downloaded."""
+    root = FLAGS.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    if "://" in root:  # a remote store (gs://): TFDS itself checks it
+        return
+    root = os.path.expanduser(root)
+    pattern = os.path.join(glob.escape(root), glob.escape(dataset.split("/")[0]), "**",
+                           "dataset_info.json")
+    if not glob.glob(pattern, recursive=True):
+        raise UsageError(f"{flag_text(name, spec)}: not prepared in {root}; expected a TFDS "
+                         f"dataset prepared once with `tfds build {dataset} --data_dir={root}` "
+                         "(nothing is downloaded here), or pass --data_dir")
 
 
 def check_model_path():

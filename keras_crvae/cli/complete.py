@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from keras_crvae import completion
-from keras_crvae.cli.checks import check_model_path, check_output_file, colour_images, read_npz
+from keras_crvae.cli.checks import (GENERATOR_ONLY_CLASSES, check_model_path, check_output_file,
+                                    colour_images, read_npz)
 from keras_crvae.cli.flags import FLAGS, UsageError, check_positive, flag_text, require
 from keras_crvae.cli.runtime import load_library, load_model, say
 from keras_crvae.io import NpzArrayWriter, save_image_grid, to_uint8_images, write_json
@@ -29,7 +30,12 @@ NPZ_KEY = "x"
 
 def check():
     """`crvae complete`: model, images, mask, settings and output, all before TensorFlow loads."""
-    check_model_path()
+    model_class = check_model_path()  # its class from config.json, before TensorFlow loads
+    if model_class in GENERATOR_ONLY_CLASSES:
+        article = "an" if model_class[0] in "AEIOU" else "a"
+        raise UsageError(f"{flag_text('model')} is {article} {model_class} (a generator without "
+                         "an encoder); expected a model with an encoder and a decoder (VAE family, "
+                         "VAE-GAN / crVAE-GAN, Two-Stage, hierarchical, Stage2)")
     if not FLAGS.images:
         raise UsageError("--images is required: 'PATH.npz[:KEY]' with the images to complete")
     images = colour_images("images", FLAGS.images)

@@ -8,7 +8,8 @@ metrics JSON and prints them.
 
 import os
 
-from keras_crvae.cli.checks import check_model_path, check_output_file, colour_images, mnist_images
+from keras_crvae.cli.checks import (GENERATOR_ONLY_CLASSES, check_model_path, check_output_file,
+                                    colour_images, mnist_images)
 from keras_crvae.cli.flags import FLAGS, UsageError, check_positive, flag_text
 from keras_crvae.cli.runtime import load_library, load_mnist_spec, load_model, model_kind, say
 from keras_crvae.io import write_json
@@ -27,7 +28,7 @@ def check():
         raise UsageError(f"{flag_text('model')} is a {model_class} (64x64 colour images, no "
                          "likelihood); pass --data=PATH.npz[:KEY] with colour images to measure "
                          "its reconstruction error")
-    if model_class in ("GAN", "InfoGAN"):
+    if model_class in GENERATOR_ONLY_CLASSES:
         article = "an" if model_class[0] in "AEIOU" else "a"
         raise UsageError(f"{flag_text('model')} is {article} {model_class} (a generator without "
                          "encoder or likelihood); score its samples with "

@@ -52,8 +52,10 @@ _define["integer"]("nll_samples", 100, "Importance samples k for the NLL after t
                    flag_values=FLAGS)
 _define["integer"]("nll_images", 500, "Evaluation images used for the NLL after training.",
                    flag_values=FLAGS)
-_define["boolean"]("fresh", False, "Delete the previous run in --output_dir and train from "
-                   "epoch 0 (without it a killed run resumes and a finished one is kept).",
+_define["boolean"]("fresh", False, "Replace the previous run in --output_dir and train from "
+                   "epoch 0: the old run waits in OUTPUT_DIR/previous/ until the new one has a "
+                   "first epoch (put back if it stops before). Without it a killed run resumes "
+                   "and a finished one is kept.",
                    flag_values=FLAGS)
 _define["string"]("npz", None, "GAN presets: 64x64 colour images, 'PATH.npz' or 'PATH.npz:KEY' "
                   "(key 'x' by default).", flag_values=FLAGS)

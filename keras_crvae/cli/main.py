@@ -30,6 +30,7 @@ import sys
 from absl import flags as absl_flags
 
 from keras_crvae.cli.flags import FLAGS, UsageError, command_help, parse
+from keras_crvae.jobs import runs
 
 USAGE = (
     "usage: crvae {train,evaluate,sample,presets,export,complete,fid-weights} [--flags]\n"
@@ -120,3 +121,5 @@ def _run(command, args):
         first_line = message.splitlines()[0] if message.strip() else type(error).__name__
         print(f"crvae {command}: error: {first_line}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        runs.release_locks()  # `crvae train`'s output folder (taken by its checks)

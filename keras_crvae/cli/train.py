@@ -10,8 +10,10 @@ import math
 import os
 
 from keras_crvae import precision as crvae_precision
-from keras_crvae import jobs, presets, runs
-from keras_crvae.cli.checks import check_output_dir, colour_images, mnist_images
+from keras_crvae import jobs, presets
+from keras_crvae.jobs import runs
+from keras_crvae.cli.checks import (check_output_dir, check_tfds_prepared, colour_images,
+                                    mnist_images)
 from keras_crvae.cli.flags import FLAGS, UsageError, check_positive, flag_text, given, require
 from keras_crvae.cli.runtime import load_library, load_mnist_spec, say
 
@@ -96,6 +98,10 @@ def check():
         resolved = presets.get_preset(preset, **full_overrides)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    try:  # the builders' shape rules, here before TensorFlow loads
+        presets.check_shapes(resolved)
+    except presets.SettingError as error:
+        raise UsageError(_setting_problem(error, preset)) from None
     if kind == "gan":
         multiple, reason = presets.gan_batch_multiple(resolved)
         effective_batch = batch_size or resolved.training.batch_size
@@ -136,6 +142,7 @@ def check():
         else:
             require(FLAGS.data_dir is not None, "data_dir", "the TFDS data directory where "
                     f"--tfds={spec} is prepared", "(none)")
+            check_tfds_prepared("tfds", spec, spec)
             job["tfds_name"] = spec
     else:
         image_shape = tuple(config.network.get("image_shape", (28, 28, 1)))
@@ -143,16 +150,64 @@ def check():
         job["eval_spec"], job["eval_images"] = mnist_images("eval_data", "embedded:test",
                                                             image_shape)
 
+    _check_batch_size(job, kind, batch_size or resolved.training.batch_size)
+
     if not given("output_dir"):
         FLAGS.output_dir = runs.default_output_dir(preset)
     check_output_dir("output_dir")
     try:
+        # Last: one process per folder from here to the end (multi-worker: each worker locks
+        # its own folder when the job starts, as only the job knows which worker it is).
+        if FLAGS.strategy != "multi_worker":
+            lock = runs.output_lock(FLAGS.output_dir)
+            if lock.took_over:
+                say(f"Taking over {os.path.join(FLAGS.output_dir, runs.LOCK_FILE)} of pid "
+                    f"{lock.took_over.get('pid')} (no longer running)")
         job["plan"] = runs.plan_run(FLAGS.output_dir, preset, runs.run_settings(resolved),
                                     runs.total_epochs(resolved), fresh=FLAGS.fresh,
                                     resumable=jobs.job_for(preset).resumable)
     except runs.RunConflictError as error:
         raise UsageError(str(error)) from None
     return job
+
+
+# Images in the embedded MNIST subset (`keras_crvae.data.load_embedded_mnist`), known here
+# without loading it.
+EMBEDDED_IMAGES = {"embedded": 10000, "embedded:train": 10000, "embedded:test": 1000}
+
+
+def _check_batch_size(job, kind, batch_size):
+    """A batch larger than the training images would give no batch at all (drop_remainder)."""
+    if kind == "disentangling" or job.get("image_dir") or job.get("tfds_name"):
+        return  # procedural, or counted only once TensorFlow loads
+    arrays = job.get("arrays", job.get("train_images"))
+    if arrays is not None:
+        count = len(arrays)
+    elif job.get("data_spec") in EMBEDDED_IMAGES:
+        count = EMBEDDED_IMAGES[job["data_spec"]]
+    else:
+        return  # tfds:NAME: counted once TensorFlow loads
+    if batch_size > count:
+        name = "batch_size" if given("batch_size") else None
+        shown = (flag_text(name) if name else f"--set batch_size={batch_size}" if
+                 any(item.split("=", 1)[0].strip() == "batch_size" for item in FLAGS.set)
+                 else f"--preset={FLAGS.preset}'s batch_size={batch_size}")
+        raise UsageError(f"{shown}: expected at most the {count:,} training images of "
+                         f"{job['data_spec']} (every batch is full; the last partial one is "
+                         "dropped)")
+
+
+def _setting_problem(error, preset):
+    """The one line of a `presets.SettingError`, naming the flag the user gave for it."""
+    given_by_set = {item.split("=", 1)[0].strip(): item.split("=", 1)[1].strip()
+                    for item in FLAGS.set if "=" in item}
+    for key, expected in error.problems.items():
+        if key == "time_steps" and given("time_steps"):
+            return f"{flag_text('time_steps')}: expected {expected}"
+        if key in given_by_set:
+            return f"--set {key}={given_by_set[key]}: expected {expected}"
+    key, expected = next(iter(error.problems.items()))
+    return f"--preset={preset} with {key}={error.values[key]}: expected {expected}"
 
 
 def _check_stop_after_minutes(preset):
@@ -184,8 +239,8 @@ def run(job):
         train_sprites(job["preset"], output_dir=output_dir, epochs=job["epochs"],
                       batch_size=job["batch_size"], steps_per_epoch=FLAGS.steps_per_epoch,
                       seed=FLAGS.seed, fresh=FLAGS.fresh, **job["overrides"])
-        say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, samples.png, "
-            "reconstructions.png, traversals.png, metrics.json, history.csv")
+        _done(output_dir, "model.keras, samples.png, reconstructions.png, traversals.png, "
+              "metrics.json, history.csv")
         return 0
     if job["kind"] != "gan":
         for images, spec, split in (("train_images", "data_spec", "train"),
@@ -199,8 +254,8 @@ def run(job):
             stage2_epochs=FLAGS.stage2_epochs, batch_size=job["batch_size"],
             num_fid_samples=FLAGS.num_fid_samples, seed=FLAGS.seed, fresh=FLAGS.fresh,
             data_spec=job["data_spec"], eval_spec=job["eval_spec"], **job["overrides"])
-        say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, samples.png "
-            "(stage 2), samples_stage1.png, reconstructions.png, metrics.json")
+        _done(output_dir, "model.keras, samples.png (stage 2), samples_stage1.png, "
+              "reconstructions.png, metrics.json, history_stage1.csv, history_stage2.csv")
         return 0
     strategy = distribute.make_strategy(FLAGS.strategy)  # before any TF op (multi-worker)
     if job["kind"] == "gan":
@@ -218,8 +273,7 @@ def run(job):
             return 0  # the job said so; the run resumes on the next `crvae train`
         grids = "samples.png" + ("" if _is_standalone_gan(job["preset"]) else
                                  ", reconstructions.png")
-        say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, {grids}, "
-            "metrics.json, history.csv, tensorboard/")
+        _done(output_dir, f"model.keras, {grids}, metrics.json, history.csv, tensorboard/")
         return 0
     stopped = training.train(
         job["preset"], train_images=job["train_images"], eval_images=job["eval_images"],
@@ -230,9 +284,14 @@ def run(job):
         **job["overrides"]).get("stopped")
     if stopped:  # the job said so; the run resumes on the next `crvae train`
         return 0
-    say(f"Done. Artifacts in {os.path.abspath(output_dir)}: model.keras, samples.png, "
-        "reconstructions.png, metrics.json, history.csv")
+    _done(output_dir, "model.keras, samples.png, reconstructions.png, metrics.json, history.csv")
     return 0
+
+
+def _done(output_dir, artifacts):
+    """The last line of a finished run: where it is and what it holds (run.json: the record)."""
+    say(f"Done. Artifacts in {os.path.abspath(output_dir)}: {artifacts}, run.json (settings, "
+        "precision, state)")
 
 
 def _is_standalone_gan(preset):

@@ -4,17 +4,23 @@ Every job (`vae`, `two_stage`, `gan`, `disentangling`) runs the same steps (`Tra
 
     resolve      the strategy (first: multi-worker collectives precede any TensorFlow op), the
                  preset with its overrides, the worker's output folder
-    plan         `runs.plan_run`: start, resume a killed/stopped run, continue a finished one, say
-                 "already trained" (and return its metrics), or refuse another preset's run
+    lock         `runs.output_lock`: one process per output folder (pid, host, start time)
+    plan         `runs.plan_run`: start, resume a killed/stopped run, continue a finished one,
+                 finish an interrupted final evaluation, say "already trained" (and return its
+                 metrics), or refuse another preset's run
     seed, data   `keras.utils.set_random_seed(seed)`, then the job's data (`prepare`)
-    folder       clear it for `fresh` (or always, for a job that cannot resume), create it, build
-                 the model (or load the finished one to continue) in the strategy's scope, write
-                 `run.json`
+    model        build it (or load the saved one to continue or evaluate) in the strategy's
+                 scope: every setting has now passed the builders' checks
+    folder       only now: for `fresh` (or always, for a job that cannot resume) set the old run
+                 aside in `previous/` (`runs.set_aside`; deleted after the first backed-up epoch,
+                 put back if training stops before), create the folder, write `run.json`
     fit          the job's callbacks + NaN guard + `BackupAndRestore` (resumable jobs) + the time
                  budget and SIGTERM stop at an epoch end (`longrun.TimeBudget`, `stop_on_sigterm`)
-    save         `model.keras` atomically, `run.json` finished; or, when stopped, `run.json` with the
-                 epochs done and the backup kept, so the next call resumes
-    report       the job's images and metrics, `metrics.json`, a few summary lines
+    save         `model.keras` atomically, `run.json` trained, then the backup goes; or, when
+                 stopped, `run.json` with the epochs done and the backup kept, so the next call
+                 resumes
+    report       the job's images and metrics, `metrics.json`, then `run.json` finished (a run
+                 interrupted before that is evaluated again by the next call), a few summary lines
 
 A job subclasses `TrainingJob` and fills in the hooks (`configure`, `prepare`, `build_model`,
 `callbacks`, `describe`, `fit`, `report`, `summarize`).
@@ -29,12 +35,14 @@ import os
 import shutil
 import threading
 import time
+import types
 
 import keras
 import numpy as np
 
 from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import distribute, presets
+from keras_crvae import precision as crvae_precision
 from keras_crvae.io import load_model, save_image_grid, save_model, write_json
 from keras_crvae.jobs import longrun, runs
 
@@ -124,6 +132,7 @@ class TrainingJob:
         self.started = time.time()
         self.config = self.settings = self.total_epochs = None
         self.steps_per_epoch = None
+        self.precision = None  # "float32" or "bfloat16": what the model computes in
 
     # --- hooks ---
 
@@ -188,9 +197,13 @@ class TrainingJob:
         """Runs the job; returns the metrics dict (of the earlier run when it is already trained;
         a `stopped_result` when the time budget or SIGTERM stopped it).
 
+        The output folder is held under `runs.output_lock` throughout, and nothing in it changes
+        until the data are loaded and the model is built (every setting has then passed the
+        builders' checks).
+
         Raises:
             keras_crvae.runs.RunConflictError: `output_dir` holds another preset's run, or this
-                preset's with other settings.
+                preset's with other settings; `runs.RunLockedError`: another process holds it.
             ValueError: a bad argument.
         """
         if isinstance(self.strategy, str):  # first: multi-worker collectives precede any TF op
@@ -203,6 +216,11 @@ class TrainingJob:
         self.output_dir = worker_output_dir(self.output_dir, self.strategy)
         self.settings = runs.run_settings(self.config)
         self.total_epochs = runs.total_epochs(self.config)
+        with runs.output_lock(self.output_dir) as lock:
+            return self._run_locked(budget, lock.created)
+
+    def _run_locked(self, budget, created_output_dir):
+        """`run` once the folder's lock is held."""
         plan = runs.plan_run(self.output_dir, self.preset, self.settings, self.total_epochs,
                              fresh=self.fresh, resumable=self.resumable)
         if plan.action == "done":
@@ -211,50 +229,101 @@ class TrainingJob:
 
         keras.utils.set_random_seed(self.seed)
         self.prepare()
-        created_output_dir = not os.path.isdir(self.output_dir)
-        if self.fresh or not self.resumable:  # a job that cannot resume restarts from epoch 0
-            runs.clear_run(self.output_dir)
-        os.makedirs(self.output_dir, exist_ok=True)
         model_path = os.path.join(self.output_dir, "model.keras")
         with self.strategy.scope():  # variables and optimizer slots are created per replica
-            if plan.action == "continue":  # the finished run's weights, optimizer state, schedule
+            if plan.action in ("continue", "evaluate"):  # weights, optimizer state, schedule
                 model = load_model(model_path)
             else:
                 model = self.build_model()
+        self.precision = crvae_precision.of_model(model)
+        if plan.action == "evaluate":  # trained; the final evaluation was cut short
+            say(plan.message, self.verbose)
+            record = runs.read_run(self.output_dir) or {}
+            history = recorded_history(self.output_dir, record.get("epochs_this_run", 0))
+            return self._finish(model, history, float(record.get("train_seconds", 0.0)))
+
+        # Every setting has passed the builders' checks: only now does the folder change.
+        if self.fresh or not self.resumable:  # a job that cannot resume restarts from epoch 0
+            if runs.set_aside(self.output_dir):
+                say(f"The run that was in {self.output_dir} is kept in "
+                    f"{os.path.join(self.output_dir, runs.PREVIOUS_DIR)}/ until this one "
+                    + ("has backed up its first epoch" if self.resumable else "is trained")
+                    + " (and put back if this one stops before)", self.verbose)
+        os.makedirs(self.output_dir, exist_ok=True)
         runs.write_run(self.output_dir, self.preset, self.settings, plan.initial_epoch,
-                       data=self.data_spec)
+                       data=self.data_spec, trained=plan.action == "continue",
+                       precision=self.precision)
 
         backup_dir = os.path.join(self.output_dir, runs.BACKUP_DIR)
         callbacks = [crvae_callbacks.NaNGuard()]
         if self.resumable:  # kept when fit returns: a stopped run resumes from it
             callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False))
+            callbacks.append(DiscardPreviousRun(self.output_dir))  # after the first backup
         callbacks += self.callbacks() + [budget]
         if plan.message:
             say(plan.message, self.verbose)
         say(self.describe(), self.verbose)
+        requested = self.config.training.precision
+        say(f"Precision: {crvae_precision.describe(requested, self.precision)}", self.verbose)
         start = time.time()
-        with runs.removed_unless_resumable(self.output_dir, created_output_dir), \
+        with runs.kept_or_restored(self.output_dir, created_output_dir), \
                 self._stop_on_sigterm(budget):
             history = self.fit(model, callbacks,
                                plan.initial_epoch if plan.action == "continue" else 0)
-        train_seconds = time.time() - start
+            train_seconds = time.time() - start
+            if not budget.reached:  # model.keras first, then the backup goes
+                save_model(model, model_path)
+                runs.write_run(self.output_dir, self.preset, self.settings, self.total_epochs,
+                               data=self.data_spec, trained=True, precision=self.precision,
+                               train_seconds=round(train_seconds, 2),
+                               epochs_this_run=len(getattr(history, "epoch", ())))
         if budget.reached:
             runs.write_run(self.output_dir, self.preset, self.settings, budget.epochs_done,
-                           data=self.data_spec)
+                           data=self.data_spec, trained=False, precision=self.precision)
             say(f"Stopped by {budget.reason} after epoch {budget.epochs_done} of "
                 f"{self.total_epochs}; the run is kept in {self.output_dir} (backup/): rerun the "
                 "same command to resume.", self.verbose)
             return stopped_result(self.preset, self.output_dir, budget.reason,
                                   budget.epochs_done, self.total_epochs)
+        runs.discard_previous(self.output_dir)
         shutil.rmtree(backup_dir, ignore_errors=True)
-        save_model(model, model_path)
-        runs.write_run(self.output_dir, self.preset, self.settings, self.total_epochs,
-                       finished=True, data=self.data_spec)
+        return self._finish(model, history, train_seconds)
+
+    def _finish(self, model, history, train_seconds):
+        """The final evaluation of a trained (saved) model: metrics.json, then run.json
+        `finished`. Interrupted, the next `run` does it again from model.keras."""
         metrics = self.report(model, history, train_seconds)
+        metrics.setdefault("precision", self.precision)
         write_json(metrics, os.path.join(self.output_dir, "metrics.json"))
+        record = runs.read_run(self.output_dir) or {}
+        fields = {key: record[key] for key in ("train_seconds", "epochs_this_run") if key in record}
+        runs.write_run(self.output_dir, self.preset, self.settings, self.total_epochs,
+                       finished=True, data=self.data_spec, precision=self.precision, **fields)
         if self.verbose:
             self.summarize(metrics)
         return metrics
+
+
+class DiscardPreviousRun(keras.callbacks.Callback):
+    """Deletes the run `--fresh` set aside in `previous/` at the end of the first epoch, once the
+    `BackupAndRestore` callback before it has saved that epoch (the new run can then resume)."""
+
+    def __init__(self, output_dir):
+        super().__init__()
+        self.output_dir = output_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        if runs.has_previous(self.output_dir):
+            runs.discard_previous(self.output_dir)
+
+
+def recorded_history(output_dir, epochs_this_run=0):
+    """A stand-in for the Keras History of a run whose training ended in an earlier call:
+    `.history` from history.csv, `.epoch` of length `epochs_this_run` (that call's epochs)."""
+    rows = crvae_callbacks.read_history(os.path.join(output_dir, "history.csv"))
+    keys = sorted({key for row in rows for key in row} - {"epoch"})
+    values = {key: [float(row[key]) for row in rows if row.get(key, "") != ""] for key in keys}
+    return types.SimpleNamespace(history=values, epoch=list(range(int(epochs_this_run))))
 
 
 def fresh_from_resume(fresh, resume):

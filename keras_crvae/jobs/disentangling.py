@@ -121,8 +121,9 @@ class DisentanglingJob(base.TrainingJob):
         return callbacks
 
     def describe(self):
-        return (f"Training {self.preset} on {SPRITES_DATA}: {self.config.training.epochs} epochs "
-                f"of {self.steps_per_epoch} steps at batch {self.config.training.batch_size}"
+        return (f"Training {self.preset} on {SPRITES_DATA}: "
+                f"{runs.epochs_text(self.config.training.epochs)} of {self.steps_per_epoch} steps "
+                f"at batch {self.config.training.batch_size}"
                 + (f", at most {self.time_budget_seconds:.0f} s" if self.time_budget_seconds
                    else "") + f" -> {self.output_dir}/")
 

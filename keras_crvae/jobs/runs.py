@@ -6,7 +6,11 @@ define the model and its training (every preset table entry except `epochs`), an
 ends, the number of epochs completed. Running a job again on the same folder then means:
 
     the folder is new or empty            train from epoch 0
-    --fresh                               delete this library's files there and train from epoch 0
+    --fresh                               move this library's files there into `previous/` and
+                                          train from epoch 0; `previous/` is deleted once the new
+                                          run has backed up its first epoch (non-resumable jobs:
+                                          once it has finished), and put back if the new run
+                                          fails or is interrupted before that
     another preset's run                  refused: name another --output_dir or pass --fresh
     the same preset, other settings       refused, naming each setting that differs
     a killed run (backup/ present)        "resuming from epoch N": Keras BackupAndRestore reloads the
@@ -14,21 +18,35 @@ ends, the number of epochs completed. Running a job again on the same folder the
     a finished run of N >= --epochs       "already trained (N epochs)": nothing runs, exit status 0
     a finished run of N < --epochs        "continuing from epoch N to M": model.keras (optimizer
                                           state and LR schedule included) trains on
+    a trained run whose final evaluation  "finishing the final evaluation": model.keras is loaded
+    was interrupted                       and scored; nothing is retrained (resumable jobs)
 
-`history.csv` keeps one row per epoch across all of these (`keras_crvae.callbacks.EpochHistory`).
+A run is `finished` in run.json only once its metrics.json is written; `trained` says model.keras
+holds the weights after `completed_epochs` epochs. `history.csv` keeps one row per epoch across
+all of these (`keras_crvae.callbacks.EpochHistory`).
+
+One process at a time: `output_lock` holds `run.lock` (pid, host, start time) in the folder while a
+job runs; another process is refused (`RunLockedError`), and a lock left by a process that is
+gone (same host, dead pid) is taken over.
 """
 
+import atexit
 import contextlib
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
 import shutil
+import socket
 
 from keras_crvae.io import atomic_path
 
 RUN_FILE = "run.json"
 BACKUP_DIR = "backup"
+# Where `--fresh` puts the run it replaces until the new run has a first epoch to resume from.
+PREVIOUS_DIR = "previous"
+LOCK_FILE = "run.lock"
 # The files and folders the jobs write; `--fresh` deletes these and nothing else.
 ARTIFACTS = ("run.json", "model.keras", "metrics.json", "history.csv", "history_stage1.csv",
              "history_stage2.csv", "samples.png", "samples_stage1.png", "reconstructions.png",
@@ -91,10 +109,23 @@ def read_run(output_dir):
         return None
 
 
-def write_run(output_dir, preset, settings, completed_epochs=0, finished=False, data=None):
-    """Writes `run.json` atomically."""
+def write_run(output_dir, preset, settings, completed_epochs=0, finished=False, data=None,
+              trained=None, **fields):
+    """Writes `run.json` atomically.
+
+    Args:
+        output_dir, preset, settings: the run's folder, preset name and `run_settings`.
+        completed_epochs: int, epochs trained.
+        finished: bool, the run is complete: trained and its metrics.json written.
+        data: str or None, where the images came from.
+        trained: bool or None, model.keras holds the weights after `completed_epochs` epochs
+            (True once the model is saved, also while the final evaluation runs); None:
+            `finished`.
+        **fields: more JSON-ready entries (e.g. `precision`, `train_seconds`).
+    """
     record = {"preset": preset, "settings": settings, "completed_epochs": int(completed_epochs),
-              "finished": bool(finished), "data": data}
+              "finished": bool(finished), "data": data,
+              "trained": bool(finished if trained is None else trained), **fields}
     with atomic_path(os.path.join(output_dir, RUN_FILE)) as temporary:
         with open(temporary, "w") as handle:
             json.dump(record, handle, indent=2, sort_keys=True)
@@ -183,6 +214,14 @@ def plan_run(output_dir, preset, settings, epochs, fresh=False, resumable=True):
                                        f"this job cannot continue one, so it retrains ({epochs_text(epochs)})")
         return RunPlan("continue", done, f"continuing from epoch {done} to {epochs}")
     restored = backup_epoch(output_dir) if resumable else None
+    if (previous.get("trained") and resumable and done >= 1
+            and os.path.exists(os.path.join(output_dir, "model.keras"))
+            and (restored is None or restored <= done)):
+        if epochs <= done:  # killed or interrupted while model.keras was scored
+            return RunPlan("evaluate", done,
+                           f"{output_dir} holds a run trained for {epochs_text(done)} whose final "
+                           "evaluation did not finish: finishing it (nothing is retrained)")
+        return RunPlan("continue", done, f"continuing from epoch {done} to {epochs}")
     if restored is not None:
         if restored >= epochs:
             return RunPlan("resume", restored, f"resuming at epoch {restored} of {epochs}: only "
@@ -206,10 +245,91 @@ def clear_run(output_dir):
                 os.remove(path)
 
 
+def _is_artifact(name):
+    return name in ARTIFACTS or name.startswith(ARTIFACT_PREFIXES)
+
+
+def _move_contents(source, target, names):
+    """Moves `names` from `source` into `target` (renames: the same file system), run.json last."""
+    for name in sorted(names, key=lambda item: item == RUN_FILE):
+        os.replace(os.path.join(source, name), os.path.join(target, name))
+
+
+def set_aside(output_dir):
+    """Moves the run in `output_dir` (this library's files) into `output_dir/previous/`.
+
+    Used by `--fresh` (and by jobs that cannot resume before they retrain), so that the run being
+    replaced survives until the new one can stand on its own (`discard_previous`) and comes back
+    if the new one fails first (`restore_previous`). When `previous/` exists already, an earlier
+    replacement never got that far: the files in the folder are that unfinished replacement's, and
+    are deleted instead (the run in `previous/` is the one worth keeping).
+
+    Returns:
+        str, the `previous/` folder, or None when the folder held no run.
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    previous = os.path.join(output_dir, PREVIOUS_DIR)
+    staging = previous + ".partial"
+    if os.path.isdir(staging):  # a move cut short: put those files back first
+        _move_contents(staging, output_dir, os.listdir(staging))
+        os.rmdir(staging)
+    names = [name for name in os.listdir(output_dir) if _is_artifact(name)]
+    if os.path.isdir(previous):
+        clear_run(output_dir)
+        return previous
+    if not names:
+        return None
+    os.makedirs(staging)
+    _move_contents(output_dir, staging, names)
+    os.replace(staging, previous)
+    return previous
+
+
+def restore_previous(output_dir):
+    """Puts the run that `set_aside` moved into `previous/` back in place of what is there now;
+    returns whether there was one."""
+    previous = os.path.join(output_dir, PREVIOUS_DIR)
+    if not os.path.isdir(previous):
+        return False
+    clear_run(output_dir)
+    _move_contents(previous, output_dir, os.listdir(previous))
+    os.rmdir(previous)
+    return True
+
+
+def discard_previous(output_dir):
+    """Deletes `previous/` (the replaced run) once the new run can be resumed or is trained."""
+    shutil.rmtree(os.path.join(output_dir, PREVIOUS_DIR), ignore_errors=True)
+
+
+def has_previous(output_dir):
+    """Whether `output_dir` keeps a run replaced by `--fresh` in `previous/`."""
+    return os.path.isdir(os.path.join(output_dir, PREVIOUS_DIR))
+
+
 def default_output_dir(preset):
     """`crvae_run` for the quick start (the README's), `<preset>_run` for every other preset, so
     that two presets' runs never share a folder by default."""
     return "crvae_run" if preset == "mnist_crvae_quickstart" else f"{preset}_run"
+
+
+@contextlib.contextmanager
+def kept_or_restored(output_dir, created_output_dir):
+    """Around training: if the block fails or is interrupted before the new run has anything to
+    resume from (no backed-up epoch, model.keras not saved), the folder goes back to what it was:
+    removed if this run created it, else the run `--fresh` set aside in `previous/` is put back.
+    (A run that has something to resume from is kept as it is.)"""
+    try:
+        yield
+    except BaseException:
+        record = read_run(output_dir) or {}
+        if not record.get("trained") and backup_epoch(output_dir) in (None, 0):
+            if created_output_dir:
+                shutil.rmtree(output_dir, ignore_errors=True)
+            else:
+                restore_previous(output_dir)
+        raise
 
 
 @contextlib.contextmanager
@@ -274,3 +394,176 @@ def resume_epoch(folder):
     if (folder / RESUME_INFO).exists():
         return int(json.loads((folder / RESUME_INFO).read_text())["epochs_done"]), "light"
     return 0, None
+
+
+# --- One process per output folder ---
+
+
+class RunLockedError(RunConflictError):
+    """Another live process holds the output folder's lock (`output_lock`)."""
+
+
+def _process_start(pid):
+    """The start time of process `pid` in clock ticks since boot (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid, process_start=None):
+    """Whether process `pid` of this host still runs (and, when `process_start` is known, is the
+    same process: a reused pid has another start time)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except (OverflowError, ValueError, TypeError):
+        return False
+    if process_start is not None:
+        now = _process_start(pid)
+        if now is not None and now != process_start:
+            return False
+    return True
+
+
+class OutputLock:
+    """The exclusive lock of an output folder: `run.lock` holds the pid, host, process start and
+    start time of its holder, under an `flock` (which the kernel drops when the holder dies).
+
+    Use `output_lock(path)`; it is re-entrant within a process (the CLI takes it before
+    TensorFlow loads, the job again when it runs) and released at exit at the latest. On
+    release the lock file goes, and so does the folder if the lock created it and it is empty.
+    """
+
+    def __init__(self, output_dir):
+        self.output_dir = output_dir
+        self.path = os.path.join(output_dir, LOCK_FILE)
+        self.created = False
+        self.count = 0
+        self.took_over = None  # the record of a stale lock taken over, if any
+        self._descriptor = None
+
+    def _holder_line(self, holder, remote=False):
+        what = (f"pid {holder.get('pid')} on host {holder.get('host')}, started "
+                f"{holder.get('started')}")
+        hint = (f"; if that process is gone, delete {self.path}" if remote else
+                "; wait for it to finish, or use another --output_dir")
+        return (f"--output_dir={self.output_dir} is in use by another crvae run ({what}; "
+                f"{LOCK_FILE}){hint}")
+
+    def acquire(self):
+        """Takes the lock (or counts one more hold of it). Raises `RunLockedError` naming the
+        holder when another live process has it."""
+        import fcntl
+
+        if self.count:
+            self.count += 1
+            return self
+        self.created = not os.path.isdir(self.output_dir)
+        os.makedirs(self.output_dir, exist_ok=True)
+        host = socket.gethostname()
+        for _ in range(5):
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a live holder (the kernel drops a dead one's flock)
+                holder = self._read(descriptor)
+                os.close(descriptor)
+                self._give_up()
+                raise RunLockedError(self._holder_line(holder)) from None
+            try:  # the file may have been released (unlinked) between open and flock
+                same = os.fstat(descriptor).st_ino == os.stat(self.path).st_ino
+            except OSError:
+                same = False
+            if not same:
+                os.close(descriptor)
+                continue
+            holder = self._read(descriptor)
+            if holder and holder.get("pid") != os.getpid():
+                if holder.get("host") != host:
+                    os.close(descriptor)
+                    self._give_up()
+                    raise RunLockedError(self._holder_line(holder, remote=True))
+                if _alive(holder.get("pid"), holder.get("process_start")):
+                    os.close(descriptor)
+                    self._give_up()
+                    raise RunLockedError(self._holder_line(holder))
+                self.took_over = holder  # stale: its process is gone
+            record = {"pid": os.getpid(), "host": host,
+                      "process_start": _process_start(os.getpid()),
+                      "started": datetime.datetime.now().astimezone().isoformat(
+                          timespec="seconds")}
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, (json.dumps(record) + "\n").encode(), 0)
+            os.fsync(descriptor)
+            self._descriptor = descriptor
+            self.count = 1
+            _HELD[os.path.realpath(self.output_dir)] = self
+            atexit.register(self.release, everything=True)
+            return self
+        raise RunLockedError(f"--output_dir={self.output_dir}: could not take {LOCK_FILE} "
+                             "(another process keeps replacing it); try again")
+
+    @staticmethod
+    def _read(descriptor):
+        try:
+            return json.loads(os.pread(descriptor, 4096, 0).decode() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def _give_up(self):
+        """After a refusal: leave no folder behind that only this attempt created."""
+        if self.created:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.output_dir)
+
+    def release(self, everything=False):
+        """Drops one hold (all of them with `everything`); the last removes the lock file."""
+        if not self.count:
+            return
+        self.count = 0 if everything else self.count - 1
+        if self.count:
+            return
+        _HELD.pop(os.path.realpath(self.output_dir), None)
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
+        with contextlib.suppress(OSError):
+            os.close(self._descriptor)
+        self._descriptor = None
+        if self.created:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.output_dir)  # only when empty
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+_HELD = {}
+
+
+def output_lock(output_dir):
+    """Takes the exclusive lock of `output_dir` for this process (creating the folder) and returns
+    the `OutputLock`; a second call in the same process counts one more hold. Use as a context
+    manager, or `release()` it.
+
+    Raises:
+        RunLockedError: another live process holds it; the message names its pid, host and start.
+    """
+    held = _HELD.get(os.path.realpath(output_dir))
+    if held is not None:
+        return held.acquire()
+    return OutputLock(output_dir).acquire()
+
+
+def release_locks():
+    """Releases every output-folder lock this process holds (the `crvae` command calls it when
+    the command ends, so that a program running several commands holds none in between)."""
+    for lock in list(_HELD.values()):
+        lock.release(everything=True)

@@ -142,8 +142,10 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
         nll_samples: int, default 100. `k` of the importance-sampled NLL.
         nll_images: int, default 500. Evaluation images used for the NLL.
         seed: int, default 0.
-        fresh: bool, default False. Delete a previous run in `output_dir` and start over; without
-            it a killed run resumes and a finished one is kept or continued (`jobs.runs`).
+        fresh: bool, default False. Start over: a previous run in `output_dir` is set aside in
+            `previous/` until the new run has backed up its first epoch, then deleted (put back
+            if the new run stops before); without it a killed run resumes and a finished one is
+            kept or continued (`jobs.runs`).
         verbose: int, default 1. Keras progress bars and status lines.
         strategy: str ("default", "mirrored", "multi_worker"; see `keras_crvae.distribute`) or a
             `tf.distribute.Strategy`, default "default". Create a multi-worker strategy before

@@ -18,7 +18,8 @@ Nothing here imports Keras or TensorFlow at module level (`crvae` checks its fla
 
 from keras_crvae.presets.core import (  # noqa: F401
     GAN_BUILDERS, JOB_OF_BUILDER, LR_SCHEDULES, PRESETS, RECURRENT_VARIABLE_PATTERNS, Preset,
-    TrainingConfig, build_networks, check_override, from_preset, gan_batch_multiple, get_preset,
+    SettingError, TrainingConfig, build_networks, check_override, check_shapes, from_preset,
+    gan_batch_multiple, get_preset,
     initialize_from_data, is_digit_gan, is_gan_preset, iwae_learning_rate_schedule, job_name,
     list_presets, make_discriminator_optimizer, make_optimizer, parse_overrides, preset_for_run,
     register, valid_keys)

@@ -366,9 +366,63 @@ def preset_for_run(name, epochs=None, batch_size=None, **overrides):
     if batch_size is not None:
         overrides["batch_size"] = int(batch_size)
     config = get_preset(name, **overrides)
+    check_shapes(config)
     if config.training.epochs < 1:
         raise ValueError(f"`epochs` must be >= 1, got {config.training.epochs}.")
     return config, overrides
+
+
+class SettingError(ValueError):
+    """Settings that do not fit together (`check_shapes`).
+
+    Attributes:
+        problems: dict, setting name -> what would fit (a phrase after "expected"), in the order
+            in which to blame them; the CLI names the first one the user gave.
+    """
+
+    def __init__(self, problems, values):
+        self.problems, self.values = dict(problems), dict(values)
+        key, expected = next(iter(self.problems.items()))
+        super().__init__(f"`{key}`={self.values[key]!r}: expected {expected}.")
+
+
+def _divisors(number):
+    return [d for d in range(1, number + 1) if number % d == 0]
+
+
+def check_shapes(preset):
+    """Checks the shape rules that the network builders enforce, without Keras (so `crvae train`
+    can report them before TensorFlow loads): a channel-recurrent latent (crVAE, crVAE-GAN) splits
+    the encoder's `8 * base_channels` output channels and the `latent_channels` into `time_steps`
+    blocks, so `time_steps` must divide both.
+
+    Raises:
+        SettingError: naming each setting that could be changed to fit, with what would fit.
+    """
+    network = preset.network
+    latents = (network.get("encoder_latent"), network.get("decoder_latent"))
+    if "recurrent" not in latents or "time_steps" not in network:
+        return
+    steps, base, latent = (network["time_steps"], network["base_channels"],
+                           network["latent_channels"])
+    trunk = 8 * base
+    if steps >= 1 and not trunk % steps and not latent % steps:
+        return
+    import math
+
+    common = math.gcd(trunk, latent)
+    fitting = ", ".join(map(str, _divisors(common)))
+    problems = {"time_steps": f"a divisor of both 8*base_channels={trunk} and "
+                              f"latent_channels={latent} (the crVAE latent splits both into "
+                              f"time_steps blocks): one of {fitting}"}
+    if steps >= 1 and latent % steps:
+        problems["latent_channels"] = (f"a multiple of time_steps={steps} (the crVAE latent "
+                                       "splits its channels into time_steps blocks)")
+    if steps >= 1 and trunk % steps:
+        problems["base_channels"] = (f"a value with 8*base_channels a multiple of "
+                                     f"time_steps={steps}")
+    raise SettingError(problems, {"time_steps": steps, "base_channels": base,
+                                  "latent_channels": latent})
 
 
 def list_presets():
@@ -490,7 +544,10 @@ def from_preset(name, steps_per_epoch=None, compile=True, seed=None, **overrides
         **overrides: any key of the preset's `network`, `model` or `training` tables, e.g.
             `time_steps=4`, `base_channels=16`, `learning_rate=1e-3`, `precision="bfloat16"`
             (mixed bfloat16 training, see `keras_crvae.precision`; "auto" picks it on CPUs with
-            native bfloat16 arithmetic).
+            native bfloat16 arithmetic). Without `precision`, Keras' global dtype policy decides
+            when the caller set one (`keras.mixed_precision.set_global_policy("mixed_bfloat16")`
+            builds in bfloat16), else the preset's own precision; a policy the library does not
+            train in (e.g. "mixed_float16") raises ValueError saying so.
 
     Returns:
         `keras_crvae.models.VAE`; `VAEGAN` / `CRVAEGAN` (compiled with a generator
@@ -500,6 +557,10 @@ def from_preset(name, steps_per_epoch=None, compile=True, seed=None, **overrides
 
     >>> model = from_preset("mnist_cvae", base_channels=4)
     """
+    if "precision" not in overrides:  # Keras' global dtype policy, when the caller set one
+        from_policy = crvae_precision.from_global_policy()
+        if from_policy is not None:
+            overrides["precision"] = from_policy
     preset = get_preset(name, **overrides)
     builder = preset.network["builder"]
     if builder not in _BUILDERS:

@@ -119,7 +119,7 @@ register([
         Preset(
             "mnist_crvae_quickstart",
             "The mnist_crvae architecture at quarter width (base_channels=8) with a 4x4x8 latent "
-            "map, 6 epochs, precision auto (bfloat16 on CPUs with AVX512-BF16), for a 2-4 minute "
+            "map, 6 epochs, precision auto (bfloat16 on CPUs with AVX512-BF16), for a 1-3 minute "
             "CPU run on the embedded 10,000-image subset; the default of `crvae train`.",
             "mnist_crvae with base_channels=8, latent_channels=8, batch 64, 6 epochs, LR halved "
             "every 2 epochs, precision auto (our choice, from the measurements above)",
