@@ -7,23 +7,11 @@ outside the test suite (docs/guide.md, "Memory"); these tests check the mechanis
 """
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-ROOT = str(pathlib.Path(__file__).resolve().parents[1])
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
-                                                                os.environ.get("PYTHONPATH")])))
-COMMAND = [sys.executable, "-m", "crvae_cli"]
-
-
-def _crvae(*args, cwd):
-    return subprocess.run([*COMMAND, *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=600)
+from test_cli import _crvae  # the console-script helper of this checkout
 
 
 def _assert_one_line_usage_error(result, message):
