@@ -45,12 +45,6 @@ class StepOffsetSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return cls(**config)
 
 
-def _tf_variable(variable):
-    """The `tf.Variable` behind a Keras variable (TensorFlow backend), or `variable` itself."""
-    inner = getattr(variable, "_value", None)
-    return inner if inner is not None and hasattr(inner, "handle") else variable
-
-
 @keras.saving.register_keras_serializable(package="keras_crvae")
 class MultiplierAdam(keras.optimizers.Adam):
     """Adam whose learning rate and gradient clipping can differ per variable.
@@ -114,36 +108,24 @@ class MultiplierAdam(keras.optimizers.Adam):
             super().update_step(gradient, variable, learning_rate)
 
     def _fused_update_applies(self, gradient, variable):
-        # TensorFlow's ResourceApplyAdam is Keras' Adam update (the same `alpha`, moments and
-        # epsilon outside the square root) in one kernel instead of about ten elementwise ops:
-        # 7-10% of a bfloat16 training step of the MNIST presets (docs/performance.md).
+        # TensorFlow's ResourceApplyAdam is Keras' Adam update in one kernel instead of about ten
+        # elementwise ops: 7-10% of a bfloat16 training step of the MNIST presets
+        # (docs/performance.md).
         if keras.backend.backend() != "tensorflow" or self.amsgrad:
             return False
-        import tensorflow as tf
+        from keras_crvae import tf_kernels
 
-        if tf.distribute.has_strategy() or isinstance(gradient, tf.IndexedSlices):
-            return False
         index = self._get_variable_index(variable)
-        slots = (variable, self._momentums[index], self._velocities[index])
-        return all(hasattr(_tf_variable(slot), "handle") for slot in slots) and (
-            variable.dtype == "float32")
+        return tf_kernels.adam_applies(
+            gradient, (variable, self._momentums[index], self._velocities[index]))
 
     def _fused_update_step(self, gradient, variable, learning_rate):
-        import tensorflow as tf
+        from keras_crvae import tf_kernels
 
-        dtype = variable.dtype
         index = self._get_variable_index(variable)
-        local_step = tf.cast(self.iterations + 1, dtype)
-        tf.raw_ops.ResourceApplyAdam(
-            var=_tf_variable(variable).handle,
-            m=_tf_variable(self._momentums[index]).handle,
-            v=_tf_variable(self._velocities[index]).handle,
-            beta1_power=tf.pow(tf.cast(self.beta_1, dtype), local_step),
-            beta2_power=tf.pow(tf.cast(self.beta_2, dtype), local_step),
-            lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype),
-            beta2=tf.cast(self.beta_2, dtype), epsilon=tf.cast(self.epsilon, dtype),
-            grad=tf.cast(gradient, dtype),
-        )
+        tf_kernels.resource_apply_adam(
+            variable, self._momentums[index], self._velocities[index], gradient, learning_rate,
+            self.beta_1, self.beta_2, self.epsilon, self.iterations + 1)
 
     def get_config(self):
         config = super().get_config()

@@ -57,30 +57,20 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not self._fused_applies(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
+        from keras_crvae import tf_kernels  # TF-only (docs/design.md)
 
         # float32 island: the statistics, scale and offset stay float32 for a bfloat16 input.
-        gamma = tf.cast(self.gamma.value, "float32")
-        beta = tf.cast(self.beta.value, "float32")
+        gamma = ops.cast(self.gamma.value, "float32")
+        beta = ops.cast(self.beta.value, "float32")
         if training and self.trainable:
-            empty = tf.constant([], dtype="float32")
-            outputs, mean, unbiased_variance = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=gamma, offset=beta, mean=empty, variance=empty,
-                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-                is_training=True,
-            )[:3]
-            count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], "float32")
-            variance = unbiased_variance * ((count - 1.0) / tf.maximum(count, 1.0))
+            outputs, mean, variance = tf_kernels.fused_batch_norm(inputs, gamma, beta, self.epsilon)
             momentum = self.momentum
             self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
             self.moving_variance.assign(
                 self.moving_variance * momentum + variance * (1.0 - momentum))
         else:
-            outputs = tf.raw_ops.FusedBatchNormV3(
-                x=inputs, scale=gamma, offset=beta,
-                mean=tf.cast(self.moving_mean.value, "float32"),
-                variance=tf.cast(self.moving_variance.value, "float32"),
-                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-                is_training=False,
-            )[0]
+            outputs = tf_kernels.fused_batch_norm(
+                inputs, gamma, beta, self.epsilon,
+                mean=ops.cast(self.moving_mean.value, "float32"),
+                variance=ops.cast(self.moving_variance.value, "float32"))
         return ops.cast(outputs, self.compute_dtype)

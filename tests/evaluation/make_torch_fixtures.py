@@ -1,6 +1,6 @@
 """Writes the small PyTorch archives that tests/evaluation/test_torch_archive.py reads without torch.
 
-    /work/venv-torch/bin/python tests/evaluation/make_torch_fixtures.py [OUTPUT_DIR]
+    PYTHON_WITH_TORCH tests/evaluation/make_torch_fixtures.py [OUTPUT_DIR]
 
 Needs torch (the fixtures were written with torch 2.13.0+cpu). Writes into OUTPUT_DIR (default
 tests/evaluation/data/): `torch_state_dict.pt` (`torch.save` of a state dict with float32,
