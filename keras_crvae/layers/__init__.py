@@ -1,6 +1,7 @@
 """Reusable Keras layers of keras_crvae; all are registered for `.keras` serialization."""
 
 from keras_crvae.layers.activations import ConcatenatedReLU, ElementwiseBias
+from keras_crvae.layers.bijector import Bijector, BijectorChain
 from keras_crvae.layers.channel_recurrent import (
     ChannelRecurrentLatent,
     blocks_to_channels,
@@ -20,6 +21,8 @@ from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 
 __all__ = [
     "BatchNormalization",
+    "Bijector",
+    "BijectorChain",
     "ChannelRecurrentLatent",
     "ConcatenatedReLU",
     "ElementwiseBias",
