@@ -179,14 +179,36 @@ def gradient_penalty(critic, real, fake, epsilon):
     (section 4, "No critic batch normalization") require. The penalty is differentiable in the
     critic's weights (double backpropagation).
     """
+    return gradient_norm_penalty(input_gradients(critic, interpolate(real, fake, epsilon)))
+
+
+def input_gradients(critic, images):
+    """`grad_x sum_b D(x_b)` `(B, ...)`: each example's score gradient when the critic treats
+    examples independently (TF only); differentiable in the critic's weights."""
     import tensorflow as tf
 
-    interpolates = interpolate(real, fake, epsilon)
+    images = tf.convert_to_tensor(images)
     with tf.GradientTape() as tape:
-        tape.watch(interpolates)
-        scores = ops.cast(critic(interpolates), "float32")
-        total = ops.sum(scores)
-    return gradient_norm_penalty(tape.gradient(total, interpolates))
+        tape.watch(images)
+        total = ops.sum(ops.cast(critic(images), "float32"))
+    return tape.gradient(total, images)
+
+
+def r1_penalty(critic, real):
+    """`mean_b ||grad_x D(x_b)||_2^2` on real images: the R1 regulariser (TF only).
+
+    Mescheder et al. 2018 ("Which Training Methods for GANs do actually Converge?", section 4.1)
+    penalise the discriminator's gradient on the data, `R1 = gamma/2 E_x ||grad D(x)||^2`; StyleGAN
+    (Karras et al. 2019, appendix C) and StyleGAN2 use it with the non-saturating loss. The caller
+    applies `gamma / 2` (and, with lazy regularisation, the interval).
+
+    Args:
+        critic: callable images -> scores `(B, 1)`.
+        real: images `(B, ...)`.
+    """
+    gradients = input_gradients(critic, real)
+    gradients = ops.reshape(gradients, (ops.shape(gradients)[0], -1))
+    return ops.mean(ops.sum(ops.square(gradients), axis=-1))
 
 
 def feature_matching_loss(real_features, fake_features):
