@@ -296,5 +296,7 @@ def _done(output_dir, artifacts):
 
 def _is_standalone_gan(preset):
     """Whether the preset trains a GAN without an encoder (no reconstructions.png)."""
-    return presets.get_preset(preset).network["builder"] == "dcgan"
+    from keras_crvae.presets.core import STANDALONE_GAN_BUILDERS
+
+    return presets.get_preset(preset).network["builder"] in STANDALONE_GAN_BUILDERS
 

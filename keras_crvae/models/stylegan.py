@@ -140,7 +140,7 @@ class StyleGAN(GAN):
         ws = ops.cast(ws, "float32")
         if len(ws.shape) == 2:
             ws = self.broadcast_styles(ws)
-        if truncation_psi != 1.0:
+        if not (isinstance(truncation_psi, (int, float)) and truncation_psi == 1.0):
             ws = truncate(ws, ops.cast(self.w_average, "float32"), truncation_psi)
         return to_float32(self.synthesis(ws, training=training))
 
@@ -248,3 +248,23 @@ class StyleGAN(GAN):
         latents = self.prior_latents(num_latents, seed=seed)
         w = run_network(self.mapping, latents)
         return np.stack([ops.convert_to_numpy(self.synthesize(w, float(psi))) for psi in psis])
+
+    def style_grids(self, seed=0, num_sources=7):
+        """The figures `ImageGrids` writes every epoch, NumPy images in [-1, 1] in rows of 8:
+
+        - "style_mixing": per crossover a block of `num_sources + 1` rows: a header row (a blank,
+          then the sources B) and one row per source A (A, then A's styles before the crossover
+          with B's from it): Karras et al. 2019, Figure 3; coarse, middle and fine crossovers.
+        - "truncation": rows psi = 1, 0.7, 0.5, 0 of the same 8 latents (Figure 8).
+        """
+        grid = self.style_mixing_grid(num_sources, seed=seed)
+        blank = np.zeros((1,) + self.image_shape, "float32") + self.image_range[0]
+        header = np.concatenate([blank, grid["columns"]])
+        blocks = []
+        for mixed in grid["mixed"]:
+            blocks.append(header)
+            for row, images in zip(grid["rows"], mixed):
+                blocks.append(np.concatenate([row[None], images]))
+        truncation = self.truncation_grid(num_sources + 1, seed=seed)
+        return {"style_mixing": np.concatenate(blocks),
+                "truncation": truncation.reshape((-1,) + self.image_shape)}

@@ -157,3 +157,29 @@ def test_one_train_step_moves_both_players_and_w_average(tmp_path):
     # in `test_truncation_at_psi_zero_gives_the_same_image_for_every_z`.)
     z = np.random.default_rng(2).standard_normal((2, LATENT_DIM)).astype("float32")
     assert loaded.decode(z, truncation_psi=0.5).shape == (2,) + SHAPE
+
+
+@TF_ONLY
+def test_saved_model_samples_from_z_or_w_with_a_truncation_psi(tmp_path):
+    import tensorflow as tf
+
+    from keras_crvae import export
+
+    model = build_stylegan(noise_inputs=False)
+    model.w_average.assign(np.random.default_rng(0).standard_normal(W_DIM).astype("float32"))
+    version_dir = export.export_saved_model(model, str(tmp_path / "served"))
+    served = tf.saved_model.load(str(version_dir))
+    assert {"serving_default", "sample", "sample_w", "decode"} <= set(served.signatures)
+    z = np.random.default_rng(1).standard_normal((3, LATENT_DIM)).astype("float32")
+    half = served.signatures["sample"](z=tf.constant(z), truncation_psi=tf.constant(0.5))
+    np.testing.assert_allclose(half["images"].numpy(), numpy(model.decode(z, 0.5)), atol=1e-5)
+    mean = served.signatures["sample"](z=tf.constant(z), truncation_psi=tf.constant(0.0))
+    np.testing.assert_allclose(mean["images"].numpy(), mean["images"].numpy()[:1].repeat(3, 0),
+                               atol=1e-6)
+    w = np.random.default_rng(2).standard_normal((2, W_DIM)).astype("float32")
+    from_w = served.signatures["sample_w"](w=tf.constant(w), truncation_psi=tf.constant(1.0))
+    np.testing.assert_allclose(from_w["images"].numpy(), numpy(model.synthesize(w)), atol=1e-5)
+    assert from_w["images_uint8"].dtype == tf.uint8
+    metadata = export.read_metadata(str(version_dir))
+    assert metadata["signatures"]["sample"]["inputs"] == {"z": "latent",
+                                                          "truncation_psi": "scalar"}
