@@ -16,7 +16,7 @@ from keras_crvae.layers.discriminator import (
     SpectralDiscriminator,
     SpectralNormalization,
 )
-from keras_crvae.layers.equalized import EqualizedConv2D, EqualizedDense
+from keras_crvae.layers.equalized import EqualizedConv2D, EqualizedDense, check_counts
 from keras_crvae.layers.mapping_network import MappingNetwork, normalize_second_moment
 from keras_crvae.layers.noise_injection import NoiseInjection
 from keras_crvae.layers.normalization import BatchNormalization
@@ -39,6 +39,7 @@ __all__ = [
     "ModulatedConv2D",
     "NoiseInjection",
     "ToRGB",
+    "check_counts",
     "modulated_convolution",
     "normalize_second_moment",
     "upsample_2x",

@@ -8,6 +8,8 @@ removing the traditional input layer, improves FID.
 import keras
 from keras import ops
 
+from keras_crvae.layers.equalized import check_counts
+
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
 class ConstantInput(keras.layers.Layer):
@@ -25,11 +27,7 @@ class ConstantInput(keras.layers.Layer):
 
     def __init__(self, channels, size=4, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("channels", channels), ("size", size)):
-            if int(value) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value!r}.")
-        self.channels = int(channels)
-        self.size = int(size)
+        self.channels, self.size = check_counts(channels=channels, size=size)
 
     def build(self, input_shape):
         self.constant = self.add_weight(name="constant",

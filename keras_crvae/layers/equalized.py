@@ -22,6 +22,15 @@ from keras import ops
 HE_GAIN = math.sqrt(2.0)
 
 
+def check_counts(**counts):
+    """Returns the integer values of `counts` (name -> value); raises ValueError naming the first
+    that is not an integer >= 1. Shared by the style-based generator's layers."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or int(value) != value or int(value) < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+    return [int(value) for value in counts.values()]
+
+
 def _check_positive(name, value):
     if not float(value) > 0:
         raise ValueError(f"`{name}` must be > 0, got {value!r}.")
@@ -53,11 +62,9 @@ class EqualizedDense(keras.layers.Layer):
     def __init__(self, units, gain=HE_GAIN, lr_multiplier=1.0, bias_initializer_value=0.0,
                  activation=None, **kwargs):
         super().__init__(**kwargs)
-        if int(units) < 1:
-            raise ValueError(f"`units` must be >= 1, got {units!r}.")
+        (self.units,) = check_counts(units=units)
         if activation not in (None, "leaky_relu"):
             raise ValueError(f"`activation` must be None or 'leaky_relu', got {activation!r}.")
-        self.units = int(units)
         self.gain = _check_positive("gain", gain)
         self.lr_multiplier = _check_positive("lr_multiplier", lr_multiplier)
         self.bias_initializer_value = float(bias_initializer_value)
@@ -117,11 +124,7 @@ class EqualizedConv2D(keras.layers.Layer):
     def __init__(self, filters, kernel_size=3, gain=HE_GAIN, lr_multiplier=1.0, use_bias=True,
                  **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("filters", filters), ("kernel_size", kernel_size)):
-            if int(value) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value!r}.")
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
+        self.filters, self.kernel_size = check_counts(filters=filters, kernel_size=kernel_size)
         self.gain = _check_positive("gain", gain)
         self.lr_multiplier = _check_positive("lr_multiplier", lr_multiplier)
         self.use_bias = bool(use_bias)

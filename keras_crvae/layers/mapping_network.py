@@ -10,7 +10,7 @@ MLP lets W "unwarp" the distribution of the factors of variation (the paper's se
 import keras
 from keras import ops
 
-from keras_crvae.layers.equalized import EqualizedDense
+from keras_crvae.layers.equalized import EqualizedDense, check_counts
 
 MAPPING_LR_MULTIPLIER = 0.01  # appendix C: two orders of magnitude below the synthesis network
 
@@ -42,11 +42,7 @@ class MappingNetwork(keras.layers.Layer):
     def __init__(self, w_dim=512, num_layers=8, lr_multiplier=MAPPING_LR_MULTIPLIER,
                  normalize_latents=True, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("w_dim", w_dim), ("num_layers", num_layers)):
-            if int(value) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value!r}.")
-        self.w_dim = int(w_dim)
-        self.num_layers = int(num_layers)
+        self.w_dim, self.num_layers = check_counts(w_dim=w_dim, num_layers=num_layers)
         self.lr_multiplier = float(lr_multiplier)
         self.normalize_latents = bool(normalize_latents)
         self.dense_layers = [

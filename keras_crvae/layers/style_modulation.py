@@ -27,7 +27,7 @@ import math
 import keras
 from keras import ops
 
-from keras_crvae.layers.equalized import EqualizedDense
+from keras_crvae.layers.equalized import EqualizedDense, check_counts
 
 DEMODULATION_EPSILON = 1e-8
 
@@ -101,11 +101,7 @@ class ModulatedConv2D(_StyledLayer):
     def __init__(self, filters, kernel_size=3, demodulate=True, upsample=False, use_bias=True,
                  **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("filters", filters), ("kernel_size", kernel_size)):
-            if int(value) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value!r}.")
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
+        self.filters, self.kernel_size = check_counts(filters=filters, kernel_size=kernel_size)
         self.demodulate = bool(demodulate)
         self.upsample = bool(upsample)
         self.use_bias = bool(use_bias)
@@ -161,9 +157,7 @@ class ToRGB(_StyledLayer):
 
     def __init__(self, image_channels=3, **kwargs):
         super().__init__(**kwargs)
-        if int(image_channels) < 1:
-            raise ValueError(f"`image_channels` must be >= 1, got {image_channels!r}.")
-        self.image_channels = int(image_channels)
+        (self.image_channels,) = check_counts(image_channels=image_channels)
 
     def build(self, input_shape):
         x_shape, w_shape = input_shape[0], input_shape[1]

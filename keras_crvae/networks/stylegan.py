@@ -99,10 +99,7 @@ def build_synthesis_network(image_shape=(32, 32, 3), w_dim=512, base_channels=32
     image_shape = _check_image_shape(image_shape)
     if style not in STYLES:
         raise ValueError(f"`style` must be one of {STYLES}, got {style!r}.")
-    for arg, value in (("w_dim", w_dim), ("base_channels", base_channels),
-                       ("max_channels", max_channels)):
-        if int(value) < 1:
-            raise ValueError(f"`{arg}` must be >= 1, got {value!r}.")
+    crvae_layers.check_counts(w_dim=w_dim, base_channels=base_channels, max_channels=max_channels)
     resolution = synthesis_resolution(image_shape)
     num_ws = num_styled_layers(image_shape)
     blocks = num_ws // 2
