@@ -57,3 +57,20 @@ def test_the_gan_job_trains_on_32x32_faces_and_writes_the_style_grids(tmp_path):
     assert isinstance(model, StyleGAN) and model.r1_interval == 2
     assert model.image_shape == (32, 32, 3)
     assert np.abs(np.asarray(model.w_average)).max() > 0  # tracked during training
+
+
+def test_crvae_train_refuses_bad_settings_in_one_line_before_loading_tensorflow():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get(
+        "PYTHONPATH")])))
+    for args, expected in (
+            (["--set", "r1_interval=0"], "--set r1_interval=0: expected an integer >= 1"),
+            ([], "--preset=celeba32_stylegan2 trains on 32x32 colour images: give one of")):
+        result = subprocess.run([sys.executable, "-m", "crvae_cli", "train",
+                                 "--preset=celeba32_stylegan2", *args], env=env, cwd=root,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1

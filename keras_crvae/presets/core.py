@@ -216,7 +216,8 @@ def is_digit_gan(preset):
 # Settings that count things: an override must be >= 1 (other integers must be >= 0).
 _COUNT_SETTINGS = ("base_channels", "latent_channels", "time_steps", "lstm_layers", "batch_size",
                    "epochs", "discriminator_channels", "iwae_samples", "latent_dim", "depth",
-                   "width", "critic_steps")
+                   "width", "critic_steps", "w_dim", "mapping_layers", "max_channels",
+                   "r1_interval")
 
 
 def _parse_value(text):
