@@ -211,6 +211,36 @@ def r1_penalty(critic, real):
     return ops.mean(ops.sum(ops.square(gradients), axis=-1))
 
 
+def path_lengths(synthesis, ws, image_noise):
+    """`||J_w^T y||_2` per example: StyleGAN2's path lengths (TF only; Karras et al. 2020,
+    section 3.2, equation 4).
+
+    `J_w` is the Jacobian of the generated images with respect to the intermediate latents and
+    `y` a random image; the gradient of `sum g(w) * y` is `J_w^T y`. With one w per styled layer
+    (`ws` `(B, num_ws, w_dim)`), the squared norm is averaged over the layers, as StyleGAN2's code
+    does.
+
+    Args:
+        synthesis: callable ws -> images `(B, H, W, C)`.
+        ws: `(B, num_ws, w_dim)` (or `(B, w_dim)`).
+        image_noise: `(B, H, W, C)` draws of N(0, I) / sqrt(H W).
+
+    Returns:
+        `(B,)` path lengths, differentiable in the synthesis network's weights.
+    """
+    import tensorflow as tf
+
+    ws = tf.convert_to_tensor(ws)
+    with tf.GradientTape() as tape:
+        tape.watch(ws)
+        total = ops.sum(ops.cast(synthesis(ws), "float32") * image_noise)
+    gradients = ops.cast(tape.gradient(total, ws), "float32")
+    squared = ops.sum(ops.square(gradients), axis=-1)
+    if len(squared.shape) > 1:
+        squared = ops.mean(squared, axis=1)
+    return ops.sqrt(squared + 1e-12)
+
+
 def feature_matching_loss(real_features, fake_features):
     """`||E d(x) - E d(G(z))||_2^2` over the batch (Salimans et al. 2016, section 3.1).
 

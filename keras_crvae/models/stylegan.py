@@ -22,11 +22,16 @@ generator call in training mode (the critic steps' fakes and the generator step)
 R1 with lazy regularisation (Mescheder et al. 2018; Karras et al. 2020, section 3.1): the critic's
 loss gets `(gamma / 2) * k * E_x ||grad_x D(x)||^2` on real images on every k-th discriminator
 step only (those whose optimizer `iterations % k == 0`), scaled by k so the penalty's average strength
-stays `gamma / 2`. The paper's k = 16. Path-length regularisation (StyleGAN2, section 3.2) is not
-implemented.
+stays `gamma / 2`. The paper's k = 16.
+
+Path-length regularisation (Karras et al. 2020, section 3.2, equation 4; optional, off by default):
+the generator's loss gets `lambda_pl * k_pl * E (||J_w^T y|| - a)^2` on every k_pl-th generator step,
+`y ~ N(0, I) / sqrt(H W)` a random image, `a` an exponential moving average of the path lengths
+(`a <- a + 0.01 (mean ||J_w^T y|| - a)`); the paper's lambda_pl = 2, k_pl = 4.
 
 Metrics: those of `GAN` plus `r1`: `k * R1` on the steps that compute it and 0 between, so its epoch
-mean estimates the mean `E ||grad D(x)||^2`.
+mean estimates the mean `E ||grad D(x)||^2`; and `path_length`, the same for the path-length
+penalty `E (||J_w^T y|| - a)^2`.
 
 Reference: Karras et al. 2019, "A Style-Based Generator Architecture for Generative Adversarial
 Networks"; Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN"; lecture
@@ -46,7 +51,10 @@ STYLE_MIXING_PROBABILITY = 0.9  # Karras et al. 2019, Table 2 and appendix C
 R1_WEIGHT = 10.0  # gamma: StyleGAN's FFHQ setting (appendix C)
 R1_INTERVAL = 16  # StyleGAN2, section 3.1
 W_AVERAGE_BETA = 0.995  # StyleGAN2's released code (w_avg_beta)
-_STYLE_OPTIONS = ("style_mixing_probability", "r1_weight", "r1_interval", "w_average_beta")
+PATH_LENGTH_INTERVAL = 4  # StyleGAN2, section 3.2 (lazy: every 4 generator steps)
+PATH_LENGTH_DECAY = 0.01  # StyleGAN2's code: the moving average `a`
+_STYLE_OPTIONS = ("style_mixing_probability", "r1_weight", "r1_interval", "w_average_beta",
+                  "path_length_weight", "path_length_interval")
 
 
 def mixed_styles(first, second, crossover, num_ws):
@@ -81,24 +89,29 @@ class StyleGAN(GAN):
         r1_weight: float >= 0, default 10 (gamma; 0 turns R1 off).
         r1_interval: int >= 1, default 16 (k of lazy regularisation; 1 is the non-lazy penalty).
         w_average_beta: float in [0, 1), default 0.995.
+        path_length_weight: float >= 0, default 0 (off; the paper's lambda_pl = 2).
+        path_length_interval: int >= 1, default 4 (k_pl).
         **kwargs: those of `GAN` (`adversarial_loss` default "bce", the non-saturating loss).
 
     Inputs to `fit`: batches of real images `(B, *image_shape)` in [-1, 1].
     """
 
-    metric_names = GAN.metric_names + ("r1",)
+    metric_names = GAN.metric_names + ("r1", "path_length")
 
     def __init__(self, generator, discriminator, style_mixing_probability=STYLE_MIXING_PROBABILITY,
                  r1_weight=R1_WEIGHT, r1_interval=R1_INTERVAL, w_average_beta=W_AVERAGE_BETA,
-                 **kwargs):
+                 path_length_weight=0.0, path_length_interval=PATH_LENGTH_INTERVAL, **kwargs):
         super().__init__(generator, discriminator, **kwargs)
         if not 0.0 <= float(style_mixing_probability) <= 1.0:
             raise ValueError("`style_mixing_probability` must be in [0, 1], got "
                              f"{style_mixing_probability!r}.")
-        if not float(r1_weight) >= 0:
-            raise ValueError(f"`r1_weight` must be >= 0, got {r1_weight!r}.")
-        if isinstance(r1_interval, bool) or int(r1_interval) != r1_interval or r1_interval < 1:
-            raise ValueError(f"`r1_interval` must be an integer >= 1, got {r1_interval!r}.")
+        for name, value in (("r1_weight", r1_weight), ("path_length_weight", path_length_weight)):
+            if not float(value) >= 0:
+                raise ValueError(f"`{name}` must be >= 0, got {value!r}.")
+        for name, value in (("r1_interval", r1_interval),
+                            ("path_length_interval", path_length_interval)):
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
         if not 0.0 <= float(w_average_beta) < 1.0:
             raise ValueError(f"`w_average_beta` must be in [0, 1), got {w_average_beta!r}.")
         names = [layer.name for layer in generator.layers]
@@ -109,12 +122,17 @@ class StyleGAN(GAN):
         self.r1_weight = float(r1_weight)
         self.r1_interval = int(r1_interval)
         self.w_average_beta = float(w_average_beta)
+        self.path_length_weight = float(path_length_weight)
+        self.path_length_interval = int(path_length_interval)
         self.mapping = generator.get_layer("mapping")
         self.synthesis = generator.get_layer("synthesis")
         self.num_ws, self.w_dim = (int(d) for d in self.synthesis.input_shape[1:])
         self.w_average = self.add_weight(name="w_average", shape=(self.w_dim,),
                                          initializer="zeros", trainable=False,
                                          aggregation="only_first_replica")
+        self.path_length_mean = self.add_weight(name="path_length_mean", shape=(),
+                                                initializer="zeros", trainable=False,
+                                                aggregation="only_first_replica")
 
     def get_config(self):
         config = super().get_config()
@@ -188,10 +206,42 @@ class StyleGAN(GAN):
         terms["critic_loss"] = terms["critic_loss"] + 0.5 * self.r1_weight * terms["r1"]
         return terms
 
+    # --- path-length regularisation -------------------------------------------------------------
+
+    def path_length_penalty(self, latents):
+        """`E (||J_w^T y|| - a)^2` on fresh images of `latents`, updating `a` (TF only)."""
+        w = self.map(latents, training=True)
+        images_shape = (ops.shape(latents)[0],) + self.image_shape
+        pixels = float(self.image_shape[0] * self.image_shape[1])
+        image_noise = distribute.replica_normal(images_shape, self.seed_generator,
+                                                dtype="float32") / pixels ** 0.5
+        lengths = adversarial.path_lengths(
+            lambda ws: self.synthesis(ws, training=True), self.broadcast_styles(w), image_noise)
+        mean = self.path_length_mean + PATH_LENGTH_DECAY * (
+            ops.stop_gradient(ops.mean(lengths)) - self.path_length_mean)
+        self.path_length_mean.assign(mean)
+        return ops.mean(ops.square(lengths - mean))
+
+    def generator_terms(self, latents, codes=None, real=None, training=True):
+        """`GAN.generator_terms` plus the lazy path-length term `path_length` (module docstring)."""
+        terms = super().generator_terms(latents, codes, real, training)
+        terms["path_length"] = ops.zeros((), "float32")
+        if not (training and self.path_length_weight):
+            return terms
+        interval = self.path_length_interval
+        due = ops.equal(self.generator_optimizer.iterations % interval, 0)
+        terms["path_length"] = ops.cond(
+            due, lambda: self.path_length_penalty(latents) * float(interval),
+            lambda: ops.zeros((), "float32"))
+        terms["generator_loss"] = (terms["generator_loss"]
+                                   + self.path_length_weight * terms["path_length"])
+        return terms
+
     def _update_metrics(self, terms, g_terms, accuracy, updated):
-        self.trackers["r1"].update_state(terms["r1"])
-        return super()._update_metrics(terms, g_terms, accuracy, updated) | {
-            "r1": self.trackers["r1"].result()}
+        values = {"r1": terms["r1"], "path_length": g_terms["path_length"]}
+        return super()._update_metrics(terms, g_terms, accuracy, updated) | \
+            adversarial.update_trackers(
+                {name: self.trackers[name] for name in values}, values)
 
     # --- the public API -------------------------------------------------------------------------
 

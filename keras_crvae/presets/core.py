@@ -217,7 +217,7 @@ def is_digit_gan(preset):
 _COUNT_SETTINGS = ("base_channels", "latent_channels", "time_steps", "lstm_layers", "batch_size",
                    "epochs", "discriminator_channels", "iwae_samples", "latent_dim", "depth",
                    "width", "critic_steps", "w_dim", "mapping_layers", "max_channels",
-                   "r1_interval")
+                   "r1_interval", "path_length_interval")
 
 
 def _parse_value(text):

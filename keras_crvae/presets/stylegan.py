@@ -12,7 +12,8 @@ CPU-sized departures, each a `--set` away from the paper: latent and w of 128 di
 paper: 512), channels from `base_channels` at the output resolution doubling towards 4x4 up to
 `max_channels` (the paper: 512 up to 64x64), batch 32, and the DCGAN discriminator without
 normalisation (`networks.build_dcgan_discriminator(norm="none")`: R1 needs a critic that treats
-examples independently) instead of StyleGAN2's residual one. The R1 weight gamma follows the
+examples independently) instead of StyleGAN2's residual one, and no path-length regularisation
+by default (`--set path_length_weight=2` is the paper's). The R1 weight gamma follows the
 heuristic of StyleGAN2-ADA's released "auto" configuration, `gamma = 0.0002 * side**2 / batch`
 (Karras et al. 2020b), since the papers' gamma = 10 belongs to 1024x1024 FFHQ.
 
@@ -51,6 +52,10 @@ def _model(side, batch_size=BATCH_SIZE):
         "r1_weight": round(0.0002 * side ** 2 / batch_size, 6),
         "r1_interval": 16,
         "w_average_beta": 0.995,
+        # Path-length regularisation: off here (a second backward pass through the synthesis
+        # network every 4 generator steps); the paper's config F: --set path_length_weight=2.
+        "path_length_weight": 0.0,
+        "path_length_interval": 4,
         "beta_1": BETA_1,
         "beta_2": BETA_2,
         "generator_learning_rate": LEARNING_RATE,

@@ -132,6 +132,46 @@ def test_lazy_r1_runs_every_k_critic_steps_scaled_by_k():
 
 
 @TF_ONLY
+def test_path_lengths_by_hand_on_a_linear_synthesis():
+    # g(ws) = sum_l c_l ws[:, l] @ A, reshaped to images: J_l^T y = c_l A y, so the path length is
+    # sqrt(mean_l c_l^2) ||A y||.
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((3, 8)).astype("float32")
+    layer_scales = np.array([1.0, 2.0], "float32")
+    synthesis = lambda ws: ops.reshape(  # noqa: E731
+        ops.einsum("bld,dk->bk", ws * layer_scales[None, :, None], matrix), (-1, 2, 2, 2))
+    ws = rng.standard_normal((4, 2, 3)).astype("float32")
+    noise = rng.standard_normal((4, 2, 2, 2)).astype("float32")
+    expected = np.sqrt(np.mean(layer_scales ** 2)) * np.linalg.norm(
+        noise.reshape(4, 8) @ matrix.T, axis=-1)
+    np.testing.assert_allclose(numpy(adversarial.path_lengths(synthesis, ws, noise)), expected,
+                               rtol=1e-5)
+
+
+@TF_ONLY
+def test_lazy_path_length_penalty_runs_every_k_generator_steps():
+    model = build_stylegan(path_length_weight=2.0, path_length_interval=4)
+    model.compile()
+    z = np.random.default_rng(0).standard_normal((4, LATENT_DIM)).astype("float32")
+    keras.utils.set_random_seed(5)
+    plain = model.generator_terms(z, training=False)
+    assert float(plain["path_length"]) == 0.0 and float(model.path_length_mean) == 0.0
+    due = model.generator_terms(z)  # iterations = 0: due
+    assert float(due["path_length"]) > 0
+    a = float(model.path_length_mean)
+    assert a > 0  # a = 0.01 * mean length after one update from 0
+    # The generator's loss = adversarial + 2 * (4 * penalty); the adversarial part of this call
+    # uses the same images as an unpenalised call with the same noise state would.
+    np.testing.assert_allclose(float(due["generator_loss"]),
+                               float(due["g_adv"]) + 2.0 * float(due["path_length"]), rtol=1e-5)
+    model.generator_optimizer.iterations.assign(1)
+    skipped = model.generator_terms(z)
+    assert float(skipped["path_length"]) == 0.0 and float(model.path_length_mean) == a
+    np.testing.assert_allclose(float(skipped["generator_loss"]), float(skipped["g_adv"]),
+                               rtol=1e-6)
+
+
+@TF_ONLY
 def test_one_train_step_moves_both_players_and_w_average(tmp_path):
     model = build_stylegan(r1_interval=1, style_mixing_probability=1.0)
     model.compile()
