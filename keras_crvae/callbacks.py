@@ -216,6 +216,9 @@ class ImageGrids(keras.callbacks.Callback):
             paired = np.concatenate([originals.reshape((rows, 1, 8) + shape),
                                      reconstructions.reshape((rows, 1, 8) + shape)], axis=1)
             grids["reconstructions"] = paired.reshape((-1,) + shape)
+        if callable(getattr(self.model, "style_grids", None)):  # StyleGAN: mixing, truncation
+            grids.update({name: _to_unit_range(images, image_range) for name, images in
+                          self.model.style_grids(seed=self.seed).items()})
         for name, grid in grids.items():
             save_image_grid(grid, os.path.join(self.output_dir, f"{name}_epoch{epoch + 1}.png"))
             save_image_grid(grid, os.path.join(self.output_dir, f"{name}.png"))

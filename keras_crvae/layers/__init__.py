@@ -1,12 +1,14 @@
 """Reusable Keras layers of keras_crvae; all are registered for `.keras` serialization."""
 
 from keras_crvae.layers.activations import ConcatenatedReLU, ElementwiseBias
+from keras_crvae.layers.adain import AdaptiveInstanceNormalization
 from keras_crvae.layers.bijector import Bijector, BijectorChain
 from keras_crvae.layers.channel_recurrent import (
     ChannelRecurrentLatent,
     blocks_to_channels,
     channels_to_blocks,
 )
+from keras_crvae.layers.constant_input import ConstantInput
 from keras_crvae.layers.cropping import SliceCropping2D
 from keras_crvae.layers.discriminator import (
     L2Normalize,
@@ -14,12 +16,33 @@ from keras_crvae.layers.discriminator import (
     SpectralDiscriminator,
     SpectralNormalization,
 )
+from keras_crvae.layers.equalized import EqualizedConv2D, EqualizedDense, check_counts
+from keras_crvae.layers.mapping_network import MappingNetwork, normalize_second_moment
+from keras_crvae.layers.noise_injection import NoiseInjection
 from keras_crvae.layers.normalization import BatchNormalization
+from keras_crvae.layers.style_modulation import (
+    ModulatedConv2D,
+    ToRGB,
+    modulated_convolution,
+    upsample_2x,
+)
 from keras_crvae.layers.sampling import GaussianSampler
 from keras_crvae.layers.gaussian_parameters import GaussianParameters
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 
 __all__ = [
+    "AdaptiveInstanceNormalization",
+    "ConstantInput",
+    "EqualizedConv2D",
+    "EqualizedDense",
+    "MappingNetwork",
+    "ModulatedConv2D",
+    "NoiseInjection",
+    "ToRGB",
+    "check_counts",
+    "modulated_convolution",
+    "normalize_second_moment",
+    "upsample_2x",
     "BatchNormalization",
     "Bijector",
     "BijectorChain",

@@ -15,6 +15,7 @@ from keras_crvae.models.two_stage import GammaVAE, PosteriorLatents, TwoStageVAE
 from keras_crvae.models.vae import VAE, validate_images
 from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_masks
 from keras_crvae.models.super_resolution import Stage2
+from keras_crvae.models.stylegan import StyleGAN, mixed_styles, truncate
 from keras_crvae.models import stage2  # noqa: F401  (alias of super_resolution)
 
 __all__ = [
@@ -26,11 +27,14 @@ __all__ = [
     "InfoGAN",
     "PosteriorLatents",
     "Stage2",
+    "StyleGAN",
     "TwoStageVAE",
     "VAE",
     "VAEGAN",
     "discriminator_batch_masks",
+    "mixed_styles",
     "permute_dims",
     "tc_discriminator_loss",
+    "truncate",
     "validate_images",
 ]
