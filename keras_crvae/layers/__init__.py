@@ -1,7 +1,15 @@
 """Reusable Keras layers of keras_crvae; all are registered for `.keras` serialization."""
 
 from keras_crvae.layers.activations import ConcatenatedReLU, ElementwiseBias
+from keras_crvae.layers.actnorm import ActNorm
 from keras_crvae.layers.bijector import Bijector, BijectorChain
+from keras_crvae.layers.coupling import AdditiveCoupling, AffineCoupling, checkerboard_mask
+from keras_crvae.layers.diagonal_scaling import DiagonalScaling
+from keras_crvae.layers.invertible_conv import InvertibleConv1x1
+from keras_crvae.layers.logit import LogitTransform
+from keras_crvae.layers.multiscale import MultiScaleFlow
+from keras_crvae.layers.priors import StandardGaussian, StandardLogistic
+from keras_crvae.layers.reshapes import FlattenEvent, Squeeze
 from keras_crvae.layers.channel_recurrent import (
     ChannelRecurrentLatent,
     blocks_to_channels,
@@ -20,6 +28,18 @@ from keras_crvae.layers.gaussian_parameters import GaussianParameters
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 
 __all__ = [
+    "ActNorm",
+    "AdditiveCoupling",
+    "AffineCoupling",
+    "DiagonalScaling",
+    "FlattenEvent",
+    "InvertibleConv1x1",
+    "LogitTransform",
+    "MultiScaleFlow",
+    "Squeeze",
+    "StandardGaussian",
+    "StandardLogistic",
+    "checkerboard_mask",
     "BatchNormalization",
     "Bijector",
     "BijectorChain",
