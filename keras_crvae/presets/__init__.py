@@ -9,6 +9,7 @@ One module per family, each registering its presets and the builder of their mod
 - `hierarchical`: Burda et al.'s MLP VAE / IWAE (1 and 2 stochastic layers) and the 2-layer crVAE / VAE.
 - `gans`: the lecture's DCGAN, WGAN, WGAN-GP and InfoGAN (MNIST) and DCGAN (CelebA).
 - `disentangling`: VAE, beta-VAE, controlled-capacity VAE and FactorVAE on the procedural sprites.
+- `flows`: NICE, RealNVP and Glow on dequantized MNIST grey levels (the `likelihood` job).
 - `super_resolution` (alias `stage2`): the Stage2 super-resolution GANs (StackGAN Stage-II) on the 64x64 GAN presets.
 
 `core` holds the machinery: `TrainingConfig`, `Preset`, overrides (`--set`), optimizers and
@@ -30,6 +31,7 @@ from keras_crvae.presets import mnist, image64_gan, two_stage, hierarchical, gan
 from keras_crvae.presets import disentangling  # noqa: E402,F401
 from keras_crvae.presets import super_resolution  # noqa: E402,F401
 from keras_crvae.presets import stage2  # noqa: E402,F401  (alias of super_resolution)
+from keras_crvae.presets import flows  # noqa: E402,F401
 from keras_crvae.presets.hierarchical import (  # noqa: E402,F401
     HIERARCHICAL_BUILDERS, build_hierarchical_from_preset)
 from keras_crvae.presets.two_stage import (  # noqa: E402,F401
