@@ -99,7 +99,8 @@ def test_crvae_train_evaluate_and_sample_a_flow(tmp_path):
 
 
 @pytest.mark.parametrize("flags, named", [(["--strategy", "mirrored"], "--strategy"),
-                                          (["--nll_samples", "5"], "--nll_samples")])
+                                          (["--nll_samples", "5"], "--nll_samples"),
+                                          (["--set", "scales=3"], "`scales`=3")])
 def test_crvae_train_refuses_flags_the_likelihood_job_does_not_take(tmp_path, flags, named):
     status, out, err = _crvae_here("train", "--preset", PRESET, *flags, cwd=tmp_path)
     assert status == 2 and named in err, err
