@@ -25,6 +25,7 @@ the CPU-sized presets here is <= 1.3 bits/dim.
 
 import dataclasses
 
+from keras_crvae import precision as crvae_precision
 from keras_crvae.presets.core import TrainingConfig, make_optimizer, register
 from keras_crvae.presets.likelihood import LikelihoodPreset
 
@@ -107,17 +108,26 @@ def build_flow(network, image_shape=(28, 28, 1), seed=None):
 
 
 def build_flow_from_preset(preset, steps_per_epoch=None, compile=True, seed=None):
-    """`FlowModel` of a flow preset, compiled with Adam at the preset's learning rate."""
+    """`FlowModel` of a flow preset, compiled with Adam at the preset's learning rate.
+
+    Flows compute in float32 only: a log-likelihood sums hundreds of log-determinant terms per
+    image, which bfloat16's 8-bit mantissa would round away. `precision="auto"` builds float32;
+    `"bfloat16"` is refused."""
     from keras_crvae import layers
     from keras_crvae.models import FlowModel
 
+    if preset.training.precision == "bfloat16":
+        raise ValueError("`precision`='bfloat16': the flows train in float32 only (their "
+                         "log-likelihoods sum hundreds of log-determinant terms); expected "
+                         "float32")
     model_config = dict(preset.model)
     prior_name = model_config.pop("prior")
     if prior_name not in PRIORS:
         raise ValueError(f"`prior` must be one of {PRIORS}, got {prior_name!r}.")
     prior = layers.StandardGaussian() if prior_name == "gaussian" else layers.StandardLogistic()
-    model = FlowModel(build_flow(preset.network, seed=seed), prior, seed=seed, name=preset.name,
-                      **model_config)
+    with crvae_precision.scope("float32"):
+        model = FlowModel(build_flow(preset.network, seed=seed), prior, seed=seed,
+                          name=preset.name, **model_config)
     if compile:
         model.compile(optimizer=make_optimizer(preset.training, steps_per_epoch))
     return model
