@@ -89,13 +89,16 @@ def test_crvae_train_evaluate_and_sample_a_flow(tmp_path):
     assert evaluation["bits_per_dim"]["mean"] == pytest.approx(
         evaluation["nll"]["mean"] / (D * math.log(2)))
     status, out, err = _crvae_here("sample", "--model", "run/model.keras", "--num_images", "16",
-                                   "--output", "grid.png", cwd=tmp_path)
+                                   "--temperature", "0.7", "--output", "grid.png", cwd=tmp_path)
     assert status == 0, err[-3000:]
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # A flag a flow does not take: one line naming it, status 2, no traceback.
     status, out, err = _crvae_here("evaluate", "--model", "run/model.keras", "--num_samples",
                                    "3", cwd=tmp_path)
     assert status == 2 and "--num_samples" in err and len(err.strip().splitlines()) == 1
+    status, out, err = _crvae_here("sample", "--model", "run/model.keras", "--temperature", "-1",
+                                   cwd=tmp_path)
+    assert status == 2 and "--temperature=-1" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("flags, named", [(["--strategy", "mirrored"], "--strategy"),
