@@ -2,7 +2,15 @@
 
 from keras_crvae.layers.activations import ConcatenatedReLU, ElementwiseBias
 from keras_crvae.layers.adain import AdaptiveInstanceNormalization
+from keras_crvae.layers.actnorm import ActNorm
 from keras_crvae.layers.bijector import Bijector, BijectorChain
+from keras_crvae.layers.coupling import AdditiveCoupling, AffineCoupling, checkerboard_mask
+from keras_crvae.layers.diagonal_scaling import DiagonalScaling
+from keras_crvae.layers.invertible_conv import InvertibleConv1x1
+from keras_crvae.layers.logit import LogitTransform
+from keras_crvae.layers.multiscale import MultiScaleFlow
+from keras_crvae.layers.priors import StandardGaussian, StandardLogistic
+from keras_crvae.layers.reshapes import FlattenEvent, Squeeze
 from keras_crvae.layers.channel_recurrent import (
     ChannelRecurrentLatent,
     blocks_to_channels,
@@ -43,6 +51,18 @@ __all__ = [
     "modulated_convolution",
     "normalize_second_moment",
     "upsample_2x",
+    "ActNorm",
+    "AdditiveCoupling",
+    "AffineCoupling",
+    "DiagonalScaling",
+    "FlattenEvent",
+    "InvertibleConv1x1",
+    "LogitTransform",
+    "MultiScaleFlow",
+    "Squeeze",
+    "StandardGaussian",
+    "StandardLogistic",
+    "checkerboard_mask",
     "BatchNormalization",
     "Bijector",
     "BijectorChain",

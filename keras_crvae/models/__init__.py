@@ -8,6 +8,7 @@ super-resolution GAN).
 """
 
 from keras_crvae.models.factor_vae import FactorVAE, permute_dims, tc_discriminator_loss
+from keras_crvae.models.flows import FlowModel
 from keras_crvae.models.gan import GAN
 from keras_crvae.models.hierarchical import HierarchicalVAE
 from keras_crvae.models.infogan import InfoGAN
@@ -21,6 +22,7 @@ from keras_crvae.models import stage2  # noqa: F401  (alias of super_resolution)
 __all__ = [
     "CRVAEGAN",
     "FactorVAE",
+    "FlowModel",
     "GAN",
     "GammaVAE",
     "HierarchicalVAE",

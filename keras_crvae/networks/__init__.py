@@ -8,6 +8,8 @@ builders that moved to `infogan` and `resnet`.
 """
 
 from keras_crvae.networks.dcgan import build_dcgan_discriminator, build_dcgan_generator
+from keras_crvae.networks.flows import (build_glow_flow, build_nice_flow, build_realnvp_flow,
+                                        coupling_glow, coupling_mlp, coupling_resnet)
 from keras_crvae.networks.image64 import (
     build_image64_decoder,
     build_image64_discriminator,

@@ -10,6 +10,7 @@ One module per family, each registering its presets and the builder of their mod
 - `gans`: the lecture's DCGAN, WGAN, WGAN-GP and InfoGAN (MNIST) and DCGAN (CelebA).
 - `stylegan`: StyleGAN2 on MNIST and on 32x32 / 64x64 CelebA faces.
 - `disentangling`: VAE, beta-VAE, controlled-capacity VAE and FactorVAE on the procedural sprites.
+- `flows`: NICE, RealNVP and Glow on dequantized MNIST grey levels (the `likelihood` job).
 - `super_resolution` (alias `stage2`): the Stage2 super-resolution GANs (StackGAN Stage-II) on the 64x64 GAN presets.
 
 `core` holds the machinery: `TrainingConfig`, `Preset`, overrides (`--set`), optimizers and
@@ -32,6 +33,7 @@ from keras_crvae.presets import stylegan  # noqa: E402,F401
 from keras_crvae.presets import disentangling  # noqa: E402,F401
 from keras_crvae.presets import super_resolution  # noqa: E402,F401
 from keras_crvae.presets import stage2  # noqa: E402,F401  (alias of super_resolution)
+from keras_crvae.presets import flows  # noqa: E402,F401
 from keras_crvae.presets.hierarchical import (  # noqa: E402,F401
     HIERARCHICAL_BUILDERS, build_hierarchical_from_preset)
 from keras_crvae.presets.two_stage import (  # noqa: E402,F401
