@@ -28,6 +28,11 @@ def atomic_path(path):
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno is not None and error.filename in (None, temporary):
+            # Name the file the caller asked for (a write error names no file, or the temporary).
+            raise OSError(error.errno, error.strerror, path) from error
+        raise
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
