@@ -17,6 +17,9 @@ from keras_crvae.layers.discriminator import (
 from keras_crvae.layers.normalization import BatchNormalization
 from keras_crvae.layers.sampling import GaussianSampler
 from keras_crvae.layers.gaussian_parameters import GaussianParameters
+from keras_crvae.layers.iaf import InverseAutoregressiveFlow
+from keras_crvae.layers.made import MADE
+from keras_crvae.layers.planar_radial_flows import PlanarFlow, RadialFlow
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 
 __all__ = [
@@ -27,12 +30,16 @@ __all__ = [
     "ConcatenatedReLU",
     "ElementwiseBias",
     "GaussianSampler",
+    "InverseAutoregressiveFlow",
     "L2Normalize",
+    "MADE",
     "MinibatchDiscrimination",
     "SpectralDiscriminator",
     "SpectralNormalization",
     "GaussianParameters",
     "PhaseConv2DTranspose",
+    "PlanarFlow",
+    "RadialFlow",
     "SliceCropping2D",
     "blocks_to_channels",
     "channels_to_blocks",
