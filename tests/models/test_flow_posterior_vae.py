@@ -156,3 +156,21 @@ def test_flow_refuses_unequal_block_weights_and_bad_specs():
     for spec in ("planar", "planar:0", "maf:2", "iaf:x"):
         with pytest.raises(ValueError, match="posterior_flow=.*expected None or KIND:K"):
             tiny_mlp_vae(posterior_flow=spec)
+
+
+def test_planar_presets_differ_by_the_flow_only_and_build():
+    import keras_crvae
+    from keras_crvae import presets
+
+    base = presets.get_preset("mnist_planar_k0")
+    for steps, paper_nll in ((10, 87.5), (40, 85.7), (80, 85.1)):
+        preset = presets.get_preset(f"mnist_planar_k{steps}")
+        assert preset.model == {**base.model, "posterior_flow": f"planar:{steps}"}
+        assert preset.network == base.network and preset.training == base.training
+        assert preset.paper_nll == paper_nll
+    model = keras_crvae.from_preset("mnist_planar_k10", compile=False, seed=0)
+    assert model.latent_shape == (40,) and len(model.posterior_flow_layer.bijectors) == 10
+    assert model.encoder.get_layer("encoder_hidden1").units == 400
+    # `--set posterior_flow=iaf:2` on the Gaussian row is checked and typed as text.
+    overrides = presets.parse_overrides(["posterior_flow=iaf:2"], preset="mnist_planar_k0")
+    assert presets.get_preset("mnist_planar_k0", **overrides).model["posterior_flow"] == "iaf:2"
