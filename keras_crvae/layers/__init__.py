@@ -20,6 +20,7 @@ from keras_crvae.layers.gaussian_parameters import GaussianParameters
 from keras_crvae.layers.iaf import InverseAutoregressiveFlow
 from keras_crvae.layers.made import MADE
 from keras_crvae.layers.planar_radial_flows import PlanarFlow, RadialFlow
+from keras_crvae.layers.reversible import InvertibleFeatureExtractor, ReversibleStack
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ElementwiseBias",
     "GaussianSampler",
     "InverseAutoregressiveFlow",
+    "InvertibleFeatureExtractor",
     "L2Normalize",
     "MADE",
     "MinibatchDiscrimination",
@@ -40,6 +42,7 @@ __all__ = [
     "PhaseConv2DTranspose",
     "PlanarFlow",
     "RadialFlow",
+    "ReversibleStack",
     "SliceCropping2D",
     "blocks_to_channels",
     "channels_to_blocks",
