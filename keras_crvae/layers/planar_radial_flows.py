@@ -196,11 +196,15 @@ class RadialFlow(_ParameterisedFlow):
         radius = ops.sqrt(ops.sum(ops.square(offset), axis=-1, keepdims=True))
         h = 1.0 / (alpha + radius)
         y = z + beta_hat * h * offset
-        # h'(r) r = -r / (alpha + r)^2
+        return ops.reshape(y, ops.shape(x)), self._log_det(alpha, beta_hat, radius)
+
+    def _log_det(self, alpha, beta_hat, radius):
+        """`log|det df/dz|` at a point at distance `radius` from z0, `(batch,)`."""
+        h = 1.0 / (alpha + radius)
         scale = 1.0 + beta_hat * h
-        log_det = ((self.dim - 1) * ops.log(scale)
-                   + ops.log(scale - beta_hat * radius * ops.square(h)))[:, 0]
-        return ops.reshape(y, ops.shape(x)), log_det
+        # h'(r) r = -r / (alpha + r)^2 = -r h^2
+        return ((self.dim - 1) * ops.log(scale)
+                + ops.log(scale - beta_hat * radius * ops.square(h)))[:, 0]
 
     def inverse_and_log_det(self, y, context=None, training=None):
         flat_y = _flatten_event(y)
@@ -214,9 +218,5 @@ class RadialFlow(_ParameterisedFlow):
         radius = ops.where(linear > 0,
                            2.0 * alpha * radius_y / ops.maximum(linear + root, 1e-30),
                            0.5 * (root - linear))
-        h = 1.0 / (alpha + radius)
-        scale = 1.0 + beta_hat * h
-        z = z0 + offset_y / scale
-        log_det = -((self.dim - 1) * ops.log(scale)
-                    + ops.log(scale - beta_hat * radius * ops.square(h)))[:, 0]
-        return ops.reshape(z, ops.shape(y)), log_det
+        z = z0 + offset_y / (1.0 + beta_hat / (alpha + radius))
+        return ops.reshape(z, ops.shape(y)), -self._log_det(alpha, beta_hat, radius)

@@ -174,3 +174,23 @@ def test_planar_presets_differ_by_the_flow_only_and_build():
     # `--set posterior_flow=iaf:2` on the Gaussian row is checked and typed as text.
     overrides = presets.parse_overrides(["posterior_flow=iaf:2"], preset="mnist_planar_k0")
     assert presets.get_preset("mnist_planar_k0", **overrides).model["posterior_flow"] == "iaf:2"
+
+
+def test_flow_on_a_convolutional_latent_map_with_block_weights_trains():
+    """The cVAE's (4, 4, 8) latent map (the crVAE's shape) with an IAF posterior (flattened inside
+    each step); equal block weights act as one alpha, unequal ones are refused."""
+    from keras_crvae import networks
+
+    keras.utils.set_random_seed(0)
+    config = dict(base_channels=2, latent_channels=8, time_steps=4)
+    encoder = networks.build_mnist_encoder("conv", **config)
+    decoder = networks.build_mnist_decoder("conv", **config)
+    with pytest.raises(ValueError, match="posterior_flow='iaf:1'.*block"):
+        models.VAE(encoder, decoder, kl_weight=[0.1, 0.1, 1.0, 1.0], posterior_flow="iaf:1")
+    model = models.VAE(encoder, decoder, kl_weight=[0.001] * 4, posterior_flow="iaf:1",
+                       flow_hidden_units=[16], seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  run_eagerly=keras.backend.backend() == "tensorflow")
+    history = model.fit(binary_images(4), epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and np.isfinite(history.history["kl"]).all()
+    assert tuple(model.reconstruct(binary_images(2)).shape) == (2, 28, 28, 1)
