@@ -36,6 +36,10 @@ from keras_crvae.layers.style_modulation import (
 )
 from keras_crvae.layers.sampling import GaussianSampler
 from keras_crvae.layers.gaussian_parameters import GaussianParameters
+from keras_crvae.layers.iaf import InverseAutoregressiveFlow
+from keras_crvae.layers.made import MADE
+from keras_crvae.layers.planar_radial_flows import PlanarFlow, RadialFlow
+from keras_crvae.layers.reversible import InvertibleFeatureExtractor, ReversibleStack
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 
 __all__ = [
@@ -70,12 +74,18 @@ __all__ = [
     "ConcatenatedReLU",
     "ElementwiseBias",
     "GaussianSampler",
+    "InverseAutoregressiveFlow",
+    "InvertibleFeatureExtractor",
     "L2Normalize",
+    "MADE",
     "MinibatchDiscrimination",
     "SpectralDiscriminator",
     "SpectralNormalization",
     "GaussianParameters",
     "PhaseConv2DTranspose",
+    "PlanarFlow",
+    "RadialFlow",
+    "ReversibleStack",
     "SliceCropping2D",
     "blocks_to_channels",
     "channels_to_blocks",

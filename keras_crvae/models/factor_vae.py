@@ -87,7 +87,7 @@ class FactorVAE(VAE):
 
     def __init__(self, encoder, decoder, discriminator, tc_weight=35.0, kl_weight=1.0,
                  reconstruction_reduction="sum", **kwargs):
-        for unsupported in ("iwae_samples", "capacity"):
+        for unsupported in ("iwae_samples", "capacity", "posterior_flow"):
             if kwargs.get(unsupported) not in (None, 1):
                 raise ValueError(f"FactorVAE does not take `{unsupported}`.")
             kwargs.pop(unsupported, None)

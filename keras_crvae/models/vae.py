@@ -26,6 +26,22 @@ With `iwae_samples=k > 1` the loss is the k-sample importance-weighted bound of 
 weights `w_i` are the block weights `alpha_t` expressed in nats (`alpha_t * D` in "mean" mode), so
 `alpha = 1/D` ("mean") or `alpha = 1` ("sum") gives the exact IWAE bound.
 
+Flow posteriors (`posterior_flow="planar:K"`, `"radial:K"` or `"iaf:K"`; Rezende & Mohamed 2015,
+Kingma et al. 2016): `z_0 ~ q_0(z|x) = N(mean, exp(log_var))`, `z_K = f_K(...f_1(z_0))` with each
+step's parameters from the context `h(x) = [mean, log_var]` (flattened), and
+
+    log q_K(z_K|x) = log q_0(z_0|x) - sum_k log|det df_k/dz_{k-1}|
+    rate           = log q_K(z_K|x) - log p(z_K)          (a one-sample estimate of KL(q_K || p))
+    loss           = distortion * scale + alpha * rate    (alpha: one `kl_weight`)
+
+The KL of `q_K` has no closed form, so the rate (and the `kl` metric) is the single-sample
+estimate above; its expectation is the KL, and `distortion + rate` is an unbiased estimate of
+-ELBO. The k-sample bound uses `log p(z_K) - log q_K(z_K|x)` per sample, and so does the
+importance-sampled NLL (`log_importance_weights`): the density of q after the flow. Block weights
+`alpha_t` cannot weight a flow's rate (the log-determinant does not split into channel blocks), so
+unequal block weights with a flow are refused. `posterior_flow=None` is the diagonal Gaussian above,
+computed exactly as before.
+
 The reference trains with `nn.BCECriterion` (size-averaged over batch and pixels) plus
 `alpha * KLDCriterion` (summed over latents, averaged over the batch): `train_test/train_test_*_mnist.lua`
 of GitHub `WendyShang/crVAE`.
@@ -39,6 +55,7 @@ from keras import ops
 
 from keras_crvae import distribute, losses
 from keras_crvae.layers import GaussianSampler
+from keras_crvae.networks.posterior_flows import build_posterior_flow, parse_posterior_flow
 # The shared helpers live in `models/base.py`; these names stay importable from here (old imports).
 from keras_crvae.models.base import (LIKELIHOODS, RECONSTRUCTION_REDUCTIONS,  # noqa: F401
                                      check_encoder_decoder, check_objective_options, run_network,
@@ -89,6 +106,11 @@ class VAE(keras.Model):
         capacity_steps: int, default 100000. Training steps over which C grows from 0 to
             `capacity` (counted by the model's `capacity_step` variable, saved with it).
         seed: int or None. Seed of the posterior sampler.
+        posterior_flow: str or None, default None. `"planar:K"`, `"radial:K"` or `"iaf:K"`: K
+            amortised flow steps after the Gaussian posterior (module docstring); None: the
+            diagonal Gaussian. Needs a single `kl_weight` (or equal block weights).
+        flow_hidden_units: list of ints or None. IAF only: the MADE's hidden widths (default one
+            layer of 2 x the latent size).
 
     Metrics (nats per image): `elbo`, `reconstruction` (`-log p(x|z)`), `kl`, `iwae_bound`
     when `iwae_samples > 1`, and `capacity` (the current C) with a capacity.
@@ -120,6 +142,8 @@ class VAE(keras.Model):
         decoder_std=1.0,
         capacity=None,
         capacity_steps=100000,
+        posterior_flow=None,
+        flow_hidden_units=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -139,6 +163,12 @@ class VAE(keras.Model):
                                  "weights.")
             if int(iwae_samples) > 1:
                 raise ValueError("`capacity` needs `iwae_samples=1`.")
+        parse_posterior_flow(posterior_flow)
+        if posterior_flow is not None and len(set(weights)) > 1:
+            raise ValueError(
+                f"posterior_flow={posterior_flow!r} cannot be combined with unequal KL block "
+                f"weights kl_weight={kl_weight!r}: a flow's log-determinant does not split into "
+                "channel blocks. Use one kl_weight, or posterior_flow=None.")
 
         # === Layers ===
         self.encoder = encoder
@@ -162,6 +192,9 @@ class VAE(keras.Model):
         self.decoder_std = float(decoder_std)
         self.capacity = None if capacity is None else float(capacity)
         self.capacity_steps = int(capacity_steps)
+        self.posterior_flow = posterior_flow
+        self.flow_hidden_units = (None if flow_hidden_units is None
+                                  else [int(units) for units in flow_hidden_units])
         self.image_shape = tuple(encoder.input_shape[1:])
         self.latent_shape = tuple(decoder.input_shape[1:])
         self.num_pixels = int(math.prod(self.image_shape))
@@ -171,6 +204,13 @@ class VAE(keras.Model):
                 f"{self.latent_shape[-1]} channels."
             )
         self._check_networks()
+
+        # === Posterior flow (float32, like the densities it feeds) ===
+        self.posterior_flow_layer = None
+        if posterior_flow is not None:
+            self.posterior_flow_layer = build_posterior_flow(
+                posterior_flow, self.latent_shape, context_dim=2 * math.prod(self.latent_shape),
+                hidden_units=self.flow_hidden_units)
 
         # === State ===
         # Training steps seen by the capacity schedule: a model weight (not the optimizer's
@@ -201,9 +241,36 @@ class VAE(keras.Model):
         """
         mean, log_var = to_float32(self.encoder(images, training=training))
         num_samples = self.iwae_samples
+        if self.posterior_flow_layer is not None:
+            return self._call_with_flow(mean, log_var, num_samples, training)
         z, kl = self.sampler([tile_rows(mean, num_samples), tile_rows(log_var, num_samples)])
         logits = to_float32(self.decoder(z, training=training))
         return {"mean": mean, "log_var": log_var, "z": z, "kl": kl, "logits": logits}
+
+    def _flow_context(self, mean, log_var):
+        """The context `h(x)` of the flow steps: `[mean, log_var]` flattened, `(B, 2 D)`.
+
+        A deterministic function of x that every encoder already returns, so a flow fits any
+        encoder of the library without a new output (our choice; Kingma et al. take h from the
+        encoder's last hidden layer, Rezende & Mohamed output the flow parameters from it)."""
+        batch = ops.shape(mean)[0]
+        return ops.concatenate([ops.reshape(mean, (batch, -1)), ops.reshape(log_var, (batch, -1))],
+                               axis=1)
+
+    def _flow_sample(self, z0, mean, log_var, num_samples, training=None):
+        """`(z_K, log q_K(z_K|x))` for `z0 ~ q_0` with `num_samples * B` rows (sample-major)."""
+        mean, log_var = tile_rows(mean, num_samples), tile_rows(log_var, num_samples)
+        z, log_det = self.posterior_flow_layer.forward_and_log_det(
+            z0, context=self._flow_context(mean, log_var), training=training)
+        return z, losses.gaussian_log_density(z0, mean, log_var) - log_det
+
+    def _call_with_flow(self, mean, log_var, num_samples, training):
+        z0, _ = self.sampler([tile_rows(mean, num_samples), tile_rows(log_var, num_samples)])
+        z, log_q = self._flow_sample(z0, mean, log_var, num_samples, training)
+        rate = log_q - losses.standard_normal_log_density(z)
+        logits = to_float32(self.decoder(z, training=training))
+        return {"mean": mean, "log_var": log_var, "z0": z0, "z": z, "rate": rate,
+                "logits": logits}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The training objective of the module docstring; also updates the nats metrics.
@@ -214,13 +281,15 @@ class VAE(keras.Model):
         batch_size = ops.shape(images)[0]
         num_samples = ops.shape(y_pred["logits"])[0] // batch_size
         log_px = self._log_px(y_pred["logits"], tile_rows(images, num_samples))
-        kl_per_sample = losses.sum_per_example(y_pred["kl"])
+        flow = "rate" in y_pred  # a flow posterior: the rate is a sample estimate (module doc)
+        kl_per_sample = y_pred["rate"] if flow else losses.sum_per_example(y_pred["kl"])
         distortion = -ops.mean(log_px)
         kl = ops.mean(kl_per_sample)
         recon_scale = 1.0 / self.num_pixels if self.reconstruction_reduction == "mean" else 1.0
 
         if self.iwae_samples > 1:
-            log_ratio = self._weighted_log_ratio(y_pred) / recon_scale
+            log_ratio = (-self._flow_kl_weight() * y_pred["rate"] if flow
+                         else self._weighted_log_ratio(y_pred)) / recon_scale
             log_weights = ops.reshape(log_px + log_ratio, (-1, batch_size))
             bound = ops.mean(ops.logsumexp(log_weights, axis=0)) - math.log(self.iwae_samples)
             loss = -bound * recon_scale
@@ -230,6 +299,8 @@ class VAE(keras.Model):
             rate = self.kl_weight * ops.abs(kl - capacity)
             loss = distortion * recon_scale + rate
             self.capacity_tracker.update_state(capacity)
+        elif flow:
+            loss = distortion * recon_scale + self._flow_kl_weight() * kl
         else:
             rate = ops.mean(losses.weighted_kl(y_pred["kl"], self.kl_weight))
             loss = distortion * recon_scale + rate
@@ -254,6 +325,10 @@ class VAE(keras.Model):
             return losses.gaussian_fixed_std_log_likelihood(ops.sigmoid(logits), images,
                                                             self.decoder_std)
         return losses.bernoulli_log_likelihood(logits, images)
+
+    def _flow_kl_weight(self):
+        """The one KL weight of a flow posterior (equal block weights are checked in __init__)."""
+        return self.kl_weight if isinstance(self.kl_weight, float) else self.kl_weight[0]
 
     def _regularization_loss(self):
         extra = self.losses
@@ -306,10 +381,16 @@ class VAE(keras.Model):
         log_var = tile_rows(log_var, num_samples)
         z = mean + ops.exp(0.5 * log_var) * ops.reshape(noise,
                                                         (num_samples * batch,) + self.latent_shape)
+        if self.posterior_flow_layer is not None:
+            # q's density after the flow: log q_K(z_K|x) = log q_0(z_0|x) - sum_k log|det|.
+            z, log_q = self._flow_sample(z, mean, log_var, 1, training=False)
         logits = to_float32(self.decoder(z, training=False))
         log_px = self._log_px(logits, tile_rows(ops.cast(images, "float32"), num_samples))
-        log_ratio = (losses.standard_normal_log_density(z)
-                     - losses.gaussian_log_density(z, mean, log_var))
+        if self.posterior_flow_layer is not None:
+            log_ratio = losses.standard_normal_log_density(z) - log_q
+        else:
+            log_ratio = (losses.standard_normal_log_density(z)
+                         - losses.gaussian_log_density(z, mean, log_var))
         return ops.reshape(log_px + log_ratio, (num_samples, batch))
 
     # --- the public API contract: encode / decode / sample / log_likelihood ---------------------
@@ -349,12 +430,32 @@ class VAE(keras.Model):
         return self._log_px(self.decode_logits(z), ops.cast(ops.convert_to_tensor(images), "float32"))
 
     def reconstruct(self, images, sample=False, seed=None):
-        """Decoded probabilities of `mean` (default) or of one posterior sample of each image."""
+        """Decoded probabilities of `mean` (default) or of one posterior sample of each image
+        (with a flow posterior: of `f_K...f_1(mean)` or of a sample pushed through the flow)."""
         mean, log_var = self.encode(images)
         z = mean
         if sample:
             z = mean + ops.exp(0.5 * log_var) * keras.random.normal(ops.shape(mean), seed=seed)
+        if self.posterior_flow_layer is not None:
+            z, _ = self._flow_sample(z, mean, log_var, 1)
         return self.decode(z)
+
+    @property
+    def elbo_terms(self):
+        """With a flow posterior, `elbo_terms(images, seed=None)` -> dict of `(B,)` tensors
+        `reconstruction` (`-log p(x|z_K)`) and `kl` (`log q_K(z_K|x) - log p(z_K)`), one posterior
+        sample each, which `keras_crvae.evaluation.elbo` averages (the closed-form KL it uses
+        otherwise is that of q_0, not of q_K). None without a flow: the closed form applies."""
+        if self.posterior_flow_layer is None:
+            return None
+        return self._flow_elbo_terms
+
+    def _flow_elbo_terms(self, images, seed=None):
+        mean, log_var = self.encode(images)
+        z0 = mean + ops.exp(0.5 * log_var) * keras.random.normal(ops.shape(mean), seed=seed)
+        z, log_q = self._flow_sample(z0, mean, log_var, 1)
+        log_px = self.log_likelihood(images, ops.convert_to_numpy(z))
+        return {"reconstruction": -log_px, "kl": log_q - losses.standard_normal_log_density(z)}
 
     # --- serialization ---------------------------------------------------------------------------
 
@@ -371,6 +472,8 @@ class VAE(keras.Model):
             "decoder_std": self.decoder_std,
             "capacity": self.capacity,
             "capacity_steps": self.capacity_steps,
+            "posterior_flow": self.posterior_flow,
+            "flow_hidden_units": self.flow_hidden_units,
         }
 
     @classmethod

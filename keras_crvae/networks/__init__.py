@@ -32,6 +32,7 @@ from keras_crvae.networks.super_resolution import (build_stage2_discriminator,
                                                    build_stage2_generator)
 from keras_crvae.networks.infogan import build_infogan_decoder, build_infogan_encoder
 from keras_crvae.networks.resnet import build_resnet_decoder, build_resnet_encoder
+from keras_crvae.networks.reversible import build_irevnet_classifier
 from keras_crvae.networks.stylegan import (
     build_mapping_network,
     build_style_generator,

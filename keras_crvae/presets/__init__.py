@@ -10,6 +10,7 @@ One module per family, each registering its presets and the builder of their mod
 - `gans`: the lecture's DCGAN, WGAN, WGAN-GP and InfoGAN (MNIST) and DCGAN (CelebA).
 - `stylegan`: StyleGAN2 on MNIST and on 32x32 / 64x64 CelebA faces.
 - `disentangling`: VAE, beta-VAE, controlled-capacity VAE and FactorVAE on the procedural sprites.
+- `flow_posteriors`: Rezende & Mohamed's planar-flow VAE on MNIST (K = 0, 10, 40, 80).
 - `flows`: NICE, RealNVP and Glow on dequantized MNIST grey levels (the `likelihood` job).
 - `super_resolution` (alias `stage2`): the Stage2 super-resolution GANs (StackGAN Stage-II) on the 64x64 GAN presets.
 
@@ -31,6 +32,7 @@ _valid_keys = valid_keys  # the old private name (`crvae presets --json` used it
 from keras_crvae.presets import mnist, image64_gan, two_stage, hierarchical, gans  # noqa: E402,F401
 from keras_crvae.presets import stylegan  # noqa: E402,F401
 from keras_crvae.presets import disentangling  # noqa: E402,F401
+from keras_crvae.presets import flow_posteriors  # noqa: E402,F401
 from keras_crvae.presets import super_resolution  # noqa: E402,F401
 from keras_crvae.presets import stage2  # noqa: E402,F401  (alias of super_resolution)
 from keras_crvae.presets import flows  # noqa: E402,F401
