@@ -21,7 +21,7 @@ The networks (`keras_crvae.layers.ReversibleStack`):
     residual           depth blocks x + conv3x3(relu(conv3x3(x))) on all channels (hidden wide)
 
 Writes JSON (`--output`), a markdown table (`.md` beside it) and, where matplotlib is installed,
-a plot (`.png`). Example (docs/flow_posteriors.md):
+a plot (`.png`). Example (docs/flows.md ("Flow posteriors")):
 
     python tools/benchmarks/revnet_memory.py --depths=1,2,4,8,16 --output=/tmp/revnet_memory.json
 """

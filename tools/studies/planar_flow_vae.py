@@ -1,4 +1,4 @@
-"""The planar-flow VAE study of docs/flow_posteriors.md: K = 0 / 10 / 40 / 80 at an equal budget.
+"""The planar-flow VAE study of docs/flows.md ("Flow posteriors"): K = 0/10/40/80, equal budget.
 
 Each preset (`mnist_planar_k0`, `_k10`, `_k40`, `_k80`: Rezende & Mohamed 2015, Table 2) trains
 for the same number of optimizer steps (`--steps`, batch `--batch_size`) on the statically
