@@ -17,6 +17,8 @@ from keras_crvae.layers.discriminator import (
 from keras_crvae.layers.normalization import BatchNormalization
 from keras_crvae.layers.sampling import GaussianSampler
 from keras_crvae.layers.gaussian_parameters import GaussianParameters
+from keras_crvae.layers.gated_pixelcnn import GatedPixelCNNBlock, gated_activation
+from keras_crvae.layers.masked_conv import MaskedConv2D, causal_conv_mask, shift_down
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 
 __all__ = [
@@ -27,7 +29,9 @@ __all__ = [
     "ConcatenatedReLU",
     "ElementwiseBias",
     "GaussianSampler",
+    "GatedPixelCNNBlock",
     "L2Normalize",
+    "MaskedConv2D",
     "MinibatchDiscrimination",
     "SpectralDiscriminator",
     "SpectralNormalization",
@@ -35,5 +39,8 @@ __all__ = [
     "PhaseConv2DTranspose",
     "SliceCropping2D",
     "blocks_to_channels",
+    "causal_conv_mask",
     "channels_to_blocks",
+    "gated_activation",
+    "shift_down",
 ]

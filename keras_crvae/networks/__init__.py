@@ -1,7 +1,7 @@
 """Functional builders of encoders and decoders per dataset and image size.
 
 Files by dataset or architecture (`mnist`, `image64`, `mlp`, `sprites`, `dcgan`, `infogan`,
-`resnet`, `two_stage`, `super_resolution`, `perceptual`); `blocks` holds the pieces they share.
+`resnet`, `pixelcnn`, `two_stage`, `super_resolution`, `perceptual`); `blocks` holds the pieces they share.
 Imports: `keras_crvae.layers` only (layers -> networks -> models, docs/design.md). Aliases of old
 module paths: `stage2` (= `super_resolution`); `two_stage` re-exports the InfoGAN and ResNet
 builders that moved to `infogan` and `resnet`.
@@ -25,6 +25,7 @@ from keras_crvae.networks.sprites import (
     build_sprites_encoder,
     build_tc_discriminator,
 )
+from keras_crvae.networks.pixelcnn import build_gated_pixelcnn, build_pixelcnn
 from keras_crvae.networks.perceptual import build_perceptual_network, imagenet_preprocess
 from keras_crvae.networks.super_resolution import (build_stage2_discriminator,
                                                    build_stage2_generator)
@@ -52,6 +53,8 @@ __all__ = [
     "build_sprites_encoder",
     "build_tc_discriminator",
     "build_perceptual_network",
+    "build_gated_pixelcnn",
+    "build_pixelcnn",
     "build_stage2_discriminator",
     "build_stage2_generator",
     "imagenet_preprocess",
