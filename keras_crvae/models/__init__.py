@@ -11,6 +11,7 @@ from keras_crvae.models.factor_vae import FactorVAE, permute_dims, tc_discrimina
 from keras_crvae.models.gan import GAN
 from keras_crvae.models.hierarchical import HierarchicalVAE
 from keras_crvae.models.infogan import InfoGAN
+from keras_crvae.models.pixelcnn import AutoregressiveSampler, PixelCNN
 from keras_crvae.models.two_stage import GammaVAE, PosteriorLatents, TwoStageVAE
 from keras_crvae.models.vae import VAE, validate_images
 from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_masks
@@ -24,6 +25,8 @@ __all__ = [
     "GammaVAE",
     "HierarchicalVAE",
     "InfoGAN",
+    "AutoregressiveSampler",
+    "PixelCNN",
     "PosteriorLatents",
     "Stage2",
     "TwoStageVAE",
