@@ -99,7 +99,7 @@ class VectorQuantizer(keras.layers.Layer):
                                          initializer="ones", name="ema_count")
         self.ema_sum = self.add_weight(shape=(self.num_codes, code_dim), trainable=False,
                                        initializer="zeros", name="ema_sum")
-        self.ema_sum.assign(self.codebook)
+        self.ema_sum.assign(ops.copy(self.codebook))  # a copy: JAX must not alias the buffers
         self.built = True
 
     def nearest_codes(self, flat_inputs):

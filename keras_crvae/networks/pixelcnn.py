@@ -20,12 +20,7 @@ import keras
 
 from keras_crvae.layers.gated_pixelcnn import GatedPixelCNNBlock
 from keras_crvae.layers.masked_conv import MaskedConv2D
-
-
-def _check_positive(**values):
-    for name, value in values.items():
-        if isinstance(value, bool) or int(value) < 1:
-            raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
+from keras_crvae.networks.blocks import check_positive
 
 
 def _output_layers(features, image_shape, color_channels, levels, output_filters):
@@ -60,7 +55,7 @@ def build_pixelcnn(image_shape, levels=1, color_channels=None, filters=32, resid
     Reference: van den Oord et al., "Pixel Recurrent Neural Networks", ICML 2016, sections 3.4-3.5.
     """
     color_channels = int(color_channels or image_shape[-1])
-    _check_positive(levels=levels, filters=filters, kernel_size=kernel_size,
+    check_positive(levels=levels, filters=filters, kernel_size=kernel_size,
                     first_kernel_size=first_kernel_size)
     if isinstance(residual_blocks, bool) or int(residual_blocks) < 0:
         raise ValueError(f"`residual_blocks` must be an int >= 0; got {residual_blocks!r}.")
@@ -109,7 +104,7 @@ def build_gated_pixelcnn(image_shape, levels=1, color_channels=None, filters=32,
     NeurIPS 2016, sections 2.1-2.3.
     """
     color_channels = int(color_channels or image_shape[-1])
-    _check_positive(levels=levels, filters=filters, num_layers=num_layers,
+    check_positive(levels=levels, filters=filters, num_layers=num_layers,
                     kernel_size=kernel_size)
     width = int(filters) * color_channels
     images = keras.Input(tuple(image_shape), name="images")
