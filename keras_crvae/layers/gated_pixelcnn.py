@@ -2,10 +2,10 @@
 
 van den Oord et al. (2016b, "Conditional Image Generation with PixelCNN Decoders", section 2):
 
-    v_pre = W_v * v                                   (masked "vertical": rows up to the current)
-    h_pre = W_h * h  +  W_vh (shift_down(v_pre))      (masked 1 x k row conv, "A" or "B")
-    v_out = tanh(v_pre[:F] + V_v c) * sigmoid(v_pre[F:] + V'_v c)
-    y     = tanh(h_pre[:F] + V_h c) * sigmoid(h_pre[F:] + V'_h c)
+    v_pre = W_v * v + V_v c                           (masked "vertical": rows up to the current)
+    h_pre = W_h * h + W_vh (shift_down(v_pre)) + V_h c   (masked 1 x k row conv, "A" or "B")
+    v_out = tanh(v_pre[:F]) * sigmoid(v_pre[F:])
+    y     = tanh(h_pre[:F]) * sigmoid(h_pre[F:])
     h_out = h + W_o y                                 (residual; the first layer has none)
 
 The vertical stack sees every pixel in the rows above (and, before the shift, the current row), the
@@ -127,10 +127,13 @@ class GatedPixelCNNBlock(keras.layers.Layer):
     def call(self, inputs):
         vertical, horizontal = inputs[0], inputs[1]
         vertical_pre = self.vertical_conv(vertical)
+        if len(inputs) == 3:
+            # Before the link to the horizontal stack, so the last layer's vertical condition
+            # (whose own gated output nothing reads) still shapes the output.
+            vertical_pre = vertical_pre + self._condition(self.vertical_condition, inputs[2])
         horizontal_pre = (self.horizontal_conv(horizontal)
                           + self.vertical_to_horizontal(shift_down(vertical_pre)))
         if len(inputs) == 3:
-            vertical_pre = vertical_pre + self._condition(self.vertical_condition, inputs[2])
             horizontal_pre = horizontal_pre + self._condition(self.horizontal_condition,
                                                               inputs[2])
         vertical_out = gated_activation(vertical_pre)

@@ -15,6 +15,7 @@ from keras_crvae.models.pixelcnn import AutoregressiveSampler, PixelCNN
 from keras_crvae.models.two_stage import GammaVAE, PosteriorLatents, TwoStageVAE
 from keras_crvae.models.vae import VAE, validate_images
 from keras_crvae.models.vq_vae import VQVAE
+from keras_crvae.models.vlae import VLAE
 from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_masks
 from keras_crvae.models.super_resolution import Stage2
 from keras_crvae.models import stage2  # noqa: F401  (alias of super_resolution)
@@ -33,6 +34,7 @@ __all__ = [
     "TwoStageVAE",
     "VAE",
     "VAEGAN",
+    "VLAE",
     "VQVAE",
     "discriminator_batch_masks",
     "permute_dims",

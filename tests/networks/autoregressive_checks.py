@@ -55,3 +55,15 @@ def strictly_earlier(height, width, channels):
     """`(N, N)` boolean: value j comes before value i in generation order (`j < i`)."""
     order = np.arange(height * width * channels)
     return order[None, :] < order[:, None]
+
+
+def gated_receptive_field(height, width, radius):
+    """`(N, N)` boolean for one colour: the pixels the Gated PixelCNN's pixel i can see: its row,
+    `radius` columns to the left; `radius + 1` rows above, `radius` columns either side."""
+    rows, columns = np.divmod(np.arange(height * width), width)
+    row_i, column_i = rows[:, None], columns[:, None]
+    row_j, column_j = rows[None, :], columns[None, :]
+    same_row = (row_j == row_i) & (column_j < column_i) & (column_j >= column_i - radius)
+    above = ((row_j < row_i) & (row_j >= row_i - 1 - radius)
+             & (np.abs(column_j - column_i) <= radius))
+    return same_row | above

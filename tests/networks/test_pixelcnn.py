@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from keras_crvae import networks
-from tests.networks.autoregressive_checks import dependency_matrix, strictly_earlier
+from tests.networks.autoregressive_checks import (dependency_matrix, gated_receptive_field,
+                                                  strictly_earlier)
 
 pytestmark = pytest.mark.portable
 
@@ -19,18 +20,6 @@ pytestmark = pytest.mark.portable
 def random_image(shape, seed=1):
     # Continuous values: no input is a special point (zero) where a gradient could vanish.
     return np.random.default_rng(seed).uniform(0.2, 1.0, size=shape).astype("float32")
-
-
-def gated_receptive_field(height, width, radius):
-    """`(N, N)` boolean for one colour: the pixels the Gated PixelCNN's pixel i can see: its row,
-    `radius` columns to the left; `radius + 1` rows above, `radius` columns either side."""
-    rows, columns = np.divmod(np.arange(height * width), width)
-    row_i, column_i = rows[:, None], columns[:, None]
-    row_j, column_j = rows[None, :], columns[None, :]
-    same_row = (row_j == row_i) & (column_j < column_i) & (column_j >= column_i - radius)
-    above = ((row_j < row_i) & (row_j >= row_i - 1 - radius)
-             & (np.abs(column_j - column_i) <= radius))
-    return same_row | above
 
 
 def test_pixelcnn_grey_never_sees_the_present_or_future():
