@@ -1,4 +1,5 @@
-"""`crvae evaluate`: the NLL report of a VAE-family model, the reconstruction error of a VAE-GAN.
+"""`crvae evaluate`: the NLL report of a VAE-family model or of an exact-likelihood model (flows,
+PixelCNN: nats per image and bits/dim), the reconstruction error of a VAE-GAN.
 
 `check` reads the model file's class (without TensorFlow) and refuses the models that have neither
 a likelihood nor a reconstruction to measure; `run` calls `training.evaluate_model` (ELBO,
@@ -10,7 +11,7 @@ import os
 
 from keras_crvae.cli.checks import (GENERATOR_ONLY_CLASSES, check_model_path, check_output_file,
                                     colour_images, mnist_images)
-from keras_crvae.cli.flags import FLAGS, UsageError, check_positive, flag_text
+from keras_crvae.cli.flags import FLAGS, UsageError, check_positive, flag_text, given
 from keras_crvae.cli.runtime import load_library, load_mnist_spec, load_model, model_kind, say
 from keras_crvae.io import write_json
 
@@ -55,6 +56,8 @@ def run(checked):
     kind = model_kind(model)
     if kind == "gan":
         return _evaluate_gan(model, checked["output"])
+    if kind == "likelihood":
+        return _evaluate_likelihood(model, checked["output"])
     if kind != "vae":
         raise UsageError(f"{flag_text('model')}: a {type(model).__name__}; `crvae evaluate` "
                          "computes the NLL of VAE-family models (trained with MNIST presets) and "
@@ -84,6 +87,39 @@ def run(checked):
     say(f"Active units {metrics['active_units']['active_units']} / "
         f"{metrics['active_units']['num_latents']}")
     say(f"Written to {checked['output']}")
+    return 0
+
+
+def _evaluate_likelihood(model, output):
+    """Exact log-likelihood (nats per image, bits/dim) of a flow / autoregressive model on
+    MNIST test images in the model's `data_kind` (`keras_crvae.jobs.likelihood`)."""
+    from keras_crvae import data
+    from keras_crvae.jobs import likelihood
+
+    if given("num_samples"):
+        raise UsageError(f"{flag_text('num_samples')}: a {type(model).__name__} has an exact "
+                         "likelihood (no importance samples); expected no --num_samples")
+    spec, images = mnist_images("data", "embedded:test", (28, 28, 1))
+    if images is None:
+        images = load_mnist_spec(spec)
+    if FLAGS.num_images is not None:
+        images = images[:FLAGS.num_images]
+    if model.data_kind == "binary":
+        images = data.static_binarize(images, seed=0)
+    else:
+        images = likelihood.grey_levels(images, name=spec)
+    say(f"Evaluating {FLAGS.model} ({type(model).__name__}) on {len(images)} {model.data_kind} "
+        f"images of {spec}: exact log-likelihood")
+    metrics = likelihood.evaluate_log_likelihood(
+        model, images, batch_size=FLAGS.batch_size or DEFAULT_BATCH_SIZE)
+    metrics.update({"model": FLAGS.model, "data": spec, "data_kind": model.data_kind,
+                    "model_class": type(model).__name__})
+    write_json(metrics, output)
+    nll, bits = metrics["nll"], metrics["bits_per_dim"]
+    say(f"NLL  {nll['mean']:.3f} +- {nll['standard_error']:.3f} nats/image = "
+        f"{bits['mean']:.4f} +- {bits['standard_error']:.4f} bits/dim (-log P(x) of the discrete "
+        f"images, lower is better; {nll['num_images']} images)")
+    say(f"Written to {output}")
     return 0
 
 

@@ -77,7 +77,8 @@ def load_model():
 
 def model_kind(model):
     """The kind of a loaded model: "gan" (VAE-GAN family), "two_stage", "vae" (a model with a
-    likelihood and an encoder) or its class name."""
+    likelihood and an encoder), "likelihood" (an exact-likelihood model of the likelihood job:
+    `log_likelihood(images)` and `data_kind`) or its class name."""
     from keras_crvae import models
 
     if isinstance(model, models.VAEGAN):
@@ -87,6 +88,8 @@ def model_kind(model):
     if callable(getattr(model, "log_likelihood", None)) and callable(getattr(model, "encode",
                                                                              None)):
         return "vae"
+    if callable(getattr(model, "log_likelihood", None)) and hasattr(model, "data_kind"):
+        return "likelihood"
     return type(model).__name__
 
 

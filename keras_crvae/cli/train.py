@@ -2,7 +2,7 @@
 
 `check` resolves the preset, its overrides and the run folder's plan (resume, continue, done or
 refuse) before TensorFlow loads; `run` hands the checked job to the training function of the job that
-`keras_crvae.jobs.job_for(preset)` names (vae, two_stage, gan, disentangling) and prints where the
+`keras_crvae.jobs.job_for(preset)` names (vae, two_stage, gan, disentangling, likelihood) and prints where the
 artifacts are. `--stop_after_minutes` stops a resumable job at an epoch end.
 """
 
@@ -63,7 +63,8 @@ def check():
             "vae": ("nll_samples", "nll_images")}
     family = {"gan": "the 64x64 GAN presets", "two_stage": "the Two-Stage presets",
               "vae": "the MNIST VAE-family presets"}
-    shared = {"steps_per_epoch": ("gan", "disentangling")}  # flags of more than one family
+    shared = {"steps_per_epoch": ("gan", "disentangling"),  # flags of more than one family
+              "nll_images": ("vae", "likelihood")}
     for owner, names in only.items():
         for name in names:
             if kind not in shared.get(name, (owner,)) and given(name):
@@ -78,8 +79,9 @@ def check():
         raise UsageError(f"{flag_text(name)}: --preset={preset} trains on procedural sprites "
                          "drawn on one device; expected no --data and --strategy=default")
     _check_stop_after_minutes(preset)
-    if kind == "two_stage" and FLAGS.strategy != "default":
-        raise UsageError(f"--strategy={FLAGS.strategy}: the Two-Stage job runs on one device; "
+    if kind in ("two_stage", "likelihood") and FLAGS.strategy != "default":
+        job_text = "Two-Stage" if kind == "two_stage" else "likelihood"
+        raise UsageError(f"--strategy={FLAGS.strategy}: the {job_text} job runs on one device; "
                          "expected default")
     digits = kind == "gan" and presets.is_digit_gan(config)
     if digits:
@@ -256,6 +258,19 @@ def run(job):
             data_spec=job["data_spec"], eval_spec=job["eval_spec"], **job["overrides"])
         _done(output_dir, "model.keras, samples.png (stage 2), samples_stage1.png, "
               "reconstructions.png, metrics.json, history_stage1.csv, history_stage2.csv")
+        return 0
+    if job["kind"] == "likelihood":
+        from keras_crvae.jobs.likelihood import train_likelihood
+
+        if train_likelihood(
+                job["preset"], train_images=job["train_images"], eval_images=job["eval_images"],
+                output_dir=output_dir, epochs=job["epochs"], batch_size=job["batch_size"],
+                nll_images=FLAGS.nll_images if given("nll_images") else None, seed=FLAGS.seed,
+                fresh=FLAGS.fresh, data_spec=job["data_spec"], eval_spec=job["eval_spec"],
+                stop_after_minutes=FLAGS.stop_after_minutes, **job["overrides"]).get("stopped"):
+            return 0  # the job said so; the run resumes on the next `crvae train`
+        _done(output_dir, "model.keras, samples.png, samples_t0.7.png, metrics.json, "
+              "history.csv")
         return 0
     strategy = distribute.make_strategy(FLAGS.strategy)  # before any TF op (multi-worker)
     if job["kind"] == "gan":

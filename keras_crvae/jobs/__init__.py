@@ -11,6 +11,7 @@ registers (`keras_crvae.presets.register(..., job=...)`), and `job_for(preset)` 
     two_stage keras_crvae.jobs.two_stage       train_two_stage no (restarts)
     gan       keras_crvae.jobs.gan             train_gan       yes (BackupAndRestore)
     disentangling keras_crvae.jobs.disentangling train_sprites no (restarts)
+    likelihood keras_crvae.jobs.likelihood     train_likelihood yes (BackupAndRestore)
 
 This module imports no Keras or TensorFlow (`crvae train` asks `job_for` before TensorFlow loads);
 the job modules do.
@@ -64,6 +65,10 @@ JOBS = {
     "disentangling": Job("disentangling", "keras_crvae.jobs.disentangling", "train_sprites",
                          resumable=False, takes_strategy=False,
                          description="procedural sprites: beta-VAE, FactorVAE, MIG scores"),
+    "likelihood": Job("likelihood", "keras_crvae.jobs.likelihood", "train_likelihood",
+                      resumable=True, takes_strategy=False,
+                      description="exact-likelihood models (flows, PixelCNN) on MNIST: nats, "
+                                  "bits/dim"),
 }
 
 
