@@ -30,6 +30,7 @@ from keras_crvae.presets import mnist, image64_gan, two_stage, hierarchical, gan
 from keras_crvae.presets import disentangling  # noqa: E402,F401
 from keras_crvae.presets import super_resolution  # noqa: E402,F401
 from keras_crvae.presets import stage2  # noqa: E402,F401  (alias of super_resolution)
+from keras_crvae.presets import pixelcnn, vlae, vq_vae  # noqa: E402,F401
 from keras_crvae.presets.hierarchical import (  # noqa: E402,F401
     HIERARCHICAL_BUILDERS, build_hierarchical_from_preset)
 from keras_crvae.presets.two_stage import (  # noqa: E402,F401
