@@ -24,7 +24,7 @@ import numpy as np
 
 from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import data as crvae_data
-from keras_crvae import presets
+from keras_crvae import models, presets
 from keras_crvae.io import save_image_grid
 from keras_crvae.jobs import base
 from keras_crvae.jobs.likelihood import ShuffledBatches, evaluate_log_likelihood
@@ -91,7 +91,9 @@ class VQVAEJob(base.TrainingJob):
             epochs=epochs, shuffle=False, verbose=self.verbose,
             callbacks=[crvae_callbacks.EpochHistory(
                 os.path.join(self.output_dir, "history_prior.csv"))])
-        model.set_prior(prior)
+        # An uncompiled model around the trained network: the saved VQ-VAE carries the prior's
+        # weights, not its optimizer state (train it further with `prior.compile(...)`).
+        model.set_prior(models.PixelCNN(prior.network, data_kind="categorical", name="prior"))
         return history
 
     def report(self, model, history, train_seconds):

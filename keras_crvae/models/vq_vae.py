@@ -89,12 +89,18 @@ class VQVAE(keras.Model):
         self.built = True
 
     def set_prior(self, prior):
-        """Attaches a "categorical" PixelCNN over `(h, w, 1)` code maps with `num_codes` levels."""
+        """Attaches a "categorical" PixelCNN over `(h, w, 1)` code maps with `num_codes` levels,
+        frozen (`prior.trainable = False`; set it back to train the prior further)."""
         expected = self.code_map_shape + (1,)
         if (getattr(prior, "data_kind", None) != "categorical" or prior.levels != self.num_codes
                 or tuple(prior.image_shape) != expected):
             raise ValueError(f"The prior must be a categorical PixelCNN over {expected} codes "
                              f"with {self.num_codes} levels.")
+        # Frozen inside the VQ-VAE: it is trained on its own (`prior.fit(codes)`), and the
+        # VQ-VAE's optimizer state, saved and loaded with it, covers the autoencoder only.
+        prior.trainable = False
+        for variable in prior.weights:  # also those of layers deserialized as non-trainable
+            variable.trainable = False
         self.prior = prior
 
     def call(self, images, training=None):

@@ -66,6 +66,9 @@ def test_prior_sampling_and_round_trip(tmp_path):
     path = tmp_path / "vq_vae.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
+    # The attached prior is frozen, before and after loading: fit() trains the autoencoder only.
+    autoencoder = len(model.encoder.trainable_variables) + len(model.decoder.trainable_variables)
+    assert len(model.trainable_variables) == len(loaded.trainable_variables) == autoencoder
     np.testing.assert_allclose(ops.convert_to_numpy(loaded.reconstruct(images(2))),
                                ops.convert_to_numpy(model.reconstruct(images(2))), atol=1e-6)
     codes = model.code_dataset(images(4))
