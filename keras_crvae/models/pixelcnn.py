@@ -30,7 +30,7 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import distribute, losses
-from keras_crvae.models.base import to_float32, validate_images
+from keras_crvae.models.base import to_float32, validate_images, with_deserialized
 
 DATA_KINDS = ("binary", "grey256", "categorical")
 LOG_2 = math.log(2.0)
@@ -282,6 +282,4 @@ class PixelCNN(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["network"] = keras.saving.deserialize_keras_object(config["network"])
-        return cls(**config)
+        return cls(**with_deserialized(config, "network"))

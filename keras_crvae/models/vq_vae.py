@@ -25,7 +25,8 @@ from keras import ops
 
 from keras_crvae import distribute, losses
 from keras_crvae.layers import VectorQuantizer, codebook_statistics
-from keras_crvae.models.base import run_network, to_float32, validate_images
+from keras_crvae.models.base import (run_network, to_float32, validate_images,
+                                     with_deserialized)
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
@@ -174,8 +175,5 @@ class VQVAE(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "decoder", "prior"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        keys = ("encoder", "decoder") + (("prior",) if config.get("prior") else ())
+        return cls(**with_deserialized(config, *keys))
