@@ -16,6 +16,7 @@ import pytest
 import keras_crvae
 from keras_crvae import data, jobs, presets
 from keras_crvae.jobs import longrun
+from keras_crvae.presets.likelihood import LikelihoodPreset
 
 ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT,
@@ -31,10 +32,12 @@ def test_every_preset_has_one_job_and_it_matches_its_family(name):
     assert jobs.JOBS[job.name] is job and callable(job.train_function)
     config = presets.get_preset(name)
     expected = ("two_stage" if isinstance(config, presets.TwoStagePreset) else
+                "likelihood" if isinstance(config, LikelihoodPreset) else
+                "vq_vae" if config.network["builder"] == "vq_vae" else
                 "gan" if presets.is_gan_preset(name) else
                 "disentangling" if config.network["builder"] == "sprites" else "vae")
     assert job.name == expected
-    assert job.resumable == (job.name in ("vae", "gan"))
+    assert job.resumable == (job.name in ("vae", "gan", "likelihood"))
 
 
 def test_job_for_an_unknown_preset_raises():
