@@ -28,7 +28,8 @@ from keras_crvae.layers.masked_conv import MaskedConv2D, shift_down
 
 
 def gated_activation(features, color_channels=1):
-    """`tanh(first half) * sigmoid(second half)` per colour group: `(B, H, W, 2F)` -> `(B, H, W, F)`.
+    """`tanh(first half) * sigmoid(second half)` per colour group: `(B, H, W, 2F)` ->
+    `(B, H, W, F)`.
 
     The channels form `color_channels` contiguous groups; each group's first half goes through
     tanh and its second half through the sigmoid, so a group's output depends on that group only.

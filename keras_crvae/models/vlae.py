@@ -15,8 +15,8 @@ see. Here:
 `log p(x|z)` is exact (teacher forcing, one network pass), so everything the `VAE` does carries
 over: the training objective, the IWAE bound, and the importance-sampled NLL of
 `keras_crvae.evaluation` (`log_importance_weights`). Sampling draws `z ~ N(0, I)` and then the
-pixels one after the other with the compiled sampler of `models.pixelcnn`. The receptive field is
-set by the PixelCNN's `num_layers` and kernel sizes (`networks.build_gated_pixelcnn`);
+pixels one after the other with the compiled sampler of `models.autoregressive`. The receptive
+field is set by the PixelCNN's `num_layers` and kernel sizes (`networks.build_gated_pixelcnn`);
 `tools/studies/vlae_receptive_field.py` measures KL and active units against it.
 """
 
@@ -24,7 +24,7 @@ import keras
 from keras import ops
 
 from keras_crvae.models.base import to_float32, validate_images, with_deserialized
-from keras_crvae.models.pixelcnn import AutoregressiveSampler, check_data_kind
+from keras_crvae.models.autoregressive import AutoregressiveSampler, check_data_kind
 from keras_crvae.models.vae import VAE
 
 

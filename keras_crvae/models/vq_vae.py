@@ -146,7 +146,7 @@ class VQVAE(keras.Model):
         return self.decode_codes(self.encode_codes(images))
 
     def code_dataset(self, images, batch_size=256):
-        """The code maps of `images` as a float32 array `(N, h, w, 1)`: the prior's training data."""
+        """The code maps of `images`, float32 `(N, h, w, 1)`: the prior's training data."""
         codes = [ops.convert_to_numpy(self.encode_codes(images[start:start + batch_size]))
                  for start in range(0, len(images), batch_size)]
         return np.concatenate(codes).astype("float32")[..., None]

@@ -10,6 +10,9 @@ One module per family, each registering its presets and the builder of their mod
 - `gans`: the lecture's DCGAN, WGAN, WGAN-GP and InfoGAN (MNIST) and DCGAN (CelebA).
 - `disentangling`: VAE, beta-VAE, controlled-capacity VAE and FactorVAE on the procedural sprites.
 - `super_resolution` (alias `stage2`): the Stage2 super-resolution GANs (StackGAN Stage-II) on the 64x64 GAN presets.
+- `pixelcnn`: PixelCNN and Gated PixelCNN on binarized / grey MNIST (likelihood job).
+- `vq_vae`: the VQ-VAE with a Gated PixelCNN prior on MNIST and the 64x64 faces (vq_vae job).
+- `vlae`: the Variational Lossy Autoencoder (a VAE with a small-receptive-field PixelCNN decoder; vae job).
 
 `core` holds the machinery: `TrainingConfig`, `Preset`, overrides (`--set`), optimizers and
 `from_preset`. A new family is a module here that calls `register` and an import line below.

@@ -40,8 +40,8 @@ def test_matches_a_convolution_with_the_masked_kernel():
     images = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype("float32")
     outputs = ops.convert_to_numpy(layer(images))
     kernel = ops.convert_to_numpy(layer.kernel) * causal_conv_mask((5, 5), 3, 6, "A", 3)
-    expected = ops.convert_to_numpy(ops.conv(images, kernel, padding="same")) + ops.convert_to_numpy(
-        layer.bias)
+    expected = (ops.convert_to_numpy(ops.conv(images, kernel, padding="same"))
+                + ops.convert_to_numpy(layer.bias))
     np.testing.assert_allclose(outputs, expected, atol=1e-5)
     # The stored kernel is untouched: its masked taps keep their initial (non-zero) values.
     assert np.abs(ops.convert_to_numpy(layer.kernel)[4]).sum() > 0

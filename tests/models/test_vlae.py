@@ -1,5 +1,6 @@
 """The VLAE: its PixelCNN decoder is autoregressive with exactly its small receptive field and is
-conditioned on z; the ELBO and importance weights against NumPy; fit, sample, `.keras` round trip."""
+conditioned on z; the ELBO and importance weights against NumPy; fit, sample, `.keras` round
+trip."""
 
 import math
 
