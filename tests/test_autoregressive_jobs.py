@@ -2,6 +2,10 @@
 and the vq_vae job trains a VQ-VAE and its prior end to end on a few images."""
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -48,3 +52,16 @@ def test_vq_vae_job_end_to_end(tmp_path):
     assert saved["reconstruction_nats"] == pytest.approx(metrics["reconstruction_nats"])
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     assert loaded.prior is not None and (tmp_path / "samples.png").exists()
+
+
+def test_cli_refuses_the_faces_vq_vae_in_one_line(tmp_path):
+    """`crvae train` feeds the vq_vae job MNIST; the faces preset is a usage error (status 2)."""
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+        root, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-m", "crvae_cli", "train", "--preset=faces_vq_vae",
+                             f"--output_dir={tmp_path / 'run'}"], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--preset=faces_vq_vae" in result.stderr and "MNIST" in result.stderr

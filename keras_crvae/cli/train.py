@@ -79,6 +79,11 @@ def check():
         raise UsageError(f"{flag_text(name)}: --preset={preset} trains on procedural sprites "
                          "drawn on one device; expected no --data and --strategy=default")
     _check_stop_after_minutes(preset)
+    if kind == "vq_vae" and tuple(config.network["image_shape"]) != (28, 28, 1):
+        raise UsageError(f"--preset={preset}: trains on {tuple(config.network['image_shape'])} "
+                         "images, and `crvae train` feeds the vq_vae job MNIST only; expected an "
+                         "MNIST VQ-VAE preset (train this one with keras_crvae.jobs.vq_vae."
+                         "train_vq_vae and train_images=...)")
     if kind in ("two_stage", "likelihood", "vq_vae") and FLAGS.strategy != "default":
         job_text = {"two_stage": "Two-Stage"}.get(kind, kind)
         raise UsageError(f"--strategy={FLAGS.strategy}: the {job_text} job runs on one device; "
