@@ -7,7 +7,7 @@ PixelCNN's MNIST width); these presets are CPU-sized, our choice: 32 features pe
 residual stream 64), 7x7 first kernel, 3x3 afterwards, Adam 1e-3 at batch 64, no decay.
 
     mnist_pixelcnn             7x7 type A + 8 residual blocks; receptive field 11 with a blind spot
-    mnist_gated_pixelcnn       7x7 first layer + 8 gated layers (receptive field 10, no blind spot)
+    mnist_gated_pixelcnn       8 gated layers, the first 7x7 (receptive field 10, no blind spot)
     mnist_gated_pixelcnn_grey  the gated network with a 256-way softmax on grey levels (bits/dim)
     mnist_pixelcnn_quickstart  a tiny gated model (2 layers, 8 features) for smoke runs and tests
 
