@@ -1,7 +1,9 @@
-"""Training callbacks: NaN guard, per-epoch history CSV, sample and reconstruction grids (PNG and
+"""Training callbacks: NaN guard, an atomic `BackupAndRestore`, per-epoch history CSV, sample and reconstruction grids (PNG and
 TensorBoard), gamma history, latent traversals (the time budget: `jobs.longrun.TimeBudget`)."""
 
 import csv
+import io
+import json
 import math
 import os
 
@@ -35,6 +37,61 @@ class NaNGuard(keras.callbacks.Callback):
                 "Training stopped and nothing was saved from this step. Lower the learning rate, "
                 "check the images' value range, or resume from the last checkpoint."
             )
+
+
+class _WeightsBuffer(io.BytesIO):
+    """An in-memory `.weights.h5` file: Keras' HDF5 store writes into a `BytesIO` and checks the
+    name's suffix through `str()`."""
+
+    def __str__(self):
+        return "memory.weights.h5"
+
+
+def weights_file_bytes(model):
+    """The bytes of `model.save_weights(PATH.weights.h5)`, built in memory.
+
+    Why: HDF5 crashes the process (segmentation fault in `h5py.File.close`, h5py 3.x) when a write
+    to its file fails, e.g. on a full disk; built in memory, the bytes then go to disk through
+    Python's file API, whose failure is an ordinary `OSError`.
+    """
+    buffer = _WeightsBuffer()
+    model.save_weights(buffer, overwrite=True)
+    return buffer.getvalue()
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose checkpoint is replaced atomically at each save.
+
+    Keras writes `backup/latest.weights.h5` in place and then `training_metadata.json`: a process
+    killed, or a disk that fills up, during that write leaves a truncated weights file (the only
+    full state of the run) or weights of epoch N with the epoch number of N-1. Here both files are
+    written to temporary files beside them first, and renamed over the old ones only when both are
+    complete (weights first, then the epoch: a kill between the two renames, a window of
+    microseconds, costs one epoch of repetition, never the state). A failed write (e.g. `OSError`
+    "No space left on device") leaves the previous checkpoint as it was, with no temporary file,
+    and propagates. Same file names and arguments as Keras' callback, so existing backups resume;
+    `double_checkpoint` (Keras' copy of the previous files, a guard against the torn write that
+    cannot happen here) is refused.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
+                 delete_checkpoint=True):
+        if double_checkpoint:
+            raise ValueError("`double_checkpoint`: AtomicBackupAndRestore replaces its checkpoint "
+                             "atomically and keeps no second copy; leave it False.")
+        super().__init__(backup_dir, save_freq=save_freq, delete_checkpoint=delete_checkpoint)
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        metadata = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        # atomic_path renames on exit, innermost first: the weights, then the epoch.
+        with atomic_path(self._training_metadata_path) as epoch_file, \
+                atomic_path(self._weights_path) as weights:
+            content = weights_file_bytes(self.model)
+            with open(weights, "wb") as handle:
+                handle.write(content)
+            with open(epoch_file, "w") as handle:
+                handle.write(metadata)
 
 
 class EpochHistory(keras.callbacks.Callback):
@@ -159,6 +216,9 @@ class ImageGrids(keras.callbacks.Callback):
             paired = np.concatenate([originals.reshape((rows, 1, 8) + shape),
                                      reconstructions.reshape((rows, 1, 8) + shape)], axis=1)
             grids["reconstructions"] = paired.reshape((-1,) + shape)
+        if callable(getattr(self.model, "style_grids", None)):  # StyleGAN: mixing, truncation
+            grids.update({name: _to_unit_range(images, image_range) for name, images in
+                          self.model.style_grids(seed=self.seed).items()})
         for name, grid in grids.items():
             save_image_grid(grid, os.path.join(self.output_dir, f"{name}_epoch{epoch + 1}.png"))
             save_image_grid(grid, os.path.join(self.output_dir, f"{name}.png"))

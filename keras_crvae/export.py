@@ -19,6 +19,13 @@ A hierarchical model (`HierarchicalVAE`) serves its top latent: `latent_shape` i
 `sample` run `z2 -> E[z1|z2] -> images`, and `encode` returns `q(z2|.)` along the posterior mean path;
 the model's `serving_networks()` provides the two networks.
 
+A style-based generator (`StyleGAN`: it has `synthesize` and `w_dim`) takes a truncation psi in
+`sample` (Karras et al. 2019, section 3.2; psi = 1 is the plain generator, 0 the mean image) and
+adds `sample_w`, which starts from intermediate latents w instead of z:
+
+    serving_default, sample   z (B, latent_dim), truncation_psi () -> images, images_uint8
+    sample_w                  w (B, w_dim), truncation_psi ()      -> images, images_uint8
+
 `sample` takes the latent noise as input instead of drawing it, so a served model is deterministic:
 the client draws `z ~ N(0, I)` (and can replay it). `images_uint8` maps `image_range` linearly onto
 0..255 (rounded), ready to write as PNG.
@@ -221,6 +228,10 @@ def build_export_archive(model):
         return {"images": to_images(tf.cast(mean, tf.float32))}
 
     archive = keras.export.ExportArchive()
+    if _is_style_based(model):
+        _add_style_endpoints(archive, model, z_spec, image_range)
+        archive.add_endpoint("decode", decode, input_signature=[z_spec])
+        return archive
     # No `archive.track(model)`: the archive saves the variables the endpoints use (the two
     # networks' weights, no optimizer or sampler state), and tracking the Keras variables as well
     # would store every weight twice (Keras 3.15 TF backend: the Keras variables and the
@@ -234,6 +245,33 @@ def build_export_archive(model):
     return archive
 
 
+def _is_style_based(model):
+    return callable(getattr(model, "synthesize", None)) and hasattr(model, "w_dim")
+
+
+def _add_style_endpoints(archive, model, z_spec, image_range):
+    """`sample` (z, psi) and `sample_w` (w, psi) of a style-based generator (module docstring)."""
+    import tensorflow as tf
+
+    psi_spec = tf.TensorSpec((), tf.float32, name="truncation_psi")
+    w_spec = tf.TensorSpec((None, model.w_dim), tf.float32, name="w")
+    latent_shape = tuple(model.latent_shape)
+
+    def images_from_w(w, truncation_psi):
+        tf.debugging.assert_all_finite(truncation_psi, "`truncation_psi` must be finite")
+        images = tf.cast(model.synthesize(w, truncation_psi), tf.float32)
+        return {"images": images, "images_uint8": images_to_uint8(images, image_range)}
+
+    def sample(z, truncation_psi):
+        return images_from_w(model.map(_check_input(z, "z", latent_shape)), truncation_psi)
+
+    def sample_w(w, truncation_psi):
+        return images_from_w(_check_input(w, "w", (model.w_dim,)), truncation_psi)
+
+    archive.add_endpoint("sample", sample, input_signature=[z_spec, psi_spec])
+    archive.add_endpoint("sample_w", sample_w, input_signature=[w_spec, psi_spec])
+
+
 def _metadata(model, contract):
     import keras_crvae
 
@@ -242,6 +280,12 @@ def _metadata(model, contract):
         "sample": {"inputs": {"z": "latent"}, "outputs": ["images", "images_uint8"]},
         "decode": {"inputs": {"z": "latent"}, "outputs": ["images"]},
     }
+    if _is_style_based(model):
+        for name in ("serving_default", "sample"):
+            signatures[name]["inputs"]["truncation_psi"] = "scalar"
+        signatures["sample_w"] = {"inputs": {"w": "intermediate latent",
+                                             "truncation_psi": "scalar"},
+                                  "outputs": ["images", "images_uint8"]}
     if contract["has_encoder"]:
         signatures["encode"] = {"inputs": {"images": "image"}, "outputs": ["mean", "log_var"]}
         signatures["reconstruct"] = {"inputs": {"images": "image"}, "outputs": ["images"]}

@@ -19,13 +19,20 @@ def atomic_path(path):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
+    # The whole compound suffix (".weights.h5", not ".h5"): Keras checks it on the file it writes.
+    name = os.path.basename(path).lstrip(".")
+    suffix = name[name.index("."):] if "." in name else ""
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     os.close(handle)
     os.remove(temporary)  # writers such as keras `save` create the file themselves
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno is not None and error.filename in (None, temporary):
+            # Name the file the caller asked for (a write error names no file, or the temporary).
+            raise OSError(error.errno, error.strerror, path) from error
+        raise
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)

@@ -97,6 +97,9 @@ _define["boolean"]("traversals", False, "sample: write a latent traversal grid i
                    "the 10 latents of largest mean KL over evaluation images, 8 values in "
                    "[-2.5, 2.5] each): procedural sprites for 64x64x1 models, the embedded MNIST "
                    "test images for 28x28x1 ones.", flag_values=FLAGS)
+_define["float"]("temperature", None, "sample: the prior's temperature for models that take one "
+                 "(flows: z drawn with its spread scaled by T; default 1; T < 1 trades diversity "
+                 "for quality).", flag_values=FLAGS)
 _define["string"]("images", None, "complete: images 'PATH.npz[:KEY]' (key 'x' by default), "
                   "uint8 0..255 or floats in [0, 1], of the model's image size.", flag_values=FLAGS)
 _define["string"]("mask", "centre", "complete: centre, left, right, top, bottom, random_blocks, or "
@@ -121,7 +124,7 @@ COMMAND_FLAGS = {
               "strategy", "stop_after_minutes"),
     "evaluate": ("model", "data", "data_dir", "num_samples", "num_images", "binarize",
                  "batch_size", "output"),
-    "sample": ("model", "num_images", "batch_size", "output", "traversals"),
+    "sample": ("model", "num_images", "batch_size", "output", "traversals", "temperature"),
     "presets": (),
     "export": ("model", "output", "version", "overwrite"),
     "complete": ("model", "images", "mask", "num_images", "batch_size", "steps", "learning_rate",

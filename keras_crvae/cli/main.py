@@ -23,6 +23,7 @@ Each command is a module of this package with `check()` (before TensorFlow; retu
 needs) and `run(checked)` (returns the exit status).
 """
 
+import errno
 import importlib
 import logging
 import sys
@@ -47,6 +48,8 @@ USAGE = (
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+# "No space left on device", "File too large" (a file-size limit), "Disk quota exceeded".
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 # One module of this package per command, each with `check()` and `run(checked)`.
 COMMAND_NAMES = ("train", "evaluate", "sample", "presets", "export", "complete", "fid-weights")
@@ -121,5 +124,16 @@ def _run(command, args):
         first_line = message.splitlines()[0] if message.strip() else type(error).__name__
         print(f"crvae {command}: error: {first_line}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:
+        if error.errno not in DISK_FULL_ERRNOS or verbose:
+            raise
+        # Every file is written to a temporary name and renamed when complete (io.atomic_path,
+        # callbacks.AtomicBackupAndRestore), so the previous files are intact.
+        where = f" writing {error.filename}" if error.filename else ""
+        hint = " to resume" if command == "train" else ""
+        print(f"crvae {command}: failed: disk full{where} ({error.strerror or error}); nothing "
+              f"was left half-written: free some space and rerun the same command{hint}",
+              file=sys.stderr)
+        return EXIT_FAILED
     finally:
         runs.release_locks()  # `crvae train`'s output folder (taken by its checks)

@@ -9,6 +9,8 @@ the library's (`evaluation.report.traversal_figure`); this module checks the fla
 figure and writes the file.
 """
 
+import inspect
+import math
 import os
 import shutil
 
@@ -33,6 +35,12 @@ def check():
     check_output_file(output, "output", (".png", ".npz"))
     as_grid = output.lower().endswith(".png")
     count = FLAGS.num_images or DEFAULT_COUNT
+    if FLAGS.temperature is not None:
+        require(math.isfinite(FLAGS.temperature) and FLAGS.temperature >= 0, "temperature",
+                "a finite number >= 0")
+        if FLAGS.traversals:
+            raise UsageError("--temperature: a traversal grid (--traversals) draws no prior "
+                             "samples; expected no --temperature with it")
     if FLAGS.traversals:
         if given("num_images"):
             raise UsageError("--num_images: a traversal grid (--traversals) has a fixed size; "
@@ -60,7 +68,14 @@ def run(checked):
     if not callable(getattr(model, "sample", None)):
         raise UsageError(f"{flag_text('model')}: a {type(model).__name__} cannot sample")
     output, count = checked["output"], checked["count"]
-    batches = sample_batches(model, count, batch_size=checked["batch_size"], seed=FLAGS.seed)
+    options = {}
+    if FLAGS.temperature is not None:
+        if "temperature" not in inspect.signature(model.sample).parameters:
+            raise UsageError(f"{flag_text('temperature')}: a {type(model).__name__} samples "
+                             "without a temperature; expected no --temperature (flows take one)")
+        options["temperature"] = FLAGS.temperature
+    batches = sample_batches(model, count, batch_size=checked["batch_size"], seed=FLAGS.seed,
+                             **options)
     if output.lower().endswith(".png"):
         import numpy as np
 

@@ -133,9 +133,11 @@ def check():
         job["data_spec"], job["arrays"] = mnist_images("data", "embedded", (28, 28, 1))
     elif kind == "gan":
         sources = [name for name in ("data", "npz", "image_dir", "tfds") if given(name)]
+        side = int(resolved.network.get("output_size", 64))
         if len(sources) != 1:
             raise UsageError(
-                f"--preset={preset} trains on 64x64 colour images: give one of --data=PATH.npz[:KEY]"
+                f"--preset={preset} trains on {side}x{side} colour images: give one of "
+                "--data=PATH.npz[:KEY]"
                 ", --image_dir=DIR or --tfds=NAME (with --data_dir)"
                 + (f"; got {', '.join('--' + s for s in sources)}" if sources else ""))
         source = sources[0]
@@ -327,5 +329,7 @@ def _done(output_dir, artifacts):
 
 def _is_standalone_gan(preset):
     """Whether the preset trains a GAN without an encoder (no reconstructions.png)."""
-    return presets.get_preset(preset).network["builder"] == "dcgan"
+    from keras_crvae.presets.core import STANDALONE_GAN_BUILDERS
+
+    return presets.get_preset(preset).network["builder"] in STANDALONE_GAN_BUILDERS
 

@@ -257,7 +257,8 @@ class TrainingJob:
         backup_dir = os.path.join(self.output_dir, runs.BACKUP_DIR)
         callbacks = [crvae_callbacks.NaNGuard()]
         if self.resumable:  # kept when fit returns: a stopped run resumes from it
-            callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False))
+            callbacks.append(crvae_callbacks.AtomicBackupAndRestore(backup_dir,
+                                                                    delete_checkpoint=False))
             callbacks.append(DiscardPreviousRun(self.output_dir))  # after the first backup
         callbacks += self.callbacks() + [budget]
         if plan.message:

@@ -179,6 +179,7 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
     Args:
         preset: str, a GAN preset (`celeba_crvae_gan`, `celeba_vae_gan`, `birds_*`, `lsun_*`,
             `mnist_dcgan`, `mnist_wgan`, `mnist_wgan_gp`, `mnist_infogan`, `celeba_dcgan`, the
+            StyleGAN2 presets `mnist_stylegan2`, `celeba32_stylegan2`, `celeba_stylegan2`, the
             Stage2 presets).
         npz, image_dir, tfds_name, data_dir, arrays: the image source.
         output_dir: str, default "crvae_gan_run".

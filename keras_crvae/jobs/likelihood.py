@@ -29,17 +29,16 @@ Outputs in `output_dir`:
     history.csv, run.json, backup/   as in the vae job (resumable the same way)
 """
 
-import dataclasses
 import math
 import os
 
 import keras
 import numpy as np
 
-from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import data as crvae_data
 from keras_crvae.io import save_image_grid
 from keras_crvae.jobs import base
+from keras_crvae.jobs.vae import VAEJob
 
 EVALUATION_BATCH_SIZE = 100
 TEMPERATURES = (1.0, 0.7)
@@ -98,29 +97,24 @@ def evaluate_log_likelihood(model, images, batch_size=EVALUATION_BATCH_SIZE):
             "dimensions": dimensions}
 
 
-class LikelihoodJob(base.TrainingJob):
-    """`train`'s job (module docstring). Extra arguments: `train_images`, `eval_images`,
-    `nll_images` (evaluation images scored; None: all), `eval_spec`."""
+class LikelihoodJob(VAEJob):
+    """`train_likelihood`'s job (module docstring). Extra arguments: `train_images`,
+    `eval_images`, `nll_images` (evaluation images scored; None: all), `eval_spec`.
+
+    It shares the vae job's per-epoch sample grid, "Training ..." line, `fit` and run facts; its
+    data, report and summary are its own."""
 
     name = "likelihood"
     takes_strategy = False
 
     def __init__(self, preset, output_dir, train_images=None, eval_images=None, nll_images=None,
                  eval_spec=None, **kwargs):
-        super().__init__(preset, output_dir, **kwargs)
-        self.train_images, self.eval_images = train_images, eval_images
-        self.nll_images, self.eval_spec = nll_images, eval_spec
+        super().__init__(preset, output_dir, train_images=train_images, eval_images=eval_images,
+                         nll_images=nll_images, eval_spec=eval_spec, **kwargs)
         self.data_kind = None
 
     def prepare(self):
-        if self.train_images is None or self.eval_images is None:
-            embedded = crvae_data.load_embedded_mnist()
-            if self.train_images is None:
-                self.train_images = embedded["x_train"]
-            if self.eval_images is None:
-                self.eval_images = embedded["x_test"]
-            self.data_spec = self.data_spec or "embedded"
-            self.eval_spec = self.eval_spec or "embedded:test"
+        self.use_embedded_defaults()
         self.data_kind = self.config.model["data_kind"]
         batch = self.config.training.batch_size
         if self.nll_images is not None:
@@ -136,20 +130,6 @@ class LikelihoodJob(base.TrainingJob):
             self.dataset = ShuffledBatches(self.train_images, batch, seed=self.seed)
         self.steps_per_epoch = len(self.train_images) // batch
 
-    def callbacks(self):
-        return super().callbacks() + [crvae_callbacks.SampleGrid(
-            os.path.join(self.output_dir, "samples.png"), seed=self.seed)]
-
-    def describe(self):
-        return (f"Training {self.preset} on {len(self.train_images):,} images "
-                f"({self.data_spec or 'arrays'}, {self.data_kind}): "
-                f"{base.runs.epochs_text(self.total_epochs)} of {self.steps_per_epoch} steps at "
-                f"batch {self.config.training.batch_size} -> {self.output_dir}/")
-
-    def fit(self, model, callbacks, initial_epoch):
-        return model.fit(self.dataset, epochs=self.total_epochs, callbacks=callbacks,
-                         shuffle=False, verbose=self.verbose, initial_epoch=initial_epoch)
-
     def report(self, model, history, train_seconds):
         output_dir, config = self.output_dir, self.config
         for temperature in TEMPERATURES:
@@ -163,21 +143,9 @@ class LikelihoodJob(base.TrainingJob):
         if self.data_kind == "grey256":  # the scale of NICE's Table 2 (docs/flows.md)
             metrics["log_likelihood_unit_scale"] = (
                 -metrics["nll"]["mean"] + metrics["dimensions"] * math.log(256.0))
-        images_seen = self.steps_per_epoch * config.training.batch_size * len(history.epoch)
-        metrics.update({
-            "preset": self.preset,
-            "data_kind": self.data_kind,
-            "config": {"network": config.network, "model": config.model,
-                       "training": dataclasses.asdict(config.training)},
-            "num_train_images": int(len(self.train_images)),
-            "epochs": self.total_epochs,
-            "epochs_this_run": len(history.epoch),
-            "train_seconds": round(train_seconds, 2),
-            "train_images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
-            "history": base.history_from_csv(output_dir, history.history),
-            "backend": keras.backend.backend(),
-            "paper_result": getattr(config, "paper_result", None),
-        })
+        metrics.update(self.training_facts(history, train_seconds))
+        metrics.update({"data_kind": self.data_kind,
+                        "paper_result": getattr(config, "paper_result", None)})
         return metrics
 
     def summarize(self, metrics):

@@ -336,7 +336,7 @@ def train_resumably(model, folder, train_images, batch_size, epochs, compile_mod
     fit_callbacks = [
         callbacks.NaNGuard(),
         # Kept when fit returns: a stopped run resumes from it (removed below once trained).
-        keras.callbacks.BackupAndRestore(str(folder / BACKUP_DIR), delete_checkpoint=False),
+        callbacks.AtomicBackupAndRestore(str(folder / BACKUP_DIR), delete_checkpoint=False),
         keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timer, budget]
     batches = data.training_data(train_images, batch_size=batch_size, seed=seed + initial_epoch)
     try:

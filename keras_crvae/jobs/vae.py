@@ -49,7 +49,8 @@ class VAEJob(base.TrainingJob):
         self.train_images, self.eval_images = train_images, eval_images
         self.nll_samples, self.nll_images, self.eval_spec = nll_samples, nll_images, eval_spec
 
-    def prepare(self):
+    def use_embedded_defaults(self):
+        """The embedded MNIST subset's training / test images where none were given."""
         if self.train_images is None or self.eval_images is None:
             embedded = crvae_data.load_embedded_mnist()
             if self.train_images is None:
@@ -58,6 +59,9 @@ class VAEJob(base.TrainingJob):
                 self.eval_images = embedded["x_test"]
             self.data_spec = self.data_spec or "embedded"
             self.eval_spec = self.eval_spec or "embedded:test"
+
+    def prepare(self):
+        self.use_embedded_defaults()
         self.train_images = crvae_data.to_unit_images(self.train_images, name="train_images")
         self.eval_images = crvae_data.static_binarize(self.eval_images, seed=0)
         batch = self.config.training.batch_size
@@ -97,8 +101,17 @@ class VAEJob(base.TrainingJob):
                  f"{self.eval_spec or 'eval_images'}:", self.verbose)
         metrics = evaluate_model(model, self.eval_images, nll_samples=self.nll_samples,
                                  nll_images=self.nll_images, seed=self.seed, verbose=self.verbose)
+        metrics.update(self.training_facts(history, train_seconds))
+        metrics.update({"replicas": int(self.strategy.num_replicas_in_sync),
+                        "paper_nll": config.paper_nll})
+        return metrics
+
+    def training_facts(self, history, train_seconds):
+        """The run's facts in metrics.json: preset, config, images, epochs, time, throughput,
+        history (every epoch of history.csv) and backend."""
+        config = self.config
         images_seen = self.steps_per_epoch * config.training.batch_size * len(history.epoch)
-        metrics.update({
+        return {
             "preset": self.preset,
             "config": {"network": config.network, "model": config.model,
                        "training": dataclasses.asdict(config.training)},
@@ -107,12 +120,9 @@ class VAEJob(base.TrainingJob):
             "epochs_this_run": len(history.epoch),
             "train_seconds": round(train_seconds, 2),
             "train_images_per_second": round(images_seen / max(train_seconds, 1e-9), 1),
-            "history": base.history_from_csv(output_dir, history.history),
+            "history": base.history_from_csv(self.output_dir, history.history),
             "backend": keras.backend.backend(),
-            "replicas": int(self.strategy.num_replicas_in_sync),
-            "paper_nll": config.paper_nll,
-        })
-        return metrics
+        }
 
     def summarize(self, metrics):
         nll, bound = metrics["nll"], metrics["elbo"]

@@ -17,6 +17,8 @@ section 2). Subclasses implement two methods and get the rest:
 bijectors ignore it. Everything is `keras.ops`: TensorFlow and JAX.
 """
 
+import copy
+
 import keras
 from keras import ops
 
@@ -116,7 +118,7 @@ class BijectorChain(Bijector):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = copy.deepcopy(config)  # deserializing nested objects edits their dicts
         config["bijectors"] = [keras.saving.deserialize_keras_object(b)
                                for b in config["bijectors"]]
         return cls(**config)

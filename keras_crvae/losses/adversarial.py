@@ -179,14 +179,66 @@ def gradient_penalty(critic, real, fake, epsilon):
     (section 4, "No critic batch normalization") require. The penalty is differentiable in the
     critic's weights (double backpropagation).
     """
+    return gradient_norm_penalty(input_gradients(critic, interpolate(real, fake, epsilon)))
+
+
+def input_gradients(critic, images):
+    """`grad_x sum_b D(x_b)` `(B, ...)`: each example's score gradient when the critic treats
+    examples independently (TF only); differentiable in the critic's weights."""
     import tensorflow as tf
 
-    interpolates = interpolate(real, fake, epsilon)
+    images = tf.convert_to_tensor(images)
     with tf.GradientTape() as tape:
-        tape.watch(interpolates)
-        scores = ops.cast(critic(interpolates), "float32")
-        total = ops.sum(scores)
-    return gradient_norm_penalty(tape.gradient(total, interpolates))
+        tape.watch(images)
+        total = ops.sum(ops.cast(critic(images), "float32"))
+    return tape.gradient(total, images)
+
+
+def r1_penalty(critic, real):
+    """`mean_b ||grad_x D(x_b)||_2^2` on real images: the R1 regulariser (TF only).
+
+    Mescheder et al. 2018 ("Which Training Methods for GANs do actually Converge?", section 4.1)
+    penalise the discriminator's gradient on the data, `R1 = gamma/2 E_x ||grad D(x)||^2`; StyleGAN
+    (Karras et al. 2019, appendix C) and StyleGAN2 use it with the non-saturating loss. The caller
+    applies `gamma / 2` (and, with lazy regularisation, the interval).
+
+    Args:
+        critic: callable images -> scores `(B, 1)`.
+        real: images `(B, ...)`.
+    """
+    gradients = input_gradients(critic, real)
+    gradients = ops.reshape(gradients, (ops.shape(gradients)[0], -1))
+    return ops.mean(ops.sum(ops.square(gradients), axis=-1))
+
+
+def path_lengths(synthesis, ws, image_noise):
+    """`||J_w^T y||_2` per example: StyleGAN2's path lengths (TF only; Karras et al. 2020,
+    section 3.2, equation 4).
+
+    `J_w` is the Jacobian of the generated images with respect to the intermediate latents and
+    `y` a random image; the gradient of `sum g(w) * y` is `J_w^T y`. With one w per styled layer
+    (`ws` `(B, num_ws, w_dim)`), the squared norm is averaged over the layers, as StyleGAN2's code
+    does.
+
+    Args:
+        synthesis: callable ws -> images `(B, H, W, C)`.
+        ws: `(B, num_ws, w_dim)` (or `(B, w_dim)`).
+        image_noise: `(B, H, W, C)` draws of N(0, I) / sqrt(H W).
+
+    Returns:
+        `(B,)` path lengths, differentiable in the synthesis network's weights.
+    """
+    import tensorflow as tf
+
+    ws = tf.convert_to_tensor(ws)
+    with tf.GradientTape() as tape:
+        tape.watch(ws)
+        total = ops.sum(ops.cast(synthesis(ws), "float32") * image_noise)
+    gradients = ops.cast(tape.gradient(total, ws), "float32")
+    squared = ops.sum(ops.square(gradients), axis=-1)
+    if len(squared.shape) > 1:
+        squared = ops.mean(squared, axis=1)
+    return ops.sqrt(squared + 1e-12)
 
 
 def feature_matching_loss(real_features, fake_features):

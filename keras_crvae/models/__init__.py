@@ -9,6 +9,7 @@ super-resolution GAN).
 """
 
 from keras_crvae.models.factor_vae import FactorVAE, permute_dims, tc_discriminator_loss
+from keras_crvae.models.flows import FlowModel
 from keras_crvae.models.gan import GAN
 from keras_crvae.models.hierarchical import HierarchicalVAE
 from keras_crvae.models.infogan import InfoGAN
@@ -20,11 +21,13 @@ from keras_crvae.models.vq_vae import VQVAE
 from keras_crvae.models.vlae import VLAE
 from keras_crvae.models.vae_gan import CRVAEGAN, VAEGAN, discriminator_batch_masks
 from keras_crvae.models.super_resolution import Stage2
+from keras_crvae.models.stylegan import StyleGAN, mixed_styles, truncate
 from keras_crvae.models import stage2  # noqa: F401  (alias of super_resolution)
 
 __all__ = [
     "CRVAEGAN",
     "FactorVAE",
+    "FlowModel",
     "GAN",
     "GammaVAE",
     "HierarchicalVAE",
@@ -33,13 +36,16 @@ __all__ = [
     "PixelCNN",
     "PosteriorLatents",
     "Stage2",
+    "StyleGAN",
     "TwoStageVAE",
     "VAE",
     "VAEGAN",
     "VLAE",
     "VQVAE",
     "discriminator_batch_masks",
+    "mixed_styles",
     "permute_dims",
     "tc_discriminator_loss",
+    "truncate",
     "validate_images",
 ]

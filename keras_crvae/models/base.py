@@ -8,6 +8,7 @@ subclass a model (`FactorVAE(VAE)`, `InfoGAN(GAN)`). The layering of the package
 `keras_crvae.losses` is used by layers and models (docs/design.md).
 """
 
+import copy
 import numbers
 
 import keras
@@ -136,8 +137,8 @@ def check_objective_options(reconstruction_reduction, likelihood, iwae_samples, 
 def with_deserialized(config, *keys):
     """A copy of a model config whose `keys` (serialized sub-networks) are deserialized."""
     config = dict(config)
-    for key in keys:
-        config[key] = keras.saving.deserialize_keras_object(config[key])
+    for key in keys:  # deserializing edits the nested dicts: work on copies of them
+        config[key] = keras.saving.deserialize_keras_object(copy.deepcopy(config[key]))
     return config
 
 

@@ -148,6 +148,12 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
         rng = np.random.default_rng(seed)
         return rng.standard_normal((int(num_samples),) + self.latent_shape).astype("float32")
 
+    def generate(self, latents, training):
+        """The generator's float32 images for one training or test step's latents.
+
+        A subclass changes how training images are generated here (`StyleGAN`: style mixing)."""
+        return to_float32(self.generator(latents, training=training))
+
     # --- the objective --------------------------------------------------------------------------
 
     def _discriminate(self, images, training):
@@ -204,7 +210,7 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
         Returns:
             dict: `generator_loss`, `g_adv`, `fm`, `mi`.
         """
-        fake = to_float32(self.generator(latents, training=training))
+        fake = self.generate(latents, training=training)
         fake_logits, fake_features, q = self._discriminate(fake, training)
         terms = {"g_adv": adversarial.generator_loss(self.adversarial_loss, fake_logits)}
         terms["fm"] = ops.zeros((), "float32")
@@ -259,7 +265,7 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
         for real in self._sub_batches(images):
             batch_size = ops.shape(real)[0]
             latents, codes = self.draw_latents(batch_size)
-            fake = ops.stop_gradient(to_float32(self.generator(latents, training=True)))
+            fake = ops.stop_gradient(self.generate(latents, training=True))
             state = snapshot = None
             if thresholded:  # a skipped step must also restore D's BatchNorm statistics
                 state = self.discriminator.non_trainable_variables
@@ -296,7 +302,7 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
         images = self._unpack(data)
         self._check_batch(images)
         latents, codes = self.draw_latents(ops.shape(images)[0])
-        fake = to_float32(self.generator(latents, training=False))
+        fake = self.generate(latents, training=False)
         terms = self.critic_terms(images, fake, codes, training=False, penalty=False)
         g_terms = self.generator_terms(latents, codes, real=images, training=False)
         return self._update_metrics(terms, g_terms, terms["d_correct"] / terms["d_count"], None)

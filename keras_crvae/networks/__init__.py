@@ -1,13 +1,16 @@
 """Functional builders of encoders and decoders per dataset and image size.
 
 Files by dataset or architecture (`mnist`, `image64`, `mlp`, `sprites`, `dcgan`, `infogan`,
-`resnet`, `pixelcnn`, `vq_vae`, `two_stage`, `super_resolution`, `perceptual`); `blocks` holds the pieces they share.
+`resnet`, `stylegan`, `pixelcnn`, `vq_vae`, `two_stage`, `super_resolution`, `perceptual`); `blocks`
+holds the pieces they share.
 Imports: `keras_crvae.layers` only (layers -> networks -> models, docs/design.md). Aliases of old
 module paths: `stage2` (= `super_resolution`); `two_stage` re-exports the InfoGAN and ResNet
 builders that moved to `infogan` and `resnet`.
 """
 
 from keras_crvae.networks.dcgan import build_dcgan_discriminator, build_dcgan_generator
+from keras_crvae.networks.flows import (build_glow_flow, build_nice_flow, build_realnvp_flow,
+                                        coupling_glow, coupling_mlp, coupling_resnet)
 from keras_crvae.networks.image64 import (
     build_image64_decoder,
     build_image64_discriminator,
@@ -32,6 +35,12 @@ from keras_crvae.networks.super_resolution import (build_stage2_discriminator,
 from keras_crvae.networks.vq_vae import build_vq_decoder, build_vq_encoder
 from keras_crvae.networks.infogan import build_infogan_decoder, build_infogan_encoder
 from keras_crvae.networks.resnet import build_resnet_decoder, build_resnet_encoder
+from keras_crvae.networks.stylegan import (
+    build_mapping_network,
+    build_style_generator,
+    build_synthesis_network,
+    num_styled_layers,
+)
 from keras_crvae.networks.two_stage import (
     build_latent_decoder,
     build_latent_encoder,

@@ -126,6 +126,8 @@ PRESETS = {}
 _BUILDERS = {}
 # network builder name -> function(model, preset, train_images) -> model (`initialize_from_data`).
 _DATA_INITIALIZERS = {}
+# Builders of standalone GANs (a generator without an encoder; critic steps take their own rows).
+STANDALONE_GAN_BUILDERS = ("dcgan", "stylegan")
 # Builders whose presets train with the adversarial job (`crvae train` runs `gan_training`).
 GAN_BUILDERS = set()
 # network builder name -> the name of the training job of its presets (`keras_crvae.jobs.JOBS`).
@@ -200,7 +202,7 @@ def gan_batch_multiple(preset):
     """`(multiple, reason)`: every batch size of GAN preset `preset` (a `Preset`) must be a multiple
     of `multiple`: 4 for the VAE-GANs (their 50/25/25 discriminator batch), `critic_steps` for the
     standalone GANs (each critic step takes its own rows)."""
-    if preset.network["builder"] != "dcgan":
+    if preset.network["builder"] not in STANDALONE_GAN_BUILDERS:
         return 4, "the 50/25/25 discriminator batch"
     steps = int(preset.model.get("critic_steps", 1))
     return steps, f"critic_steps={steps}: each critic step takes its own rows"
@@ -214,7 +216,8 @@ def is_digit_gan(preset):
 # Settings that count things: an override must be >= 1 (other integers must be >= 0).
 _COUNT_SETTINGS = ("base_channels", "latent_channels", "time_steps", "lstm_layers", "batch_size",
                    "epochs", "discriminator_channels", "iwae_samples", "latent_dim", "depth",
-                   "width", "critic_steps")
+                   "width", "critic_steps", "w_dim", "mapping_layers", "max_channels",
+                   "r1_interval", "path_length_interval")
 
 
 def _parse_value(text):

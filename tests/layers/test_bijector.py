@@ -76,3 +76,20 @@ def test_the_checks_fail_on_a_wrong_log_det():
         assert_log_det_matches_autodiff(_WrongScale(0.3), x)
     with pytest.raises(AssertionError):
         assert_invertible(_WrongScale(0.3), x)
+
+
+
+def test_from_config_rebuilds_nested_bijectors_and_leaves_the_given_config_alone():
+    import copy
+
+    from keras_crvae.layers import Squeeze
+
+    chain = BijectorChain([Squeeze(name="squeeze")], name="chain")
+    config = chain.get_config()
+    kept = copy.deepcopy(config)
+    rebuilt = BijectorChain.from_config(config)
+    assert config == kept  # deserializing edits nested dicts: not the caller's
+    assert [type(b).__name__ for b in rebuilt.bijectors] == ["Squeeze"]
+    x = np.arange(2 * 4 * 4 * 1, dtype="float32").reshape(2, 4, 4, 1)
+    np.testing.assert_array_equal(ops.convert_to_numpy(rebuilt.forward(x)),
+                                  ops.convert_to_numpy(chain.forward(x)))

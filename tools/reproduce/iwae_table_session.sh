@@ -22,12 +22,13 @@ refuse_while_running iwae_table_session.sh reproduce_iwae_table
 slot=0
 for rows in mnist_mlp_vae,mnist_mlp_iwae_2layer mnist_mlp_vae_2layer,mnist_mlp_iwae; do
   slot=$((slot + 1))
-  KERAS_BACKEND=jax TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 nohup nice -n 8 \
+  KERAS_BACKEND=jax TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 setsid nohup nice -n 8 \
     python tools/reproduce/reproduce_iwae_table.py --presets="$rows" --epochs=3280 --threads=1 \
       --validation_every=20 --stop_after_minutes="$minutes" \
       --output_dir=reproductions/iwae_table --results_json=docs/iwae_table_3280.json \
       > "runs/logs/iwae_slot$slot.log" 2>&1 &
   echo $! > "runs/logs/iwae_slot$slot.pid"
+  favour_rows $!
   echo "slot $slot: $rows (pid $!, log runs/logs/iwae_slot$slot.log)"
 done
 echo "To stop both before $minutes minutes (at their epoch ends, light state written):" \

@@ -24,13 +24,14 @@ for row in mnist_crvae mnist_vae; do
   # `cd` apart from the backgrounded command, so that $! is the training process itself (nohup and
   # nice exec it) and the pid file can stop it.
   (cd "$code"; PYTHONPATH="$code${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=tensorflow \
-    TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 nohup nice -n 8 \
+    TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 setsid nohup nice -n 8 \
     python tools/reproduce/reproduce_table1.py --presets="$row" --epochs=200 --threads=1 \
       --set=precision=bfloat16 --light_state_dtype=float16 \
       --progress_images=200 --progress_samples=500 --num_valid=2000 \
       --stop_after_minutes="$minutes" --output_dir="$repo/reproductions/table1" \
       >> "$repo/runs/logs/table1_$row.log" 2>&1 &
    echo $! > "$repo/runs/logs/table1_$row.pid")
+  favour_rows "$(cat "runs/logs/table1_$row.pid")"
   echo "$row: pid $(cat "runs/logs/table1_$row.pid"), log runs/logs/table1_$row.log"
 done
 echo "To stop both before $minutes minutes (at their epoch ends, light state written):" \

@@ -1,0 +1,52 @@
+"""Faults beyond the keyboard, through the real console script (issue 31): a disk that fills up
+while `crvae train` writes its checkpoint leaves the previous checkpoint byte for byte, no
+half-written file, and one line on stderr.
+
+The full disk is a file-size limit (`RLIMIT_FSIZE`) on the training process: a write past it fails
+with EFBIG ("File too large") as a full disk's fails with ENOSPC (Python ignores SIGXFSZ), and both
+reach the same handler. Two tiny runs load TensorFlow (width 2, 64 images).
+"""
+
+import os
+import resource
+import subprocess
+
+from test_cli_drills import COMMAND, ENV, TENSORFLOW_NOISE, write_mnist_npz
+from test_cli_run_folder import snapshot
+
+TINY = ["--data=train.npz", "--output_dir=run", "--epochs=2", "--set", "base_channels=2",
+        "--set", "latent_channels=8", "--batch_size=32", "--nll_samples=2", "--nll_images=8",
+        "--eval_data=eval.npz"]
+
+
+def train(directory, *extra, file_size_limit=None):
+    def limit():
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return subprocess.run([*COMMAND, "train", *TINY, *extra], cwd=directory, env=ENV,
+                          capture_output=True, text=True, timeout=600, preexec_fn=limit)
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path):
+    write_mnist_npz(tmp_path / "train.npz", 64)
+    write_mnist_npz(tmp_path / "eval.npz", 16, key="x")
+    stopped = train(tmp_path, "--stop_after_minutes=0.0001")  # stops after epoch 1, resumable
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    backup = tmp_path / "run" / "backup"
+    before = snapshot(backup)
+    weights_size = (backup / "latest.weights.h5").stat().st_size
+    assert weights_size > 40_000  # the limit below must stop it, not the small files
+
+    full = train(tmp_path, file_size_limit=weights_size // 2)
+    assert full.returncode == 1, full.stderr[-3000:]
+    lines = [line for line in full.stderr.splitlines()
+             if line.strip() and not any(noise in line for noise in TENSORFLOW_NOISE)]
+    assert len(lines) == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert lines[0].startswith("crvae train: failed: disk full writing run/backup/latest.weights.h5")
+    assert "rerun the same command to resume" in lines[0]
+    assert snapshot(backup) == before  # epoch 1's checkpoint, byte for byte
+    leftovers = [name for _, _, names in os.walk(tmp_path / "run") for name in names
+                 if name.startswith(".tmp-")]
+    assert leftovers == []
+    assert not (tmp_path / "run" / "model.keras").exists()
