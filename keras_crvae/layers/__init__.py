@@ -40,7 +40,10 @@ from keras_crvae.layers.iaf import InverseAutoregressiveFlow
 from keras_crvae.layers.made import MADE
 from keras_crvae.layers.planar_radial_flows import PlanarFlow, RadialFlow
 from keras_crvae.layers.reversible import InvertibleFeatureExtractor, ReversibleStack
+from keras_crvae.layers.gated_pixelcnn import GatedPixelCNNBlock, gated_activation
+from keras_crvae.layers.masked_conv import MaskedConv2D, causal_conv_mask, shift_down
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
+from keras_crvae.layers.vector_quantizer import VectorQuantizer, codebook_statistics
 
 __all__ = [
     "AdaptiveInstanceNormalization",
@@ -78,6 +81,8 @@ __all__ = [
     "InvertibleFeatureExtractor",
     "L2Normalize",
     "MADE",
+    "GatedPixelCNNBlock",
+    "MaskedConv2D",
     "MinibatchDiscrimination",
     "SpectralDiscriminator",
     "SpectralNormalization",
@@ -87,6 +92,11 @@ __all__ = [
     "RadialFlow",
     "ReversibleStack",
     "SliceCropping2D",
+    "VectorQuantizer",
     "blocks_to_channels",
+    "causal_conv_mask",
     "channels_to_blocks",
+    "codebook_statistics",
+    "gated_activation",
+    "shift_down",
 ]

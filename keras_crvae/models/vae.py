@@ -242,9 +242,9 @@ class VAE(keras.Model):
         mean, log_var = to_float32(self.encoder(images, training=training))
         num_samples = self.iwae_samples
         if self.posterior_flow_layer is not None:
-            return self._call_with_flow(mean, log_var, num_samples, training)
+            return self._call_with_flow(images, mean, log_var, num_samples, training)
         z, kl = self.sampler([tile_rows(mean, num_samples), tile_rows(log_var, num_samples)])
-        logits = to_float32(self.decoder(z, training=training))
+        logits = self._reconstruction_logits(z, tile_rows(images, num_samples), training)
         return {"mean": mean, "log_var": log_var, "z": z, "kl": kl, "logits": logits}
 
     def _flow_context(self, mean, log_var):
@@ -264,11 +264,11 @@ class VAE(keras.Model):
             z0, context=self._flow_context(mean, log_var), training=training)
         return z, losses.gaussian_log_density(z0, mean, log_var) - log_det
 
-    def _call_with_flow(self, mean, log_var, num_samples, training):
+    def _call_with_flow(self, images, mean, log_var, num_samples, training):
         z0, _ = self.sampler([tile_rows(mean, num_samples), tile_rows(log_var, num_samples)])
         z, log_q = self._flow_sample(z0, mean, log_var, num_samples, training)
         rate = log_q - losses.standard_normal_log_density(z)
-        logits = to_float32(self.decoder(z, training=training))
+        logits = self._reconstruction_logits(z, tile_rows(images, num_samples), training)
         return {"mean": mean, "log_var": log_var, "z0": z0, "z": z, "rate": rate,
                 "logits": logits}
 
@@ -310,6 +310,13 @@ class VAE(keras.Model):
         self.elbo_tracker.update_state(-distortion - kl)
         # A per-replica mean: scaled by 1/replicas so the summed gradients are the global mean's.
         return distribute.scale_loss_for_replicas(loss + self._regularization_loss())
+
+    def _reconstruction_logits(self, z, images, training):
+        """Decoder outputs `(N, *image_shape)` for latents `z` of the rows of `images` (both with N
+        rows). The VAE's decoder ignores the images; an autoregressive decoder (`VLAE`) reads
+        them, teacher-forced."""
+        del images
+        return to_float32(self.decoder(z, training=training))
 
     def _capacity(self, training):
         """C of this step; a training call advances the step counter (after reading it)."""
@@ -381,11 +388,12 @@ class VAE(keras.Model):
         log_var = tile_rows(log_var, num_samples)
         z = mean + ops.exp(0.5 * log_var) * ops.reshape(noise,
                                                         (num_samples * batch,) + self.latent_shape)
+        tiled_images = tile_rows(ops.cast(images, "float32"), num_samples)
         if self.posterior_flow_layer is not None:
             # q's density after the flow: log q_K(z_K|x) = log q_0(z_0|x) - sum_k log|det|.
             z, log_q = self._flow_sample(z, mean, log_var, 1, training=False)
-        logits = to_float32(self.decoder(z, training=False))
-        log_px = self._log_px(logits, tile_rows(ops.cast(images, "float32"), num_samples))
+        logits = self._reconstruction_logits(z, tiled_images, False)
+        log_px = self._log_px(logits, tiled_images)
         if self.posterior_flow_layer is not None:
             log_ratio = losses.standard_normal_log_density(z) - log_q
         else:
