@@ -1,11 +1,11 @@
 """Distribution checks run in a fresh process with two logical CPU devices; prints one JSON line.
 
-    python tests/distribution_cases.py CASE
-        (CASE: vae | vaegan_threshold | crvaegan | train | wgan_gp | crvaegan_wgan_gp)
+    python tests/distribution_cases.py CASE [CASE ...]    -> {"CASE": result, ...}
+        (CASE: vae | vaegan_threshold | crvaegan | train | wgan_gp | crvaegan_wgan_gp | stage2)
 
 `tf.config.set_logical_device_configuration` must run before TensorFlow initialises its devices,
-so `tests/test_distribution.py` runs each case in its own subprocess and the rest of the test
-session keeps its single CPU device. Every case trains the same model twice from the same weights
+so `tests/test_distribution.py` runs the cases in a subprocess of their own (all in one: TensorFlow
+and the library load once) and the rest of the test session keeps its single CPU device. Every case trains the same model twice from the same weights
 on the same global batches: once on one device (the default strategy) and once under
 `MirroredStrategy` over the two logical CPUs (each replica gets a contiguous half of every batch),
 one `fit` call per step, and reports both runs' per-step metrics and weight differences.
@@ -356,5 +356,20 @@ CASES = {"vae": case_vae, "train": case_train, "vaegan_threshold": case_vaegan_t
          "crvaegan_wgan_gp": case_crvaegan_wgan_gp, "stage2": case_stage2}
 
 
+def run_cases(names):
+    """`{name: result}` of the cases `names`, one process for all (TensorFlow loads once); a case
+    that raises reports `{"error": traceback}` and the others still run."""
+    import traceback
+
+    results = {}
+    for name in names:
+        try:
+            results[name] = printable(CASES[name]())
+        except Exception:  # noqa: BLE001  (reported to the test of that case)
+            results[name] = {"error": traceback.format_exc()}
+        keras.backend.clear_session()
+    return results
+
+
 if __name__ == "__main__":
-    print(json.dumps(printable(CASES[sys.argv[1]]())))
+    print(json.dumps(run_cases(sys.argv[1:])))

@@ -28,11 +28,28 @@ def _environment(**extra):
     return environment
 
 
-def run_case(name):
-    result = subprocess.run([sys.executable, os.path.join(TESTS, "distribution_cases.py"), name],
-                            env=_environment(), capture_output=True, text=True, timeout=900)
+CASES = ("vae", "crvaegan", "stage2", "vaegan_threshold", "wgan_gp", "crvaegan_wgan_gp", "train")
+
+
+@pytest.fixture(scope="module")
+def mirrored_cases():
+    """Every case of `tests/distribution_cases.py`, run in one subprocess (TensorFlow and the
+    library load once instead of once per case)."""
+    result = subprocess.run([sys.executable, os.path.join(TESTS, "distribution_cases.py"), *CASES],
+                            env=_environment(), capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def run_case(mirrored_cases):
+    """`run_case(name)`: that case's result (its traceback fails the test that asks for it)."""
+    def case(name):
+        result = mirrored_cases[name]
+        assert "error" not in result, result.get("error")
+        return result
+
+    return case
 
 
 def assert_same_steps(result, rtol=1e-5, atol=1e-6):
@@ -51,8 +68,8 @@ def assert_same_weights(result, tolerance=1e-5):
     assert result["weight_change"] > 1000 * tolerance, result["weight_change"]
 
 
-@pytest.fixture(scope="module")
-def vae_case():
+@pytest.fixture
+def vae_case(run_case):
     return run_case("vae")
 
 
@@ -73,14 +90,14 @@ def test_sampler_replicas_take_their_rows_of_the_one_device_draw(vae_case):
     np.testing.assert_array_equal(np.concatenate(replicas), one_device)
 
 
-def test_mirrored_crvaegan_step_equals_one_device_step():
+def test_mirrored_crvaegan_step_equals_one_device_step(run_case):
     result = run_case("crvaegan")
     assert_same_steps(result)
     assert_same_weights(result)
     assert all(step["d_updated"] == 1.0 for step in result["single"])
 
 
-def test_mirrored_stage2_step_equals_one_device_step():
+def test_mirrored_stage2_step_equals_one_device_step(run_case):
     result = run_case("stage2")
     assert_same_steps(result)
     assert result["trainable_difference"] < 1e-5, result["trainable_difference"]
@@ -90,7 +107,7 @@ def test_mirrored_stage2_step_equals_one_device_step():
     assert all(step["d_updated"] == 1.0 for step in result["single"])
 
 
-def test_thresholded_discriminator_decision_is_global():
+def test_thresholded_discriminator_decision_is_global(run_case):
     result = run_case("vaegan_threshold")
     assert_same_steps(result)
     assert_same_weights(result)
@@ -109,7 +126,7 @@ def test_thresholded_discriminator_decision_is_global():
         assert updated > 1e-4 and skipped == 0.0  # a skipped step is an exact no-op
 
 
-def test_mirrored_wgan_gp_step_equals_one_device_step():
+def test_mirrored_wgan_gp_step_equals_one_device_step(run_case):
     # Critic sub-batches, noise and the penalty's epsilon are each replica's rows of the global ones.
     result = run_case("wgan_gp")
     assert_same_steps(result)
@@ -118,7 +135,7 @@ def test_mirrored_wgan_gp_step_equals_one_device_step():
     assert all(step["gp"] > 0 for step in result["single"])
 
 
-def test_mirrored_crvaegan_with_wgan_gp_and_critic_steps():
+def test_mirrored_crvaegan_with_wgan_gp_and_critic_steps(run_case):
     # The crVAE-GAN's critic has (synchronized) BatchNorm: its input gradient on one replica leaves
     # out how the other replica's scores depend on these inputs through the batch statistics (the
     # WGAN-GP paper's reason to avoid BatchNorm in a critic), so the runs agree to ~1e-5 here,
@@ -129,7 +146,7 @@ def test_mirrored_crvaegan_with_wgan_gp_and_critic_steps():
     assert all(step["gp"] > 0 and step["d_updated"] == 1.0 for step in result["single"])
 
 
-def test_train_job_under_mirrored_strategy():
+def test_train_job_under_mirrored_strategy(run_case):
     result = run_case("train")
     assert result["replicas"] == 2
     assert len(result["history"]["loss"]) == 1 and np.isfinite(result["history"]["loss"][0])
@@ -139,7 +156,7 @@ def test_train_job_under_mirrored_strategy():
 
 
 def test_cli_rejects_an_unknown_strategy(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "keras_crvae.cli", "train", "--strategy=tpu"],
+    result = subprocess.run([sys.executable, "-m", "crvae_cli", "train", "--strategy=tpu"],
                             cwd=tmp_path, env=_environment(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode != 0
