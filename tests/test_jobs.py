@@ -33,6 +33,7 @@ def test_every_preset_has_one_job_and_it_matches_its_family(name):
     config = presets.get_preset(name)
     expected = ("two_stage" if isinstance(config, presets.TwoStagePreset) else
                 "likelihood" if isinstance(config, LikelihoodPreset) else
+                "vq_vae" if config.network["builder"] == "vq_vae" else
                 "gan" if presets.is_gan_preset(name) else
                 "disentangling" if config.network["builder"] == "sprites" else "vae")
     assert job.name == expected

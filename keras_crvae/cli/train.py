@@ -79,8 +79,13 @@ def check():
         raise UsageError(f"{flag_text(name)}: --preset={preset} trains on procedural sprites "
                          "drawn on one device; expected no --data and --strategy=default")
     _check_stop_after_minutes(preset)
-    if kind in ("two_stage", "likelihood") and FLAGS.strategy != "default":
-        job_text = "Two-Stage" if kind == "two_stage" else "likelihood"
+    if kind == "vq_vae" and tuple(config.network["image_shape"]) != (28, 28, 1):
+        raise UsageError(f"--preset={preset}: trains on {tuple(config.network['image_shape'])} "
+                         "images, and `crvae train` feeds the vq_vae job MNIST only; expected an "
+                         "MNIST VQ-VAE preset (train this one with keras_crvae.jobs.vq_vae."
+                         "train_vq_vae and train_images=...)")
+    if kind in ("two_stage", "likelihood", "vq_vae") and FLAGS.strategy != "default":
+        job_text = {"two_stage": "Two-Stage"}.get(kind, kind)
         raise UsageError(f"--strategy={FLAGS.strategy}: the {job_text} job runs on one device; "
                          "expected default")
     digits = kind == "gan" and presets.is_digit_gan(config)
@@ -260,6 +265,17 @@ def run(job):
             data_spec=job["data_spec"], eval_spec=job["eval_spec"], **job["overrides"])
         _done(output_dir, "model.keras, samples.png (stage 2), samples_stage1.png, "
               "reconstructions.png, metrics.json, history_stage1.csv, history_stage2.csv")
+        return 0
+    if job["kind"] == "vq_vae":
+        from keras_crvae.jobs.vq_vae import train_vq_vae
+
+        train_vq_vae(job["preset"], train_images=job["train_images"],
+                     eval_images=job["eval_images"], output_dir=output_dir,
+                     epochs=job["epochs"], batch_size=job["batch_size"], seed=FLAGS.seed,
+                     fresh=FLAGS.fresh, data_spec=job["data_spec"], eval_spec=job["eval_spec"],
+                     **job["overrides"])
+        _done(output_dir, "model.keras, samples.png, reconstructions.png, metrics.json, "
+              "history.csv, history_prior.csv")
         return 0
     if job["kind"] == "likelihood":
         from keras_crvae.jobs.likelihood import train_likelihood

@@ -36,7 +36,10 @@ from keras_crvae.layers.style_modulation import (
 )
 from keras_crvae.layers.sampling import GaussianSampler
 from keras_crvae.layers.gaussian_parameters import GaussianParameters
+from keras_crvae.layers.gated_pixelcnn import GatedPixelCNNBlock, gated_activation
+from keras_crvae.layers.masked_conv import MaskedConv2D, causal_conv_mask, shift_down
 from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
+from keras_crvae.layers.vector_quantizer import VectorQuantizer, codebook_statistics
 
 __all__ = [
     "AdaptiveInstanceNormalization",
@@ -70,13 +73,20 @@ __all__ = [
     "ConcatenatedReLU",
     "ElementwiseBias",
     "GaussianSampler",
+    "GatedPixelCNNBlock",
     "L2Normalize",
+    "MaskedConv2D",
     "MinibatchDiscrimination",
     "SpectralDiscriminator",
     "SpectralNormalization",
     "GaussianParameters",
     "PhaseConv2DTranspose",
     "SliceCropping2D",
+    "VectorQuantizer",
     "blocks_to_channels",
+    "causal_conv_mask",
     "channels_to_blocks",
+    "codebook_statistics",
+    "gated_activation",
+    "shift_down",
 ]

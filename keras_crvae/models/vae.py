@@ -202,7 +202,7 @@ class VAE(keras.Model):
         mean, log_var = to_float32(self.encoder(images, training=training))
         num_samples = self.iwae_samples
         z, kl = self.sampler([tile_rows(mean, num_samples), tile_rows(log_var, num_samples)])
-        logits = to_float32(self.decoder(z, training=training))
+        logits = self._reconstruction_logits(z, tile_rows(images, num_samples), training)
         return {"mean": mean, "log_var": log_var, "z": z, "kl": kl, "logits": logits}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -239,6 +239,13 @@ class VAE(keras.Model):
         self.elbo_tracker.update_state(-distortion - kl)
         # A per-replica mean: scaled by 1/replicas so the summed gradients are the global mean's.
         return distribute.scale_loss_for_replicas(loss + self._regularization_loss())
+
+    def _reconstruction_logits(self, z, images, training):
+        """Decoder outputs `(N, *image_shape)` for latents `z` of the rows of `images` (both with N
+        rows). The VAE's decoder ignores the images; an autoregressive decoder (`VLAE`) reads
+        them, teacher-forced."""
+        del images
+        return to_float32(self.decoder(z, training=training))
 
     def _capacity(self, training):
         """C of this step; a training call advances the step counter (after reading it)."""
@@ -306,8 +313,9 @@ class VAE(keras.Model):
         log_var = tile_rows(log_var, num_samples)
         z = mean + ops.exp(0.5 * log_var) * ops.reshape(noise,
                                                         (num_samples * batch,) + self.latent_shape)
-        logits = to_float32(self.decoder(z, training=False))
-        log_px = self._log_px(logits, tile_rows(ops.cast(images, "float32"), num_samples))
+        tiled_images = tile_rows(ops.cast(images, "float32"), num_samples)
+        logits = self._reconstruction_logits(z, tiled_images, False)
+        log_px = self._log_px(logits, tiled_images)
         log_ratio = (losses.standard_normal_log_density(z)
                      - losses.gaussian_log_density(z, mean, log_var))
         return ops.reshape(log_px + log_ratio, (num_samples, batch))

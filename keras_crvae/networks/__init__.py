@@ -1,7 +1,7 @@
 """Functional builders of encoders and decoders per dataset and image size.
 
 Files by dataset or architecture (`mnist`, `image64`, `mlp`, `sprites`, `dcgan`, `infogan`,
-`resnet`, `stylegan`, `two_stage`, `super_resolution`, `perceptual`); `blocks` holds the pieces they share.
+`resnet`, `stylegan`, `pixelcnn`, `vq_vae`, `two_stage`, `super_resolution`, `perceptual`); `blocks` holds the pieces they share.
 Imports: `keras_crvae.layers` only (layers -> networks -> models, docs/design.md). Aliases of old
 module paths: `stage2` (= `super_resolution`); `two_stage` re-exports the InfoGAN and ResNet
 builders that moved to `infogan` and `resnet`.
@@ -27,9 +27,11 @@ from keras_crvae.networks.sprites import (
     build_sprites_encoder,
     build_tc_discriminator,
 )
+from keras_crvae.networks.pixelcnn import build_gated_pixelcnn, build_pixelcnn
 from keras_crvae.networks.perceptual import build_perceptual_network, imagenet_preprocess
 from keras_crvae.networks.super_resolution import (build_stage2_discriminator,
                                                    build_stage2_generator)
+from keras_crvae.networks.vq_vae import build_vq_decoder, build_vq_encoder
 from keras_crvae.networks.infogan import build_infogan_decoder, build_infogan_encoder
 from keras_crvae.networks.resnet import build_resnet_decoder, build_resnet_encoder
 from keras_crvae.networks.stylegan import (
@@ -60,6 +62,8 @@ __all__ = [
     "build_sprites_encoder",
     "build_tc_discriminator",
     "build_perceptual_network",
+    "build_gated_pixelcnn",
+    "build_pixelcnn",
     "build_stage2_discriminator",
     "build_stage2_generator",
     "imagenet_preprocess",
@@ -71,6 +75,8 @@ __all__ = [
     "build_resnet_encoder",
     "build_two_stage_decoder",
     "build_two_stage_encoder",
+    "build_vq_decoder",
+    "build_vq_encoder",
     "pixel_mean_logits",
     "set_output_bias",
 ]

@@ -12,6 +12,9 @@ One module per family, each registering its presets and the builder of their mod
 - `disentangling`: VAE, beta-VAE, controlled-capacity VAE and FactorVAE on the procedural sprites.
 - `flows`: NICE, RealNVP and Glow on dequantized MNIST grey levels (the `likelihood` job).
 - `super_resolution` (alias `stage2`): the Stage2 super-resolution GANs (StackGAN Stage-II) on the 64x64 GAN presets.
+- `pixelcnn`: PixelCNN and Gated PixelCNN on binarized / grey MNIST (likelihood job).
+- `vq_vae`: the VQ-VAE with a Gated PixelCNN prior on MNIST and the 64x64 faces (vq_vae job).
+- `vlae`: the Variational Lossy Autoencoder (a VAE with a small-receptive-field PixelCNN decoder; vae job).
 
 `core` holds the machinery: `TrainingConfig`, `Preset`, overrides (`--set`), optimizers and
 `from_preset`. A new family is a module here that calls `register` and an import line below.
@@ -34,6 +37,7 @@ from keras_crvae.presets import disentangling  # noqa: E402,F401
 from keras_crvae.presets import super_resolution  # noqa: E402,F401
 from keras_crvae.presets import stage2  # noqa: E402,F401  (alias of super_resolution)
 from keras_crvae.presets import flows  # noqa: E402,F401
+from keras_crvae.presets import pixelcnn, vlae, vq_vae  # noqa: E402,F401
 from keras_crvae.presets.hierarchical import (  # noqa: E402,F401
     HIERARCHICAL_BUILDERS, build_hierarchical_from_preset)
 from keras_crvae.presets.two_stage import (  # noqa: E402,F401

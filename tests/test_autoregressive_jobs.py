@@ -1,0 +1,70 @@
+"""The autoregressive families' presets and the vq_vae job: presets build with their job's model,
+and the vq_vae job trains a VQ-VAE and its prior end to end on a few images.
+
+Not marked portable: this is the job and CLI glue; the models' backend-dependent parts are tested
+on JAX too (tests/models/test_pixelcnn.py, test_vq_vae.py, test_vlae.py), and this file would add
+about 2.5 minutes to the JAX run."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_crvae import jobs, models, presets
+
+
+FAMILIES = {"mnist_pixelcnn": ("likelihood", models.PixelCNN),
+            "mnist_gated_pixelcnn_grey": ("likelihood", models.PixelCNN),
+            "mnist_vlae_quickstart": ("vae", models.VLAE),
+            "faces_vq_vae": ("vq_vae", models.VQVAE)}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_presets_build_the_model_of_their_job(name):
+    job, model_class = FAMILIES[name]
+    assert jobs.job_for(name).name == job
+    model = presets.from_preset(name, steps_per_epoch=10, seed=0)
+    assert isinstance(model, model_class)
+    if job == "likelihood":
+        assert model.data_kind == presets.get_preset(name).model["data_kind"]
+
+
+def test_pixelcnn_preset_overrides_reach_the_network():
+    model = presets.from_preset("mnist_gated_pixelcnn", compile=False, num_layers=2, filters=4)
+    assert len([layer for layer in model.network.layers if layer.name.startswith("gated")]) == 2
+
+
+def test_vq_vae_job_end_to_end(tmp_path):
+    rng = np.random.default_rng(0)
+    train_images = (rng.random((64, 28, 28)) * 255).astype("uint8")
+    eval_images = (rng.random((16, 28, 28)) * 255).astype("uint8")
+    metrics = jobs.JOBS["vq_vae"].train(
+        "mnist_vq_vae_quickstart", train_images=train_images, eval_images=eval_images,
+        output_dir=str(tmp_path), batch_size=32, verbose=0)
+    assert 0.0 < metrics["codebook"]["usage"] <= 1.0
+    assert 1.0 <= metrics["codebook"]["perplexity"] <= 16.0
+    assert metrics["prior_nll"]["num_images"] == 16
+    assert len(metrics["prior_history"]["nll"]) == 1
+    assert {"perplexity", "codebook_usage"} <= set(metrics["history"])
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["reconstruction_nats"] == pytest.approx(metrics["reconstruction_nats"])
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.prior is not None and (tmp_path / "samples.png").exists()
+
+
+def test_cli_refuses_the_faces_vq_vae_in_one_line(tmp_path):
+    """`crvae train` feeds the vq_vae job MNIST; the faces preset is a usage error (status 2)."""
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+        root, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-m", "crvae_cli", "train", "--preset=faces_vq_vae",
+                             f"--output_dir={tmp_path / 'run'}"], capture_output=True, text=True,
+                            env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--preset=faces_vq_vae" in result.stderr and "MNIST" in result.stderr
