@@ -145,3 +145,14 @@ def test_bad_options_name_the_problem():
         tiny_gan(layer="nope")
     with pytest.raises(ValueError, match="Unknown: \\['codes'\\]"):
         tiny_gan(codes=3)
+
+
+@pytest.mark.parametrize("name", ["mnist_dcgan_fq", "mnist_stylegan2_fq"])
+def test_fq_presets_build_a_quantized_discriminator(name):
+    from keras_crvae import presets
+
+    model = presets.from_preset(name, compile=False, seed=0)
+    assert model.feature_quantization == {"layer": "lrelu1", "num_codes": 256,
+                                          "commitment_cost": 0.25, "decay": 0.99}
+    assert presets.from_preset(name[:-3], compile=False, seed=0).feature_quantizer is None
+
