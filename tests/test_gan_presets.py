@@ -142,3 +142,15 @@ def test_killed_infogan_run_resumes(tmp_path):
     model = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
     assert int(model.generator_optimizer.iterations) == 6  # 2 epochs x 3 steps in total
     assert np.isfinite(metrics["final"]["mi"])
+
+
+def test_crvae_train_logs_the_dictionary_of_an_fq_preset(tmp_path):
+    np.savez(tmp_path / "digits.npz",
+             x_train=np.random.default_rng(0).integers(0, 256, (20, 28, 28)).astype(np.uint8))
+    result = crvae("train", "--preset=mnist_dcgan_fq", "--data=digits.npz", "--epochs=1",
+                   "--steps_per_epoch=2", "--batch_size=8", "--set", "base_channels=2",
+                   "--set", "fq_num_codes=8", "--output_dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
+    assert 1.0 <= final["fq_perplexity"] <= 8.0 and 0.0 < final["fq_usage"] <= 1.0
+    assert final["fq_loss"] > 0

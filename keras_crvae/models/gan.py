@@ -25,16 +25,31 @@ For "bce" / "hinge" with a `ThresholdedAdam` discriminator optimizer the crVAE-G
 (skip when D is more than `threshold` accurate on the global batch); never for the WGANs
 (`adversarial.uses_threshold`).
 
-Reference: lecture sections "DCGAN", "WGAN", "Wasserstein GAN with Gradient Penalty" and "Improved
-techniques for training GANs"; Radford et al. 2016; Arjovsky et al. 2017; Gulrajani et al. 2017;
-Salimans et al. 2016.
+Feature quantization (FQ-GAN, Zhao et al. 2020, section 3; the lecture's "Feature Quantized GAN"):
+with `feature_quantization={"layer": ..., "num_codes": K, ...}` the discriminator D = top o bottom is
+split after the named layer and run as D(x) = top(f_Q(bottom(x))), f_Q the EMA `VectorQuantizer`
+applied to the feature vectors (last axis) of bottom's map. The QUANTIZED features go forward
+(straight-through gradient), not only the loss as in the authors' released code. In each critic step
+the real and the fake feature maps are quantized in ONE call, so the dictionary takes exactly one EMA
+step per discriminator step, on both batches (the paper's dictionary follows real and fake features);
+the generator step, the gradient penalty and R1 use the dictionary without updating it. The critic
+loss gains `beta * mean (f - sg(e))^2` (mean over examples, positions and channels: VQ-VAE's
+commitment term at the scale of one feature), reported as `fq_loss` with `fq_perplexity` and
+`fq_usage` (`vector_quantizer.codebook_statistics` of each critic step's codes, epoch means).
+
+Reference: lecture sections "DCGAN", "WGAN", "Wasserstein GAN with Gradient Penalty", "Improved
+techniques for training GANs" and "Feature Quantized GAN"; Radford et al. 2016; Arjovsky et al.
+2017; Gulrajani et al. 2017; Salimans et al. 2016; Zhao et al. 2020 (FQ-GAN).
 """
+
+import types
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_crvae import distribute
+from keras_crvae.layers.vector_quantizer import VectorQuantizer, codebook_statistics
 from keras_crvae.losses import adversarial
 from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, run_network, to_float32,
                                      validate_images, with_deserialized)
@@ -42,6 +57,57 @@ from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, run_network, to_float32
 IMAGE_RANGE = SIGNED_IMAGE_RANGE
 _OPTIONS = ("adversarial_loss", "critic_steps", "clip_value", "gradient_penalty_weight",
             "label_smoothing", "feature_matching", "historical_averaging")
+FEATURE_QUANTIZATION_METRICS = ("fq_loss", "fq_perplexity", "fq_usage")
+# The `feature_quantization` keys besides "layer": `VectorQuantizer`'s arguments.
+_QUANTIZER_KEYS = ("num_codes", "commitment_cost", "decay", "epsilon", "restart_threshold", "seed")
+
+
+def check_feature_quantization(options):
+    """A copy of a `feature_quantization` dict (None passes), checked: "layer" (a layer name or an
+    index into the discriminator's `layers`) and "num_codes" are required; the other keys are
+    `VectorQuantizer`'s (`commitment_cost`, `decay`, `epsilon`, `restart_threshold`, `seed`)."""
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise ValueError(f"`feature_quantization` must be None or a dict; got {options!r}.")
+    unknown = sorted(set(options) - {"layer", *_QUANTIZER_KEYS})
+    missing = [key for key in ("layer", "num_codes") if key not in options]
+    if unknown or missing:
+        raise ValueError(f"`feature_quantization` takes the keys 'layer', "
+                         f"{', '.join(map(repr, _QUANTIZER_KEYS))}; 'layer' and 'num_codes' are "
+                         f"required. Unknown: {unknown}; missing: {missing}.")
+    return dict(options)
+
+
+def split_discriminator(discriminator, layer):
+    """`(bottom, top)` functional models with `top(bottom(x)) == discriminator(x)`, split after
+    `layer` (a name or an index into `discriminator.layers`). They share the discriminator's
+    layers (and weights); `top` takes bottom's feature map and returns the discriminator's outputs.
+
+    Works for any functional discriminator whose every output depends on the split layer's
+    output, e.g. `networks.build_dcgan_discriminator` (the DCGAN and StyleGAN presets' critic)."""
+    if not isinstance(discriminator, keras.Model) or not hasattr(discriminator, "_nodes_by_depth"):
+        raise ValueError("`feature_quantization` needs a functional `keras.Model` discriminator.")
+    count = len(discriminator.layers)
+    if isinstance(layer, int) and not isinstance(layer, bool):
+        if not -count <= layer < count or layer % count == 0:
+            raise ValueError(f"`feature_quantization['layer']` = {layer} is not an inner layer of "
+                             f"the discriminator ({count} layers, 0 the input).")
+        split = discriminator.layers[layer]
+    else:
+        names = [candidate.name for candidate in discriminator.layers]
+        if layer not in names[1:]:
+            raise ValueError(f"`feature_quantization['layer']` = {layer!r} is not an inner layer "
+                             f"of the discriminator; its layers: {names}.")
+        split = discriminator.get_layer(layer)
+    features = split.output
+    bottom = keras.Model(discriminator.input, features, name="discriminator_bottom")
+    try:
+        top = keras.Model(features, discriminator.outputs, name="discriminator_top")
+    except ValueError as error:
+        raise ValueError(f"The discriminator cannot be split after {split.name!r}: every output "
+                         f"must depend on that layer's output only ({error}).") from None
+    return bottom, top
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
@@ -61,13 +127,19 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
         feature_matching: float, default 0. Weight of the feature-matching term added to the
             generator's loss (needs discriminator features).
         historical_averaging: float, default 0. Weight of each player's historical-averaging penalty.
+        feature_quantization: None (default) or a dict: FQ-GAN's quantized discriminator (module
+            docstring). Keys: "layer" (name or index of the discriminator layer whose output
+            `(B, ..., C)` is quantized along C), "num_codes" (K), and optionally "commitment_cost"
+            (beta, default 0.25), "decay" (gamma, default 0.99), "epsilon", "restart_threshold"
+            (dead-code restarts, default 1; 0 disables), "seed": `layers.VectorQuantizer`'s.
         seed: int or None. Seed of the noise (and of WGAN-GP's interpolation weights).
 
     Inputs to `fit`: batches of real images `(B, *image_shape)` in [-1, 1].
 
     Metrics: `loss` (generator), `d_loss` (last critic step, without penalties), `gp`,
     `w_distance` (`E D(x) - E D(x~)`, the critic's Wasserstein estimate for the WGANs),
-    `d_accuracy`, `d_updated`.
+    `d_accuracy`, `d_updated`; with feature quantization `fq_loss` (the weighted commitment term),
+    `fq_perplexity` and `fq_usage` (dictionary perplexity and fraction of codes used per critic step).
     """
 
     decoder_outputs = "images"
@@ -77,7 +149,8 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
     def __init__(self, generator, discriminator, adversarial_loss="bce", critic_steps=1,
                  clip_value=adversarial.WGAN_CLIP_VALUE,
                  gradient_penalty_weight=adversarial.GRADIENT_PENALTY_WEIGHT, label_smoothing=0.0,
-                 feature_matching=0.0, historical_averaging=0.0, seed=None, **kwargs):
+                 feature_matching=0.0, historical_averaging=0.0, feature_quantization=None,
+                 seed=None, **kwargs):
         super().__init__(**kwargs)
         options = adversarial.check_objective(
             adversarial_loss, critic_steps, clip_value, gradient_penalty_weight, label_smoothing,
@@ -100,6 +173,18 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
                 [v.shape for v in generator.trainable_variables], name="generator_history")
             self.discriminator_history = adversarial.HistoricalAverage(
                 [v.shape for v in discriminator.trainable_variables], name="discriminator_history")
+        self.feature_quantization = check_feature_quantization(feature_quantization)
+        self.feature_quantizer = self._discriminator_parts = None
+        if self.feature_quantization is not None:
+            # Held in a namespace, which Keras does not track: the parts' weights are the
+            # discriminator's, saved once under it.
+            self._discriminator_parts = types.SimpleNamespace(parts=split_discriminator(
+                discriminator, self.feature_quantization["layer"]))
+            self.feature_quantizer = VectorQuantizer(
+                **{k: v for k, v in self.feature_quantization.items() if k in _QUANTIZER_KEYS},
+                name="feature_quantizer")
+            self.feature_quantizer.build(self._discriminator_parts.parts[0].output.shape)
+            self.metric_names = type(self).metric_names + FEATURE_QUANTIZATION_METRICS
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names}
         self.generator_optimizer = None
         self.discriminator_optimizer = None
@@ -119,6 +204,8 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
                   "generator": keras.saving.serialize_keras_object(self.generator),
                   "discriminator": keras.saving.serialize_keras_object(self.discriminator)}
         config.update({name: getattr(self, name) for name in _OPTIONS})
+        if self.feature_quantization is not None:  # absent when off: today's configs unchanged
+            config["feature_quantization"] = dict(self.feature_quantization)
         return config
 
     @classmethod
@@ -157,8 +244,37 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
     # --- the objective --------------------------------------------------------------------------
 
     def _discriminate(self, images, training):
-        """`(logits (B, 1), features or None, q or None)`, float32."""
-        outputs = self.discriminator(images, training=training)
+        """`(logits (B, 1), features or None, q or None)`, float32.
+
+        With feature quantization: top(f_Q(bottom(x))) with the dictionary frozen."""
+        if self.feature_quantizer is None:
+            return self._outputs(self.discriminator(images, training=training))
+        bottom, top = self._discriminator_parts.parts
+        quantized = self.feature_quantizer(bottom(images, training=training), training=False)[0]
+        return self._outputs(top(quantized, training=training))
+
+    def _discriminate_pair(self, real, fake, training):
+        """`_discriminate` of a real and a fake batch, and the feature-quantization terms
+        (`fq_loss`, `fq_perplexity`, `fq_usage`; empty when off). With feature quantization both
+        batches' feature maps go through the quantizer in one call: one EMA step when `training`."""
+        if self.feature_quantizer is None:
+            return self._discriminate(real, training), self._discriminate(fake, training), {}
+        bottom, top = self._discriminator_parts.parts
+        real_features = bottom(real, training=training)
+        fake_features = bottom(fake, training=training)
+        quantized, codes, commitment = self.feature_quantizer(
+            ops.concatenate([real_features, fake_features], axis=0), training=training)
+        num_real = ops.shape(real_features)[0]
+        elements = float(np.prod(real_features.shape[1:]))
+        perplexity, usage = codebook_statistics(codes, self.feature_quantizer.num_codes)
+        terms = {"fq_loss": ops.mean(commitment) / elements, "fq_perplexity": perplexity,
+                 "fq_usage": usage}
+        return (self._outputs(top(quantized[:num_real], training=training)),
+                self._outputs(top(quantized[num_real:], training=training)), terms)
+
+    @staticmethod
+    def _outputs(outputs):
+        """`(logits, features or None, q or None)` float32 of a discriminator's outputs."""
         if not isinstance(outputs, (list, tuple)):
             return to_float32(outputs), None, None
         outputs = to_float32(list(outputs)) + [None, None]
@@ -180,10 +296,11 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
 
         Returns:
             dict: `critic_loss` (what the optimizer minimises), `d_loss`, `gp`, `mi`, `w_distance`,
-            `d_correct`, `d_count`.
+            `d_correct`, `d_count`, and with feature quantization `fq_loss`, `fq_perplexity`,
+            `fq_usage` (the dictionary takes one EMA step when `training`).
         """
-        real_logits, _, _ = self._discriminate(real, training)
-        fake_logits, _, q = self._discriminate(fake, training)
+        (real_logits, _, _), (fake_logits, _, q), fq_terms = self._discriminate_pair(
+            real, fake, training)
         terms = {"d_loss": adversarial.discriminator_loss(
             self.adversarial_loss, real_logits, fake_logits, self.label_smoothing)}
         terms["w_distance"] = ops.mean(real_logits) - ops.mean(fake_logits)
@@ -197,6 +314,9 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
         terms["code_loss"], terms["mi"] = self.code_loss(q, codes)
         terms["critic_loss"] = (terms["d_loss"] + self.gradient_penalty_weight * terms["gp"]
                                 + terms["code_loss"])
+        if fq_terms:  # the commitment term enters D's loss (beta is inside `fq_loss`)
+            terms.update(fq_terms)
+            terms["critic_loss"] = terms["critic_loss"] + fq_terms["fq_loss"]
         if self.discriminator_history is not None:
             terms["critic_loss"] += self.historical_averaging * self.discriminator_history.penalty(
                 self.discriminator.trainable_variables)
@@ -311,6 +431,7 @@ class GAN(adversarial.TwoPlayerCompile, keras.Model):
         values = {"loss": g_terms["generator_loss"], "d_loss": terms["d_loss"], "gp": terms["gp"],
                   "w_distance": terms["w_distance"], "d_accuracy": accuracy, "d_updated": updated,
                   "mi": terms["mi"]}
+        values.update({name: terms[name] for name in FEATURE_QUANTIZATION_METRICS if name in terms})
         return adversarial.update_trackers(self.trackers, values)
 
     # --- the public API: decode / sample --------------------------------------------------------

@@ -18,6 +18,13 @@ The optimizer settings sit in the `model` table (`optimizer`, `beta_1`, `beta_2`
 `generator_learning_rate`; `learning_rate` is the discriminator's), so `--set` reaches them and a
 resumed run checks them like every other setting.
 
+`*_fq` presets (`mnist_dcgan_fq`, `celeba_dcgan_fq`, and the StyleGAN2 ones in `presets.stylegan`)
+add FQ-GAN's feature quantization (Zhao et al. 2020; docs/stylegan.md "Feature quantization"): the
+flat `fq_*` keys of the `model` table (`fq_layer`, `fq_num_codes`, `fq_commitment_cost`, `fq_decay`,
+each a `--set` away) become `GAN(feature_quantization=...)`. Their values are CPU-sized choices, not
+the paper's: the map after the second discriminator block ("lrelu1"), K = 256 codes, beta = 0.25 and
+decay 0.99 (VQ-VAE's).
+
 No Keras or TensorFlow import at module level (`crvae` checks its flags first).
 """
 
@@ -64,6 +71,33 @@ def _model(adversarial_loss="bce", critic_steps=1, optimizer="adam", beta_1=0.5,
     return model
 
 
+FQ_DEFAULTS = {"fq_layer": "lrelu1", "fq_num_codes": 256, "fq_commitment_cost": 0.25,
+               "fq_decay": 0.99}
+
+
+def with_feature_quantization(preset, name=None):
+    """A copy of `preset` named `<name>_fq` whose model table holds the `fq_*` keys."""
+    import copy
+    import dataclasses
+
+    return dataclasses.replace(
+        preset, name=name or preset.name + "_fq", network=copy.deepcopy(preset.network),
+        description=preset.description.rstrip(".") + ", with FQ-GAN feature quantization in D.",
+        source=preset.source + "; Zhao et al. 2020 (FQ-GAN)",
+        model={**preset.model, **FQ_DEFAULTS})
+
+
+def move_feature_quantization(options):
+    """Replaces the `fq_*` keys of a model-options dict (in place) by `GAN`'s
+    `feature_quantization` argument; a dict without them is left as it is."""
+    values = {key: options.pop(key) for key in list(FQ_DEFAULTS) if key in options}
+    if values:
+        options["feature_quantization"] = {
+            "layer": values["fq_layer"], "num_codes": int(values["fq_num_codes"]),
+            "commitment_cost": float(values["fq_commitment_cost"]),
+            "decay": float(values["fq_decay"])}
+
+
 def _training(learning_rate, batch_size, epochs):
     # No step decay (the GAN papers keep the learning rate constant).
     return TrainingConfig(learning_rate=learning_rate, batch_size=batch_size, epochs=epochs,
@@ -90,6 +124,8 @@ GAN_PRESETS = [
     Preset("celeba_dcgan", "DCGAN on 64x64 CelebA faces.", DCGAN_SOURCE,
            _network(image_shape=(64, 64, 3)), _model(), _training(2e-4, 128, 25)),
 ]
+GAN_PRESETS += [with_feature_quantization(preset) for preset in GAN_PRESETS
+                if preset.name in ("mnist_dcgan", "celeba_dcgan")]
 
 
 def _build_networks(network):
@@ -133,6 +169,7 @@ def _build_model(preset, steps_per_epoch, compile, seed):
 
     generator, discriminator = _build_networks(preset.network)
     options = {k: v for k, v in preset.model.items() if k not in _OPTIMIZER_KEYS}
+    move_feature_quantization(options)
     if preset.network["categories"]:
         model = InfoGAN(generator, discriminator, noise_dim=preset.network["latent_dim"],
                         categories=preset.network["categories"],

@@ -21,6 +21,7 @@ No Keras or TensorFlow import at module level (`crvae` checks its flags first).
 """
 
 from keras_crvae.presets.core import Preset, TrainingConfig, register
+from keras_crvae.presets.gans import move_feature_quantization, with_feature_quantization
 
 STYLEGAN_SOURCE = ("Karras et al. 2019 (StyleGAN), appendix C; Karras et al. 2020 (StyleGAN2), "
                    "section 3.1; lecture section 'StyleGAN'")
@@ -76,6 +77,8 @@ STYLEGAN_PRESETS = [
            _network((64, 64, 3), base_channels=32, max_channels=256,
                     discriminator_channels=32), _model(64), _training(30)),
 ]
+# FQ-StyleGAN (Zhao et al. 2020): `mnist_stylegan2_fq`, `celeba32_stylegan2_fq`, `celeba_stylegan2_fq`.
+STYLEGAN_PRESETS += [with_feature_quantization(preset) for preset in STYLEGAN_PRESETS]
 
 _OPTIMIZER_KEYS = ("beta_1", "beta_2", "generator_learning_rate")
 
@@ -116,6 +119,7 @@ def _build_model(preset, steps_per_epoch, compile, seed):
 
     generator, discriminator = _build_networks(preset.network)
     options = {k: v for k, v in preset.model.items() if k not in _OPTIMIZER_KEYS}
+    move_feature_quantization(options)
     model = StyleGAN(generator, discriminator, seed=seed, name=preset.name, **options)
     if compile:
         model.compile(*make_optimizers(preset))

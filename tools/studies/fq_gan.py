@@ -1,0 +1,92 @@
+"""FQ-GAN study (issue 30): DCGAN, DCGAN + FQ, StyleGAN2, StyleGAN2 + FQ on the 64x64 faces at an
+equal training-time budget, FID against held-out faces at every checkpoint (an FID-vs-hours curve).
+
+The real study (each model about 1.5 machine-hours, in the background):
+
+    python tools/studies/fq_gan.py --budget_hours=1.5 --epochs_per_checkpoint=5 \\
+        --output=docs/fq_gan.json --output_dir=runs/fq_gan
+
+Each model is its preset (`--models` NAME=PRESET pairs; default `celeba_dcgan`, `celeba_dcgan_fq`,
+`celeba_stylegan2`, `celeba_stylegan2_fq`) trained by the gan job (`keras_crvae.jobs.gan.train_gan`)
+on `--train_faces` in segments of `--epochs_per_checkpoint` epochs of `--steps_per_epoch` steps (each
+segment continues the last), until its summed `fit` seconds reach `--budget_hours` (so a model may
+overshoot the budget by one segment: the curve's hours say by how much). After every segment:
+FID of `--num_samples` prior samples against the `--held_out` faces, with the library's Inception
+features (`evaluation.FIDInceptionV3`, `evaluation.feature_statistics`). `--output` is rewritten
+after every checkpoint: per model the (hours, epochs, FID) rows. One seed per model here (`--seed`);
+repeat with other seeds to say which is better.
+
+Smoke check of the command (minutes): `--budget_hours=0.0001 --epochs_per_checkpoint=1
+--steps_per_epoch=2 --num_samples=60 --num_held_out=60 --precision=float32 --set base_channels=4`.
+"""
+
+import os
+import time
+
+import numpy as np
+from absl import app, flags
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["dcgan=celeba_dcgan", "dcgan_fq=celeba_dcgan_fq",
+                             "stylegan2=celeba_stylegan2", "stylegan2_fq=celeba_stylegan2_fq"],
+                  "NAME=PRESET pairs.")
+flags.DEFINE_string("train_faces", os.path.join(DATA, "celeba64_train.npz"), "Training faces.")
+flags.DEFINE_string("held_out", os.path.join(DATA, "celeba64_subset.npz"),
+                    "Faces the FIDs are measured against (key x, uint8, 64x64x3).")
+flags.DEFINE_integer("num_held_out", 2500, "Use the first N held-out faces.")
+flags.DEFINE_float("budget_hours", 1.5, "Training time per model.")
+flags.DEFINE_integer("epochs_per_checkpoint", 5, "Epochs between FIDs.")
+flags.DEFINE_integer("steps_per_epoch", 200, "Generator steps per epoch.")
+flags.DEFINE_integer("num_samples", 2500, "Prior samples per FID.")
+flags.DEFINE_enum("precision", "bfloat16", ["float32", "bfloat16"], "Inception precision.")
+flags.DEFINE_string("weights", None, "FIDInceptionV3 weights (default: its standard path).")
+flags.DEFINE_multi_string("set", [], "KEY=VALUE preset overrides for every model.")
+flags.DEFINE_string("output_dir", "runs/fq_gan", "Run folders, one per model.")
+flags.DEFINE_string("output", "fq_gan.json", "JSON results (rewritten as they come).")
+flags.DEFINE_integer("seed", 0, "Training and sampling seed.")
+
+
+def main(argv):
+    del argv
+    import keras
+
+    from keras_crvae import evaluation, presets, training
+    from keras_crvae.io import write_json
+    from keras_crvae.jobs.gan import train_gan
+
+    models = dict(item.partition("=")[::2] for item in FLAGS.models)
+    overrides = presets.parse_overrides(FLAGS.set)
+    held_out = np.load(FLAGS.held_out)["x"][:FLAGS.num_held_out].astype("float32") / 127.5 - 1.0
+    extractor = evaluation.FIDInceptionV3(weights=FLAGS.weights or "default", input_range=(-1, 1),
+                                          precision=FLAGS.precision)
+    reference = evaluation.feature_statistics(held_out, extractor, 50)
+    results = {"budget_hours": FLAGS.budget_hours, "num_samples": FLAGS.num_samples,
+               "held_out": f"{FLAGS.held_out} (first {len(held_out)})", "seed": FLAGS.seed,
+               "overrides": FLAGS.set, "backend": keras.backend.backend(), "models": {}}
+    for name, preset in models.items():
+        output_dir = os.path.join(FLAGS.output_dir, name)
+        rows = results["models"].setdefault(name, {"preset": preset, "curve": []})["curve"]
+        seconds, epochs = 0.0, 0
+        while seconds < FLAGS.budget_hours * 3600:
+            # A finished run asked for more epochs continues (jobs.runs.plan_run).
+            epochs += FLAGS.epochs_per_checkpoint
+            metrics = train_gan(preset, npz=FLAGS.train_faces, output_dir=output_dir,
+                                epochs=epochs, steps_per_epoch=FLAGS.steps_per_epoch,
+                                seed=FLAGS.seed, verbose=0, **overrides)
+            seconds += metrics["train_seconds"]  # fit() of this segment only
+            model = training.load_model(os.path.join(output_dir, "model.keras"))
+            samples = np.concatenate([keras.ops.convert_to_numpy(
+                model.sample(min(250, FLAGS.num_samples - start), seed=FLAGS.seed + start))
+                for start in range(0, FLAGS.num_samples, 250)]).astype("float32")
+            fid = float(evaluation.frechet_distance(
+                *evaluation.feature_statistics(samples, extractor, 50), *reference))
+            final = metrics.get("final", {})
+            rows.append({"hours": round(seconds / 3600, 4), "epochs": epochs, "fid": round(fid, 3),
+                         **{key: final[key] for key in ("fq_perplexity", "fq_usage") if key in final}})
+            print(f"{name}: {seconds / 3600:.3f} h  FID {fid:.2f}", flush=True)
+            write_json(results, FLAGS.output)
+
+
+if __name__ == "__main__":
+    app.run(main)
