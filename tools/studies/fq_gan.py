@@ -8,10 +8,10 @@ The real study (each model about 1.5 machine-hours, in the background):
 
 Each model is its preset (`--models` NAME=PRESET pairs; default `celeba_dcgan`, `celeba_dcgan_fq`,
 `celeba_stylegan2`, `celeba_stylegan2_fq`) trained by the gan job (`keras_crvae.jobs.gan.train_gan`)
-on `--train_faces` in segments of `--epochs_per_checkpoint` epochs of `--steps_per_epoch` steps (each
+on the faces of `--faces` but its last `--num_held_out` in segments of `--epochs_per_checkpoint` epochs of `--steps_per_epoch` steps (each
 segment continues the last), until its summed `fit` seconds reach `--budget_hours` (so a model may
 overshoot the budget by one segment: the curve's hours say by how much). After every segment:
-FID of `--num_samples` prior samples against the `--held_out` faces, with the library's Inception
+FID of `--num_samples` prior samples against the held-out faces, with the library's Inception
 features (`evaluation.FIDInceptionV3`, `evaluation.feature_statistics`). `--output` is rewritten
 after every checkpoint: per model the (hours, epochs, FID) rows. One seed per model here (`--seed`);
 repeat with other seeds to say which is better.
@@ -31,10 +31,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["dcgan=celeba_dcgan", "dcgan_fq=celeba_dcgan_fq",
                              "stylegan2=celeba_stylegan2", "stylegan2_fq=celeba_stylegan2_fq"],
                   "NAME=PRESET pairs.")
-flags.DEFINE_string("train_faces", os.path.join(DATA, "celeba64_train.npz"), "Training faces.")
-flags.DEFINE_string("held_out", os.path.join(DATA, "celeba64_subset.npz"),
-                    "Faces the FIDs are measured against (key x, uint8, 64x64x3).")
-flags.DEFINE_integer("num_held_out", 2500, "Use the first N held-out faces.")
+flags.DEFINE_string("faces", os.path.join(DATA, "celeba64_train.npz"),
+                    "Faces (key x, uint8, 64x64x3): the last --num_held_out are held out.")
+flags.DEFINE_integer("num_held_out", 1000,
+                     "The last N faces are never trained on; the FIDs are measured against them. "
+                     "(celeba64_subset.npz is the first 2,500 rows of celeba64_train.npz: not a "
+                     "held-out set.)")
 flags.DEFINE_float("budget_hours", 1.5, "Training time per model.")
 flags.DEFINE_integer("epochs_per_checkpoint", 5, "Epochs between FIDs.")
 flags.DEFINE_integer("steps_per_epoch", 200, "Generator steps per epoch.")
@@ -57,12 +59,20 @@ def main(argv):
 
     models = dict(item.partition("=")[::2] for item in FLAGS.models)
     overrides = presets.parse_overrides(FLAGS.set)
-    held_out = np.load(FLAGS.held_out)["x"][:FLAGS.num_held_out].astype("float32") / 127.5 - 1.0
+    faces = np.load(FLAGS.faces)["x"]
+    if not 0 < FLAGS.num_held_out < len(faces):
+        raise app.UsageError(f"--num_held_out={FLAGS.num_held_out}: expected 1 to "
+                             f"{len(faces) - 1} ({len(faces)} faces in --faces)")
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    train_faces = os.path.join(FLAGS.output_dir, "train_faces.npz")
+    np.savez(train_faces, x=faces[:-FLAGS.num_held_out])
+    held_out = faces[-FLAGS.num_held_out:].astype("float32") / 127.5 - 1.0
     extractor = evaluation.FIDInceptionV3(weights=FLAGS.weights or "default", input_range=(-1, 1),
                                           precision=FLAGS.precision)
     reference = evaluation.feature_statistics(held_out, extractor, 50)
     results = {"budget_hours": FLAGS.budget_hours, "num_samples": FLAGS.num_samples,
-               "held_out": f"{FLAGS.held_out} (first {len(held_out)})", "seed": FLAGS.seed,
+               "held_out": f"{FLAGS.faces} (last {len(held_out)} of {len(faces)}, never trained on)",
+               "seed": FLAGS.seed,
                "overrides": FLAGS.set, "backend": keras.backend.backend(), "models": {}}
     for name, preset in models.items():
         output_dir = os.path.join(FLAGS.output_dir, name)
@@ -71,7 +81,7 @@ def main(argv):
         while seconds < FLAGS.budget_hours * 3600:
             # A finished run asked for more epochs continues (jobs.runs.plan_run).
             epochs += FLAGS.epochs_per_checkpoint
-            metrics = train_gan(preset, npz=FLAGS.train_faces, output_dir=output_dir,
+            metrics = train_gan(preset, npz=train_faces, output_dir=output_dir,
                                 epochs=epochs, steps_per_epoch=FLAGS.steps_per_epoch,
                                 seed=FLAGS.seed, verbose=0, **overrides)
             seconds += metrics["train_seconds"]  # fit() of this segment only
