@@ -11,7 +11,9 @@
 #   kill -TERM $(cat runs/logs/table1_*.pid)    # optional: stop both earlier, at their epoch ends
 #
 # CODE_DIR (default: this checkout) is the checkout the processes import; point it at a separate
-# worktree of a fixed commit when the checkout will change under the running rows.
+# worktree of a fixed commit when the checkout will change under the running rows. While they run,
+# never `git stash`, `git checkout` or `git reset` reproductions/table1/: Keras' CSVLogger keeps
+# history.csv open, and a replaced file loses every later epoch's line (2026-12-05, session 3).
 set -euo pipefail
 minutes=${1:-120}
 cd "$(dirname "$0")/../.."
