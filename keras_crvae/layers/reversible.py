@@ -19,7 +19,7 @@ How the backward pass is swapped in: `keras.ops.custom_gradient` (TensorFlow: `t
 JAX: `jax.custom_gradient`), applied to a pure function of the input and the weight values; its
 gradient function back-propagates through each recomputed F and G with the backend's own
 vector-Jacobian product (`tf.GradientTape` / `jax.vjp`: the one backend-specific piece, in
-`_vector_jacobian_product`). On other backends, or with `recompute_gradients=False`, the stack
+`keras_crvae.autodiff.vector_jacobian_product`). On other backends, or with `recompute_gradients=False`, the stack
 runs as ordinary layers and the framework stores the activations.
 
 i-RevNet down-sampling (`space_to_depth`): each 2x2 patch becomes 4 channels, a permutation of
@@ -28,6 +28,8 @@ the values (nothing discarded, exactly invertible by `depth_to_space`).
 
 import keras
 from keras import ops
+
+from keras_crvae.autodiff import vector_jacobian_product
 
 RECOMPUTING_BACKENDS = ("tensorflow", "jax")
 
@@ -50,24 +52,6 @@ def depth_to_space(x, block_size=2):
     x = ops.reshape(x, (batch, height, width, block_size, block_size, out_channels))
     x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
     return ops.reshape(x, (batch, height * block_size, width * block_size, out_channels))
-
-
-def _vector_jacobian_product(function, primals, cotangent):
-    """`(function(*primals), cotangent^T d function / d primals)` with the backend's autodiff."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            tape.watch(primals)
-            outputs = function(*primals)
-        gradients = tape.gradient(outputs, primals, output_gradients=cotangent,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return outputs, list(gradients)
-    import jax
-
-    outputs, pullback = jax.vjp(function, *primals)
-    return outputs, list(pullback(cotangent))
 
 
 def _residual(h, kernel_in, bias_in, kernel_out, bias_out):
@@ -177,11 +161,11 @@ class ReversibleStack(keras.layers.Layer):
                 first = block * _WEIGHTS_PER_BLOCK
                 f_weights = list(weights[first:first + 4])
                 g_weights = list(weights[first + 4:first + 8])
-                g_out, g_grads = _vector_jacobian_product(
+                g_out, g_grads = vector_jacobian_product(
                     lambda h, *w: _residual(h, *w), [y1] + g_weights, dy2)
                 total_dy1 = dy1 + g_grads[0]  # y1 feeds G: dL/dy1 = dy1 + G'^T dy2 = dL/dx1
                 x2 = y2 - g_out
-                f_out, f_grads = _vector_jacobian_product(
+                f_out, f_grads = vector_jacobian_product(
                     lambda h, *w: _residual(h, *w), [x2] + f_weights, total_dy1)
                 weight_gradients[first:first + 4] = f_grads[1:]
                 weight_gradients[first + 4:first + 8] = g_grads[1:]

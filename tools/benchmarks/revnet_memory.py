@@ -23,7 +23,7 @@ The networks (`keras_crvae.layers.ReversibleStack`):
 Writes JSON (`--output`), a markdown table (`.md` beside it) and, where matplotlib is installed,
 a plot (`.png`). Example (docs/flows.md ("Flow posteriors")):
 
-    python tools/benchmarks/revnet_memory.py --depths=1,2,4,8,16 --output=/tmp/revnet_memory.json
+    python tools/benchmarks/revnet_memory.py --depths=1,2,4,8,16 --output=runs/revnet_memory.json
 """
 
 import json

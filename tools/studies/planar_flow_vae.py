@@ -17,7 +17,7 @@ our estimate, not a measurement):
         --num_valid=10000 --output_dir=runs/planar_flow_study > runs/planar_flow_study.log 2>&1 &
 
 A smoke run (seconds): `python tools/studies/planar_flow_vae.py --steps=20 --num_valid=20
---nll_samples=10 --output_dir=/tmp/planar_smoke`.
+--nll_samples=10 --output_dir=runs/planar_smoke`.
 """
 
 import json
@@ -35,7 +35,9 @@ flags.DEFINE_integer("steps_per_epoch", 500, "Steps per Keras epoch (progress li
 flags.DEFINE_integer("batch_size", 100, "Training batch size (the paper's 100).")
 flags.DEFINE_integer("num_valid", 10000, "Validation images scored.")
 flags.DEFINE_integer("nll_samples", 1000, "Importance samples per image of the NLL.")
-flags.DEFINE_string("data", "/work/shared/data/binarized_mnist.npz",
+# The shared data folder beside the checkout (../shared/data), as the other studies find it.
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
+flags.DEFINE_string("data", os.path.join(DATA, "binarized_mnist.npz"),
                     "binarized_mnist.npz (x_train / x_valid); 'embedded' or a missing file: the "
                     "package's embedded subset.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights, the posterior noise and the batches.")
