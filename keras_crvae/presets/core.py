@@ -543,7 +543,9 @@ def from_preset(name, steps_per_epoch=None, compile=True, seed=None, **overrides
         steps_per_epoch: int or None. When given, the optimizer halves the LR every
             `lr_decay_every_epochs` epochs as the reference does; None keeps it constant.
         compile: bool, default True. Compile with the preset's optimizer.
-        seed: int or None. Seed of the posterior sampler.
+        seed: int or None. Seed of the posterior sampler. The initial weights are drawn from
+            Keras' global generator: call `keras.utils.set_random_seed(n)` before `from_preset`
+            for repeatable weights (two calls with the same `seed` alone build different ones).
         **overrides: any key of the preset's `network`, `model` or `training` tables, e.g.
             `time_steps=4`, `base_channels=16`, `learning_rate=1e-3`, `precision="bfloat16"`
             (mixed bfloat16 training, see `keras_crvae.precision`; "auto" picks it on CPUs with
