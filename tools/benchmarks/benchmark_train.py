@@ -45,6 +45,10 @@ flags.DEFINE_list("kernels", ["fast"], "Which kernels each row trains with, side
                   "(as shipped), 'reference' (Keras' own BatchNormalization, Cropping2D, LSTM and "
                   "Adam update), or 'no_NAME' (all fast but NAME, to measure one change alone; "
                   "NAME in batch_norm, crop, lstm, adam: tools/benchmarks/kernels.py).")
+flags.DEFINE_bool("input_pipeline", True, "Also time the MNIST training input pipeline alone "
+                  "(`data.binarized_dataset` over the packaged images: shuffle, batch, dynamic "
+                  "binarization) and give each 28x28 row's ratio pipeline / step (goal: >= 5x, "
+                  "issue 32).")
 flags.DEFINE_string("output", "benchmark_train.json", "JSON output path.")
 
 
@@ -117,11 +121,28 @@ def _time_preset(name, batch_size, repeats, steps, precision, transposed_conv):
         "transposed_conv": transposed_conv,
         "backend": keras.backend.backend(),
         "parameters": int(model.count_params()),
+        "image_shape": list(shape),
         "seconds_per_step": median,
         "images_per_second": batch_size / median,
         "gflop_per_step": None if gflops is None else round(gflops, 2),
         "tflops": None if gflops is None else round(gflops / median / 1000, 3),
     }
+
+
+def time_input_pipeline(batch_size, batches=200):
+    """Images/s of the MNIST training pipeline alone: `data.binarized_dataset` (dynamic
+    binarization, reshuffled each epoch) over the packaged 10,000 images, `batches` batches after
+    one warm-up batch, repeating epochs as needed."""
+    from keras_crvae import data
+
+    images = data.load_embedded_mnist()["x_train"]
+    dataset = data.binarized_dataset(images, batch_size=batch_size, seed=0).repeat()
+    iterator = iter(dataset)
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch_size / (time.perf_counter() - start)
 
 
 def main(_):
@@ -160,7 +181,16 @@ def main(_):
         print(f"{row['preset']:26s} {row['precision']:>15s} {row['transposed_conv']:>7s} "
               f"{row['kernels']:>13s} {row['parameters']:10d} {row['seconds_per_step']:8.3f} "
               f"{row['images_per_second']:9.1f} {gflops:>10s} {tflops:>8s}")
-    report = {"batch_size": FLAGS.batch_size, "precisions": FLAGS.precisions,
+    pipeline = time_input_pipeline(FLAGS.batch_size) if FLAGS.input_pipeline else None
+    if pipeline is not None:
+        print(f"Input pipeline alone (binarized_dataset, batch {FLAGS.batch_size}): "
+              f"{pipeline:.0f} images/s")
+        for row in rows:
+            if row["image_shape"] == [28, 28, 1]:
+                row["pipeline_over_step"] = round(pipeline / row["images_per_second"], 1)
+                print(f"  {row['preset']} {row['precision']} {row['kernels']}: pipeline / step "
+                      f"= {row['pipeline_over_step']}x")
+    report = {"batch_size": FLAGS.batch_size, "input_pipeline_images_per_second": pipeline, "precisions": FLAGS.precisions,
               "transposed_convs": FLAGS.transposed_convs, "kernels": FLAGS.kernels,
               "repeats": FLAGS.repeats, "load_average": list(os.getloadavg()),
               "steps": FLAGS.steps,
