@@ -1,0 +1,35 @@
+"""Suite-wide pytest hooks.
+
+XLA's CPU backend compiles with LLVM's lowest optimisation level for the suite on JAX
+(`--xla_backend_optimization_level=0`, unless XLA_FLAGS already sets it): the tests' tiny models
+spend most of their time in compilation, and this halves it (a sample of JAX tests: 97 -> 46
+CPU-seconds); the same operations run, compiled with less optimisation (results may differ in
+rounding, as between two XLA versions).
+
+`@pytest.mark.tensorflow_variant` on a parametrized case of a portable test says: this variant's
+backend-specific code is already exercised on JAX by a sibling variant (same layers, same ops; only
+a configuration differs), so the JAX leg of CI (`KERAS_BACKEND=jax pytest -m portable`) deselects it
+and runs the representative one. On TensorFlow every variant runs. This keeps CI within its
+15-minute budget (docs/performance.md, "CI time") without dropping a backend path from either leg.
+"""
+
+import os
+
+if (os.environ.get("KERAS_BACKEND") == "jax"
+        and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_backend_optimization_level=0").strip()
+
+import keras  # noqa: E402  (after XLA_FLAGS: JAX reads it when its backend starts)
+import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    if keras.backend.backend() == "tensorflow":
+        return
+    kept, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("tensorflow_variant") else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
