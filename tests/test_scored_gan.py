@@ -1,0 +1,134 @@
+"""keras_crvae.jobs.scored_gan: a GAN run scored on held-out images at checkpoints, within a
+machine-hours budget, resumable (the long face runs of issue 26)."""
+
+import json
+import os
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+from keras_crvae import evaluation
+from keras_crvae.jobs import runs, scored_gan
+
+TINY = {"base_channels": 4, "discriminator_channels": 8, "minibatch_kernels": 4}
+
+
+def pooled_colours():
+    """A toy feature network: the mean colour of each 32x32 quarter (12 features; not a FID)."""
+    return keras.Sequential([keras.Input((64, 64, 3)), keras.layers.AveragePooling2D(32),
+                             keras.layers.Flatten()], name="pooled_colours")
+
+
+class CountingExtractor:
+    def __init__(self, network):
+        self.network, self.images = network, 0
+
+    def __call__(self, batch):
+        self.images += len(batch)
+        return self.network(batch)
+
+
+@pytest.mark.portable
+def test_machine_hours_sum_wall_times_threads_over_stretches():
+    records = [{"train_seconds": 1800.0, "threads": 2, "machine_seconds": 3600.0},
+               {"train_seconds": 900.0, "threads": 0},        # an old record: 1 thread counted
+               {"train_seconds": 360.0, "threads": 3}]
+    assert scored_gan.machine_hours(records) == pytest.approx(1.0 + 0.25 + 0.3)
+    assert scored_gan.effective_threads(3) == 3 and scored_gan.effective_threads(0) >= 1
+
+
+@pytest.mark.portable
+def test_held_out_statistics_are_computed_once_per_images_and_network(tmp_path):
+    images = np.random.default_rng(0).uniform(-1, 1, (6, 64, 64, 3)).astype("float32")
+    extractor = CountingExtractor(pooled_colours())
+    mean, covariance = scored_gan.held_out_statistics(str(tmp_path), images, extractor)
+    features = keras.ops.convert_to_numpy(extractor.network(images)).astype("float64")
+    np.testing.assert_allclose(mean, features.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(covariance, np.cov(features, rowvar=False), rtol=1e-5, atol=1e-9)
+    assert extractor.images == 6
+    cached = scored_gan.held_out_statistics(str(tmp_path), images, extractor)
+    assert extractor.images == 6  # read from held_out_statistics.npz
+    np.testing.assert_array_equal(cached[0], mean)
+    scored_gan.held_out_statistics(str(tmp_path), images[:5], extractor)  # other images
+    assert extractor.images == 11
+
+
+@pytest.mark.portable
+def test_scores_json_stays_valid_when_a_write_is_interrupted(tmp_path, monkeypatch):
+    scored_gan.record_score(str(tmp_path), {"epoch": 2, "sample_fid": 5.0})
+    scored_gan.record_score(str(tmp_path), {"epoch": 1, "sample_fid": 7.0})
+
+    def half_then_crash(self, text, *args, **kwargs):
+        with open(self, "w") as handle:
+            handle.write(text[: len(text) // 2])
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", half_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        scored_gan.record_score(str(tmp_path), {"epoch": 3, "sample_fid": 4.0})
+    monkeypatch.undo()
+    path = tmp_path / scored_gan.SCORES
+    assert [e["epoch"] for e in json.loads(path.read_text())] == [1, 2]
+    assert [p.name for p in tmp_path.iterdir()] == [scored_gan.SCORES]  # no temporary left
+    # A rescore of an epoch replaces its point instead of adding one.
+    scored_gan.record_score(str(tmp_path), {"epoch": 2, "sample_fid": 6.0})
+    assert [(e["epoch"], e["sample_fid"]) for e in json.loads(path.read_text())] == [
+        (1, 7.0), (2, 6.0)]
+
+
+def test_a_budget_stopped_run_resumes_and_continues_the_scores_curve(tmp_path):
+    faces = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    output_dir = str(tmp_path / "run")
+    extractor = CountingExtractor(pooled_colours())
+    # 8 training faces in 1 step of 8 per epoch, eager steps (tracing would dominate).
+    arguments = dict(num_held_out=4, output_dir=output_dir, score_every=1, num_samples=4,
+                     feature_extractor=extractor, epochs=3, batch_size=8, run_eagerly=True,
+                     verbose=0, threads=2, **TINY)
+    first = scored_gan.train_scored_gan("celeba_crvae_gan", faces, budget_hours=1e-9, **arguments)
+    assert (first["status"], first["epochs_done"]) == ("budget spent", 1)
+    assert [e["epoch"] for e in first["scores"]] == [1]
+    sessions_path = os.path.join(output_dir, "sessions.json")
+    sessions = runs.read_json_list(sessions_path)
+    assert len(sessions) == 1 and sessions[0]["epochs_run"] == 1
+    assert sessions[0]["machine_seconds"] == pytest.approx(2 * sessions[0]["train_seconds"],
+                                                           abs=0.2)
+    assert first["scores"][0]["machine_hours"] == pytest.approx(
+        sessions[0]["machine_seconds"] / 3600, abs=1e-4)
+    # A spent budget trains nothing.
+    again = scored_gan.train_scored_gan("celeba_crvae_gan", faces, budget_hours=1e-9, **arguments)
+    assert again["status"] == "budget spent" and runs.read_json_list(sessions_path) == sessions
+
+    # A kill between the epoch's backup and its score: the resumed run scores the restored
+    # weights, which are exactly epoch 1's (same samples, same FID).
+    scores_path = os.path.join(output_dir, scored_gan.SCORES)
+    runs.write_json_list(scores_path, [])
+    rest = scored_gan.train_scored_gan("celeba_crvae_gan", faces, **arguments)
+    assert (rest["status"], rest["epochs_done"]) == ("trained", 3)
+    curve = rest["scores"]
+    assert [e["epoch"] for e in curve] == [1, 2, 3]
+    for key in ("sample_fid", "reconstruction_fid", "reconstruction_mse"):
+        assert curve[0][key] == pytest.approx(first["scores"][0][key], rel=1e-4, abs=1e-6), key
+        assert all(np.isfinite(e[key]) and e[key] >= 0 for e in curve)
+    hours = [e["machine_hours"] for e in curve]
+    assert hours[0] == pytest.approx(first["scores"][0]["machine_hours"], abs=1e-6)
+    assert hours[0] < hours[1] < hours[2]
+    sessions = runs.read_json_list(sessions_path)
+    assert [(s["first_epoch"], s["epochs_run"]) for s in sessions] == [(0, 1), (1, 2)]
+    assert hours[2] == pytest.approx(scored_gan.machine_hours(sessions), abs=1e-5)
+    for entry in curve:
+        for name in ("samples_png", "reconstructions_png"):
+            assert os.path.getsize(os.path.join(output_dir, entry[name])) > 0
+    # The reconstruction MSE is that of the held-out faces (the last 4).
+    # The trained run's model.keras holds the weights scored last (epoch 3).
+    model = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
+    held_out = scored_gan.as_signed_images(faces[-4:])
+    reconstructions = keras.ops.convert_to_numpy(model.reconstruct(held_out))
+    assert curve[-1]["reconstruction_mse"] == pytest.approx(
+        float(np.mean((reconstructions - held_out) ** 2)), rel=1e-5)
+    # The held-out statistics were computed once for the three calls.
+    reference = scored_gan.held_out_statistics(output_dir, held_out, extractor)
+    samples = np.concatenate(list(evaluation.sample_batches(model, 4, batch_size=50, seed=0)))
+    assert curve[-1]["sample_fid"] == pytest.approx(evaluation.frechet_distance(
+        *evaluation.feature_statistics(samples, extractor), *reference), rel=1e-4)
