@@ -91,7 +91,7 @@ def test_a_budget_stopped_run_resumes_and_continues_the_scores_curve(tmp_path):
     assert [e["epoch"] for e in first["scores"]] == [1]
     sessions_path = os.path.join(output_dir, "sessions.json")
     sessions = runs.read_json_list(sessions_path)
-    assert len(sessions) == 1 and sessions[0]["epochs_run"] == 1
+    assert len(sessions) == 1 and sessions[0]["epochs_run"] == 1 and sessions[0]["cpu_seconds"] > 0
     assert sessions[0]["machine_seconds"] == pytest.approx(2 * sessions[0]["train_seconds"],
                                                            abs=0.2)
     assert first["scores"][0]["machine_hours"] == pytest.approx(
@@ -132,3 +132,42 @@ def test_a_budget_stopped_run_resumes_and_continues_the_scores_curve(tmp_path):
     samples = np.concatenate(list(evaluation.sample_batches(model, 4, batch_size=50, seed=0)))
     assert curve[-1]["sample_fid"] == pytest.approx(evaluation.frechet_distance(
         *evaluation.feature_statistics(samples, extractor), *reference), rel=1e-4)
+
+
+def _write_curve(folder, points):
+    os.makedirs(folder, exist_ok=True)
+    for epoch, hours, fid in points:
+        scored_gan.record_score(str(folder), {
+            "epoch": epoch, "machine_hours": hours, "sample_fid": fid,
+            "reconstruction_fid": fid / 2, "reconstruction_mse": fid / 1000})
+
+
+@pytest.mark.portable
+def test_score_curves_read_each_run_in_epoch_order(tmp_path):
+    _write_curve(tmp_path / "a", [(4, 0.4, 150.0), (2, 0.2, 200.0)])
+    os.makedirs(tmp_path / "b")  # not scored yet
+    curves = scored_gan.score_curves({"A": str(tmp_path / "a"), "B": str(tmp_path / "b")},
+                                     "reconstruction_fid")
+    hours, values, epochs = curves["A"]
+    assert hours.tolist() == [0.2, 0.4] and values.tolist() == [100.0, 75.0]
+    assert epochs.tolist() == [2, 4] and all(len(x) == 0 for x in curves["B"])
+    with pytest.raises(ValueError, match="metric"):
+        scored_gan.score_curves({"A": str(tmp_path / "a")}, "loss")
+
+
+@pytest.mark.portable
+def test_plot_score_curves_draws_both_runs_on_one_axis(tmp_path):
+    pytest.importorskip("matplotlib", reason="the plots extra (matplotlib) is not installed")
+    _write_curve(tmp_path / "a", [(2, 0.2, 200.0), (4, 0.4, 150.0)])
+    _write_curve(tmp_path / "b", [(2, 0.25, 220.0)])
+    path = scored_gan.plot_score_curves({"crVAE-GAN": str(tmp_path / "a"),
+                                         "VAE-GAN": str(tmp_path / "b")},
+                                        str(tmp_path / "fid.png"), floor=36.0)
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        assert picture.format == "PNG" and picture.size == (500, 350)
+        pixels = np.asarray(picture.convert("RGB")).reshape(-1, 3).astype(int)
+    # Both runs are drawn: matplotlib's first two line colours (C0, C1) are in the picture.
+    for colour in ((0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)):
+        assert np.any(np.abs(pixels - colour).sum(axis=1) < 30), colour

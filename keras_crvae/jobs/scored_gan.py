@@ -119,8 +119,10 @@ def record_score(folder, entry):
 class TrainingStretches(longrun.EpochTimer):
     """Records this stretch's training time in `folder/sessions.json` at every epoch end (the
     record of `longrun.session_record` plus `machine_seconds` = epoch seconds x
-    `effective_threads(threads)`), so a killed stretch keeps the time of its finished epochs.
-    The epochs' own time only: callbacks after this one (scores, grids) are not counted.
+    `effective_threads(threads)`, the budget's measure, and `cpu_seconds`, the process's CPU time
+    in those epochs: on a shared machine it shows how much of the wall x threads it really got),
+    so a killed stretch keeps the time of its finished epochs. The epochs' own time only:
+    callbacks after this one (scores, grids) are not counted.
 
     Args:
         folder: str, the run folder.
@@ -133,16 +135,19 @@ class TrainingStretches(longrun.EpochTimer):
         self.threads = int(threads)
         self.first_epoch = None
         self.earlier = []
+        self.cpu_seconds, self._cpu_start = 0.0, None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.first_epoch is None:  # a resumed stretch starts after the backup's epoch
             self.first_epoch = int(epoch)
             self.earlier = runs.read_json_list(self.path)
+        self._cpu_start = time.process_time()
         super().on_epoch_begin(epoch, logs)
 
     def current_record(self):
         record = longrun.session_record(self.first_epoch or 0, self, self.threads)
         record["machine_seconds"] = round(self.seconds * effective_threads(self.threads), 1)
+        record["cpu_seconds"] = round(self.cpu_seconds, 1)
         return record
 
     def machine_hours(self):
@@ -153,6 +158,7 @@ class TrainingStretches(longrun.EpochTimer):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
+        self.cpu_seconds += time.process_time() - self._cpu_start
         runs.write_json_list(self.path, self.earlier + [self.current_record()])
 
 
@@ -369,3 +375,50 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
             "epochs_done": int(metrics.get("completed_epochs", job.total_epochs or 0)),
             "machine_hours": machine_hours(runs.read_json_list(sessions_path)),
             "scores": runs.read_json_list(scores_path)}
+
+
+CURVE_METRICS = ("sample_fid", "reconstruction_fid", "reconstruction_mse")
+
+
+def score_curves(folders, metric="sample_fid"):
+    """The curves of scored runs: `{name: (machine_hours, values, epochs)}` (NumPy arrays in
+    epoch order) from each run folder's `scores.json` (a run without scores yet has empty arrays).
+
+    Args:
+        folders: dict, name -> run folder (e.g. {"crVAE-GAN": "runs/faces/celeba_crvae_gan"}).
+        metric: one of `CURVE_METRICS`.
+    """
+    if metric not in CURVE_METRICS:
+        raise ValueError(f"`metric` must be one of {CURVE_METRICS}, got {metric!r}.")
+    curves = {}
+    for name, folder in folders.items():
+        entries = runs.read_json_list(os.path.join(folder, SCORES))
+        curves[name] = tuple(np.array([e[key] for e in entries], dtype=dtype) for key, dtype in (
+            ("machine_hours", "float64"), (metric, "float64"), ("epoch", "int64")))
+    return curves
+
+
+def plot_score_curves(folders, path, metric="sample_fid", floor=None):
+    """Plots `metric` against training machine-hours for each run of `folders` on one axis (the
+    comparison run's figure: crVAE-GAN and VAE-GAN at the same budget); writes `path` (PNG).
+
+    Needs matplotlib (`pip install keras_crvae[plots]`).
+
+    Args:
+        folders: dict, name -> run folder holding `scores.json`.
+        path: str, the PNG.
+        metric: one of `CURVE_METRICS`.
+        floor: float or None, a horizontal reference line (e.g. the real-vs-real FID).
+    """
+    from keras_crvae.evaluation.two_stage_diagnostics import _new_figure, save_figure
+
+    plt, figure, axis = _new_figure()
+    for name, (hours, values, _) in score_curves(folders, metric).items():
+        axis.plot(hours, values, marker="o", markersize=3, label=name)
+    if floor is not None:
+        axis.axhline(floor, color="grey", linestyle="--", linewidth=1, label="real vs real")
+    axis.set_xlabel("training machine-hours (wall x threads)")
+    axis.set_ylabel(metric.replace("_", " ").replace("fid", "FID").replace("mse", "MSE"))
+    axis.set_title(f"{metric.replace('_', ' ')} on the held-out faces", fontsize=9)
+    axis.legend()
+    return save_figure(plt, figure, path)
