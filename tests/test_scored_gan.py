@@ -84,7 +84,7 @@ def test_a_budget_stopped_run_resumes_and_continues_the_scores_curve(tmp_path):
     extractor = CountingExtractor(pooled_colours())
     # 8 training faces in 1 step of 8 per epoch, eager steps (tracing would dominate).
     arguments = dict(num_held_out=4, output_dir=output_dir, score_every=1, num_samples=4,
-                     feature_extractor=extractor, epochs=3, batch_size=8, run_eagerly=True,
+                     feature_extractor=extractor, epochs=2, batch_size=8, run_eagerly=True,
                      verbose=0, threads=2, **TINY)
     first = scored_gan.train_scored_gan("celeba_crvae_gan", faces, budget_hours=1e-9, **arguments)
     assert (first["status"], first["epochs_done"]) == ("budget spent", 1)
@@ -105,29 +105,29 @@ def test_a_budget_stopped_run_resumes_and_continues_the_scores_curve(tmp_path):
     scores_path = os.path.join(output_dir, scored_gan.SCORES)
     runs.write_json_list(scores_path, [])
     rest = scored_gan.train_scored_gan("celeba_crvae_gan", faces, **arguments)
-    assert (rest["status"], rest["epochs_done"]) == ("trained", 3)
+    assert (rest["status"], rest["epochs_done"]) == ("trained", 2)
     curve = rest["scores"]
-    assert [e["epoch"] for e in curve] == [1, 2, 3]
+    assert [e["epoch"] for e in curve] == [1, 2]
     for key in ("sample_fid", "reconstruction_fid", "reconstruction_mse"):
         assert curve[0][key] == pytest.approx(first["scores"][0][key], rel=1e-4, abs=1e-6), key
         assert all(np.isfinite(e[key]) and e[key] >= 0 for e in curve)
     hours = [e["machine_hours"] for e in curve]
     assert hours[0] == pytest.approx(first["scores"][0]["machine_hours"], abs=1e-6)
-    assert hours[0] < hours[1] < hours[2]
+    assert hours[0] < hours[1]
     sessions = runs.read_json_list(sessions_path)
-    assert [(s["first_epoch"], s["epochs_run"]) for s in sessions] == [(0, 1), (1, 2)]
-    assert hours[2] == pytest.approx(scored_gan.machine_hours(sessions), abs=1e-5)
+    assert [(s["first_epoch"], s["epochs_run"]) for s in sessions] == [(0, 1), (1, 1)]
+    assert hours[1] == pytest.approx(scored_gan.machine_hours(sessions), abs=1e-5)
     for entry in curve:
         for name in ("samples_png", "reconstructions_png"):
             assert os.path.getsize(os.path.join(output_dir, entry[name])) > 0
-    # The reconstruction MSE is that of the held-out faces (the last 4).
-    # The trained run's model.keras holds the weights scored last (epoch 3).
+    # The reconstruction MSE is that of the held-out faces (the last 4), the sample FID that of
+    # the seeded samples against the held-out statistics (computed once for the three calls).
+    # The trained run's model.keras holds the weights scored last (epoch 2).
     model = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
     held_out = scored_gan.as_signed_images(faces[-4:])
     reconstructions = keras.ops.convert_to_numpy(model.reconstruct(held_out))
     assert curve[-1]["reconstruction_mse"] == pytest.approx(
         float(np.mean((reconstructions - held_out) ** 2)), rel=1e-5)
-    # The held-out statistics were computed once for the three calls.
     reference = scored_gan.held_out_statistics(output_dir, held_out, extractor)
     samples = np.concatenate(list(evaluation.sample_batches(model, 4, batch_size=50, seed=0)))
     assert curve[-1]["sample_fid"] == pytest.approx(evaluation.frechet_distance(

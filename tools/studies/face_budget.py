@@ -171,10 +171,18 @@ def main(argv):
                    num_samples=FLAGS.num_samples, threads=FLAGS.threads,
                    features=f"Inception pool3 ({FLAGS.fid_precision})", seed=FLAGS.seed)
 
+    extractor = []  # built once, on the first pilot that trains (finished ones need none)
+
     def run_pilot(name, spec):
         print(f"{name}: {spec}", flush=True)
+        if not extractor:
+            from keras_crvae import evaluation
+
+            extractor.append(evaluation.FIDInceptionV3(
+                weights=FLAGS.fid_weights, input_range=(-1, 1), precision=FLAGS.fid_precision))
         return face_run.scored_run(FLAGS.preset, os.path.join(FLAGS.output_dir, name), faces,
-                                   budget_hours, pilot_settings(spec))
+                                   budget_hours, pilot_settings(spec),
+                                   feature_extractor=extractor[0])
 
     def save(results):
         write_json(results, FLAGS.output)
