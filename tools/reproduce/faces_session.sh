@@ -30,16 +30,10 @@ if [ "${FORCE:-0}" != 1 ]; then
     reproduce_table1
 fi
 for preset in celeba_crvae_gan celeba_vae_gan; do
-  # `cd` apart from the backgrounded command, so that $! is the training process itself.
-  (cd "$code"; PYTHONPATH="$code${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=tensorflow \
-    TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 setsid nohup nice -n 8 \
+  start_row "$repo" "$code" "faces_$preset" \
     python tools/reproduce/face_run.py --preset="$preset" --threads=1 \
       --budget_hours="${BUDGET_HOURS:-7}" --score_every="${SCORE_EVERY:-5}" \
-      --stop_after_minutes="$minutes" --output_dir="$repo/runs/faces/$preset" "$@" \
-      >> "$repo/runs/logs/faces_$preset.log" 2>&1 &
-   echo $! > "$repo/runs/logs/faces_$preset.pid")
-  favour_rows "$(cat "runs/logs/faces_$preset.pid")"
-  echo "$preset: pid $(cat "runs/logs/faces_$preset.pid"), log runs/logs/faces_$preset.log"
+      --stop_after_minutes="$minutes" --output_dir="$repo/runs/faces/$preset" "$@"
 done
 echo "To stop both before $minutes minutes (at their epoch ends):" \
   'kill -TERM $(cat runs/logs/faces_*.pid)'
