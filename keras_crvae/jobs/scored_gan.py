@@ -272,8 +272,9 @@ class CheckpointScores(keras.callbacks.Callback):
         }
         record_score(self.folder, entry)
         base.say(f"epoch {epochs_done}: {entry['machine_hours']:.3f} machine-hours, sample FID "
-                 f"{entry['sample_fid']:.2f}, reconstruction FID {entry['reconstruction_fid']:.2f}, "
-                 f"MSE {entry['reconstruction_mse']:.4f} ({entry['score_seconds']:.0f} s)", True)
+                 f"{entry['sample_fid']:.2f}, reconstruction FID "
+                 f"{entry['reconstruction_fid']:.2f}, MSE {entry['reconstruction_mse']:.4f} "
+                 f"({entry['score_seconds']:.0f} s)", True)
         return entry
 
 
