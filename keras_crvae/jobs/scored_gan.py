@@ -370,6 +370,8 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
         status = "trained"
     elif budget is not None and budget.spent:
         status = "budget spent"
+        base.say(f"{output_dir}: its budget of {budget_hours:g} machine-hours is spent; the same "
+                 "call trains nothing more, a larger `budget_hours` continues the run.", verbose)
     else:
         status = "stopped"
     return {"status": status,
