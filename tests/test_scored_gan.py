@@ -171,3 +171,17 @@ def test_plot_score_curves_draws_both_runs_on_one_axis(tmp_path):
     # Both runs are drawn: matplotlib's first two line colours (C0, C1) are in the picture.
     for colour in ((0x1F, 0x77, 0xB4), (0xFF, 0x7F, 0x0E)):
         assert np.any(np.abs(pixels - colour).sum(axis=1) < 30), colour
+
+
+@pytest.mark.portable
+@pytest.mark.parametrize("arguments,message", [
+    ({"num_held_out": 12}, "num_held_out"), ({"num_held_out": 1}, "num_held_out"),
+    ({"score_every": 0}, "score_every"), ({"num_samples": 1}, "num_samples"),
+    ({"budget_hours": 0.0}, "budget_hours"), ({"fresh": True}, "new `output_dir`"),
+])
+def test_train_scored_gan_rejects_bad_arguments_before_training(tmp_path, arguments, message):
+    faces = np.zeros((12, 64, 64, 3), np.uint8)
+    settings = {"num_held_out": 4, "output_dir": str(tmp_path / "run"), **arguments}
+    with pytest.raises(ValueError, match=message):
+        scored_gan.train_scored_gan("celeba_crvae_gan", faces, **settings)
+    assert not os.path.exists(tmp_path / "run")

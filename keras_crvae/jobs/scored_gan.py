@@ -322,8 +322,9 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
         data_spec: str, where the images came from (run.json).
         batch_size, epochs: override the preset's.
         verbose: int, Keras `fit` verbosity (2: a line per epoch).
-        **job_kwargs: more `gan.GANJob` arguments (`run_eagerly`, `steps_per_epoch`, `fresh`) and
-            preset overrides (`base_channels=16`, `precision="bfloat16"`, ...).
+        **job_kwargs: more `gan.GANJob` arguments (`run_eagerly`, `steps_per_epoch`) and preset
+            overrides (`base_channels=16`, `precision="bfloat16"`, ...). No `fresh`: a new run
+            goes into a new `output_dir`.
 
     Returns:
         dict: `status` ("trained": the preset's epochs are done; "budget spent"; "stopped": this
@@ -339,6 +340,10 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
         raise ValueError(f"`num_samples` must be >= 2 (a covariance), got {num_samples}.")
     if budget_hours is not None and not budget_hours > 0:
         raise ValueError(f"`budget_hours` must be > 0 or None, got {budget_hours}.")
+    if job_kwargs.get("fresh"):
+        # The GAN job's `fresh` sets its own files aside, not scores.json and sessions.json: the
+        # old curve and hours would run on into the new run.
+        raise ValueError("`fresh`: a scored run starts afresh in a new `output_dir`.")
     os.makedirs(output_dir, exist_ok=True)
     sessions_path = os.path.join(output_dir, longrun.SESSIONS)
     scores_path = os.path.join(output_dir, SCORES)
@@ -361,7 +366,7 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
                        steps_per_epoch=job_kwargs.pop("steps_per_epoch", None),
                        run_eagerly=job_kwargs.pop("run_eagerly", False),
                        extra_callbacks=[stretches, scores], epochs=epochs, batch_size=batch_size,
-                       seed=seed, fresh=job_kwargs.pop("fresh", False), verbose=verbose,
+                       seed=seed, verbose=verbose,
                        stop_after_minutes=stop_after_minutes, data_spec=data_spec,
                        overrides=job_kwargs)
     metrics = job.run()
