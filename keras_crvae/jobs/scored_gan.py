@@ -425,8 +425,9 @@ def plot_score_curves(folders, path, metric="sample_fid", floor=None):
         axis.plot(hours, values, marker="o", markersize=3, label=name)
     if floor is not None:
         axis.axhline(floor, color="grey", linestyle="--", linewidth=1, label="real vs real")
+    label = metric.replace("_", " ").replace("fid", "FID").replace("mse", "MSE")
     axis.set_xlabel("training machine-hours (wall x threads)")
-    axis.set_ylabel(metric.replace("_", " ").replace("fid", "FID").replace("mse", "MSE"))
-    axis.set_title(f"{metric.replace('_', ' ')} on the held-out faces", fontsize=9)
+    axis.set_ylabel(label)
+    axis.set_title(f"{label} on the held-out images", fontsize=9)
     axis.legend()
     return save_figure(plt, figure, path)

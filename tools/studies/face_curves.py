@@ -16,10 +16,6 @@ import pathlib
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("runs", None, "NAME=RUN_DIR pairs (RUN_DIR holds scores.json).", required=True)
-flags.DEFINE_string("figure_dir", None, "Where {metric}_vs_machine_hours.png go (none without).")
-flags.DEFINE_string("markdown", None, "The table of every scored point (printed without).")
-flags.DEFINE_float("floor", None, "A real-vs-real FID drawn as a line on the FID figures.")
 
 
 def curve_table(folders):
@@ -66,4 +62,11 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined here, not on import: the tests import this module beside other tools' flags.
+    flags.DEFINE_list("runs", None, "NAME=RUN_DIR pairs (RUN_DIR holds scores.json).",
+                      required=True)
+    flags.DEFINE_string("figure_dir", None, "Where {metric}_vs_machine_hours.png go (none "
+                        "without).")
+    flags.DEFINE_string("markdown", None, "The table of every scored point (printed without).")
+    flags.DEFINE_float("floor", None, "A real-vs-real FID drawn as a line on the FID figures.")
     app.run(main)
