@@ -57,6 +57,6 @@ def test_a_finished_pilot_is_skipped_and_a_stopped_one_resumes_first():
     assert face_budget.run_pilots(pilots, results, run_pilot, lambda r: None) == ["c", "d"]
     results.update(budget_hours=0.5, num_samples=1000, num_held_out=1000, features="toy")
     table = face_budget.markdown_table(results)
-    assert "| a | quarter | preset | float32 | budget spent | 2 | 0.200 | 80.0 | 80.0 (0.200) | " \
-           "160.0 | 0.0100 |" in table
+    assert ("| a | quarter (8/16) | preset | float32 | budget spent | 2 | 0.200 | 80.0 | "
+            "80.0 (0.200) | 160.0 | 0.0100 |") in table
     assert table.count("\n| ") == 1 + 4  # the header and four pilots

@@ -11,7 +11,8 @@ or epochs done) with the same settings is skipped on a rerun; a stopped one (SIG
 `--stop_after_minutes`) resumes, and the study stops after it so the next call carries on.
 
 A pilot is `NAME:KEY=VALUE,...`: `width` full / half / quarter (the preset's base_channels=32,
-discriminator_channels=64, or 1/2, 1/4 of both), `batch` (batch size), `precision` float32 /
+discriminator_channels=64, or 1/2, 1/4 of both: in channels; the "quarter width" runs of
+docs/reproduction.md, 16/32 channels, are "half" here), `batch` (batch size), `precision` float32 /
 bfloat16, and any preset override (`epochs`, `lr_decay_every_epochs`, ...: the number of epochs
 sets the step decay's place; within the budget the curve shows FID after each scored epoch).
 
@@ -50,9 +51,11 @@ DEFAULT_PILOTS = [
 ]
 # A pilot is finished (skipped on a rerun) in these states of `train_scored_gan`.
 FINISHED = ("budget spent", "trained")
-# --smoke: a few faces, quarter width, a budget of seconds.
-SMOKE = {"num_faces": 60, "num_held_out": 12, "num_samples": 16, "score_every": 1,
-         "budget_hours": 0.004,
+# --smoke: a few faces, quarter width, a budget of seconds; as many samples as held-out faces
+# (one batch shape for the Inception network to trace) and eager training steps (tracing the
+# crVAE-GAN's step costs more than its 3 steps).
+SMOKE = {"num_faces": 60, "num_held_out": 12, "num_samples": 12, "score_every": 1,
+         "budget_hours": 0.004, "run_eagerly": True,
          "pilots": ["quarter_f32:width=quarter,batch=16,precision=float32",
                     "quarter_bf16:width=quarter,batch=16,precision=bfloat16"]}
 
@@ -131,14 +134,16 @@ def markdown_table(results):
     lines = [f"Budget per pilot: {results['budget_hours']} machine-hours (wall x threads); "
              f"sample FID: {results['num_samples']} samples vs {results['num_held_out']} "
              f"held-out faces; {results['features']}.", "",
-             "| pilot | width | batch | precision | status | epochs | machine-hours | sample FID "
-             "(last) | best sample FID (at h) | reconstruction FID | reconstruction MSE |",
+             "| pilot | width (base/discriminator channels) | batch | precision | status | "
+             "epochs | machine-hours | sample FID (last) | best sample FID (at h) | "
+             "reconstruction FID | reconstruction MSE |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in results["pilots"].items():
         spec = row["spec"]
-        scored = "last_sample_fid" in row
+        width, scored = spec.get("width", "full"), "last_sample_fid" in row
         lines.append(
-            f"| {name} | {spec.get('width', 'full')} | {spec.get('batch', 'preset')} | "
+            f"| {name} | {width} ({'/'.join(map(str, WIDTHS[width]))}) | "
+            f"{spec.get('batch', 'preset')} | "
             f"{spec.get('precision', 'float32')} | {row['status']} | {row['epochs_done']} | "
             f"{row['machine_hours']:.3f} | "
             + (f"{row['last_sample_fid']:.1f} | {row['best_sample_fid']:.1f} "
@@ -182,7 +187,8 @@ def main(argv):
                 weights=FLAGS.fid_weights, input_range=(-1, 1), precision=FLAGS.fid_precision))
         return face_run.scored_run(FLAGS.preset, os.path.join(FLAGS.output_dir, name), faces,
                                    budget_hours, pilot_settings(spec),
-                                   feature_extractor=extractor[0])
+                                   feature_extractor=extractor[0],
+                                   run_eagerly=SMOKE["run_eagerly"] if FLAGS.smoke else False)
 
     def save(results):
         write_json(results, FLAGS.output)
