@@ -164,23 +164,34 @@ class EpochTimer(keras.callbacks.Callback):
         self.epochs_run += 1
 
 
-def record_session(folder, first_epoch, timer, threads=0):
-    """Appends one stretch's record to `folder/sessions.json`; returns the list.
+def session_record(first_epoch, timer, threads=0):
+    """One training stretch's record (a `sessions.json` entry): first epoch, epochs run, the
+    epochs' seconds, backend, threads, load average and end time.
 
     Args:
-        folder: str or path, the run folder.
         first_epoch: int, the epoch the stretch started at.
         timer: an `EpochTimer` (its `epochs_run` and `seconds`).
         threads: int, the TensorFlow thread setting of the stretch (0: TensorFlow's default).
     """
-    return append_json_list(pathlib.Path(folder) / SESSIONS, {
+    return {
         "first_epoch": int(first_epoch), "epochs_run": int(timer.epochs_run),
         "train_seconds": round(timer.seconds, 1),
         "epoch_seconds": round(timer.seconds / max(timer.epochs_run, 1), 2),
         "backend": keras.backend.backend(), "threads": int(threads),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    })
+    }
+
+
+def record_session(folder, first_epoch, timer, threads=0):
+    """Appends one stretch's record (`session_record`) to `folder/sessions.json`; returns the list.
+
+    Args:
+        folder: str or path, the run folder.
+        first_epoch, timer, threads: as in `session_record`.
+    """
+    return append_json_list(pathlib.Path(folder) / SESSIONS,
+                            session_record(first_epoch, timer, threads))
 
 
 def limit_threads(threads):

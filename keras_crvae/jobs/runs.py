@@ -376,11 +376,18 @@ def read_json_list(path):
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def append_json_list(path, record):
-    """Appends `record` (a JSON-ready dict) to the JSON list at `path`; returns the list."""
-    records = read_json_list(path) + [record]
-    pathlib.Path(path).write_text(json.dumps(records, indent=2) + "\n")
+def write_json_list(path, records):
+    """Writes the list `records` (JSON-ready dicts) to `path` atomically: a process killed while
+    writing leaves the previous list, never a truncated file."""
+    with atomic_path(path) as temporary:
+        pathlib.Path(temporary).write_text(json.dumps(records, indent=2) + "\n")
     return records
+
+
+def append_json_list(path, record):
+    """Appends `record` (a JSON-ready dict) to the JSON list at `path` (atomically,
+    `write_json_list`); returns the list."""
+    return write_json_list(path, read_json_list(path) + [record])
 
 
 def resume_epoch(folder):

@@ -23,18 +23,11 @@ mkdir -p runs/logs
 source tools/reproduce/session_common.sh
 refuse_while_running table1_session.sh reproduce_table1
 for row in mnist_crvae mnist_vae; do
-  # `cd` apart from the backgrounded command, so that $! is the training process itself (nohup and
-  # nice exec it) and the pid file can stop it.
-  (cd "$code"; PYTHONPATH="$code${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=tensorflow \
-    TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 setsid nohup nice -n 8 \
+  start_row "$repo" "$code" "table1_$row" \
     python tools/reproduce/reproduce_table1.py --presets="$row" --epochs=200 --threads=1 \
       --set=precision=bfloat16 --light_state_dtype=float16 \
       --progress_images=200 --progress_samples=500 --num_valid=2000 \
-      --stop_after_minutes="$minutes" --output_dir="$repo/reproductions/table1" \
-      >> "$repo/runs/logs/table1_$row.log" 2>&1 &
-   echo $! > "$repo/runs/logs/table1_$row.pid")
-  favour_rows "$(cat "runs/logs/table1_$row.pid")"
-  echo "$row: pid $(cat "runs/logs/table1_$row.pid"), log runs/logs/table1_$row.log"
+      --stop_after_minutes="$minutes" --output_dir="$repo/reproductions/table1"
 done
 echo "To stop both before $minutes minutes (at their epoch ends, light state written):" \
   'kill -TERM $(cat runs/logs/table1_*.pid)'

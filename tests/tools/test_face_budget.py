@@ -1,0 +1,62 @@
+"""tools/studies/face_budget.py: pilots parsed, finished pilots skipped on a rerun, the table."""
+
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools" / "studies"))
+import face_budget  # noqa: E402
+
+pytestmark = pytest.mark.portable
+
+
+def _result(status, fids):
+    return {"status": status, "epochs_done": len(fids), "machine_hours": 0.1 * len(fids),
+            "scores": [{"epoch": i + 1, "machine_hours": 0.1 * (i + 1), "sample_fid": fid,
+                        "reconstruction_fid": 2 * fid, "reconstruction_mse": 0.01}
+                       for i, fid in enumerate(fids)]}
+
+
+def test_pilot_specs_are_parsed_and_checked():
+    name, spec = face_budget.parse_pilot("half_bf16:width=half,batch=32,precision=bfloat16")
+    assert (name, spec) == ("half_bf16", {"width": "half", "batch": "32", "precision": "bfloat16"})
+    assert face_budget.pilot_settings(dict(spec, epochs="20")) == {
+        "base_channels": 16, "discriminator_channels": 32, "precision": "bfloat16",
+        "batch_size": 32, "epochs": 20}
+    assert face_budget.pilot_settings({"width": "quarter"})["base_channels"] == 8
+    for bad in ("nospec", "x:width=tenth", "x:precision=float16", "x:batch"):
+        with pytest.raises(ValueError):
+            face_budget.parse_pilot(bad)
+
+
+def test_a_finished_pilot_is_skipped_and_a_stopped_one_resumes_first():
+    pilots = [face_budget.parse_pilot(text) for text in (
+        "a:width=quarter", "b:width=half", "c:width=full", "d:width=full,batch=32")]
+    results = {"pilots": {
+        "a": face_budget.summarize(pilots[0][1], _result("budget spent", [90.0, 80.0])),
+        # Finished, but with other settings than asked now: run again.
+        "b": face_budget.summarize({"width": "full"}, _result("trained", [70.0])),
+    }}
+    calls, saved = [], []
+    outcomes = {"b": _result("budget spent", [60.0, 65.0]), "c": _result("stopped", [75.0])}
+
+    def run_pilot(name, spec):
+        calls.append(name)
+        return outcomes[name]
+
+    ran = face_budget.run_pilots(pilots, results, run_pilot, lambda r: saved.append(len(r)))
+    assert ran == calls == ["b", "c"]  # a skipped; d waits until c, stopped, has resumed
+    assert len(saved) == 2
+    row = results["pilots"]["b"]
+    assert (row["last_sample_fid"], row["best_sample_fid"], row["best_at_epoch"]) == (65.0, 60.0, 1)
+    assert row["best_at_machine_hours"] == pytest.approx(0.1)
+    assert results["pilots"]["c"]["status"] == "stopped"
+    outcomes.update(c=_result("budget spent", [75.0, 72.0]), d=_result("trained", [99.0]))
+    calls.clear()
+    assert face_budget.run_pilots(pilots, results, run_pilot, lambda r: None) == ["c", "d"]
+    results.update(budget_hours=0.5, num_samples=1000, num_held_out=1000, features="toy")
+    table = face_budget.markdown_table(results)
+    assert ("| a | quarter (8/16) | preset | float32 | budget spent | 2 | 0.200 | 80.0 | "
+            "80.0 (0.200) | 160.0 | 0.0100 |") in table
+    assert table.count("\n| ") == 1 + 4  # the header and four pilots

@@ -1,0 +1,107 @@
+"""One long face run (issue 26): a 64x64 VAE-GAN / crVAE-GAN preset trained on faces 0..8499 of
+`shared/data/celeba64_train.npz` within a machine-hours budget, resumable, scored on the held-out
+faces 8500..9499 every `--score_every` epochs (the held-out split of tools/studies/fq_gan.py, so
+every face FID in the docs is against one set). A thin flag layer over
+`keras_crvae.jobs.scored_gan.train_scored_gan`; see its module docstring for the run folder
+(`scores.json`, `sessions.json`, `grids/`, `held_out_statistics.npz`, the GAN job's `backup/`).
+
+    python tools/reproduce/face_run.py --preset=celeba_crvae_gan --budget_hours=7 \\
+        --output_dir=runs/faces/celeba_crvae_gan --stop_after_minutes=180 --threads=1 \\
+        --set=precision=bfloat16
+    bash tools/reproduce/faces_session.sh 180      # both presets in the background, one thread each
+
+Rerun the same command to resume (a stretch stops at an epoch end after `--stop_after_minutes`
+or on SIGTERM); a spent budget trains nothing; a larger `--budget_hours` continues the run.
+Exit status 0 whether the run finished, spent its budget or stopped (it prints which).
+
+Not a `crvae train` flag: scoring needs the held-out split, the Inception weights and their
+precision, which no other preset of the shared `train` command uses.
+"""
+
+import json
+import os
+import pathlib
+
+from absl import app, flags
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FACES = ROOT.parent / "shared" / "data" / "celeba64_train.npz"
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The flags of a scored face run (shared with tools/studies/face_budget.py)."""
+    flags.DEFINE_string("faces", str(FACES), "Faces (key x, uint8 64x64x3); the last "
+                        "--num_held_out are held out.")
+    flags.DEFINE_integer("num_held_out", 1000, "The last N faces: never trained on, scored on.")
+    flags.DEFINE_integer("num_faces", 0, "Use only the first N faces of --faces (0: all; a smoke "
+                         "check). The held-out ones are then the last --num_held_out of these.")
+    flags.DEFINE_integer("score_every", 5, "Epochs between scores.")
+    flags.DEFINE_integer("num_samples", 1000, "Prior samples per sample FID.")
+    flags.DEFINE_integer("threads", 0, "TensorFlow threads (0: one per core); machine-hours are "
+                         "wall x threads.")
+    flags.DEFINE_float("stop_after_minutes", None, "This call's wall-clock budget (resumable).")
+    flags.DEFINE_string("fid_weights", "default", "FIDInceptionV3 weights (default: its "
+                        "standard path, docs/fid.md).")
+    flags.DEFINE_enum("fid_precision", "bfloat16", ["float32", "bfloat16"], "Inception precision.")
+    flags.DEFINE_integer("steps_per_epoch", None, "Default: one pass over the training faces.")
+    flags.DEFINE_integer("seed", 0, "Training and sampling seed.")
+    flags.DEFINE_multi_string("set", [], "KEY=VALUE preset overrides (precision=bfloat16, "
+                              "base_channels=16, ...).")
+
+
+def load_faces():
+    """`--faces` (its first `--num_faces`), checked against `--num_held_out`."""
+    import numpy as np
+
+    faces = np.load(FLAGS.faces)["x"]
+    if FLAGS.num_faces:
+        faces = faces[:FLAGS.num_faces]
+    if not 2 <= FLAGS.num_held_out < len(faces):
+        raise app.UsageError(f"--num_held_out={FLAGS.num_held_out}: expected 2 to "
+                             f"{len(faces) - 1} ({len(faces)} faces)")
+    return faces
+
+
+def scored_run(preset, output_dir, faces, budget_hours, overrides, **kwargs):
+    """`train_scored_gan` with the flags' settings; returns its result."""
+    from keras_crvae.jobs.scored_gan import train_scored_gan
+
+    held = f"last {FLAGS.num_held_out} held out"
+    return train_scored_gan(
+        preset, faces, num_held_out=FLAGS.num_held_out, output_dir=output_dir,
+        score_every=FLAGS.score_every, num_samples=FLAGS.num_samples, budget_hours=budget_hours,
+        stop_after_minutes=FLAGS.stop_after_minutes, threads=FLAGS.threads,
+        fid_weights=FLAGS.fid_weights, fid_precision=FLAGS.fid_precision, seed=FLAGS.seed,
+        steps_per_epoch=FLAGS.steps_per_epoch,
+        data_spec=f"{FLAGS.faces} (first {len(faces)} faces, {held})", **overrides, **kwargs)
+
+
+def main(argv):
+    del argv
+    from keras_crvae.jobs import longrun
+
+    longrun.limit_threads(FLAGS.threads)  # before anything computes
+    from keras_crvae import presets
+
+    faces = load_faces()
+    output_dir = FLAGS.output_dir or os.path.join("runs", "faces", FLAGS.preset)
+    result = scored_run(FLAGS.preset, output_dir, faces, FLAGS.budget_hours,
+                        presets.parse_overrides(FLAGS.set), epochs=FLAGS.epochs,
+                        batch_size=FLAGS.batch_size)
+    last = result["scores"][-1] if result["scores"] else {}
+    print(json.dumps({"preset": FLAGS.preset, "output_dir": output_dir, "status": result["status"],
+                      "epochs_done": result["epochs_done"],
+                      "machine_hours": round(result["machine_hours"], 4), "last_score": last},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    define_flags()
+    flags.DEFINE_enum("preset", "celeba_crvae_gan", ["celeba_crvae_gan", "celeba_vae_gan"],
+                      "The face preset.")
+    flags.DEFINE_string("output_dir", None, "The run folder (default runs/faces/PRESET).")
+    flags.DEFINE_float("budget_hours", 7.0, "Machine-hours of training in all (wall x threads).")
+    flags.DEFINE_integer("epochs", None, "Total epochs (default: the preset's 150).")
+    flags.DEFINE_integer("batch_size", None, "Default: the preset's 128.")
+    app.run(main)
