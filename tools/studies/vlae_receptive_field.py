@@ -40,8 +40,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "mnist_vlae", "A VLAE preset (builder 'vlae').")
 flags.DEFINE_list("num_layers", ["1", "2", "3", "5", "8"], "Gated PixelCNN depths to compare.")
 flags.DEFINE_integer("epochs", None, "Training epochs (default: the preset's).")
-flags.DEFINE_string("data", None, "MNIST .npz with x_train / x_test (default: the embedded "
-                    "10,000-image subset).")
+flags.DEFINE_string("data", None, "MNIST .npz with x_train and x_valid (or x_test) (default: "
+                    "the embedded 10,000-image subset).")
 flags.DEFINE_integer("num_train", None, "Use only the first N training images.")
 flags.DEFINE_integer("nll_images", 1000, "Test images scored by the importance-sampled NLL.")
 flags.DEFINE_integer("nll_samples", 100, "Importance samples per image.")
@@ -68,7 +68,9 @@ def main(argv):
         raise app.UsageError(f"--preset={FLAGS.preset}: expected a VLAE preset (builder 'vlae').")
     if FLAGS.data:
         arrays = np.load(FLAGS.data)
-        train_images, test_images = arrays["x_train"], arrays["x_test"]
+        # A validation split (x_valid) when the file has one: the test split stays held out.
+        train_images = arrays["x_train"]
+        test_images = arrays["x_valid"] if "x_valid" in arrays.files else arrays["x_test"]
     else:
         embedded = data.load_embedded_mnist()
         train_images, test_images = embedded["x_train"], embedded["x_test"]
