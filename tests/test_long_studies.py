@@ -2,7 +2,7 @@
 deadline (`CRVAE_DEADLINE`) stops training at an epoch end, a stopped stretch reports itself
 (`CRVAE_STOP_FILE`), and a job's run records its machine hours (`sessions.json`, `train_hours`
 per epoch) and, for the likelihood job, its held-out NLL per epoch: the NLL-vs-hours curve.
-(tools/reproduce/queue.py itself: tests/tools/test_queue.py.)"""
+(tools/reproduce/run_queue.py itself: tests/tools/test_run_queue.py.)"""
 
 import csv
 import json

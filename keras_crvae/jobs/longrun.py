@@ -30,7 +30,7 @@ The pieces, usable one by one:
 and the jobs of `keras_crvae.jobs` (`crvae train --stop_after_minutes=N`) use `TimeBudget` and
 `stop_on_sigterm` with their own `backup/`.
 
-A queue of long commands (`tools/reproduce/queue.py`) talks to every stretch through two
+A queue of long commands (`tools/reproduce/run_queue.py`) talks to every stretch through two
 environment variables, so that any command built on this engine (`crvae train`, the reproduction
 and study tools) can be queued without knowing its flags:
 
