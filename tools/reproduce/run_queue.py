@@ -128,6 +128,14 @@ class Queue:
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signal.SIGTERM)
 
+    def stopped(self, where):
+        """True (and says why) once SIGTERM came or the budget is spent: no further entries."""
+        if self.terms_received:
+            self.say("SIGTERM received: no further entries")
+        elif time.time() >= self.deadline:
+            self.say(f"budget spent {where}")
+        return bool(self.terms_received) or time.time() >= self.deadline
+
     def run(self):
         entries = read_queue(self.arguments.queue)
         os.makedirs(self.log_dir, exist_ok=True)
@@ -143,11 +151,7 @@ class Queue:
             if record.get("status") == FINISHED:
                 self.say(f"#{index} finished already, skipped: {line}")
                 continue
-            if self.terms_received:
-                self.say("SIGTERM received: no further entries")
-                break
-            if time.time() >= self.deadline:
-                self.say(f"budget spent before #{index}: {line}")
+            if self.stopped(f"before #{index}: {line}"):
                 break
             status, returncode, seconds = self.run_entry(index, line, environment, argv)
             record.update({"status": status, "returncode": returncode,
@@ -158,11 +162,7 @@ class Queue:
             save_state(state, self.state_path)
             self.say(f"#{index} {status} (exit status {returncode}, {seconds:.1f} s): {line}")
             failed = failed or status == FAILED
-            if self.terms_received:
-                self.say("SIGTERM received: no further entries")
-                break
-            if time.time() >= self.deadline:
-                self.say(f"budget spent after #{index}")
+            if self.stopped(f"after #{index}"):
                 break
         if os.path.exists(self.stop_file):
             os.remove(self.stop_file)
