@@ -95,7 +95,10 @@ def main(argv):
         rows = results["models"].setdefault(name, {"preset": preset, "curve": []})["curve"]
         # Machine hours of training over all the run's stretches; the curve's last checkpoint.
         epochs = rows[-1]["epochs"] if rows else 0
-        while longrun.training_seconds_so_far(output_dir) < FLAGS.budget_hours * 3600:
+        # A segment that was stopped (or trained without its FID yet) is finished first, even
+        # past the budget: every row of the curve is a finished segment with its FID.
+        while (_pending_segment(output_dir, epochs)
+               or longrun.training_seconds_so_far(output_dir) < FLAGS.budget_hours * 3600):
             if budget.spent():
                 budget.stop(FLAGS.output_dir, f"{name} after epoch {epochs}")
                 return
@@ -132,6 +135,17 @@ def _trained_epochs(output_dir):
 
     record = runs.read_run(output_dir) or {}
     return int(record.get("completed_epochs", 0)) if record.get("finished") else 0
+
+
+def _pending_segment(output_dir, curve_epochs):
+    """True when `output_dir` holds a segment the curve lacks: a run stopped (or killed) before
+    its segment's end, or one trained beyond the curve's last checkpoint."""
+    from keras_crvae.jobs import runs
+
+    record = runs.read_run(output_dir)
+    if record is None:
+        return False
+    return not record.get("finished") or _trained_epochs(output_dir) > curve_epochs
 
 
 if __name__ == "__main__":
