@@ -26,6 +26,21 @@ adds `sample_w`, which starts from intermediate latents w instead of z:
     serving_default, sample   z (B, latent_dim), truncation_psi () -> images, images_uint8
     sample_w                  w (B, w_dim), truncation_psi ()      -> images, images_uint8
 
+An autoregressive model samples value by value (`models.PixelCNN`, and `models.VQVAE` with its
+PixelCNN prior over the code map; Oord et al. 2016a section 3.4, 2017 section 3.1): its `sample`
+takes the uniforms whose inverse CDFs give the values (the compiled loop of
+`models.autoregressive.AutoregressiveSampler`, a `tf.while_loop` in the graph) and a temperature:
+
+    PixelCNN   serving_default, sample   uniforms (B, H, W, C) in [0, 1), temperature () > 0
+                                              -> images (B, H, W, C) in [0, 1], images_uint8
+               log_likelihood            values (B, H, W, C) in data units -> log_likelihood (B,)
+    VQ-VAE     serving_default, sample   uniforms (B, h, w, 1), temperature ()
+                                              -> images, images_uint8, codes (B, h, w) int32
+               decode_codes              codes (B, h, w) int32 -> images
+               reconstruct               images (B, H, W, C) in [0, 1] -> images
+
+(A conditional PixelCNN, e.g. VLAE's decoder, and a VQ-VAE without its prior are refused.)
+
 `sample` takes the latent noise as input instead of drawing it, so a served model is deterministic:
 the client draws `z ~ N(0, I)` (and can replay it). `images_uint8` maps `image_range` linearly onto
 0..255 (rounded), ready to write as PNG.
@@ -193,6 +208,8 @@ def build_export_archive(model):
             "SavedModel export needs the TensorFlow backend (KERAS_BACKEND=tensorflow); got "
             f"{keras.backend.backend()!r}. Load the .keras file under TensorFlow and export there."
         )
+    if _autoregressive_kind(model):
+        return _autoregressive_archive(model)
     contract = serving_contract(model)
     image_shape, latent_shape = contract["image_shape"], contract["latent_shape"]
     image_range, decoder_outputs = contract["image_range"], contract["decoder_outputs"]
@@ -243,6 +260,107 @@ def build_export_archive(model):
         archive.add_endpoint("encode", encode, input_signature=[images_spec])
         archive.add_endpoint("reconstruct", reconstruct, input_signature=[images_spec])
     return archive
+
+
+def _autoregressive_kind(model):
+    """"pixelcnn", "vq_vae" (a VQ-VAE with its prior) or None, by the model's duck type (see the
+    module docstring); refuses the autoregressive models that cannot be served."""
+    if hasattr(model, "sampler") and hasattr(model, "data_kind"):
+        if model.conditional:
+            raise ValueError("A conditional PixelCNN (e.g. a VLAE's decoder) cannot be exported "
+                             "on its own: its sample needs the condition map; export the model "
+                             "that makes the condition.")
+        return "pixelcnn"
+    if hasattr(model, "decode_codes") and hasattr(model, "prior"):
+        if model.prior is None:
+            raise ValueError("This VQ-VAE has no prior to sample codes from: train it with the "
+                             "vq_vae job (or attach one with `set_prior`) before exporting.")
+        return "vq_vae"
+    return None
+
+
+def _autoregressive_archive(model):
+    """The `ExportArchive` of a PixelCNN or a VQ-VAE with its prior (module docstring)."""
+    import keras
+    import tensorflow as tf
+
+    from keras_crvae.models.autoregressive import value_range
+
+    kind = _autoregressive_kind(model)
+    pixelcnn = model if kind == "pixelcnn" else model.prior
+    value_shape = tuple(int(d) for d in pixelcnn.image_shape)
+    top = float(value_range(pixelcnn.data_kind, pixelcnn.levels)[1])
+    uniforms_spec = tf.TensorSpec((None,) + value_shape, tf.float32, name="uniforms")
+    temperature_spec = tf.TensorSpec((), tf.float32, name="temperature")
+
+    def draw(uniforms, temperature):
+        uniforms = _check_input(uniforms, "uniforms", value_shape, (0.0, 1.0))
+        tf.debugging.assert_positive(temperature, "`temperature` must be > 0")
+        # The compiled sampler's loop (a tf.while_loop here), without the Python-side checks.
+        return pixelcnn.sampler._loop(uniforms, temperature, None)
+
+    archive = keras.export.ExportArchive()
+    if kind == "pixelcnn":
+        def sample(uniforms, temperature):
+            images = draw(uniforms, temperature) / top
+            return {"images": images, "images_uint8": images_to_uint8(images)}
+
+        def log_likelihood(values):
+            values = _check_input(values, "values", value_shape, (0.0, top))
+            return {"log_likelihood": tf.cast(model.log_likelihood(values), tf.float32)}
+
+        archive.add_endpoint("sample", sample, input_signature=[uniforms_spec, temperature_spec])
+        archive.add_endpoint("log_likelihood", log_likelihood, input_signature=[
+            tf.TensorSpec((None,) + value_shape, tf.float32, name="values")])
+        return archive
+
+    codes_spec = tf.TensorSpec((None,) + tuple(model.code_map_shape), tf.int32, name="codes")
+    images_spec = tf.TensorSpec((None,) + tuple(model.image_shape), tf.float32, name="images")
+
+    def sample(uniforms, temperature):
+        codes = tf.cast(draw(uniforms, temperature)[..., 0], tf.int32)
+        images = tf.cast(model.decode_codes(codes), tf.float32)
+        return {"images": images, "images_uint8": images_to_uint8(images), "codes": codes}
+
+    def decode_codes(codes):
+        tf.debugging.assert_greater_equal(codes, 0, "`codes` must be in [0, num_codes)")
+        tf.debugging.assert_less(codes, model.num_codes, "`codes` must be in [0, num_codes)")
+        return {"images": tf.cast(model.decode_codes(codes), tf.float32)}
+
+    def reconstruct(images):
+        images = _check_input(images, "images", tuple(model.image_shape), (0.0, 1.0))
+        return {"images": tf.cast(model.reconstruct(images), tf.float32)}
+
+    archive.add_endpoint("sample", sample, input_signature=[uniforms_spec, temperature_spec])
+    archive.add_endpoint("decode_codes", decode_codes, input_signature=[codes_spec])
+    archive.add_endpoint("reconstruct", reconstruct, input_signature=[images_spec])
+    return archive
+
+
+def _autoregressive_metadata(model):
+    import keras_crvae
+
+    kind = _autoregressive_kind(model)
+    pixelcnn = model if kind == "pixelcnn" else model.prior
+    sample = {"inputs": {"uniforms": "[0, 1)", "temperature": "scalar > 0"},
+              "outputs": ["images", "images_uint8"] + (["codes"] if kind == "vq_vae" else [])}
+    signatures = {"serving_default": sample, "sample": sample}
+    if kind == "pixelcnn":
+        signatures["log_likelihood"] = {"inputs": {"values": "data units"},
+                                        "outputs": ["log_likelihood"]}
+    else:
+        signatures["decode_codes"] = {"inputs": {"codes": "int32"}, "outputs": ["images"]}
+        signatures["reconstruct"] = {"inputs": {"images": "image"}, "outputs": ["images"]}
+    return {
+        "model": getattr(model, "name", type(model).__name__),
+        "model_class": type(model).__name__,
+        "keras_crvae_version": keras_crvae.__version__,
+        "image_shape": list(model.image_shape),
+        "uniforms_shape": list(pixelcnn.image_shape),
+        "data_kind": pixelcnn.data_kind,
+        "image_range": list(DEFAULT_IMAGE_RANGE),
+        "signatures": signatures,
+    }
 
 
 def _is_style_based(model):
@@ -326,7 +444,8 @@ def export_saved_model(model, path, version=1, overwrite=False, verbose=False):
     """
     if isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0:
         raise ValueError(f"`version` must be an integer >= 0 (TF Serving's folder name); got {version!r}.")
-    contract = serving_contract(model)
+    autoregressive = _autoregressive_kind(model)
+    contract = None if autoregressive else serving_contract(model)
     base = os.path.abspath(os.fspath(path))
     if os.path.exists(base) and not os.path.isdir(base):
         raise ValueError(f"`path`={path!r} is a file; it must be a directory (TF Serving's model base path).")
@@ -345,7 +464,8 @@ def export_saved_model(model, path, version=1, overwrite=False, verbose=False):
         archive.write_out(staging, verbose=verbose)
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         with open(os.path.join(staging, METADATA_FILE), "w") as handle:
-            json.dump(_metadata(model, contract), handle, indent=2, sort_keys=True)
+            json.dump(_autoregressive_metadata(model) if autoregressive else
+                      _metadata(model, contract), handle, indent=2, sort_keys=True)
             handle.write("\n")
         if os.path.exists(target):
             previous = tempfile.mkdtemp(prefix=f".old-{int(version)}-", dir=base)

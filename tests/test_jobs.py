@@ -37,7 +37,7 @@ def test_every_preset_has_one_job_and_it_matches_its_family(name):
                 "gan" if presets.is_gan_preset(name) else
                 "disentangling" if config.network["builder"] == "sprites" else "vae")
     assert job.name == expected
-    assert job.resumable == (job.name in ("vae", "gan", "likelihood"))
+    assert job.resumable == (job.name in ("vae", "gan", "likelihood", "vq_vae"))
 
 
 def test_job_for_an_unknown_preset_raises():

@@ -79,11 +79,12 @@ def check():
         raise UsageError(f"{flag_text(name)}: --preset={preset} trains on procedural sprites "
                          "drawn on one device; expected no --data and --strategy=default")
     _check_stop_after_minutes(preset)
-    if kind == "vq_vae" and tuple(config.network["image_shape"]) != (28, 28, 1):
-        raise UsageError(f"--preset={preset}: trains on {tuple(config.network['image_shape'])} "
-                         "images, and `crvae train` feeds the vq_vae job MNIST only; expected an "
-                         "MNIST VQ-VAE preset (train this one with keras_crvae.jobs.vq_vae."
-                         "train_vq_vae and train_images=...)")
+    colour_shape = tuple(config.network.get("image_shape", (28, 28, 1)))
+    if kind == "vq_vae" and colour_shape != (28, 28, 1) and not given("data"):
+        raise UsageError(f"--preset={preset} trains on {colour_shape} images: give "
+                         "--data=PATH.npz[:KEY] (e.g. ../shared/data/celeba64_train.npz) and "
+                         "optionally --eval_data (default: the last "
+                         f"{HELD_OUT_IMAGES} images of --data, never trained on)")
     if kind in ("two_stage", "likelihood", "vq_vae") and FLAGS.strategy != "default":
         job_text = {"two_stage": "Two-Stage"}.get(kind, kind)
         raise UsageError(f"--strategy={FLAGS.strategy}: the {job_text} job runs on one device; "
@@ -156,8 +157,19 @@ def check():
     else:
         image_shape = tuple(config.network.get("image_shape", (28, 28, 1)))
         job["data_spec"], job["train_images"] = mnist_images("data", "embedded", image_shape)
-        job["eval_spec"], job["eval_images"] = mnist_images("eval_data", "embedded:test",
-                                                            image_shape)
+        if kind == "vq_vae" and image_shape != (28, 28, 1) and not given("eval_data"):
+            # Colour images without --eval_data: the last HELD_OUT_IMAGES are held out.
+            images = job["train_images"]
+            require(len(images) > 2 * HELD_OUT_IMAGES, "data", f"more than "
+                    f"{2 * HELD_OUT_IMAGES} images (the last {HELD_OUT_IMAGES} are held out for "
+                    f"evaluation without --eval_data); got {len(images)}")
+            job["train_images"], job["eval_images"] = (images[:-HELD_OUT_IMAGES],
+                                                       images[-HELD_OUT_IMAGES:])
+            job["eval_spec"] = f"{job['data_spec']} (its last {HELD_OUT_IMAGES} images)"
+            job["data_spec"] = f"{job['data_spec']} (all but its last {HELD_OUT_IMAGES} images)"
+        else:
+            job["eval_spec"], job["eval_images"] = mnist_images("eval_data", "embedded:test",
+                                                                image_shape)
 
     _check_batch_size(job, kind, batch_size or resolved.training.batch_size)
 
@@ -179,6 +191,9 @@ def check():
         raise UsageError(str(error)) from None
     return job
 
+
+# A colour VQ-VAE preset (the faces) without --eval_data is scored on the last images of --data.
+HELD_OUT_IMAGES = 500
 
 # Images in the embedded MNIST subset (`keras_crvae.data.load_embedded_mnist`), known here
 # without loading it.
@@ -269,11 +284,13 @@ def run(job):
     if job["kind"] == "vq_vae":
         from keras_crvae.jobs.vq_vae import train_vq_vae
 
-        train_vq_vae(job["preset"], train_images=job["train_images"],
-                     eval_images=job["eval_images"], output_dir=output_dir,
-                     epochs=job["epochs"], batch_size=job["batch_size"], seed=FLAGS.seed,
-                     fresh=FLAGS.fresh, data_spec=job["data_spec"], eval_spec=job["eval_spec"],
-                     **job["overrides"])
+        if train_vq_vae(job["preset"], train_images=job["train_images"],
+                        eval_images=job["eval_images"], output_dir=output_dir,
+                        epochs=job["epochs"], batch_size=job["batch_size"], seed=FLAGS.seed,
+                        fresh=FLAGS.fresh, data_spec=job["data_spec"],
+                        eval_spec=job["eval_spec"], stop_after_minutes=FLAGS.stop_after_minutes,
+                        **job["overrides"]).get("stopped"):
+            return 0  # the job said so; the run resumes on the next `crvae train`
         _done(output_dir, "model.keras, samples.png, reconstructions.png, metrics.json, "
               "history.csv, history_prior.csv")
         return 0

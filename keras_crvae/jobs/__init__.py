@@ -12,7 +12,7 @@ registers (`keras_crvae.presets.register(..., job=...)`), and `job_for(preset)` 
     gan       keras_crvae.jobs.gan             train_gan       yes (BackupAndRestore)
     disentangling keras_crvae.jobs.disentangling train_sprites no (restarts)
     likelihood keras_crvae.jobs.likelihood     train_likelihood yes (BackupAndRestore)
-    vq_vae    keras_crvae.jobs.vq_vae          train_vq_vae    no (restarts; VQ-VAE, then prior)
+    vq_vae    keras_crvae.jobs.vq_vae          train_vq_vae    yes (VQ-VAE: backup/, then the prior: backup_prior/)
 
 This module imports no Keras or TensorFlow (`crvae train` asks `job_for` before TensorFlow loads);
 the job modules do.
@@ -70,7 +70,7 @@ JOBS = {
                       resumable=True, takes_strategy=False,
                       description="exact-likelihood models (flows, PixelCNN) on MNIST: nats, "
                                   "bits/dim"),
-    "vq_vae": Job("vq_vae", "keras_crvae.jobs.vq_vae", "train_vq_vae", resumable=False,
+    "vq_vae": Job("vq_vae", "keras_crvae.jobs.vq_vae", "train_vq_vae", resumable=True,
                   takes_strategy=False,
                   description="VQ-VAE, then its PixelCNN prior: reconstruction, codebook usage"),
 }

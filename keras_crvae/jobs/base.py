@@ -15,10 +15,13 @@ Every job (`vae`, `two_stage`, `gan`, `disentangling`) runs the same steps (`Tra
                  aside in `previous/` (`runs.set_aside`; deleted after the first backed-up epoch,
                  put back if training stops before), create the folder, write `run.json`
     fit          the job's callbacks + NaN guard + `BackupAndRestore` (resumable jobs) + the time
-                 budget and SIGTERM stop at an epoch end (`longrun.TimeBudget`, `stop_on_sigterm`)
+                 budget and SIGTERM stop at an epoch end (`longrun.TimeBudget`, `stop_on_sigterm`;
+                 also a queue's deadline) + `longrun.EpochTimer`: every epoch's row of history.csv
+                 gets `train_hours`, the run's training hours over all its stretches
     save         `model.keras` atomically, `run.json` trained, then the backup goes; or, when
                  stopped, `run.json` with the epochs done and the backup kept, so the next call
-                 resumes
+                 resumes (`longrun.report_stop` tells a queue); either way the stretch's record
+                 (epochs, seconds, backend, load) is appended to `sessions.json`
     report       the job's images and metrics, `metrics.json`, then `run.json` finished (a run
                  interrupted before that is evaluated again by the next call), a few summary lines
 
@@ -133,6 +136,7 @@ class TrainingJob:
         self.config = self.settings = self.total_epochs = None
         self.steps_per_epoch = None
         self.precision = None  # "float32" or "bfloat16": what the model computes in
+        self.timer = None  # the stretch's `longrun.EpochTimer`
 
     # --- hooks ---
 
@@ -192,6 +196,16 @@ class TrainingJob:
                 and threading.current_thread() is threading.main_thread()):
             return longrun.stop_on_sigterm(budget)
         return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _recorded_stretch(self, first_epoch):
+        """Appends this stretch's record to `sessions.json` when training ends (finished, stopped
+        or failed after some epochs): the machine hours of NLL/FID-vs-hours curves."""
+        try:
+            yield
+        finally:
+            if self.timer.epochs_run:
+                longrun.record_session(self.output_dir, first_epoch, self.timer)
 
     def run(self):
         """Runs the job; returns the metrics dict (of the earlier run when it is already trained;
@@ -260,7 +274,12 @@ class TrainingJob:
             callbacks.append(crvae_callbacks.AtomicBackupAndRestore(backup_dir,
                                                                     delete_checkpoint=False))
             callbacks.append(DiscardPreviousRun(self.output_dir))  # after the first backup
-        callbacks += self.callbacks() + [budget]
+        # The run's machine hours: earlier stretches' (sessions.json) + this one's, in every
+        # epoch's logs before the job's history callbacks write them.
+        self.timer = longrun.EpochTimer(
+            offset_seconds=longrun.training_seconds_so_far(self.output_dir)
+            if plan.action in ("resume", "continue") else 0.0)
+        callbacks += [self.timer] + self.callbacks() + [budget]
         if plan.message:
             say(plan.message, self.verbose)
         say(self.describe(), self.verbose)
@@ -268,7 +287,7 @@ class TrainingJob:
         say(f"Precision: {crvae_precision.describe(requested, self.precision)}", self.verbose)
         start = time.time()
         with runs.kept_or_restored(self.output_dir, created_output_dir), \
-                self._stop_on_sigterm(budget):
+                self._stop_on_sigterm(budget), self._recorded_stretch(plan.initial_epoch):
             history = self.fit(model, callbacks,
                                plan.initial_epoch if plan.action == "continue" else 0)
             train_seconds = time.time() - start
@@ -281,6 +300,7 @@ class TrainingJob:
         if budget.reached:
             runs.write_run(self.output_dir, self.preset, self.settings, budget.epochs_done,
                            data=self.data_spec, trained=False, precision=self.precision)
+            longrun.report_stop(self.output_dir, budget.reason)
             say(f"Stopped by {budget.reason} after epoch {budget.epochs_done} of "
                 f"{self.total_epochs}; the run is kept in {self.output_dir} (backup/): rerun the "
                 "same command to resume.", self.verbose)
@@ -318,10 +338,11 @@ class DiscardPreviousRun(keras.callbacks.Callback):
             runs.discard_previous(self.output_dir)
 
 
-def recorded_history(output_dir, epochs_this_run=0):
+def recorded_history(output_dir, epochs_this_run=0, name="history.csv"):
     """A stand-in for the Keras History of a run whose training ended in an earlier call:
-    `.history` from history.csv, `.epoch` of length `epochs_this_run` (that call's epochs)."""
-    rows = crvae_callbacks.read_history(os.path.join(output_dir, "history.csv"))
+    `.history` from history.csv (or `name`), `.epoch` of length `epochs_this_run` (that call's
+    epochs)."""
+    rows = crvae_callbacks.read_history(os.path.join(output_dir, name))
     keys = sorted({key for row in rows for key in row} - {"epoch"})
     values = {key: [float(row[key]) for row in rows if row.get(key, "") != ""] for key in keys}
     return types.SimpleNamespace(history=values, epoch=list(range(int(epochs_this_run))))

@@ -26,7 +26,11 @@ Outputs in `output_dir`:
     metrics.json        `nll` {mean, standard_error, num_images} (nats/image) and `bits_per_dim`
                         on the evaluation images, the history, the training throughput and the
                         preset's paper number (`paper_result`) when it has one
-    history.csv, run.json, backup/   as in the vae job (resumable the same way)
+    history.csv, run.json, backup/   as in the vae job (resumable the same way); every epoch's
+                        row also holds `eval_nll` / `eval_bits_per_dim` of the first
+                        `PROGRESS_IMAGES` evaluation images and `train_hours` (the run's
+                        training hours over all its stretches, `sessions.json`): the
+                        NLL-vs-hours curve of a long run
 """
 
 import math
@@ -42,6 +46,9 @@ from keras_crvae.jobs.vae import VAEJob
 
 EVALUATION_BATCH_SIZE = 100
 TEMPERATURES = (1.0, 0.7)
+# Evaluation images scored after every epoch (history.csv's `eval_nll`): one forward pass each,
+# well under 1% of an epoch of the MNIST presets.
+PROGRESS_IMAGES = 500
 
 
 def grey_levels(images, name="images"):
@@ -97,6 +104,25 @@ def evaluate_log_likelihood(model, images, batch_size=EVALUATION_BATCH_SIZE):
             "dimensions": dimensions}
 
 
+class ProgressLogLikelihood(keras.callbacks.Callback):
+    """Adds `eval_nll` (nats per image) and `eval_bits_per_dim` of `images` to every epoch's logs
+    (`evaluate_log_likelihood`), for the history callbacks placed after it.
+
+    Args:
+        images: array `(N, ...)` in the model's `data_kind`.
+    """
+
+    def __init__(self, images):
+        super().__init__()
+        self.images = images
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and len(self.images):
+            scores = evaluate_log_likelihood(self.model, self.images)
+            logs["eval_nll"] = scores["nll"]["mean"]
+            logs["eval_bits_per_dim"] = scores["bits_per_dim"]["mean"]
+
+
 class LikelihoodJob(VAEJob):
     """`train_likelihood`'s job (module docstring). Extra arguments: `train_images`,
     `eval_images`, `nll_images` (evaluation images scored; None: all), `eval_spec`.
@@ -129,6 +155,9 @@ class LikelihoodJob(VAEJob):
             self.eval_images = grey_levels(self.eval_images, name="eval_images")
             self.dataset = ShuffledBatches(self.train_images, batch, seed=self.seed)
         self.steps_per_epoch = len(self.train_images) // batch
+
+    def callbacks(self):
+        return [ProgressLogLikelihood(self.eval_images[:PROGRESS_IMAGES])] + super().callbacks()
 
     def report(self, model, history, train_seconds):
         output_dir, config = self.output_dir, self.config

@@ -16,15 +16,28 @@ SIGTERM, always stopping at an epoch end, and leaves a state the next stretch re
     model.weights.h5, final_weights.npz, train_info.json   a finished run (`train_resumably`)
 
 The pieces, usable one by one:
-    `TimeBudget`        callback: stop at the first epoch (or step) end after N seconds, or when a
-                        stop is requested
+    `TimeBudget`        callback: stop at the first epoch (or step) end after N seconds, at the
+                        queue's deadline (`CRVAE_DEADLINE`, below), or when a stop is requested
     `stop_on_sigterm`   context manager: SIGTERM requests that stop
-    `EpochTimer`        callback: wall time of the epochs actually run
+    `EpochTimer`        callback: wall time of the epochs actually run; with `offset_seconds` it
+                        also logs `train_hours`, the run's training hours summed over all its
+                        stretches, into every epoch's logs (history.csv: NLL/FID-vs-hours curves)
+    `report_stop`       a stopped stretch says so to the queue that started it (below)
+    `StudyBudget`       one budget over a study's runs, each trained by a job in turn
     `save_weights_npz` / `load_weights_npz`, `save_light_state`, `resume_epoch`, `record_session`
     `train_resumably`   all of them around one `fit` (the engine of `tools/reproduce/reproduce_table1.py` and
                         `tools/reproduce/reproduce_iwae_table.py`)
 and the jobs of `keras_crvae.jobs` (`crvae train --stop_after_minutes=N`) use `TimeBudget` and
 `stop_on_sigterm` with their own `backup/`.
+
+A queue of long commands (`tools/reproduce/run_queue.py`) talks to every stretch through two
+environment variables, so that any command built on this engine (`crvae train`, the reproduction
+and study tools) can be queued without knowing its flags:
+
+    CRVAE_DEADLINE      a `time.time()`: every `TimeBudget` also stops at the first epoch end after it
+    CRVAE_STOP_FILE     a file: a stretch stopped by its budget, the deadline or SIGTERM appends one
+                        line (`report_stop`), so the queue tells "stopped, resume later" from
+                        "finished" (both exit with status 0)
 
 The file formats are those of `tools/reproduce/reproduction.py` before it moved here, byte for byte where
 they are JSON: runs trained by either resume and rescore with the other.
@@ -49,6 +62,26 @@ from keras_crvae.jobs.runs import (  # noqa: F401
     TRAIN_INFO, append_json_list, read_json_list, resume_epoch)
 
 LIGHT_STATE_DTYPES = ("float32", "float16")
+DEADLINE_ENV = "CRVAE_DEADLINE"
+STOP_FILE_ENV = "CRVAE_STOP_FILE"
+
+
+def queue_deadline():
+    """The `time.time()` of `CRVAE_DEADLINE`, or None when it is unset or not a number."""
+    try:
+        return float(os.environ[DEADLINE_ENV])
+    except (KeyError, ValueError):
+        return None
+
+
+def report_stop(where, reason):
+    """Appends `where: stopped by reason` to the file `CRVAE_STOP_FILE` names (if it is set): the
+    stretch stopped before its run finished and resumes when the same command runs again."""
+    path = os.environ.get(STOP_FILE_ENV)
+    if path:
+        with open(path, "a") as handle:
+            handle.write(f"{where}: stopped by {reason} at "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}\n")
 
 
 class TimeLimitReached(Exception):
@@ -59,6 +92,7 @@ class TimeBudget(keras.callbacks.Callback):
     """Stops `fit` at the first epoch end (or step end) after `seconds`, or when a stop is requested.
 
     A stop is requested by setting `stop_requested = True` (`stop_on_sigterm` does so on SIGTERM).
+    A queue's deadline (`CRVAE_DEADLINE`, read when `fit` begins) stops it like the budget.
     At an epoch end the budget never stops the last epoch of `fit` (there is nothing left to stop:
     the run finishes). Follows `tools/reproduce/reproduction.py`'s `--stop_after_minutes` (epoch ends) and
     `sprites_training.TimeBudget` (step ends, a fixed training budget).
@@ -89,28 +123,36 @@ class TimeBudget(keras.callbacks.Callback):
         self.reason = None
         self.epochs_done = 0
         self.steps = 0
+        self.deadline = None
 
     def on_train_begin(self, logs=None):
         if self.start is None:
             self.start = time.time()
+        self.deadline = queue_deadline()
 
     def over_budget(self):
         """True once `seconds` have passed since `start`."""
         return bool(self.seconds) and time.time() - self.start >= self.seconds
 
+    def past_deadline(self):
+        """True once the queue's deadline (`CRVAE_DEADLINE`) has passed."""
+        return self.deadline is not None and time.time() >= self.deadline
+
     def _stop(self):
         self.reached = self.model.stop_training = True
-        self.reason = "SIGTERM" if self.stop_requested else self.label
+        self.reason = ("SIGTERM" if self.stop_requested else
+                       self.label if self.over_budget() else f"the queue's deadline ({DEADLINE_ENV})")
 
     def on_train_batch_end(self, batch, logs=None):
         if self.per_step:
             self.steps += 1
-            if self.over_budget() or self.stop_requested:
+            if self.over_budget() or self.past_deadline() or self.stop_requested:
                 self._stop()
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs_done = epoch + 1
-        if (not self.per_step and (self.over_budget() or self.stop_requested)
+        if (not self.per_step and (self.over_budget() or self.past_deadline()
+                                   or self.stop_requested)
                 and epoch + 1 < self.params["epochs"]):
             self._stop()
 
@@ -147,14 +189,21 @@ def stop_on_sigterm(budget):
 class EpochTimer(keras.callbacks.Callback):
     """Sums the wall time of the epochs actually run.
 
+    Args:
+        offset_seconds: float or None, default None. The run's training seconds before this
+            stretch (`training_seconds_so_far`). When given, every epoch's logs get `train_hours`:
+            `(offset_seconds + seconds) / 3600`, the run's training hours at that epoch's end, which
+            the history callbacks placed AFTER this one write beside the epoch's metrics.
+
     Attributes:
         seconds: float, the epochs' wall time.
         epochs_run: int.
     """
 
-    def __init__(self):
+    def __init__(self, offset_seconds=None):
         super().__init__()
         self.seconds, self.epochs_run, self._start = 0.0, 0, None
+        self.offset_seconds = offset_seconds
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.time()
@@ -162,6 +211,25 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.seconds += time.time() - self._start
         self.epochs_run += 1
+        if self.offset_seconds is not None and logs is not None:
+            logs["train_hours"] = round((self.offset_seconds + self.seconds) / 3600.0, 5)
+
+
+def csv_has_column_or_is_new(path, column):
+    """True when the CSV file at `path` does not exist (or is empty) or its header has `column`."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return True
+    with open(path) as handle:
+        header = handle.readline().strip()
+    return not header or column in header.split(",")
+
+
+def training_seconds_so_far(folder):
+    """The training seconds of a run's earlier stretches: the sum of `sessions.json`'s records
+    (0 without one)."""
+    return float(sum(record.get("train_seconds", 0.0)
+                     for record in read_json_list(pathlib.Path(folder) / SESSIONS)))
 
 
 def session_record(first_epoch, timer, threads=0):
@@ -192,6 +260,50 @@ def record_session(folder, first_epoch, timer, threads=0):
     """
     return append_json_list(pathlib.Path(folder) / SESSIONS,
                             session_record(first_epoch, timer, threads))
+
+
+class StudyBudget:
+    """The time budget of a study: several runs trained in turn (each by a job, which stops at an
+    epoch end on its share of the budget and resumes when the study runs again).
+
+    Every stretch trains at least one epoch, however small its budget: `minutes_left()` is never
+    below a microsecond, and `spent()` is False until a run that was not finished before has been
+    handed to its job (`ran(...)`).
+
+    Args:
+        minutes: float or None; None or 0: no budget (only SIGTERM or a queue's deadline stop).
+        label: str, how the budget is named when it stops the study (`report_stop`).
+    """
+
+    def __init__(self, minutes, label):
+        self.minutes = float(minutes or 0.0)
+        self.label = label
+        self.started = time.time()
+        self.trained = False
+
+    def minutes_left(self):
+        """The `stop_after_minutes` to give the next run's job (None: no budget)."""
+        if not self.minutes:
+            return None
+        return max(self.minutes - (time.time() - self.started) / 60.0, 1e-6)
+
+    def ran(self, finished_before):
+        """Notes that a run was handed to its job (`finished_before`: it only read its results)."""
+        self.trained = self.trained or not finished_before
+
+    def spent(self):
+        """True when a run has trained in this stretch and the budget or the queue's deadline has
+        passed: the study stops before its next run."""
+        now = time.time()
+        deadline = queue_deadline()
+        return self.trained and (bool(self.minutes) and now - self.started >= self.minutes * 60
+                                 or deadline is not None and now >= deadline)
+
+    def stop(self, folder, next_run):
+        """Reports the stop (`report_stop`) and says so."""
+        report_stop(str(folder), self.label)
+        print(f"Stopped by {self.label} before {next_run}; rerun the same command to resume.",
+              flush=True)
 
 
 def limit_threads(threads):
@@ -341,14 +453,19 @@ def train_resumably(model, folder, train_images, batch_size, epochs, compile_mod
         if state == "backup":
             print(f"{folder.name}: resuming at epoch {initial_epoch} from this machine's backup/ "
                   "(weights and Adam's state)", flush=True)
-    timer = EpochTimer()
+    history_path = folder / "history.csv"
+    # CSVLogger(append=True) writes no second header: a history begun without the `train_hours`
+    # column (a row trained before it existed) keeps its columns.
+    timer = EpochTimer(offset_seconds=training_seconds_so_far(folder)
+                       if csv_has_column_or_is_new(history_path, "train_hours") else None)
     budget = TimeBudget(stop_after_seconds, start=start, label=stop_label)
     started = time.time()
     fit_callbacks = [
         callbacks.NaNGuard(),
         # Kept when fit returns: a stopped run resumes from it (removed below once trained).
         callbacks.AtomicBackupAndRestore(str(folder / BACKUP_DIR), delete_checkpoint=False),
-        keras.callbacks.CSVLogger(str(folder / "history.csv"), append=True), timer, budget]
+        timer,  # before the CSV logger: each row gets the run's `train_hours`
+        keras.callbacks.CSVLogger(str(history_path), append=True), budget]
     batches = data.training_data(train_images, batch_size=batch_size, seed=seed + initial_epoch)
     try:
         with stop_on_sigterm(budget):
@@ -366,6 +483,7 @@ def train_resumably(model, folder, train_images, batch_size, epochs, compile_mod
         save_light_state(model, folder, budget.epochs_done, steps_per_epoch, light_state_dtype)
         if on_stop is not None:
             on_stop(model, budget.epochs_done)
+        report_stop(str(folder), budget.reason)
         raise TimeLimitReached(f"{folder.name}: stopped by {budget.reason} after epoch "
                                f"{budget.epochs_done}; run the same command again to resume.")
     trained_images = steps_per_epoch * batch_size * max(timer.epochs_run, 1)

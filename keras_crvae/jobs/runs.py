@@ -49,8 +49,9 @@ PREVIOUS_DIR = "previous"
 LOCK_FILE = "run.lock"
 # The files and folders the jobs write; `--fresh` deletes these and nothing else.
 ARTIFACTS = ("run.json", "model.keras", "metrics.json", "history.csv", "history_stage1.csv",
-             "history_stage2.csv", "samples.png", "samples_stage1.png", "reconstructions.png",
-             "backup", "tensorboard")
+             "history_stage2.csv", "history_prior.csv", "samples.png", "samples_stage1.png",
+             "reconstructions.png", "backup", "backup_prior", "vq_vae_stage1.keras",
+             "tensorboard", "sessions.json")
 ARTIFACT_PREFIXES = ("samples_epoch", "reconstructions_epoch")
 
 

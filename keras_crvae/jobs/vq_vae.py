@@ -11,13 +11,20 @@
 Outputs in `output_dir`: model.keras (VQ-VAE + prior), samples.png (prior -> decoder, 64 images),
 reconstructions.png, metrics.json (evaluation images: reconstruction nats and MSE, the codebook's
 perplexity and usage over all evaluation images, the prior's NLL of their code maps in nats and
-bits per code, the histories), history.csv, history_prior.csv, run.json. The job restarts rather
-than resumes (two stages).
+bits per code, the histories), history.csv, history_prior.csv, run.json, sessions.json.
+
+Resumable in both stages (`crvae train --stop_after_minutes=N`, SIGTERM, a queue's deadline): the
+VQ-VAE's epochs back up into `backup/` (the skeleton's), the prior's into `backup_prior/`, each with
+its optimizer state. A run stopped during the prior resumes with the VQ-VAE restored from
+`backup/` (its last epoch: nothing of it is retrained) and the prior from `backup_prior/`.
+The stretch's record in `sessions.json` counts the epochs and seconds of both stages; every row of
+history.csv and history_prior.csv has `train_hours` (both stages' hours so far).
 """
 
 import dataclasses
 import math
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -26,11 +33,13 @@ from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import data as crvae_data
 from keras_crvae import models, presets
 from keras_crvae.io import save_image_grid
-from keras_crvae.jobs import base
+from keras_crvae.jobs import base, longrun
 from keras_crvae.jobs.likelihood import ShuffledBatches, evaluate_log_likelihood
 from keras_crvae.presets.vq_vae import build_prior_from_preset
 
 EVALUATION_BATCH_SIZE = 100
+PRIOR_BACKUP_DIR = "backup_prior"
+PRIOR_HISTORY = "history_prior.csv"
 
 
 def unit_images(images, image_shape, name):
@@ -50,7 +59,6 @@ class VQVAEJob(base.TrainingJob):
     """`train_vq_vae`'s job (module docstring)."""
 
     name = "vq_vae"
-    resumable = False
     takes_strategy = False
 
     def __init__(self, preset, output_dir, train_images=None, eval_images=None, eval_spec=None,
@@ -81,16 +89,31 @@ class VQVAEJob(base.TrainingJob):
     def fit(self, model, callbacks, initial_epoch):
         history = model.fit(self.dataset, epochs=self.total_epochs, callbacks=callbacks,
                             shuffle=False, verbose=self.verbose, initial_epoch=initial_epoch)
+        budget = next(item for item in callbacks if isinstance(item, longrun.TimeBudget))
+        if budget.reached:  # stopped during the VQ-VAE: the skeleton keeps backup/
+            return history
         codes = model.code_dataset(self.train_images)
         prior = build_prior_from_preset(self.config, model.code_map_shape)
         epochs = int(self.config.model["prior_epochs"])
+        prior_backup = os.path.join(self.output_dir, PRIOR_BACKUP_DIR)
         base.say(f"Training the PixelCNN prior on {len(codes):,} code maps "
                  f"{model.code_map_shape}: {epochs} epochs", self.verbose)
+        # The same budget (SIGTERM, minutes, a queue's deadline) and machine-hours timer.
         self.prior_history = prior.fit(
             ShuffledBatches(codes, self.config.training.batch_size, seed=self.seed),
             epochs=epochs, shuffle=False, verbose=self.verbose,
-            callbacks=[crvae_callbacks.EpochHistory(
-                os.path.join(self.output_dir, "history_prior.csv"))])
+            callbacks=[crvae_callbacks.NaNGuard(),
+                       crvae_callbacks.AtomicBackupAndRestore(prior_backup,
+                                                              delete_checkpoint=False),
+                       self.timer,
+                       crvae_callbacks.EpochHistory(os.path.join(self.output_dir, PRIOR_HISTORY)),
+                       budget])
+        if budget.reached:  # the prior stopped: the VQ-VAE's backup/ holds its last epoch
+            base.say(f"(The VQ-VAE is trained; its prior stopped after epoch "
+                     f"{budget.epochs_done} of {epochs}, kept in {prior_backup}/.)", self.verbose)
+            budget.epochs_done = self.total_epochs
+            return history
+        shutil.rmtree(prior_backup, ignore_errors=True)
         # An uncompiled model around the trained network: the saved VQ-VAE carries the prior's
         # weights, not its optimizer state (train it further with `prior.compile(...)`).
         model.set_prior(models.PixelCNN(prior.network, data_kind="categorical", name="prior"))
@@ -123,9 +146,9 @@ class VQVAEJob(base.TrainingJob):
             "num_train_images": int(len(self.train_images)),
             "epochs": self.total_epochs,
             "train_seconds": round(train_seconds, 2),
-            "history": base.history_from_csv(output_dir, history.history),
-            "prior_history": base.history_from_csv(output_dir, self.prior_history.history,
-                                                   name="history_prior.csv"),
+            # From the CSV files: every epoch of both stages, whichever stretch trained it.
+            "history": base.recorded_history(output_dir).history,
+            "prior_history": base.recorded_history(output_dir, name=PRIOR_HISTORY).history,
             "backend": keras.backend.backend(),
         }
 
@@ -139,7 +162,7 @@ class VQVAEJob(base.TrainingJob):
 
 def train_vq_vae(preset, train_images=None, eval_images=None, output_dir="crvae_run",
                  epochs=None, batch_size=None, seed=0, fresh=False, verbose=1, data_spec=None,
-                 eval_spec=None, **overrides):
+                 eval_spec=None, stop_after_minutes=None, **overrides):
     """Trains a VQ-VAE preset and its prior; writes the artifacts of the module docstring.
 
     Args:
@@ -150,14 +173,16 @@ def train_vq_vae(preset, train_images=None, eval_images=None, output_dir="crvae_
         epochs, batch_size: override the preset's values (epochs of the VQ-VAE; the prior's are
             `prior_epochs`).
         seed: int, default 0. fresh, verbose, data_spec, eval_spec: as the other jobs.
+        stop_after_minutes: float or None. Stop at the first epoch end (of the VQ-VAE or of the
+            prior) after this many minutes, resumable (SIGTERM does the same).
         **overrides: preset overrides (`num_codes=128`, `prior_epochs=5`, ...).
 
     Returns:
-        dict, the content of metrics.json.
+        dict, the content of metrics.json, or a `base.stopped_result` when stopped early.
     """
     if presets.job_name(preset) != "vq_vae":
         raise ValueError(f"Preset {preset!r} is not a VQ-VAE preset.")
     return VQVAEJob(preset, output_dir, train_images=train_images, eval_images=eval_images,
                     eval_spec=eval_spec, epochs=epochs, batch_size=batch_size, seed=seed,
                     fresh=fresh, verbose=verbose, data_spec=data_spec,
-                    overrides=overrides).run()
+                    stop_after_minutes=stop_after_minutes, overrides=overrides).run()

@@ -38,6 +38,7 @@ from keras_crvae.networks.resnet import build_resnet_decoder, build_resnet_encod
 from keras_crvae.networks.reversible import build_irevnet_classifier
 from keras_crvae.networks.stylegan import (
     build_mapping_network,
+    build_residual_discriminator,
     build_style_generator,
     build_synthesis_network,
     num_styled_layers,

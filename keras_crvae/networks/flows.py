@@ -140,14 +140,15 @@ def build_realnvp_flow(image_shape=(28, 28, 1), scales=2, couplings_per_stage=3,
 
 
 def build_glow_flow(image_shape=(28, 28, 1), levels=2, steps_per_level=8, hidden_channels=128,
-                    seed=None):
+                    seed=None, learned_split_prior=False):
     """Glow's multi-scale flow: each of `levels` levels is a squeeze and `steps_per_level` steps of
     actnorm -> invertible 1x1 convolution -> affine coupling (channel halves, sigmoid scale), with
     half of the channels split off after every level but the last.
     `(batch, H, W, C) -> (batch, H*W*C)`. 28x28x1 allows at most 2 levels.
 
-    Glow conditions the split-off half on the rest with a learned prior; here it goes to the
-    model's fixed prior (RealNVP's factor-out).
+    `learned_split_prior=True`: Glow's learned prior of each split-off half, N(m(h), s(h)^2) from a
+    zero-initialised 3x3 convolution of the kept half h (`layers.MultiScaleFlow`); False (default):
+    the split-off half goes to the model's fixed prior (RealNVP's factor-out).
 
     Reference: Kingma & Dhariwal, "Glow", 2018, section 3 and Figure 2.
     """
@@ -169,4 +170,4 @@ def build_glow_flow(image_shape=(28, 28, 1), levels=2, steps_per_level=8, hidden
                                      name=f"{label}_coupling")]
         stages.append(BijectorChain(steps, name=f"level_{level}"))
         shape = shape[:-1] + (shape[-1] // 2,)
-    return MultiScaleFlow(stages, name="glow")
+    return MultiScaleFlow(stages, learned_split_prior=learned_split_prior, name="glow")

@@ -184,3 +184,68 @@ def build_style_generator(image_shape=(32, 32, 3), latent_dim=512, w_dim=512, ma
     w = mapping(z)
     ws = ops.repeat(ops.expand_dims(w, 1), num_ws, axis=1)
     return keras.Model(z, synthesis(ws), name=name)
+
+
+def build_residual_discriminator(image_shape=(32, 32, 3), base_channels=32, max_channels=256,
+                                 name="discriminator"):
+    """StyleGAN2's residual ("resnet") discriminator: images `(B, *image_shape)` in [-1, 1] ->
+    `[logits (B, 1), features (B, F)]`, the outputs of `networks.build_dcgan_discriminator`.
+
+        fromRGB:  conv1x1(base) -> LReLU(0.2)
+        block b (side s -> s/2, channels c -> min(2c, max_channels)):
+            main  = conv3x3(c) -> LReLU -> avgpool2 -> conv3x3(2c) -> LReLU
+            skip  = avgpool2 -> conv1x1(2c, no bias)
+            out   = (main + skip) / sqrt(2)                                    (`block{b}`)
+        while the side is even and above 4; then conv3x3 -> LReLU -> flatten -> dense(c) -> LReLU
+        = features -> dense(1) logits.
+
+    The 1/sqrt(2) keeps the variance of the sum of two unit-variance paths at one (StyleGAN2,
+    section 4.1 and Figure 7(c)). Departures, as in the generator (module docstring): 2x2 average
+    pooling instead of the [1, 3, 3, 1] FIR filter before the strided convolutions, plain Keras
+    convolutions (no equalized learning rate) and no minibatch standard-deviation layer, like the
+    DCGAN critic the presets use by default. No normalisation: R1 needs a critic that treats the
+    examples of a batch independently.
+
+    Args:
+        image_shape: tuple `(H, W, C)`, H = W; default (32, 32, 3). 28x28 stops at 7x7.
+        base_channels: int, default 32. Channels of fromRGB; each block doubles them.
+        max_channels: int, default 256. The cap of the doubling.
+        name: str.
+
+    Returns:
+        `keras.Model` with outputs `[logits, features]`.
+
+    Reference: Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", CVPR 2020,
+    Figure 7(c) ("residual nets" discriminator) and appendix B.
+    """
+    image_shape = tuple(int(d) for d in image_shape)
+    if len(image_shape) != 3 or image_shape[0] != image_shape[1] or image_shape[0] < 4:
+        raise ValueError(f"`image_shape` must be (H, H, C) with H >= 4; got {image_shape}.")
+    if int(base_channels) < 1 or int(max_channels) < int(base_channels):
+        raise ValueError(f"`base_channels` ({base_channels}) must be >= 1 and `max_channels` "
+                         f"({max_channels}) at least as large.")
+    images = keras.Input(image_shape, name="images")
+    channels = int(base_channels)
+    x = keras.layers.Conv2D(channels, 1, name="from_rgb")(images)
+    x = keras.layers.LeakyReLU(0.2, name="from_rgb_lrelu")(x)
+    side, block = image_shape[0], 0
+    while side > 4 and side % 2 == 0:
+        out_channels = min(2 * channels, int(max_channels))
+        label = f"block{block}"
+        main = keras.layers.Conv2D(channels, 3, padding="same", name=f"{label}_conv0")(x)
+        main = keras.layers.LeakyReLU(0.2, name=f"{label}_lrelu0")(main)
+        main = keras.layers.AveragePooling2D(2, name=f"{label}_down")(main)
+        main = keras.layers.Conv2D(out_channels, 3, padding="same", name=f"{label}_conv1")(main)
+        main = keras.layers.LeakyReLU(0.2, name=f"{label}_lrelu1")(main)
+        skip = keras.layers.AveragePooling2D(2, name=f"{label}_skip_down")(x)
+        skip = keras.layers.Conv2D(out_channels, 1, use_bias=False, name=f"{label}_skip")(skip)
+        x = keras.layers.Add(name=f"{label}_sum")([main, skip])
+        x = keras.layers.Rescaling(2.0 ** -0.5, name=label)(x)
+        channels, side, block = out_channels, side // 2, block + 1
+    x = keras.layers.Conv2D(channels, 3, padding="same", name="final_conv")(x)
+    x = keras.layers.LeakyReLU(0.2, name="final_lrelu")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(channels, name="final_dense")(x)
+    features = keras.layers.LeakyReLU(0.2, name="features")(x)
+    logits = keras.layers.Dense(1, dtype="float32", name="logit")(features)
+    return keras.Model(images, [logits, features], name=name)

@@ -12,7 +12,9 @@ CPU-sized departures, each a `--set` away from the paper: latent and w of 128 di
 paper: 512), channels from `base_channels` at the output resolution doubling towards 4x4 up to
 `max_channels` (the paper: 512 up to 64x64), batch 32, and the DCGAN discriminator without
 normalisation (`networks.build_dcgan_discriminator(norm="none")`: R1 needs a critic that treats
-examples independently) instead of StyleGAN2's residual one, and no path-length regularisation
+examples independently) instead of StyleGAN2's residual one (`--set discriminator=resnet`:
+`networks.build_residual_discriminator`, channels from `discriminator_channels` doubling up to
+`max_channels`; the FQ presets then need `--set fq_layer=block1`), and no path-length regularisation
 by default (`--set path_length_weight=2` is the paper's). The R1 weight gamma follows the
 heuristic of StyleGAN2-ADA's released "auto" configuration, `gamma = 0.0002 * side**2 / batch`
 (Karras et al. 2020b), since the papers' gamma = 10 belongs to 1024x1024 FFHQ.
@@ -28,6 +30,7 @@ STYLEGAN_SOURCE = ("Karras et al. 2019 (StyleGAN), appendix C; Karras et al. 202
 BATCH_SIZE = 32
 LEARNING_RATE = 0.002  # StyleGAN2's Adam, both players
 BETA_1, BETA_2 = 0.0, 0.99
+DISCRIMINATORS = ("dcgan", "resnet")
 
 
 def _network(image_shape, base_channels=32, max_channels=128, discriminator_channels=32):
@@ -43,6 +46,9 @@ def _network(image_shape, base_channels=32, max_channels=128, discriminator_chan
         "style": "modulated",
         "noise_inputs": True,
         "discriminator_channels": discriminator_channels,
+        # "dcgan": the DCGAN critic without normalisation; "resnet": StyleGAN2's residual one
+        # (`networks.build_residual_discriminator`, Karras et al. 2020, Figure 7(c)).
+        "discriminator": "dcgan",
     }
 
 
@@ -92,8 +98,16 @@ def _build_networks(network):
         image_shape, int(network["latent_dim"]), int(network["w_dim"]),
         int(network["mapping_layers"]), int(network["base_channels"]),
         int(network["max_channels"]), network["style"], bool(network["noise_inputs"]))
-    discriminator = networks.build_dcgan_discriminator(
-        image_shape, int(network["discriminator_channels"]), norm="none")
+    kind = network.get("discriminator", "dcgan")
+    if kind not in DISCRIMINATORS:
+        raise ValueError(f"`discriminator`={kind!r}: expected one of {DISCRIMINATORS}.")
+    if kind == "resnet":
+        discriminator = networks.build_residual_discriminator(
+            image_shape, int(network["discriminator_channels"]),
+            max(int(network["max_channels"]), int(network["discriminator_channels"])))
+    else:
+        discriminator = networks.build_dcgan_discriminator(
+            image_shape, int(network["discriminator_channels"]), norm="none")
     return generator, discriminator
 
 

@@ -210,6 +210,40 @@ def test_multiscale_flow_factors_out_half_and_is_exact():
         networks.build_glow_flow((28, 28, 1), levels=3)
 
 
+def test_glows_learned_split_prior_is_exact_and_starts_as_the_fixed_prior():
+    images = RNG.normal(size=(2, 8, 8, 1)).astype("float32")
+    settings = dict(levels=2, steps_per_level=1, hidden_channels=4, seed=0)
+    plain = networks.build_glow_flow((8, 8, 1), **settings)
+    learned = networks.build_glow_flow((8, 8, 1), learned_split_prior=True, **settings)
+    plain.build(images.shape)
+    learned.build(images.shape)
+    # The same non-zero trainable weights in both (the fixed permutation and signs of the 1x1
+    # convolutions stay as built); the split prior's convolution stays zero: m = 0, s = 1.
+    rng = np.random.default_rng(1)
+    for plain_weight, learned_weight in zip(plain.trainable_weights, learned.trainable_weights):
+        value = 0.3 * rng.normal(size=plain_weight.shape).astype("float32")
+        plain_weight.assign(value)
+        learned_weight.assign(value)
+    assert not np.any(ops.convert_to_numpy(learned.split_priors[0].kernel))
+    for method in ("forward", "log_det_jacobian"):
+        np.testing.assert_allclose(ops.convert_to_numpy(getattr(learned, method)(images)),
+                                   ops.convert_to_numpy(getattr(plain, method)(images)),
+                                   rtol=1e-6, atol=1e-6)
+    # With a non-zero convolution the factored-out half is (z - m(h)) / s(h), by hand ...
+    rng = np.random.default_rng(2)
+    learned.split_priors[0].set_weights([0.3 * rng.normal(size=w.shape).astype("float32")
+                                         for w in learned.split_priors[0].weights])
+    kept = ops.convert_to_numpy(plain.scales[0].forward(images))  # (2, 4, 4, 4): z | h
+    statistics = ops.convert_to_numpy(learned.split_priors[0](kept[..., 2:]))
+    mean, log_scale = statistics[..., :2], statistics[..., 2:]
+    expected = ((kept[..., :2] - mean) * np.exp(-log_scale)).reshape(2, -1)
+    np.testing.assert_allclose(ops.convert_to_numpy(learned.forward(images))[:, :32], expected,
+                               rtol=1e-5, atol=1e-5)
+    # ... and the log-determinant is that of the whole map, with the inverse exact.
+    assert_log_det_matches_autodiff(learned, images)
+    assert_invertible(learned, images)
+
+
 def test_priors_match_their_closed_forms_and_temperature():
     z = RNG.normal(size=(3, 4, 2)).astype("float64") * 2
     gaussian, logistic = layers.StandardGaussian(), layers.StandardLogistic()

@@ -37,9 +37,9 @@ def _tiny(kind):
         flow = networks.build_realnvp_flow(SHAPE, scales=1, couplings_per_stage=1,
                                            final_couplings=1, hidden_channels=4,
                                            residual_blocks=1)
-    else:
+    else:  # "glow", or "glow_learned_prior": Glow's learned prior of the split-off half
         flow = networks.build_glow_flow(SHAPE, levels=2, steps_per_level=1, hidden_channels=4,
-                                        seed=0)
+                                        seed=0, learned_split_prior=kind == "glow_learned_prior")
     model = FlowModel(flow, layers.StandardGaussian(), image_shape=SHAPE, logit_alpha=0.05,
                       seed=0)
     model(GREY, training=True)  # Glow: the actnorm's data-dependent initialisation
@@ -52,7 +52,7 @@ def _log_prior(kind, z):
     return np.sum(-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi), axis=1)
 
 
-@pytest.mark.parametrize("kind", ["nice", "realnvp", "glow"])
+@pytest.mark.parametrize("kind", ["nice", "realnvp", "glow", "glow_learned_prior"])
 def test_log_likelihood_is_the_change_of_variables_formula(kind):
     model = _tiny(kind)
     _randomize(model.flow)
@@ -109,13 +109,15 @@ def test_fit_logs_nll_and_bits_per_dim():
         assert loss == pytest.approx(nll, rel=1e-5)
 
 
-def test_multiscale_model_round_trips(tmp_path):
-    model = _tiny("glow")
+@pytest.mark.parametrize("kind", ["glow", "glow_learned_prior"])
+def test_multiscale_model_round_trips(tmp_path, kind):
+    model = _tiny(kind)
     _randomize(model.flow)
     path = tmp_path / "flow.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, FlowModel) and loaded.data_kind == "grey256"
+    assert loaded.flow.learned_split_prior == (kind == "glow_learned_prior")
     np.testing.assert_allclose(ops.convert_to_numpy(loaded.dequantized_log_density(GREY, NOISE)),
                                ops.convert_to_numpy(model.dequantized_log_density(GREY, NOISE)),
                                rtol=1e-5)

@@ -16,12 +16,19 @@ features (`evaluation.FIDInceptionV3`, `evaluation.feature_statistics`). `--outp
 after every checkpoint: per model the (hours, epochs, FID) rows. One seed per model here (`--seed`);
 repeat with other seeds to say which is better.
 
+Long-run behaviour (`keras_crvae.jobs.longrun`): the hours are each model's machine hours of
+training, summed over every stretch of its run folder (`sessions.json`, which the gan job writes;
+`history.csv` has `train_hours` per epoch). `--stop_after_minutes=N` (the study's budget) or
+SIGTERM stops the model in training at its next epoch end with its full state (`backup/`:
+weights and both optimizers); rerunning the same command reads the curves back from `--output`,
+resumes that segment and goes on (a model whose hours reached `--budget_hours` is skipped).
+
 Smoke check of the command (minutes): `--budget_hours=0.0001 --epochs_per_checkpoint=1
 --steps_per_epoch=2 --num_samples=60 --num_held_out=60 --precision=float32 --set base_channels=4`.
 """
 
+import json
 import os
-import time
 
 import numpy as np
 from absl import app, flags
@@ -47,6 +54,8 @@ flags.DEFINE_multi_string("set", [], "KEY=VALUE preset overrides for every model
 flags.DEFINE_string("output_dir", "runs/fq_gan", "Run folders, one per model.")
 flags.DEFINE_string("output", "fq_gan.json", "JSON results (rewritten as they come).")
 flags.DEFINE_integer("seed", 0, "Training and sampling seed.")
+flags.DEFINE_float("stop_after_minutes", 0.0, "Stop at the first epoch end after this many "
+                   "minutes of the study (0: no limit); rerun the same command to resume.")
 
 
 def main(argv):
@@ -55,7 +64,11 @@ def main(argv):
 
     from keras_crvae import evaluation, presets, training
     from keras_crvae.io import write_json
+    from keras_crvae.jobs import longrun
     from keras_crvae.jobs.gan import train_gan
+
+    budget = longrun.StudyBudget(FLAGS.stop_after_minutes,
+                                 f"--stop_after_minutes={FLAGS.stop_after_minutes:g}")
 
     models = dict(item.partition("=")[::2] for item in FLAGS.models)
     overrides = presets.parse_overrides(FLAGS.set)
@@ -74,17 +87,35 @@ def main(argv):
                "held_out": f"{FLAGS.faces} (last {len(held_out)} of {len(faces)}, never trained on)",
                "seed": FLAGS.seed,
                "overrides": FLAGS.set, "backend": keras.backend.backend(), "models": {}}
+    if os.path.exists(FLAGS.output):  # a resumed study: its curves so far
+        with open(FLAGS.output) as handle:
+            results["models"] = json.load(handle).get("models", {})
     for name, preset in models.items():
         output_dir = os.path.join(FLAGS.output_dir, name)
         rows = results["models"].setdefault(name, {"preset": preset, "curve": []})["curve"]
-        seconds, epochs = 0.0, 0
-        while seconds < FLAGS.budget_hours * 3600:
-            # A finished run asked for more epochs continues (jobs.runs.plan_run).
-            epochs += FLAGS.epochs_per_checkpoint
+        # Machine hours of training over all the run's stretches; the curve's last checkpoint.
+        epochs = rows[-1]["epochs"] if rows else 0
+        # A segment that was stopped (or trained without its FID yet) is finished first, even
+        # past the budget: every row of the curve is a finished segment with its FID.
+        while (_pending_segment(output_dir, epochs)
+               or longrun.training_seconds_so_far(output_dir) < FLAGS.budget_hours * 3600):
+            if budget.spent():
+                budget.stop(FLAGS.output_dir, f"{name} after epoch {epochs}")
+                return
+            # A finished run asked for more epochs continues (jobs.runs.plan_run); a stopped
+            # one resumes from its backup; a trained one without its FID yet is only loaded.
+            finished_before = epochs + FLAGS.epochs_per_checkpoint <= _trained_epochs(output_dir)
             metrics = train_gan(preset, npz=train_faces, output_dir=output_dir,
-                                epochs=epochs, steps_per_epoch=FLAGS.steps_per_epoch,
-                                seed=FLAGS.seed, verbose=0, **overrides)
-            seconds += metrics["train_seconds"]  # fit() of this segment only
+                                epochs=epochs + FLAGS.epochs_per_checkpoint,
+                                steps_per_epoch=FLAGS.steps_per_epoch, seed=FLAGS.seed,
+                                verbose=0, stop_after_minutes=budget.minutes_left(), **overrides)
+            budget.ran(finished_before)
+            if metrics.get("stopped"):  # at an epoch end; the job told a queue
+                print(f"{name}: stopped after epoch {metrics['completed_epochs']}; rerun the same "
+                      "command to resume.", flush=True)
+                return
+            epochs += FLAGS.epochs_per_checkpoint
+            seconds = longrun.training_seconds_so_far(output_dir)
             model = training.load_model(os.path.join(output_dir, "model.keras"))
             samples = np.concatenate([keras.ops.convert_to_numpy(
                 model.sample(min(250, FLAGS.num_samples - start), seed=FLAGS.seed + start))
@@ -96,6 +127,25 @@ def main(argv):
                          **{key: final[key] for key in ("fq_perplexity", "fq_usage") if key in final}})
             print(f"{name}: {seconds / 3600:.3f} h  FID {fid:.2f}", flush=True)
             write_json(results, FLAGS.output)
+
+
+def _trained_epochs(output_dir):
+    """The epochs of the finished run in `output_dir` (0 without one)."""
+    from keras_crvae.jobs import runs
+
+    record = runs.read_run(output_dir) or {}
+    return int(record.get("completed_epochs", 0)) if record.get("finished") else 0
+
+
+def _pending_segment(output_dir, curve_epochs):
+    """True when `output_dir` holds a segment the curve lacks: a run stopped (or killed) before
+    its segment's end, or one trained beyond the curve's last checkpoint."""
+    from keras_crvae.jobs import runs
+
+    record = runs.read_run(output_dir)
+    if record is None:
+        return False
+    return not record.get("finished") or _trained_epochs(output_dir) > curve_epochs
 
 
 if __name__ == "__main__":
