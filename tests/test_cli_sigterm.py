@@ -2,7 +2,7 @@
 through the real console script.
 
 One tiny run (width 2, 256 images, 2 epochs of 8 steps) is terminated in each phase in turn, by
-the test-only variable `CRVAE_TEST_SIGTERM_AT` (`keras_crvae.jobs.base.enter_phase`: the job sends
+the test-only variable `CRVAE_TEST_SIGTERM_AT` (`keras_crvae.io.enter_phase`: the job sends
 itself SIGTERM as it enters the phase, so no timer races the run), and the same command is rerun
 after each:
 

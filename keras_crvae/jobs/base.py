@@ -30,10 +30,10 @@ to handle: `crvae` turns it into one line and exit status 143 (`keras_crvae.cli.
 folder is what an interrupted call leaves (`runs.kept_or_restored`), which the same command
 resumes.
 
-Test-only hook, not a flag: with the environment variable `CRVAE_TEST_SIGTERM_AT=PHASE` (PHASE one
-of `PHASES`: "training", "saving", "evaluation") the job sends itself SIGTERM as it enters that
-phase, so that the drills (`tests/test_cli_sigterm.py`, `tools/drills.py`) hit each phase
-reliably instead of racing a timer.
+Test-only hook, not a flag: with the environment variable `CRVAE_TEST_SIGTERM_AT=PHASE` (PHASE
+"training", "saving" or "evaluation"; `keras_crvae.io.enter_phase`) the job sends itself SIGTERM
+as it enters that phase, so that the drills (`tests/test_cli_sigterm.py`, `tools/drills.py`) hit
+each phase reliably instead of racing a timer.
 
 A job subclasses `TrainingJob` and fills in the hooks (`configure`, `prepare`, `build_model`,
 `callbacks`, `describe`, `fit`, `report`, `summarize`).
@@ -46,7 +46,6 @@ Arguments every job takes with one meaning: `preset`, `output_dir`, `epochs`, `b
 import contextlib
 import os
 import shutil
-import signal
 import threading
 import time
 import types
@@ -57,20 +56,8 @@ import numpy as np
 from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import distribute, presets
 from keras_crvae import precision as crvae_precision
-from keras_crvae.io import load_model, save_image_grid, save_model, write_json
+from keras_crvae.io import enter_phase, load_model, save_image_grid, save_model, write_json
 from keras_crvae.jobs import longrun, runs
-
-
-# See the module docstring: the phases `CRVAE_TEST_SIGTERM_AT` can name.
-SIGTERM_AT_VARIABLE = "CRVAE_TEST_SIGTERM_AT"
-PHASES = ("training", "saving", "evaluation")
-
-
-def enter_phase(phase):
-    """Marks the start of `phase` (one of `PHASES`): sends this process SIGTERM when the test-only
-    variable `CRVAE_TEST_SIGTERM_AT` names it (see the module docstring); nothing otherwise."""
-    if os.environ.get(SIGTERM_AT_VARIABLE) == phase:
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def say(message, verbose):
