@@ -50,13 +50,9 @@ GIGABYTE = 1024 ** 3
 
 def snapshot(folder):
     """{relative path: sha256} of every file under `folder` ({} when it does not exist)."""
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as handle:
-                files[os.path.relpath(path, folder)] = hashlib.sha256(handle.read()).hexdigest()
-    return files
+    folder = pathlib.Path(folder)
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 def run_state(folder):
