@@ -395,6 +395,9 @@ def run_step(step, directory, timeout):
     stdout_path, stderr_path = directory / ".stdout", directory / ".stderr"
 
     def limit():
+        # Ctrl-C must reach the command as at a terminal: a shell's background job starts with
+        # SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         if step.file_size_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (step.file_size_limit,) * 2)
 
@@ -492,6 +495,8 @@ def main(argv=None):
     parser.add_argument("--mnist", default=str(ROOT.parent / "shared" / "data" / "mnist.npz")
                         + ":x_test", help="MNIST .npz[:KEY] for the evaluate memory drill")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per command")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the rows of the scenarios not run from OUTPUT_DIR/drills.json")
     args = parser.parse_args(argv)
     output_dir = pathlib.Path(args.output_dir).resolve()
     work = output_dir / "work"
@@ -508,6 +513,12 @@ def main(argv=None):
         if scenario.name == "baseline" and rows:
             continue
         rows += run_scenario(scenario, work, baseline, args.timeout)
+    if args.update and (output_dir / "drills.json").exists():
+        ran = {row["scenario"] for row in rows}
+        earlier = json.loads((output_dir / "drills.json").read_text())["rows"]
+        order = [scenario.name for scenario in scenarios(args)]
+        rows = sorted([row for row in earlier if row["scenario"] not in ran] + rows,
+                      key=lambda row: order.index(row["scenario"]))  # stable: steps keep order
     machine = (f"{platform.node()}: {os.cpu_count()} CPUs, load average "
                f"{', '.join(f'{value:.1f}' for value in os.getloadavg())} at the end, Python "
                f"{platform.python_version()}")
