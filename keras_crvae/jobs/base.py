@@ -270,46 +270,27 @@ class TrainingJob:
             return self._finish(model, self.recorded_fit(record),
                                 float(record.get("train_seconds", 0.0)))
 
-        # Every setting has passed the builders' checks: only now does the folder change.
-        if self.fresh or not self.resumable:  # a job that cannot resume restarts from epoch 0
-            if runs.set_aside(self.output_dir):
-                say(f"The run that was in {self.output_dir} is kept in "
-                    f"{os.path.join(self.output_dir, runs.PREVIOUS_DIR)}/ until this one "
-                    + ("has backed up its first epoch" if self.resumable else "is trained")
-                    + " (and put back if this one stops before)", self.verbose)
-        os.makedirs(self.output_dir, exist_ok=True)
-        runs.write_run(self.output_dir, self.preset, self.settings, plan.initial_epoch,
-                       data=self.data_spec, trained=plan.action == "continue",
-                       precision=self.precision)
-
+        # Every setting has passed the builders' checks: only now does the folder change. From
+        # the first change until training has something to resume from, an error or an interrupt
+        # (Ctrl-C, SIGTERM) puts the folder back as it was (`runs.kept_or_restored`).
         backup_dir = os.path.join(self.output_dir, runs.BACKUP_DIR)
-        callbacks = [crvae_callbacks.NaNGuard()]
-        if self.resumable:  # kept when fit returns: a stopped run resumes from it
-            callbacks.append(crvae_callbacks.AtomicBackupAndRestore(backup_dir,
-                                                                    delete_checkpoint=False))
-            callbacks.append(DiscardPreviousRun(self.output_dir))  # after the first backup
-        callbacks += self.callbacks() + [budget]
-        if plan.message:
-            say(plan.message, self.verbose)
-        say(self.describe(), self.verbose)
-        requested = self.config.training.precision
-        say(f"Precision: {crvae_precision.describe(requested, self.precision)}", self.verbose)
-        start = time.time()
-        with runs.kept_or_restored(self.output_dir, created_output_dir), \
-                self._stop_on_sigterm(budget):
-            enter_phase("training")
-            history = self.fit(model, callbacks,
-                               plan.initial_epoch if plan.action == "continue" else 0)
-            train_seconds = time.time() - start
-            if not budget.reached:  # model.keras first, then the backup goes
-                enter_phase("saving")
-                save_model(model, model_path)
-                fit_record = self.fit_record(history)
-                runs.write_run(self.output_dir, self.preset, self.settings, self.total_epochs,
-                               data=self.data_spec, trained=True, precision=self.precision,
-                               train_seconds=round(train_seconds, 2),
-                               epochs_this_run=len(getattr(history, "epoch", ())),
-                               **({} if fit_record is None else {"fit_record": fit_record}))
+        with runs.kept_or_restored(self.output_dir, created_output_dir):
+            callbacks = self._open_run(plan, budget, backup_dir)
+            start = time.time()
+            with self._stop_on_sigterm(budget):
+                enter_phase("training")
+                history = self.fit(model, callbacks,
+                                   plan.initial_epoch if plan.action == "continue" else 0)
+                train_seconds = time.time() - start
+                if not budget.reached:  # model.keras first, then the backup goes
+                    enter_phase("saving")
+                    save_model(model, model_path)
+                    fit_record = self.fit_record(history)
+                    runs.write_run(self.output_dir, self.preset, self.settings, self.total_epochs,
+                                   data=self.data_spec, trained=True, precision=self.precision,
+                                   train_seconds=round(train_seconds, 2),
+                                   epochs_this_run=len(getattr(history, "epoch", ())),
+                                   **({} if fit_record is None else {"fit_record": fit_record}))
         if budget.reached:
             runs.write_run(self.output_dir, self.preset, self.settings, budget.epochs_done,
                            data=self.data_spec, trained=False, precision=self.precision)
@@ -327,6 +308,32 @@ class TrainingJob:
             return stopped_result(self.preset, self.output_dir, "SIGTERM", self.total_epochs,
                                   self.total_epochs)
         return self._finish(model, history, train_seconds)
+
+    def _open_run(self, plan, budget, backup_dir):
+        """The folder's first changes (`previous/` for a fresh start, run.json) and the
+        callbacks of `fit`; says what is about to run."""
+        if self.fresh or not self.resumable:  # a job that cannot resume restarts from epoch 0
+            if runs.set_aside(self.output_dir):
+                say(f"The run that was in {self.output_dir} is kept in "
+                    f"{os.path.join(self.output_dir, runs.PREVIOUS_DIR)}/ until this one "
+                    + ("has backed up its first epoch" if self.resumable else "is trained")
+                    + " (and put back if this one stops before)", self.verbose)
+        os.makedirs(self.output_dir, exist_ok=True)
+        runs.write_run(self.output_dir, self.preset, self.settings, plan.initial_epoch,
+                       data=self.data_spec, trained=plan.action == "continue",
+                       precision=self.precision)
+        callbacks = [crvae_callbacks.NaNGuard()]
+        if self.resumable:  # kept when fit returns: a stopped run resumes from it
+            callbacks.append(crvae_callbacks.AtomicBackupAndRestore(backup_dir,
+                                                                    delete_checkpoint=False))
+            callbacks.append(DiscardPreviousRun(self.output_dir))  # after the first backup
+        callbacks += self.callbacks() + [budget]
+        if plan.message:
+            say(plan.message, self.verbose)
+        say(self.describe(), self.verbose)
+        requested = self.config.training.precision
+        say(f"Precision: {crvae_precision.describe(requested, self.precision)}", self.verbose)
+        return callbacks
 
     def _finish(self, model, history, train_seconds):
         """The final evaluation of a trained (saved) model: metrics.json, then run.json
