@@ -75,6 +75,8 @@ import tempfile
 
 import numpy as np
 
+from keras_crvae.io import enter_phase
+
 # The mapping from a model's `decoder_outputs` kind to images in its `image_range`. New model kinds
 # plug in here (one entry), and every signature follows.
 DECODER_OUTPUT_KINDS = ("logits", "images")
@@ -461,6 +463,7 @@ def export_saved_model(model, path, version=1, overwrite=False, verbose=False):
     staging = tempfile.mkdtemp(prefix=f".tmp-{int(version)}-", dir=base)
     previous = None
     try:
+        enter_phase("export")  # the drills' SIGTERM hook (keras_crvae.io)
         archive.write_out(staging, verbose=verbose)
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
         with open(os.path.join(staging, METADATA_FILE), "w") as handle:

@@ -1,13 +1,30 @@
 """Atomic file writing, `.keras` model files and image grids (PNG) shared by the callbacks, the jobs,
-the CLI and the tools."""
+the CLI and the tools; and `enter_phase`, the drills' test-only SIGTERM hook."""
 
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 
 import numpy as np
+
+# Test-only, not a flag: `CRVAE_TEST_SIGTERM_AT=PHASE` makes the process send itself SIGTERM as it
+# enters PHASE, so that the drills hit a phase reliably instead of racing a timer.
+SIGTERM_AT_VARIABLE = "CRVAE_TEST_SIGTERM_AT"
+# training, saving, evaluation: `jobs.base.TrainingJob.run`; export: `export.export_saved_model`.
+PHASES = ("training", "saving", "evaluation", "export")
+
+
+def enter_phase(phase):
+    """Marks the start of `phase` (one of `PHASES`): sends this process SIGTERM when the test-only
+    variable `CRVAE_TEST_SIGTERM_AT` names it; does nothing otherwise (the only cost of the hook
+    in normal use is one environment lookup per phase)."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
+    if os.environ.get(SIGTERM_AT_VARIABLE) == phase:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,13 @@ TINY = ["--set", "base_channels=2", "--set", "latent_channels=8", "--batch_size=
         "--nll_samples=2", "--nll_images=8", "--eval_data=eval.npz"]
 
 
+def default_sigint():
+    """`preexec_fn` of a command that will get Ctrl-C: a shell's background job (CI, `cmd &`)
+    starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler, so the
+    interrupt would be lost and the drill skipped."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def crvae(*args, cwd, timeout=300):
     return subprocess.run([*COMMAND, *args], cwd=cwd, env=ENV, capture_output=True, text=True,
                           timeout=timeout)
@@ -281,7 +288,7 @@ def test_ctrl_c_then_rerun_resumes(workdir):
     # quiet CPU once finished its epochs before the signal arrived).
     args = ["train", "--data=train.npz", "--output_dir=run", "--epochs=16", *TINY]
     process = subprocess.Popen([*COMMAND, *args], cwd=workdir, env=ENV, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     history = workdir / "run" / "history.csv"
     deadline = time.time() + 240
     while not history.exists() and process.poll() is None and time.time() < deadline:

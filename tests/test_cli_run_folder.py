@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from test_cli_drills import COMMAND, ENV, assert_usage_error, crvae, write_mnist_npz
+from test_cli_drills import (COMMAND, ENV, assert_usage_error, crvae, default_sigint,
+                              write_mnist_npz)
 
 # --nll_samples is not a setting of the run: the killed run and its rerun are the same command.
 TINY = ["--data=train.npz", "--output_dir=run", "--epochs=1", "--set", "base_channels=2",
@@ -39,7 +40,7 @@ def snapshot(folder):
 
 def start(args, cwd):
     return subprocess.Popen([*COMMAND, *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def wait_for(condition, process, seconds=240):

@@ -123,8 +123,12 @@ def test_a_trained_run_without_metrics_finishes_its_evaluation(tmp_path):
     assert (plan.action, plan.initial_epoch) == ("evaluate", 6)
     assert "final evaluation did not finish" in plan.message
     assert runs.plan_run(str(directory), PRESET, settings(), 9).action == "continue"
-    # A job that cannot resume retrains.
-    assert runs.plan_run(str(directory), PRESET, settings(), 6, resumable=False).action == "start"
+    # A job that cannot resume a killed training (Two-Stage, sprites) also finishes the
+    # evaluation instead of retraining; asked for more epochs, it retrains.
+    plan = runs.plan_run(str(directory), PRESET, settings(), 6, resumable=False)
+    assert (plan.action, plan.initial_epoch) == ("evaluate", 6)
+    plan = runs.plan_run(str(directory), PRESET, settings(), 9, resumable=False)
+    assert plan.action == "start" and "retrains (9 epochs)" in plan.message
 
 
 def test_fresh_sets_a_run_aside_and_puts_it_back(tmp_path):

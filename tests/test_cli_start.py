@@ -93,3 +93,39 @@ def test_import_registers_the_classes_whatever_the_program_name(tmp_path):
         """, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == type(model).__name__
+
+
+def test_fid_weights_reads_the_archive_before_tensorflow(tmp_path):
+    """`crvae fid-weights` refuses an archive whose pickle asks for a global that runs code, and
+    one that is not the FID Inception's, with TensorFlow not loaded and nothing executed."""
+    result = python("""
+        import os
+        import pickle
+        import sys
+        import zipfile
+
+        import crvae_cli
+
+        class Evil:
+            def __reduce__(self):
+                return os.system, ("touch ran",)
+
+        with zipfile.ZipFile("evil.pt", "w") as archive:
+            archive.writestr("archive/data.pkl", pickle.dumps(Evil(), protocol=2))
+        with zipfile.ZipFile("other.pt", "w") as archive:  # a plain dict: no Inception tensors
+            archive.writestr("archive/data.pkl", pickle.dumps({"weight": 1.0}, protocol=2))
+        statuses = [crvae_cli.main(["crvae", "fid-weights", f"--archive={name}",
+                                    "--output=w.weights.h5"]) for name in ("evil.pt", "other.pt")]
+        print("STATUSES", statuses)
+        print("HEAVY", sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+        print("RAN", os.path.exists("ran"), os.path.exists("w.weights.h5"))
+        """, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines()
+                 if line.split(" ", 1)[0] in ("STATUSES", "HEAVY", "RAN"))
+    assert lines == {"STATUSES": "[2, 2]", "HEAVY": "[]", "RAN": "False False"}, result.stdout
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 2 and "Traceback" not in result.stderr, result.stderr
+    assert errors[0].startswith("crvae fid-weights: error: --archive=evil.pt: ")
+    assert "os.system" in errors[0] or "posix.system" in errors[0], errors[0]
+    assert errors[1].startswith("crvae fid-weights: error: --archive=other.pt: "), errors[1]

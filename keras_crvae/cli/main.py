@@ -17,7 +17,10 @@ not what it should be) ends the command with exit status 2 and one line,
 `crvae COMMAND: error: --flag=value: what is expected`, before any work starts. Flags, data files and
 output paths are checked before TensorFlow is imported, so such errors come back in a fraction of a
 second. A Python traceback appears only with `--verbose` or for a bug in the library. Ctrl-C ends
-with exit status 130 and one line.
+with exit status 130 and one line; SIGTERM (`kill PID`, a scheduler's preemption) with 143 and one
+line, except while `crvae train` runs the epochs of a resumable job, where it stops the run at the
+epoch's end and exits 0 (`keras_crvae.jobs.longrun.stop_on_sigterm`). Either way the output folder
+is left for the same command to resume (`keras_crvae.jobs.base`).
 
 Each command is a module of this package with `check()` (before TensorFlow; returns what `run`
 needs) and `run(checked)` (returns the exit status).
@@ -26,7 +29,9 @@ needs) and `run(checked)` (returns the exit status).
 import errno
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from absl import flags as absl_flags
 
@@ -48,6 +53,7 @@ USAGE = (
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
 # "No space left on device", "File too large" (a file-size limit), "Disk quota exceeded".
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
@@ -89,9 +95,35 @@ def _main(argv):
     return _run(command, args)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds the command as Ctrl-C's KeyboardInterrupt does (a BaseException,
+    so that no `except Exception` of the library swallows it), releasing the folder's lock and
+    leaving what `runs.kept_or_restored` leaves."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _raise_on_sigterm():
+    """Installs `_terminate` for SIGTERM (main thread only); returns the handler it replaced, or
+    None when none was installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    return signal.SIG_DFL if previous is None else previous
+
+
+def _quiet_tensorflow_exit():
+    # A step cut short leaves half-built graph objects whose garbage collection at exit makes
+    # TensorFlow log a dozen "Object was never used" lines: not the user's business.
+    logging.getLogger("tensorflow").setLevel(logging.CRITICAL + 1)
+
+
 def _run(command, args):
     """Parses, checks and runs one command; returns the exit status (see the module docstring)."""
     verbose = False
+    previous_handler = _raise_on_sigterm()
     try:
         parse(command, args[1:])
         verbose = FLAGS.verbose
@@ -102,12 +134,13 @@ def _run(command, args):
     except UsageError as error:
         print(f"crvae {command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as interruption:
         if not verbose:
-            # A step cut short leaves half-built graph objects whose garbage collection at exit
-            # makes TensorFlow log a dozen "Object was never used" lines: not the user's business.
-            logging.getLogger("tensorflow").setLevel(logging.CRITICAL + 1)
+            _quiet_tensorflow_exit()
         hint = "; rerun the same command to resume" if command == "train" else ""
+        if isinstance(interruption, Terminated):
+            print(f"\ncrvae {command}: terminated (SIGTERM){hint}", file=sys.stderr)
+            return EXIT_TERMINATED
         print(f"\ncrvae {command}: interrupted{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except FloatingPointError as error:  # NaN guard: the run diverged (a fact, not a typo)
@@ -137,3 +170,5 @@ def _run(command, args):
         return EXIT_FAILED
     finally:
         runs.release_locks()  # `crvae train`'s output folder (taken by its checks)
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)

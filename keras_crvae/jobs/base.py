@@ -21,9 +21,23 @@ Every job (`vae`, `two_stage`, `gan`, `disentangling`) runs the same steps (`Tra
     save         `model.keras` atomically, `run.json` trained, then the backup goes; or, when
                  stopped, `run.json` with the epochs done and the backup kept, so the next call
                  resumes (`longrun.report_stop` tells a queue); either way the stretch's record
-                 (epochs, seconds, backend, load) is appended to `sessions.json`
+                 (epochs, seconds, backend, load) is appended to `sessions.json`. A SIGTERM during
+                 the last epoch or the save stops here: trained and saved, the final evaluation
+                 left to the next call
     report       the job's images and metrics, `metrics.json`, then `run.json` finished (a run
-                 interrupted before that is evaluated again by the next call), a few summary lines
+                 interrupted before that is evaluated again by the next call, from model.keras
+                 and what `fit_record` kept in run.json: every job, resumable or not), a few
+                 summary lines
+
+SIGTERM outside `fit`'s epochs (while scoring, or in a job that cannot resume) is the caller's
+to handle: `crvae` turns it into one line and exit status 143 (`keras_crvae.cli.main`), and the
+folder is what an interrupted call leaves (`runs.kept_or_restored`), which the same command
+resumes.
+
+Test-only hook, not a flag: with the environment variable `CRVAE_TEST_SIGTERM_AT=PHASE` (PHASE
+"training", "saving" or "evaluation"; `keras_crvae.io.enter_phase`) the job sends itself SIGTERM
+as it enters that phase, so that the drills (`tests/test_cli_sigterm.py`, `tools/drills.py`) hit
+each phase reliably instead of racing a timer.
 
 A job subclasses `TrainingJob` and fills in the hooks (`configure`, `prepare`, `build_model`,
 `callbacks`, `describe`, `fit`, `report`, `summarize`).
@@ -46,7 +60,7 @@ import numpy as np
 from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import distribute, presets
 from keras_crvae import precision as crvae_precision
-from keras_crvae.io import load_model, save_image_grid, save_model, write_json
+from keras_crvae.io import enter_phase, load_model, save_image_grid, save_model, write_json
 from keras_crvae.jobs import longrun, runs
 
 
@@ -174,6 +188,21 @@ class TrainingJob:
     def summarize(self, metrics):
         """A few lines of `metrics` (printed when `verbose`)."""
 
+    def fit_record(self, history):
+        """What `report` needs of `fit`'s result beyond history.csv, JSON-ready, or None (the
+        default: history.csv holds it all). Kept in run.json once the model is saved, so that an
+        interrupted final evaluation is finished without retraining (`recorded_fit`)."""
+        return None
+
+    def recorded_fit(self, record):
+        """What `report` gets for `fit`'s result when the next call finishes an interrupted final
+        evaluation: `record` is run.json. Default: `recorded_history` (history.csv), carrying the
+        `fit_record` entries as attributes."""
+        history = recorded_history(self.output_dir, record.get("epochs_this_run", 0))
+        for key, value in (record.get("fit_record") or {}).items():
+            setattr(history, key, value)
+        return history
+
     # --- the skeleton ---
 
     def _budget(self):
@@ -253,10 +282,53 @@ class TrainingJob:
         if plan.action == "evaluate":  # trained; the final evaluation was cut short
             say(plan.message, self.verbose)
             record = runs.read_run(self.output_dir) or {}
-            history = recorded_history(self.output_dir, record.get("epochs_this_run", 0))
-            return self._finish(model, history, float(record.get("train_seconds", 0.0)))
+            return self._finish(model, self.recorded_fit(record),
+                                float(record.get("train_seconds", 0.0)))
 
-        # Every setting has passed the builders' checks: only now does the folder change.
+        # Every setting has passed the builders' checks: only now does the folder change. From
+        # the first change until training has something to resume from, an error or an interrupt
+        # (Ctrl-C, SIGTERM) puts the folder back as it was (`runs.kept_or_restored`).
+        backup_dir = os.path.join(self.output_dir, runs.BACKUP_DIR)
+        with runs.kept_or_restored(self.output_dir, created_output_dir):
+            callbacks = self._open_run(plan, budget, backup_dir)
+            start = time.time()
+            with self._stop_on_sigterm(budget), self._recorded_stretch(plan.initial_epoch):
+                enter_phase("training")
+                history = self.fit(model, callbacks,
+                                   plan.initial_epoch if plan.action == "continue" else 0)
+                train_seconds = time.time() - start
+                if not budget.reached:  # model.keras first, then the backup goes
+                    enter_phase("saving")
+                    save_model(model, model_path)
+                    fit_record = self.fit_record(history)
+                    runs.write_run(self.output_dir, self.preset, self.settings, self.total_epochs,
+                                   data=self.data_spec, trained=True, precision=self.precision,
+                                   train_seconds=round(train_seconds, 2),
+                                   epochs_this_run=len(getattr(history, "epoch", ())),
+                                   **({} if fit_record is None else {"fit_record": fit_record}))
+        if budget.reached:
+            runs.write_run(self.output_dir, self.preset, self.settings, budget.epochs_done,
+                           data=self.data_spec, trained=False, precision=self.precision)
+            longrun.report_stop(self.output_dir, budget.reason)
+            say(f"Stopped by {budget.reason} after epoch {budget.epochs_done} of "
+                f"{self.total_epochs}; the run is kept in {self.output_dir} (backup/): rerun the "
+                "same command to resume.", self.verbose)
+            return stopped_result(self.preset, self.output_dir, budget.reason,
+                                  budget.epochs_done, self.total_epochs)
+        runs.discard_previous(self.output_dir)
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        if budget.stop_requested:  # SIGTERM in the last epoch or while saving: stop before scoring
+            longrun.report_stop(self.output_dir, "SIGTERM")
+            say(f"Stopped by SIGTERM after training ({runs.epochs_text(self.total_epochs)}); "
+                f"{model_path} is saved: rerun the same command to finish the final evaluation.",
+                self.verbose)
+            return stopped_result(self.preset, self.output_dir, "SIGTERM", self.total_epochs,
+                                  self.total_epochs)
+        return self._finish(model, history, train_seconds)
+
+    def _open_run(self, plan, budget, backup_dir):
+        """The folder's first changes (`previous/` for a fresh start, run.json) and the
+        callbacks of `fit`; says what is about to run."""
         if self.fresh or not self.resumable:  # a job that cannot resume restarts from epoch 0
             if runs.set_aside(self.output_dir):
                 say(f"The run that was in {self.output_dir} is kept in "
@@ -267,8 +339,6 @@ class TrainingJob:
         runs.write_run(self.output_dir, self.preset, self.settings, plan.initial_epoch,
                        data=self.data_spec, trained=plan.action == "continue",
                        precision=self.precision)
-
-        backup_dir = os.path.join(self.output_dir, runs.BACKUP_DIR)
         callbacks = [crvae_callbacks.NaNGuard()]
         if self.resumable:  # kept when fit returns: a stopped run resumes from it
             callbacks.append(crvae_callbacks.AtomicBackupAndRestore(backup_dir,
@@ -285,34 +355,12 @@ class TrainingJob:
         say(self.describe(), self.verbose)
         requested = self.config.training.precision
         say(f"Precision: {crvae_precision.describe(requested, self.precision)}", self.verbose)
-        start = time.time()
-        with runs.kept_or_restored(self.output_dir, created_output_dir), \
-                self._stop_on_sigterm(budget), self._recorded_stretch(plan.initial_epoch):
-            history = self.fit(model, callbacks,
-                               plan.initial_epoch if plan.action == "continue" else 0)
-            train_seconds = time.time() - start
-            if not budget.reached:  # model.keras first, then the backup goes
-                save_model(model, model_path)
-                runs.write_run(self.output_dir, self.preset, self.settings, self.total_epochs,
-                               data=self.data_spec, trained=True, precision=self.precision,
-                               train_seconds=round(train_seconds, 2),
-                               epochs_this_run=len(getattr(history, "epoch", ())))
-        if budget.reached:
-            runs.write_run(self.output_dir, self.preset, self.settings, budget.epochs_done,
-                           data=self.data_spec, trained=False, precision=self.precision)
-            longrun.report_stop(self.output_dir, budget.reason)
-            say(f"Stopped by {budget.reason} after epoch {budget.epochs_done} of "
-                f"{self.total_epochs}; the run is kept in {self.output_dir} (backup/): rerun the "
-                "same command to resume.", self.verbose)
-            return stopped_result(self.preset, self.output_dir, budget.reason,
-                                  budget.epochs_done, self.total_epochs)
-        runs.discard_previous(self.output_dir)
-        shutil.rmtree(backup_dir, ignore_errors=True)
-        return self._finish(model, history, train_seconds)
+        return callbacks
 
     def _finish(self, model, history, train_seconds):
         """The final evaluation of a trained (saved) model: metrics.json, then run.json
         `finished`. Interrupted, the next `run` does it again from model.keras."""
+        enter_phase("evaluation")
         metrics = self.report(model, history, train_seconds)
         metrics.setdefault("precision", self.precision)
         write_json(metrics, os.path.join(self.output_dir, "metrics.json"))

@@ -15,7 +15,8 @@ reconstructions.png, traversals.png (rows = latents by KL, `LatentTraversal`).
 same budget (docs/disentanglement.md); the run then finishes and is scored.
 
 Rerunning on the same `output_dir` follows `keras_crvae.jobs.runs` without resuming: a finished run is
-"already trained", another preset's run or other settings are refused, an unfinished one restarts.
+"already trained", another preset's run or other settings are refused, an unfinished one restarts,
+and a trained one whose scoring was cut short is scored (the steps it trained are kept in run.json).
 """
 
 import dataclasses
@@ -133,11 +134,19 @@ class DisentanglingJob(base.TrainingJob):
                          callbacks=callbacks, shuffle=False,  # each batch is a fresh draw
                          verbose=self.verbose)
 
+    def train_steps(self, history):
+        """The training steps `fit` ran (the step-end budget may stop mid-epoch)."""
+        if self.training_budget is not None:
+            return int(self.training_budget.steps)
+        return int(getattr(history, "train_steps", self.steps_per_epoch * len(history.epoch)))
+
+    def fit_record(self, history):
+        return {"train_steps": self.train_steps(history)}
+
     def report(self, model, history, train_seconds):
         output_dir, config, seed = self.output_dir, self.config, self.seed
         batch = config.training.batch_size
-        steps = (self.training_budget.steps if self.training_budget is not None
-                 else self.steps_per_epoch * len(history.epoch))
+        steps = self.train_steps(history)
         save_image_grid(keras.ops.convert_to_numpy(model.sample(64, seed=seed)),
                         os.path.join(output_dir, "samples.png"))
         base.save_reconstruction_grid(model, self.grid_images,

@@ -162,8 +162,11 @@ def stop_on_sigterm(budget):
     """While the block runs (`fit`), SIGTERM (`kill PID`) sets `budget.stop_requested` (a `TimeBudget`),
     which stops training at the end of the current epoch, as the time budget does.
 
-    During the last epoch there is nothing to stop: the run finishes. A second SIGTERM ends the
-    process as usual (a per-epoch `backup/` keeps the state of the last finished epoch). Python
+    During the last epoch there is no epoch end to stop at: `fit` finishes, and the caller reads
+    `budget.stop_requested` (`jobs.base.TrainingJob` then saves the model and stops before its
+    final evaluation). A second SIGTERM gets the handler that was there before (the process ends,
+    or the `crvae` command's one line and exit status 143; a per-epoch `backup/` keeps the state
+    of the last finished epoch). Python
     installs signal handlers in the main thread only; elsewhere the block runs without one. The
     previous handler is restored when the block ends.
     """

@@ -19,7 +19,8 @@ ends, the number of epochs completed. Running a job again on the same folder the
     a finished run of N < --epochs        "continuing from epoch N to M": model.keras (optimizer
                                           state and LR schedule included) trains on
     a trained run whose final evaluation  "finishing the final evaluation": model.keras is loaded
-    was interrupted                       and scored; nothing is retrained (resumable jobs)
+    was interrupted                       and scored; nothing is retrained (every job, also those
+                                          that cannot resume a killed training)
 
 A run is `finished` in run.json only once its metrics.json is written; `trained` says model.keras
 holds the weights after `completed_epochs` epochs. `history.csv` keeps one row per epoch across
@@ -69,8 +70,9 @@ class RunPlan:
     """What a job does with its output folder.
 
     Attributes:
-        action: "start", "resume" (a killed run's backup), "continue" (a finished run, more epochs)
-            or "done" (a finished run with at least the epochs asked for).
+        action: "start", "resume" (a killed run's backup), "continue" (a finished run, more epochs),
+            "evaluate" (a trained run whose final evaluation was cut short) or "done" (a
+            finished run with at least the epochs asked for).
         initial_epoch: int, the epoch training starts at (0 for "start").
         message: str, one line for the user ("" for a plain start).
     """
@@ -215,13 +217,17 @@ def plan_run(output_dir, preset, settings, epochs, fresh=False, resumable=True):
                                        f"this job cannot continue one, so it retrains ({epochs_text(epochs)})")
         return RunPlan("continue", done, f"continuing from epoch {done} to {epochs}")
     restored = backup_epoch(output_dir) if resumable else None
-    if (previous.get("trained") and resumable and done >= 1
+    if (previous.get("trained") and done >= 1
             and os.path.exists(os.path.join(output_dir, "model.keras"))
             and (restored is None or restored <= done)):
-        if epochs <= done:  # killed or interrupted while model.keras was scored
+        if epochs <= done:  # killed or interrupted while model.keras was scored (any job)
             return RunPlan("evaluate", done,
                            f"{output_dir} holds a run trained for {epochs_text(done)} whose final "
                            "evaluation did not finish: finishing it (nothing is retrained)")
+        if not resumable:
+            return RunPlan("start", 0, f"{output_dir} holds a run of {epochs_text(done)}; this "
+                                       "job cannot continue one, so it retrains "
+                                       f"({epochs_text(epochs)})")
         return RunPlan("continue", done, f"continuing from epoch {done} to {epochs}")
     if restored is not None:
         if restored >= epochs:

@@ -3,7 +3,9 @@
 Stage 1 (the image VAE) trains on the images, then stage 2 (a VAE on the latents) on latents of the
 frozen stage-1 posterior (`fit_two_stage`). The job cannot resume mid-way: an unfinished run
 restarts, a finished one with at least the epochs asked for is "already trained"
-(`keras_crvae.jobs.runs`), so it takes no `stop_after_minutes`.
+(`keras_crvae.jobs.runs`), so it takes no `stop_after_minutes`. A trained run whose final
+evaluation was cut short is scored by the next call without retraining (`fit_two_stage`'s result
+is kept in run.json).
 
 Outputs in `output_dir`: `model.keras`, `samples.png` (stage-2 samples), `samples_stage1.png`,
 `reconstructions.png`, `history_stage1.csv`, `history_stage2.csv`, `run.json`, `metrics.json` (gamma
@@ -129,6 +131,12 @@ class TwoStageJob(base.TrainingJob):
                 os.path.join(self.output_dir, "history_stage1.csv"))],
             stage2_callbacks=[crvae_callbacks.EpochHistory(
                 os.path.join(self.output_dir, "history_stage2.csv"))])
+
+    def fit_record(self, history):
+        return history  # `fit_two_stage`'s dict: both histories, gamma per epoch, seconds
+
+    def recorded_fit(self, record):
+        return record["fit_record"]
 
     def report(self, model, run, train_seconds):
         from keras_crvae.evaluation import two_stage_diagnostics as diagnostics
