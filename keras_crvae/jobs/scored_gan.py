@@ -36,6 +36,7 @@ Features: `keras_crvae.evaluation.FIDInceptionV3` (the standard Inception, docs/
 `feature_extractor` is given (tests use a toy network; such numbers are not FIDs).
 """
 
+import contextlib
 import hashlib
 import os
 import time
@@ -292,6 +293,12 @@ class ScoredGANJob(gan.GANJob):
                                     start=stretch.start, label=stretch.label)
         self.last_budget = budget
         return budget
+
+    def _recorded_stretch(self, first_epoch):
+        # `TrainingStretches` keeps this stretch's record in sessions.json up to date at every
+        # epoch end (with machine and CPU seconds); the base job's record at the stretch's end
+        # would list the stretch twice.
+        return contextlib.nullcontext()
 
 
 def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_every=5,
