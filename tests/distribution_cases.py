@@ -1,7 +1,7 @@
 """Distribution checks run in a fresh process with two logical CPU devices; prints one JSON line.
 
     python tests/distribution_cases.py CASE [CASE ...]    -> {"CASE": result, ...}
-        (CASE: vae | vaegan_threshold | crvaegan | train | wgan_gp | crvaegan_wgan_gp | stage2)
+        (CASE: vae | vaegan_threshold | train | wgan_gp | crvaegan_wgan_gp | stage2)
 
 `tf.config.set_logical_device_configuration` must run before TensorFlow initialises its devices,
 so `tests/test_distribution.py` runs the cases in a subprocess of their own (all in one: TensorFlow
@@ -14,7 +14,7 @@ For the two runs to compute the same thing, no per-example quantity may depend o
 is split:
 - BatchNorm: `synchronized_batch_norm=True` (global-batch statistics).
 - Noise: `keras_crvae.distribute.replica_normal` hands each replica its rows of the one-device draw,
-  so drawn noise matches (cases `vae`, `crvaegan`); `vaegan_threshold` passes the noise explicitly
+  so drawn noise matches (cases `vae`, `crvaegan_wgan_gp`); `vaegan_threshold` passes the noise explicitly
   (`{"images", "posterior_noise", "prior_noise"}` batches).
 - The discriminator: `dropout_rate=0` and `minibatch_kernels=0` (dropout masks and minibatch
   features are per replica by nature).
@@ -223,24 +223,6 @@ def case_vaegan_threshold():
     return result
 
 
-def case_crvaegan():
-    """CRVAEGAN with the spectral-norm discriminator and its Q head, drawn noise, 2 steps of 8."""
-    def build():
-        encoder = networks.build_image64_encoder("recurrent", **GAN_SIZE)
-        decoder = networks.build_image64_decoder("recurrent", **GAN_SIZE)
-        discriminator = networks.build_image64_discriminator(
-            base_channels=4, latent_channels=8, dropout_rate=0.0, minibatch_kernels=0,
-            synchronized_batch_norm=True)
-        model = models.CRVAEGAN(encoder, decoder, discriminator, seed=3,
-                                kl_weight=[3e-4, 3e-4, 2e-4, 2e-4])
-        model.compile(MultiplierAdam(0.1, epsilon=ADAM_EPSILON),
-                      ThresholdedAdam(0.1, threshold=0.9, epsilon=ADAM_EPSILON), jit_compile=False)
-        return model
-
-    images = np.random.default_rng(0).uniform(-1, 1, (2, 8, 64, 64, 3)).astype("float32")
-    return printable(train_both(build, list(images)))
-
-
 def case_stage2():
     """Stage2 (32 -> 64) on a frozen tiny VAE-GAN: synchronized BatchNorm in G and D, drawn noise,
     the random-VGG16 perceptual term, one step of 8 at LR 0.01.
@@ -352,7 +334,7 @@ def case_train():
 
 
 CASES = {"vae": case_vae, "train": case_train, "vaegan_threshold": case_vaegan_threshold,
-         "crvaegan": case_crvaegan, "wgan_gp": case_wgan_gp,
+         "wgan_gp": case_wgan_gp,
          "crvaegan_wgan_gp": case_crvaegan_wgan_gp, "stage2": case_stage2}
 
 

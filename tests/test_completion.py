@@ -124,7 +124,8 @@ def test_mask_errors_are_clear():
         completion.complete(model, x, "centre", steps=0)
 
 
-@pytest.mark.parametrize("latent", ["dense", "recurrent"])
+@pytest.mark.parametrize("latent", [  # JAX: the recurrent one (tests/conftest.py)
+    pytest.param("dense", marks=pytest.mark.tensorflow_variant), "recurrent"])
 def test_gan_models_use_their_discriminator_and_stay_trainable(latent):
     keras.utils.set_random_seed(1)
     encoder = networks.build_image64_encoder(latent, base_channels=2, latent_channels=8)

@@ -28,7 +28,11 @@ def _environment(**extra):
     return environment
 
 
-CASES = ("vae", "crvaegan", "stage2", "vaegan_threshold", "wgan_gp", "crvaegan_wgan_gp", "train")
+# No separate crVAE-GAN case with the default objective (removed 2026-12-06 for CI time, ~45
+# CPU-seconds): its recurrent networks, Q head, synchronized BatchNorm and drawn noise are in
+# `crvaegan_wgan_gp`, and the default objective's mirrored step is checked exactly by
+# `vaegan_threshold` (the VAE-GAN step the crVAE-GAN inherits).
+CASES = ("vae", "stage2", "vaegan_threshold", "wgan_gp", "crvaegan_wgan_gp", "train")
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +92,6 @@ def test_sampler_replicas_take_their_rows_of_the_one_device_draw(vae_case):
     assert np.max(np.abs(replicas[0] - replicas[1])) > 0.1
     # ...and exactly the rows a one-device draw gives those examples.
     np.testing.assert_array_equal(np.concatenate(replicas), one_device)
-
-
-def test_mirrored_crvaegan_step_equals_one_device_step(run_case):
-    result = run_case("crvaegan")
-    assert_same_steps(result)
-    assert_same_weights(result)
-    assert all(step["d_updated"] == 1.0 for step in result["single"])
 
 
 def test_mirrored_stage2_step_equals_one_device_step(run_case):
