@@ -7,7 +7,7 @@ before and after (nothing lost). Writes a markdown table and JSON.
     python tools/drills.py --quick     # only the drills answered before TensorFlow, on no run
     python tools/drills.py --only=sigterm,lock     # the scenarios whose name holds a word
 
-Each scenario works in its own folder under `--output_dir/work/`; the ones that need a finished
+Each scenario works in its own folder in the `work` folder inside `--output_dir`; the ones that need a finished
 run start from a copy of one tiny run (width 2, 256 random MNIST-shaped images, 1 epoch), made by
 the first scenario. SIGTERM lands in a chosen phase through the test-only variable
 `CRVAE_TEST_SIGTERM_AT` (`keras_crvae.io.enter_phase`); kill -9 and Ctrl-C are sent when the run

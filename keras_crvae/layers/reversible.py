@@ -15,12 +15,13 @@ it recomputes `G(y1)`, `x2`, `F(x2)`, `x1` and back-propagates through one block
 time, so activation memory does not grow with depth (up to float32 round-off in the recomputed
 inputs, the gradients are those of the ordinary, storing computation).
 
-How the backward pass is swapped in: `keras.ops.custom_gradient` (TensorFlow: `tf.custom_gradient`,
-JAX: `jax.custom_gradient`), applied to a pure function of the input and the weight values; its
+How the backward pass is swapped in: `keras.ops.custom_gradient` (TensorFlow's and JAX's
+`custom_gradient`), applied to a pure function of the input and the weight values; its
 gradient function back-propagates through each recomputed F and G with the backend's own
-vector-Jacobian product (`tf.GradientTape` / `jax.vjp`: the one backend-specific piece, in
-`keras_crvae.autodiff.vector_jacobian_product`). On other backends, or with `recompute_gradients=False`, the stack
-runs as ordinary layers and the framework stores the activations.
+vector-Jacobian product (a gradient tape / `jax.vjp`: the one backend-specific piece, in
+`keras_crvae.autodiff.vector_jacobian_product`). On other backends, or with
+`recompute_gradients=False`, the stack runs as ordinary layers and the framework stores the
+activations.
 
 i-RevNet down-sampling (`space_to_depth`): each 2x2 patch becomes 4 channels, a permutation of
 the values (nothing discarded, exactly invertible by `depth_to_space`).
