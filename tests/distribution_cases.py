@@ -28,6 +28,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402  (devices must be configured before any TF op runs)
 
+# Grappler off, as in the test session (tests/conftest.py): each graph here runs once or twice.
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
 NUM_REPLICAS = 2
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
@@ -296,8 +299,12 @@ def case_wgan_gp():
 
 
 def case_crvaegan_wgan_gp():
-    """CRVAEGAN (Q head) with adversarial_loss="wgan_gp" and critic_steps=2, drawn noise, 1 step
-    (each step traces the whole iteration twice with the penalty's double backpropagation)."""
+    """CRVAEGAN (Q head) with adversarial_loss="wgan_gp", drawn noise, 1 step of 8.
+
+    One critic step per generator step: how several critic steps split the global sub-batches over
+    the replicas is `case_wgan_gp`'s (the same `GAN`-level loop), and a second critic step here
+    would trace the recurrent networks' double backpropagation once more (~25 CPU-seconds of CI).
+    """
     def build():
         encoder = networks.build_image64_encoder("recurrent", **GAN_SIZE)
         decoder = networks.build_image64_decoder("recurrent", **GAN_SIZE)
@@ -305,8 +312,7 @@ def case_crvaegan_wgan_gp():
             base_channels=4, latent_channels=8, dropout_rate=0.0, minibatch_kernels=0,
             synchronized_batch_norm=True)
         model = models.CRVAEGAN(encoder, decoder, discriminator, seed=3,
-                                kl_weight=[3e-4, 3e-4, 2e-4, 2e-4], adversarial_loss="wgan_gp",
-                                critic_steps=2)
+                                kl_weight=[3e-4, 3e-4, 2e-4, 2e-4], adversarial_loss="wgan_gp")
         model.compile(MultiplierAdam(0.1, epsilon=ADAM_EPSILON),
                       ThresholdedAdam(0.1, threshold=0.9, epsilon=ADAM_EPSILON), jit_compile=False)
         return model

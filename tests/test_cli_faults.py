@@ -1,12 +1,15 @@
 """Faults beyond the keyboard, through the real console script (issue 31): a disk that fills up
 while `crvae train` writes its checkpoint leaves the previous checkpoint byte for byte, no
-half-written file, and one line on stderr.
+half-written file, and one line on stderr; the same command then resumes from that checkpoint.
+The first run stops at its time budget (`--stop_after_minutes`), which this file also checks end
+to end.
 
 The full disk is a file-size limit (`RLIMIT_FSIZE`) on the training process: a write past it fails
 with EFBIG ("File too large") as a full disk's fails with ENOSPC (Python ignores SIGXFSZ), and both
-reach the same handler. Two tiny runs load TensorFlow (width 2, 64 images).
+reach the same handler. Three tiny runs load TensorFlow (width 2, 64 images).
 """
 
+import json
 import os
 import resource
 import subprocess
@@ -33,6 +36,8 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path)
     write_mnist_npz(tmp_path / "eval.npz", 16, key="x")
     stopped = train(tmp_path, "--stop_after_minutes=0.0001")  # stops after epoch 1, resumable
     assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "Stopped by stop_after_minutes=0.0001 after epoch 1 of 2" in stopped.stdout
+    assert "Done." not in stopped.stdout
     backup = tmp_path / "run" / "backup"
     before = snapshot(backup)
     weights_size = (backup / "latest.weights.h5").stat().st_size
@@ -50,3 +55,10 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path)
                  if name.startswith(".tmp-")]
     assert leftovers == []
     assert not (tmp_path / "run" / "model.keras").exists()
+
+    # With room again, the same command (no time budget now) resumes from that checkpoint.
+    resumed = train(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from epoch 1" in resumed.stdout and "Done." in resumed.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["epochs_this_run"] == 1

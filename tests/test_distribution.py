@@ -132,7 +132,7 @@ def test_mirrored_wgan_gp_step_equals_one_device_step(run_case):
     assert all(step["gp"] > 0 for step in result["single"])
 
 
-def test_mirrored_crvaegan_with_wgan_gp_and_critic_steps(run_case):
+def test_mirrored_crvaegan_with_wgan_gp(run_case):
     # The crVAE-GAN's critic has (synchronized) BatchNorm: its input gradient on one replica leaves
     # out how the other replica's scores depend on these inputs through the batch statistics (the
     # WGAN-GP paper's reason to avoid BatchNorm in a critic), so the runs agree to ~1e-5 here,

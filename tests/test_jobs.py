@@ -161,16 +161,5 @@ def test_crvae_train_refuses_a_time_budget_for_a_job_that_cannot_resume(tmp_path
     assert not list(tmp_path.iterdir())
 
 
-def test_crvae_train_stops_at_its_time_budget_and_the_same_command_resumes(tmp_path):
-    images = data.load_embedded_mnist()["x_train"][:128]
-    np.savez(tmp_path / "train.npz", x_train=images)
-    common = ("train", "--data=train.npz", "--output_dir=run", "--epochs=3", "--batch_size=64", "--nll_samples=2",
-              "--nll_images=4", *TINY)
-    first = _crvae(*common, "--stop_after_minutes=0.00001", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "Stopped by stop_after_minutes=1e-05 after epoch 1 of 3" in first.stdout
-    assert "Done." not in first.stdout
-    second = _crvae(*common, cwd=tmp_path)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "resuming from epoch 1" in second.stdout and "Done." in second.stdout
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 3
+# `crvae train --stop_after_minutes` stopping and the same command resuming, end to end: in
+# tests/test_cli_faults.py (its first run stops at a time budget, its last resumes).
