@@ -34,7 +34,8 @@ def test_records_cpu_per_test_and_summarizes(tmp_path):
     (tmp_path / "test_sample.py").write_text(SAMPLE)
     environment = dict(os.environ, PYTHONPATH=str(TOOLS),
                        CPU_PROFILE_DIR=str(tmp_path / "profile"))
-    environment.pop("PYTEST_ADDOPTS", None)
+    for name in [name for name in environment if name.startswith("PYTEST_")]:
+        environment.pop(name)  # e.g. PYTEST_XDIST_WORKER, which would name the profile's file
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "pytest_cpu_profile",
                              "-p", "no:cacheprovider", "test_sample.py"], cwd=tmp_path,
                             env=environment, capture_output=True, text=True, timeout=120)
