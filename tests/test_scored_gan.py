@@ -1,6 +1,7 @@
 """keras_crvae.jobs.scored_gan: a GAN run scored on held-out images at checkpoints, within a
 machine-hours budget, resumable (the long face runs of issue 26)."""
 
+import csv
 import json
 import os
 import pathlib
@@ -117,6 +118,11 @@ def test_a_budget_stopped_run_resumes_and_continues_the_scores_curve(tmp_path):
     sessions = runs.read_json_list(sessions_path)
     assert [(s["first_epoch"], s["epochs_run"]) for s in sessions] == [(0, 1), (1, 1)]
     assert hours[1] == pytest.approx(scored_gan.machine_hours(sessions), abs=1e-5)
+    # One timer per stretch: history.csv's `train_hours` are the sessions' training seconds.
+    with open(os.path.join(output_dir, "history.csv")) as handle:
+        train_hours = [float(row["train_hours"]) for row in csv.DictReader(handle)]
+    assert train_hours == pytest.approx(
+        np.cumsum([s["train_seconds"] for s in sessions]) / 3600, abs=1e-4)
     for entry in curve:
         for name in ("samples_png", "reconstructions_png"):
             assert os.path.getsize(os.path.join(output_dir, entry[name])) > 0

@@ -226,6 +226,14 @@ class TrainingJob:
             return longrun.stop_on_sigterm(budget)
         return contextlib.nullcontext()
 
+    def epoch_timer(self, offset_seconds):
+        """The stretch's timer (hook), a `longrun.EpochTimer`: placed before the job's callbacks,
+        it gives every epoch's logs the run's `train_hours` (`offset_seconds`: the earlier
+        stretches' training seconds, 0.0 for a new run). A job whose timer keeps `sessions.json`
+        itself (`records_sessions`, e.g. the scored GAN runs' `TrainingStretches`) returns it
+        here, and the job's own end-of-stretch record is skipped."""
+        return longrun.EpochTimer(offset_seconds=offset_seconds)
+
     @contextlib.contextmanager
     def _recorded_stretch(self, first_epoch):
         """Appends this stretch's record to `sessions.json` when training ends (finished, stopped
@@ -233,7 +241,7 @@ class TrainingJob:
         try:
             yield
         finally:
-            if self.timer.epochs_run:
+            if self.timer.epochs_run and not self.timer.records_sessions:
                 longrun.record_session(self.output_dir, first_epoch, self.timer)
 
     def run(self):
@@ -346,9 +354,8 @@ class TrainingJob:
             callbacks.append(DiscardPreviousRun(self.output_dir))  # after the first backup
         # The run's machine hours: earlier stretches' (sessions.json) + this one's, in every
         # epoch's logs before the job's history callbacks write them.
-        self.timer = longrun.EpochTimer(
-            offset_seconds=longrun.training_seconds_so_far(self.output_dir)
-            if plan.action in ("resume", "continue") else 0.0)
+        self.timer = self.epoch_timer(longrun.training_seconds_so_far(self.output_dir)
+                                      if plan.action in ("resume", "continue") else 0.0)
         callbacks += [self.timer] + self.callbacks() + [budget]
         if plan.message:
             say(plan.message, self.verbose)

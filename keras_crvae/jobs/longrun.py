@@ -201,7 +201,12 @@ class EpochTimer(keras.callbacks.Callback):
     Attributes:
         seconds: float, the epochs' wall time.
         epochs_run: int.
+        records_sessions: bool (class attribute), False: the stretch's `sessions.json` record is
+            its owner's to write (`record_session` at the stretch's end); a subclass that writes
+            it itself at every epoch end says True.
     """
+
+    records_sessions = False
 
     def __init__(self, offset_seconds=None):
         super().__init__()

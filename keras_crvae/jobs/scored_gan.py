@@ -36,7 +36,6 @@ Features: `keras_crvae.evaluation.FIDInceptionV3` (the standard Inception, docs/
 `feature_extractor` is given (tests use a toy network; such numbers are not FIDs).
 """
 
-import contextlib
 import hashlib
 import os
 import time
@@ -122,13 +121,15 @@ class TrainingStretches(longrun.EpochTimer):
     record of `longrun.session_record` plus `machine_seconds` = epoch seconds x
     `effective_threads(threads)`, the budget's measure, and `cpu_seconds`, the process's CPU time
     in those epochs: on a shared machine it shows how much of the wall x threads it really got),
-    so a killed stretch keeps the time of its finished epochs. The epochs' own time only:
-    callbacks after this one (scores, grids) are not counted.
+    so a killed stretch keeps the time of its finished epochs (`records_sessions`). The epochs'
+    own time only: callbacks after this one (checkpoints, scores, grids) are not counted.
 
     Args:
         folder: str, the run folder.
         threads: int, the stretch's thread setting (0: one per available core).
     """
+
+    records_sessions = True
 
     def __init__(self, folder, threads=0):
         super().__init__()
@@ -294,11 +295,11 @@ class ScoredGANJob(gan.GANJob):
         self.last_budget = budget
         return budget
 
-    def _recorded_stretch(self, first_epoch):
-        # `TrainingStretches` keeps this stretch's record in sessions.json up to date at every
-        # epoch end (with machine and CPU seconds); the base job's record at the stretch's end
-        # would list the stretch twice.
-        return contextlib.nullcontext()
+    def epoch_timer(self, offset_seconds):
+        # The run's `TrainingStretches` is the stretch's timer: it keeps sessions.json up to date
+        # at every epoch end (with machine and CPU seconds), before the scores read it.
+        self.stretches.offset_seconds = offset_seconds
+        return self.stretches
 
 
 def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_every=5,
@@ -372,7 +373,7 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
                        source={"arrays": images[:-int(num_held_out)]},
                        steps_per_epoch=job_kwargs.pop("steps_per_epoch", None),
                        run_eagerly=job_kwargs.pop("run_eagerly", False),
-                       extra_callbacks=[stretches, scores], epochs=epochs, batch_size=batch_size,
+                       extra_callbacks=[scores], epochs=epochs, batch_size=batch_size,
                        seed=seed, verbose=verbose,
                        stop_after_minutes=stop_after_minutes, data_spec=data_spec,
                        overrides=job_kwargs)
