@@ -25,14 +25,15 @@ import keras
 from keras import ops
 
 from keras_crvae.layers import Bijector, LogitTransform
-from keras_crvae.models.base import validate_images, with_deserialized
+from keras_crvae.models.base import (OptimizerBuiltBeforeTracing, validate_images,
+                                     with_deserialized)
 
 DATA_KINDS = ("grey256",)
 GREY_LEVELS = 256
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class FlowModel(keras.Model):
+class FlowModel(OptimizerBuiltBeforeTracing, keras.Model):
     """A normalizing flow on dequantized grey-level images (module docstring).
 
     The likelihood job's protocol (`keras_crvae.jobs.likelihood`): `data_kind`,

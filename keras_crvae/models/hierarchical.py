@@ -37,8 +37,8 @@ from keras import ops
 
 from keras_crvae import distribute, losses
 from keras_crvae.layers import GaussianSampler
-from keras_crvae.models.base import (check_objective_options, tile_rows, to_float32,
-                                     validate_images, with_deserialized)
+from keras_crvae.models.base import (OptimizerBuiltBeforeTracing, check_objective_options,
+                                     tile_rows, to_float32, validate_images, with_deserialized)
 
 INFERENCE_KINDS = ("factorized", "bottom_up")
 
@@ -65,7 +65,7 @@ def _reparameterize(sampler, mean, log_var, noise):
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class HierarchicalVAE(keras.Model):
+class HierarchicalVAE(OptimizerBuiltBeforeTracing, keras.Model):
     """A VAE with two Gaussian stochastic layers `z1` (bottom) and `z2` (top), trained with `fit()`.
 
     Args:

@@ -30,10 +30,11 @@ from keras_crvae.models.autoregressive import (DATA_KINDS, LOG_2,  # noqa: F401
                                                AutoregressiveSampler, check_data_kind,
                                                draw_values, log_likelihood_per_value,
                                                network_inputs, value_range)
-from keras_crvae.models.base import to_float32, validate_images, with_deserialized
+from keras_crvae.models.base import (OptimizerBuiltBeforeTracing, to_float32, validate_images,
+                                     with_deserialized)
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class PixelCNN(keras.Model):
+class PixelCNN(OptimizerBuiltBeforeTracing, keras.Model):
     """An autoregressive image model: exact `log p(x)`, trained with `fit(images)`.
 
     Args:

@@ -29,8 +29,8 @@ from keras import ops
 
 from keras_crvae import losses
 from keras_crvae.layers import GaussianSampler
-from keras_crvae.models.base import (check_encoder_decoder, to_float32, validate_images,
-                                     with_deserialized)
+from keras_crvae.models.base import (OptimizerBuiltBeforeTracing, check_encoder_decoder,
+                                     to_float32, validate_images, with_deserialized)
 
 DECODER_LOSSES = ("learned_gamma", "fixed_gamma", "cross_entropy")
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
@@ -38,7 +38,7 @@ _CROSS_ENTROPY_FLOOR = 1e-8
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class GammaVAE(keras.Model):
+class GammaVAE(OptimizerBuiltBeforeTracing, keras.Model):
     """A VAE with a Gaussian decoder of variance `gamma^2` (learned or fixed) or a cross-entropy one.
 
     Serves both stages of the Two-Stage VAE: stage 1 maps images to latents, stage 2 maps stage-1
@@ -300,7 +300,7 @@ class PosteriorLatents(keras.utils.PyDataset):
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class TwoStageVAE(keras.Model):
+class TwoStageVAE(OptimizerBuiltBeforeTracing, keras.Model):
     """The two VAEs together, with the library's model API (`encode`, `decode`, `sample`, ...).
 
     Train each stage with its own `fit` (`model.stage1.fit(images)`, then

@@ -58,6 +58,7 @@ from keras_crvae.layers import GaussianSampler
 from keras_crvae.networks.posterior_flows import build_posterior_flow, parse_posterior_flow
 # The shared helpers live in `models/base.py`; these names stay importable from here (old imports).
 from keras_crvae.models.base import (LIKELIHOODS, RECONSTRUCTION_REDUCTIONS,  # noqa: F401
+                                     OptimizerBuiltBeforeTracing,
                                      check_encoder_decoder, check_objective_options, run_network,
                                      tile_rows, to_float32, validate_images, with_deserialized)
 
@@ -80,7 +81,7 @@ def capacity_schedule(step, capacity, capacity_steps):
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class VAE(keras.Model):
+class VAE(OptimizerBuiltBeforeTracing, keras.Model):
     """A variational autoencoder with a diagonal Gaussian posterior and a Bernoulli decoder.
 
     The same class is the paper's VAE, cVAE and crVAE (the networks decide) and crIWAE

@@ -25,12 +25,12 @@ from keras import ops
 
 from keras_crvae import distribute, losses
 from keras_crvae.layers import VectorQuantizer, codebook_statistics
-from keras_crvae.models.base import (run_network, to_float32, validate_images,
-                                     with_deserialized)
+from keras_crvae.models.base import (OptimizerBuiltBeforeTracing, run_network, to_float32,
+                                     validate_images, with_deserialized)
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
-class VQVAE(keras.Model):
+class VQVAE(OptimizerBuiltBeforeTracing, keras.Model):
     """A vector-quantized autoencoder with an optional PixelCNN prior over its code maps.
 
     Args:
