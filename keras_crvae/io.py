@@ -11,20 +11,24 @@ import tempfile
 import numpy as np
 
 # Test-only, not a flag: `CRVAE_TEST_SIGTERM_AT=PHASE` makes the process send itself SIGTERM as it
-# enters PHASE, so that the drills hit a phase reliably instead of racing a timer.
+# enters PHASE, so that the drills hit a phase reliably instead of racing a timer;
+# `PHASE:KILL` sends SIGKILL instead (a crash: nothing runs after it).
 SIGTERM_AT_VARIABLE = "CRVAE_TEST_SIGTERM_AT"
 # training, saving, evaluation: `jobs.base.TrainingJob.run`; export: `export.export_saved_model`.
 PHASES = ("training", "saving", "evaluation", "export")
 
 
 def enter_phase(phase):
-    """Marks the start of `phase` (one of `PHASES`): sends this process SIGTERM when the test-only
-    variable `CRVAE_TEST_SIGTERM_AT` names it; does nothing otherwise (the only cost of the hook
-    in normal use is one environment lookup per phase)."""
+    """Marks the start of `phase` (one of `PHASES`): sends this process SIGTERM (SIGKILL) when the
+    test-only variable `CRVAE_TEST_SIGTERM_AT` is `phase` (`phase:KILL`); does nothing otherwise
+    (the only cost of the hook in normal use is one environment lookup per phase)."""
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; expected one of {PHASES}")
-    if os.environ.get(SIGTERM_AT_VARIABLE) == phase:
+    requested = os.environ.get(SIGTERM_AT_VARIABLE)
+    if requested == phase:
         os.kill(os.getpid(), signal.SIGTERM)
+    elif requested == f"{phase}:KILL":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextlib.contextmanager
