@@ -249,16 +249,13 @@ def main(_):
     if FLAGS.report_progress:
         print(progress_report(FLAGS.output_dir, FLAGS.presets or IWAE_TABLE_ORDER))
         return
-    reproduction.limit_threads(FLAGS.threads)
-    from keras_crvae import presets
-
     settings = reproduction.resolve_settings(DEFAULTS, SMOKE)
-    overrides = presets.parse_overrides(FLAGS.set)
-    train_images, valid_images = reproduction.load_data(settings)
     reproduction.run_rows(
-        FLAGS.presets or IWAE_TABLE_ORDER, settings, train_images, valid_images,
-        lambda name, folder: run_preset(name, folder, train_images, valid_images, settings,
-                                        overrides),
+        FLAGS.presets or IWAE_TABLE_ORDER, settings,
+        lambda: reproduction.prepare_rows(settings),
+        lambda name, folder, prepared: run_preset(
+            name, folder, prepared.train_images, prepared.valid_images, settings,
+            prepared.overrides),
         lambda results, show: write_tables(FLAGS.output_dir, results, settings,
                                            FLAGS.results_json, show=show))
 

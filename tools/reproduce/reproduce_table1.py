@@ -100,17 +100,13 @@ def write_tables(output_dir, results, settings, show=True):
 
 
 def main(_):
-    reproduction.limit_threads(FLAGS.threads)
-    from keras_crvae import presets
-
     settings = reproduction.resolve_settings(DEFAULTS, SMOKE)
     names = FLAGS.presets or (["mnist_vae", "mnist_crvae"] if FLAGS.smoke else TABLE1_ORDER)
-    overrides = presets.parse_overrides(FLAGS.set)
-    train_images, valid_images = reproduction.load_data(settings)
     reproduction.run_rows(
-        names, settings, train_images, valid_images,
-        lambda name, folder: run_preset(name, folder, train_images, valid_images, settings,
-                                        overrides),
+        names, settings, lambda: reproduction.prepare_rows(settings),
+        lambda name, folder, prepared: run_preset(
+            name, folder, prepared.train_images, prepared.valid_images, settings,
+            prepared.overrides),
         lambda results, show: write_tables(FLAGS.output_dir, results, settings, show=show))
 
 

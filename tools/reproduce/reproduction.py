@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import time
+import types
 
 import numpy as np
 from absl import flags
@@ -348,12 +349,25 @@ def active_units_text(row):
     return "+".join(str(units) for units in per_layer)
 
 
-def run_rows(names, settings, train_images, valid_images, run_row, write_tables):
+def run_rows(names, settings, prepare, run_row, write_tables):
     """Runs each row not finished yet (`OUTPUT/PRESET/result.json`), rewriting the tables after each;
-    rows finished by earlier invocations (other --presets) join the final table."""
+    rows finished by earlier invocations (other --presets) join the final table.
+
+    `prepare()` sets up what training and scoring need (the thread limit, then TensorFlow, the data,
+    the --set overrides) and returns it, an object with `train_images` and `valid_images`; it is
+    called once, before the first row that trains or is rescored, so a call whose rows are all
+    finished (or refused) answers without loading TensorFlow or the data.
+    `run_row(name, folder, prepared)` returns a row's result."""
+    prepared = []
+
+    def run(name, folder):
+        if not prepared:
+            prepared.append(prepare())
+        return run_row(name, folder, prepared[0])
+
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     if FLAGS.rescore:
-        return rescore_rows(names, settings, run_row)
+        return rescore_rows(names, settings, run)
     results = []
     for name in names:
         done = pathlib.Path(FLAGS.output_dir) / name / "result.json"
@@ -361,12 +375,15 @@ def run_rows(names, settings, train_images, valid_images, run_row, write_tables)
             print(f"{name}: already finished, skipping ({done}).")
             results.append(json.loads(done.read_text()))
             continue
-        print(f"=== {name}: {settings.epochs} epochs on {len(train_images)} images, "
-              f"k={settings.num_samples} on {len(valid_images)} validation images", flush=True)
+        if not prepared:
+            prepared.append(prepare())
+        print(f"=== {name}: {settings.epochs} epochs on {len(prepared[0].train_images)} images, "
+              f"k={settings.num_samples} on {len(prepared[0].valid_images)} validation images",
+              flush=True)
         folder = pathlib.Path(FLAGS.output_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            result = run_row(name, folder)
+            result = run(name, folder)
         except _longrun().TimeLimitReached as stopped:
             print(stopped, flush=True)
             break
@@ -379,6 +396,20 @@ def run_rows(names, settings, train_images, valid_images, run_row, write_tables)
             results.append(row)
     write_tables(results, show=True)
     return results
+
+
+def prepare_rows(settings):
+    """The usual `run_rows` preparation: the thread limit (before TensorFlow loads), the data
+    (`load_data`) and the --set overrides; returns a namespace with `train_images`,
+    `valid_images` and `overrides`."""
+    limit_threads = _longrun().limit_threads
+    limit_threads(FLAGS.threads)
+    from keras_crvae import presets
+
+    overrides = presets.parse_overrides(FLAGS.set)
+    train_images, valid_images = load_data(settings)
+    return types.SimpleNamespace(train_images=train_images, valid_images=valid_images,
+                                 overrides=overrides)
 
 
 def rescore_rows(names, settings, run_row):
