@@ -378,6 +378,15 @@ def save_light_state(model, folder, epochs_done, steps_per_epoch, dtype="float32
          "weights_dtype": dtype}, indent=2) + "\n")
 
 
+def save_final_weights(model, path, dtype="float32"):
+    """Writes a trained run's `final_weights.npz` (`save_weights_npz` in `dtype`) and loads it back
+    into `model`: the run is then scored with exactly the weights it commits (with float16, the
+    rounded ones), so a machine that has only the committed file scores the same model."""
+    save_weights_npz(model, path, dtype=dtype)
+    if dtype != "float32":
+        load_weights_npz(model, path)
+
+
 def train_resumably(model, folder, train_images, batch_size, epochs, compile_model, *, seed=0,
                     verbose=2, stop_after_seconds=None, start=None, stop_label=None,
                     light_state_dtype="float32", threads=0, scored_only=False, on_stop=None,
@@ -388,7 +397,7 @@ def train_resumably(model, folder, train_images, batch_size, epochs, compile_mod
     a killed or stopped run on this machine), else the light state `resume_weights.npz` +
     `resume.json` (weights and epoch; a fresh optimizer continues the schedule), else epoch 0.
     A run trained already (`train_info.json` with `model.weights.h5` or `final_weights.npz`) is only
-    loaded (from `final_weights.npz` first under `scored_only`, or without `model.weights.h5`).
+    loaded (from `final_weights.npz` when it exists: the weights it is scored with).
 
     The data: `keras_crvae.data.training_data(train_images, batch_size, seed=seed + initial_epoch)`
     (dynamically binarized MNIST-like images `(N, 28, 28[, 1])` in [0, 1]; another shuffle and
@@ -406,7 +415,8 @@ def train_resumably(model, folder, train_images, batch_size, epochs, compile_mod
         stop_after_seconds: float or None. `TimeBudget`: stop at the first epoch end after this.
         start: float or None, the `time.time()` the budget counts from (default: now).
         stop_label: str, how the budget is named in the stop message.
-        light_state_dtype: "float32" or "float16", the dtype of `resume_weights.npz`.
+        light_state_dtype: "float32" or "float16", the dtype of `resume_weights.npz` and of
+            `final_weights.npz` (`save_final_weights`).
         threads: int, recorded in `sessions.json`.
         scored_only: bool, default False. Never train: the run must be trained already (its
             `final_weights.npz` is what is loaded); a rescore.
@@ -414,9 +424,10 @@ def train_resumably(model, folder, train_images, batch_size, epochs, compile_mod
             when the budget or SIGTERM stopped training (e.g. a progress score for `progress.json`).
         **fit_kwargs: more `model.fit` arguments (`steps_per_execution` is not one: compile).
 
-    Writes `model.weights.h5`, `final_weights.npz`, `train_info.json` (wall time, seconds per
-    epoch, images/s of this stretch; all stretches' seconds) and `history.csv`, records the stretch
-    in `sessions.json` and removes `backup/` and the light state once the run is trained.
+    Writes `model.weights.h5`, `final_weights.npz` (`save_final_weights`), `train_info.json`
+    (wall time, seconds per epoch, images/s of this stretch; all stretches' seconds) and
+    `history.csv`, records the stretch in `sessions.json` and removes `backup/` and the light state
+    once the run is trained.
 
     Returns:
         dict, the content of `train_info.json`.
@@ -433,14 +444,13 @@ def train_resumably(model, folder, train_images, batch_size, epochs, compile_mod
     final_path = folder / FINAL_WEIGHTS
     if info_path.exists() and (weights_path.exists() or final_path.exists()):
         # Trained already (an earlier stretch stopped during evaluation, or a rescore): the
-        # committed weights under `scored_only` (what it checks), else this machine's full weights.
+        # committed weights, which the run is scored with on every machine.
         compile_model(0)
-        if final_path.exists() and (scored_only or not weights_path.exists()):
+        if final_path.exists():
             load_weights_npz(model, final_path)
         else:
             model.load_weights(str(weights_path))
-            if not final_path.exists():
-                save_weights_npz(model, final_path)
+            save_final_weights(model, final_path, light_state_dtype)
         return json.loads(info_path.read_text())
     if scored_only:
         raise ValueError(f"{folder}: a rescore needs {TRAIN_INFO} and {FINAL_WEIGHTS}.")
@@ -504,7 +514,7 @@ def train_resumably(model, folder, train_images, batch_size, epochs, compile_mod
         "training_sessions": len(sessions),
     }
     model.save_weights(str(weights_path))
-    save_weights_npz(model, final_path)
+    save_final_weights(model, final_path, light_state_dtype)
     info_path.write_text(json.dumps(train_info, indent=2))
     shutil.rmtree(folder / BACKUP_DIR, ignore_errors=True)
     for name in (RESUME_WEIGHTS, RESUME_INFO):

@@ -96,7 +96,7 @@ def run_preset(name, folder, train_images, valid_images, settings, overrides):
         model, folder, train_images, batch_size, settings.epochs, compile_model,
         valid_images=valid_images, settings=settings, validation_data=valid_images,
         validation_freq=max(1, FLAGS.validation_every))
-    scores = reproduction.evaluate_row(model, valid_images, settings)
+    scores = reproduction.evaluate_row(model, valid_images, settings, folder)
     return {
         "preset": name,
         "stochastic_layers": len(scores["active_units_per_layer"]),

@@ -9,6 +9,7 @@ table).
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -46,6 +47,8 @@ FLAGS = flags.FLAGS
 # MLPs), and where `--rescore` writes its scores.
 # `keras_crvae.jobs.runs.FINAL_WEIGHTS` (named here too, so that checks need no TensorFlow).
 FINAL_WEIGHTS, RESCORE = "final_weights.npz", "rescore.json"
+# A trained row's NLL, kept part by part (`score_nll_in_parts`); a --rescore keeps its own.
+SCORE_PARTS, RESCORE_PARTS = "score_parts.json", "rescore_parts.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +61,8 @@ class RunSettings:
     num_train: int
 
 
-def define_flags(output_dir, defaults, smoke, max_decoder_batch, steps_per_execution):
+def define_flags(output_dir, defaults, smoke, max_decoder_batch, steps_per_execution,
+                 score_part_images=0):
     """The flags every reproduction script takes.
 
     Args:
@@ -66,6 +70,7 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch, steps_per_execu
         defaults, smoke: `RunSettings` of a full run and of `--smoke` (0: all images).
         max_decoder_batch: int, default rows per log-weight call of the NLL.
         steps_per_execution: int, default `--steps_per_execution`.
+        score_part_images: int, default `--score_part_images` (0: a row's NLL in one part).
     """
     flags.DEFINE_list("presets", None, "Rows to run, in order (default: the script's table).")
     flags.DEFINE_string("output_dir", output_dir, "Where models and results go.")
@@ -109,6 +114,12 @@ def define_flags(output_dir, defaults, smoke, max_decoder_batch, steps_per_execu
                          "score the first N validation images with a float32 copy of the model "
                          "(same weights, same noise) and record both NLLs in its result; the row's "
                          "NLL stays the bfloat16 one (0: no check).")
+    flags.DEFINE_integer("score_part_images", score_part_images,
+                         f"Images per part of a trained row's NLL (and of its float32 check): "
+                         f"every finished part is kept in PRESET/{SCORE_PARTS}, so a scoring "
+                         "stopped between parts by --stop_after_minutes or SIGTERM, or killed, "
+                         "resumes at its first missing part on the next run. Part i draws its "
+                         "noise from --seed + i (0: one part, the whole set, from --seed).")
     flags.DEFINE_integer("progress_images", 1000,
                          "When --stop_after_minutes stops a row: validation images of the progress "
                          "NLL written to PRESET/progress.json (0: none).")
@@ -236,6 +247,97 @@ def score_nll(model, images, settings, verbose=0):
                                              verbose=verbose)
 
 
+def weights_fingerprint(model):
+    """SHA-256 (first 16 hex digits) of `model.get_weights()`: which weights a kept score is of."""
+    digest = hashlib.sha256()
+    for array in model.get_weights():
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def score_nll_in_parts(model, images, settings, folder, label):
+    """`score_nll` of `images` in parts of --score_part_images images, resumable across runs.
+
+    Part i (images `[i * P, (i + 1) * P)`) draws its posterior noise from `--seed + i`; with one
+    part (P = 0 or P >= N) this is exactly `score_nll(model, images, settings)`. Each finished part's
+    per-image NLL and Monte Carlo error are written at once to `folder/score_parts.json`
+    (`rescore_parts.json` under --rescore), under `label` with the settings they depend on and
+    `weights_fingerprint(model)` (a mismatch starts that label over); scoring more images later
+    adds parts. Before each part the scoring stops, raising `TimeLimitReached`, once
+    --stop_after_minutes have passed since the invocation began or a SIGTERM came (the part under
+    way finishes first); a kill loses at most the part under way.
+
+    Returns:
+        `keras_crvae.evaluation.LikelihoodEstimate` of all of `images`.
+    """
+    from keras_crvae import evaluation
+
+    longrun = _longrun()
+    folder = pathlib.Path(folder)
+    path = folder / (RESCORE_PARTS if FLAGS.rescore else SCORE_PARTS)
+    count = len(images)
+    part_images = FLAGS.score_part_images if 0 < FLAGS.score_part_images < count else count
+    num_parts = -(-count // part_images)
+    # What a kept part depends on (not the number of images: more images add parts).
+    key = {"num_samples": int(settings.num_samples), "part_images": int(part_images),
+           "seed": int(FLAGS.seed),
+           "eval_batch_size": int(FLAGS.eval_batch_size),
+           "max_decoder_batch": int(FLAGS.max_decoder_batch),
+           "weights": weights_fingerprint(model)}
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    entry = kept.get(label)
+    if entry is not None and entry.get("settings") != key:
+        print(f"{folder.name}: the kept parts of {label} are of other settings or weights "
+              f"({entry.get('settings')}); scoring {label} again.", flush=True)
+        entry = None
+    entry = entry or {"settings": key, "parts": {}}
+    budget = longrun.TimeBudget(FLAGS.stop_after_minutes * 60.0, start=_STARTED,
+                                label=f"--stop_after_minutes={FLAGS.stop_after_minutes:g}")
+    with longrun.stop_on_sigterm(budget):
+        for index in range(num_parts):
+            part = images[index * part_images:(index + 1) * part_images]
+            kept_part = entry["parts"].get(str(index))
+            if kept_part is not None and len(kept_part["nll"]) == len(part):
+                continue
+            if budget.stop_requested or budget.over_budget():
+                reason = "SIGTERM" if budget.stop_requested else budget.label
+                raise longrun.TimeLimitReached(
+                    f"{folder.name}: scoring stopped by {reason} with {len(entry['parts'])} of "
+                    f"{num_parts} parts of {label} kept in {SCORE_PARTS}; run the same command "
+                    "again to resume.")
+            started = time.time()
+            estimate = evaluation.importance_sampled_nll(
+                model, part, num_samples=settings.num_samples, batch_size=FLAGS.eval_batch_size,
+                seed=FLAGS.seed + index, max_decoder_batch=FLAGS.max_decoder_batch,
+                verbose=1 if num_parts == 1 else 0)
+            entry["parts"][str(index)] = {
+                "nll": [float(x) for x in estimate.per_example],
+                "monte_carlo_error": None if estimate.monte_carlo_error is None else [
+                    float(x) for x in estimate.monte_carlo_error],
+                "seconds": round(time.time() - started, 1)}
+            kept[label] = entry
+            atomic_write_text(path, json.dumps(kept) + "\n")
+            if num_parts > 1:
+                print(f"{folder.name}: {label} part {index + 1}/{num_parts}: NLL "
+                      f"{estimate.mean:.2f} on {len(part)} images "
+                      f"({entry['parts'][str(index)]['seconds']:.0f} s)", flush=True)
+    parts = [entry["parts"][str(index)] for index in range(num_parts)]
+    per_example = np.concatenate([np.asarray(p["nll"], np.float64) for p in parts])
+    errors = None if any(p["monte_carlo_error"] is None for p in parts) else np.concatenate(
+        [np.asarray(p["monte_carlo_error"], np.float64) for p in parts])
+    spread = float(np.std(per_example, ddof=1) / np.sqrt(count)) if count > 1 else float("nan")
+    return evaluation.LikelihoodEstimate(float(per_example.mean()), spread, per_example,
+                                         int(settings.num_samples), errors)
+
+
+def atomic_write_text(path, text):
+    """Writes `text` to `path` through a temporary file and a rename (never half-written)."""
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".tmp-{path.name}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
 def save_progress(model, folder, epochs_done, valid_images, settings):
     """Appends a progress score to `PRESET/progress.json`: the NLL (k = settings.num_samples, or
     --progress_samples) and ELBO on the first --progress_images validation images of a row that
@@ -279,17 +381,19 @@ def train_row(model, folder, train_images, batch_size, epochs, compile_model, va
         **fit_kwargs)
 
 
-def evaluate_row(model, valid_images, settings, float32_model=None):
+def evaluate_row(model, valid_images, settings, folder, float32_model=None):
     """ELBO, NLL (k = settings.num_samples) and active units per stochastic layer of a trained row.
 
-    `float32_model`: optional function returning an untrained float32 build of the row's model. When
-    the row computes in another precision (mixed bfloat16) and --float32_check_images > 0, the result
-    also holds `float32_check` (`float32_precision_check`)."""
+    The NLL is scored in parts kept in `folder` (`score_nll_in_parts`: a scoring stopped by the
+    time budget or SIGTERM raises `TimeLimitReached` and resumes on the next run). `float32_model`:
+    optional function returning an untrained float32 build of the row's model. When the row
+    computes in another precision (mixed bfloat16) and --float32_check_images > 0, the result also
+    holds `float32_check` (`float32_precision_check`)."""
     from keras_crvae import evaluation
 
     start = time.time()
     bound = evaluation.elbo(model, valid_images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
-    nll = score_nll(model, valid_images, settings, verbose=1)
+    nll = score_nll_in_parts(model, valid_images, settings, folder, "nll")
     units = evaluation.active_units(model, valid_images)
     scores = {
         "eval_wall_seconds": round(time.time() - start, 1),
@@ -299,35 +403,47 @@ def evaluate_row(model, valid_images, settings, float32_model=None):
         "active_units_per_layer": units.get("active_units_per_layer", [units["active_units"]]),
         "num_latents": units["num_latents"],
     }
+    if FLAGS.score_part_images:
+        scores["nll"]["part_images"] = int(min(FLAGS.score_part_images, len(valid_images)))
     if (float32_model is not None and FLAGS.float32_check_images
             and model.dtype_policy.compute_dtype != "float32"):
         try:
             scores["float32_check"] = float32_precision_check(
                 model, float32_model(), valid_images[:FLAGS.float32_check_images], settings,
-                nll_per_example=nll.per_example)
+                folder, nll_per_example=nll.per_example)
+        except _longrun().TimeLimitReached:
+            raise
         except Exception as error:  # a side check (e.g. out of memory) must not lose the scores
             scores["float32_check"] = {"error": f"{type(error).__name__}: {error}"[:500]}
             print(f"float32 check failed: {scores['float32_check']['error']}", flush=True)
     return scores
 
 
-def float32_precision_check(model, float32_model, images, settings, nll_per_example=None):
+def float32_precision_check(model, float32_model, images, settings, folder,
+                            nll_per_example=None):
     """The NLL of `images` from `model` (e.g. mixed bfloat16) and from `float32_model` given the
     same weights and the same posterior noise, paired per image: how much the row's precision moves
-    its score. `nll_per_example`: `model`'s per-image NLL of a set that starts with `images`
-    (`evaluate_row`'s), reused when the images end on an evaluation-batch boundary, where the noise
-    is the same; otherwise `model` is scored again. Returns a dict: num_images, num_samples, nll
-    (model's), nll_float32, difference_mean and difference_standard_error (model's minus
-    float32's, over images)."""
+    its score. Both are scored in parts kept in `folder` (`score_nll_in_parts`, labels
+    `float32_check_model` and `nll_float32`; part i of `images` gets the noise of the row's part i).
+    `nll_per_example`: `model`'s per-image NLL of a set that starts with `images` (`evaluate_row`'s),
+    reused when `images` end where that scoring's noise is the same (a part boundary, or with one
+    part an evaluation-batch boundary); otherwise `model` is scored again. Returns a dict:
+    num_images, num_samples, nll (model's), nll_float32, difference_mean and
+    difference_standard_error (model's minus float32's, over images)."""
     if not float32_model.built:
         float32_model(images[:1])
     float32_model.set_weights(model.get_weights())  # variables are float32 under both policies
     count = len(images)
-    if nll_per_example is not None and count % FLAGS.eval_batch_size == 0:
+    part_images = FLAGS.score_part_images
+    same_noise = (count % FLAGS.eval_batch_size == 0 if not part_images or count < part_images
+                  else count % part_images == 0)
+    if nll_per_example is not None and same_noise and len(nll_per_example) >= count:
         per_example = np.asarray(nll_per_example)[:count]
     else:
-        per_example = score_nll(model, images, settings).per_example
-    nll_float32 = score_nll(float32_model, images, settings).per_example
+        per_example = score_nll_in_parts(model, images, settings, folder,
+                                         "float32_check_model").per_example
+    nll_float32 = score_nll_in_parts(float32_model, images, settings, folder,
+                                     "nll_float32").per_example
     difference = per_example - nll_float32
     check = {"num_images": int(count), "num_samples": int(settings.num_samples),
              "nll": round(float(per_example.mean()), 3),

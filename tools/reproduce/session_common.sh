@@ -39,7 +39,8 @@ favour_rows() {
 }
 
 # start_row REPO CODE NAME COMMAND...: runs COMMAND (a python training script) from the checkout
-# CODE as a background process on TensorFlow with one thread, in a session of its own (setsid),
+# CODE as a background process on TensorFlow with ROW_THREADS threads (default 1; the command's own
+# --threads should say the same), in a session of its own (setsid),
 # niced to 8 and favoured (favour_rows); output appended to REPO/runs/logs/NAME.log, its pid in
 # REPO/runs/logs/NAME.pid (the process itself: nohup and nice exec it, and the `cd` happens
 # apart from the backgrounded command, so $! is the training process).
@@ -47,7 +48,7 @@ start_row() {
   local repo=$1 code=$2 name=$3
   shift 3
   (cd "$code"; PYTHONPATH="$code${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=tensorflow \
-    TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 setsid nohup nice -n 8 \
+    TF_CPP_MIN_LOG_LEVEL=2 TF_NUM_INTRAOP_THREADS=${ROW_THREADS:-1} TF_NUM_INTEROP_THREADS=1 setsid nohup nice -n 8 \
     "$@" >> "$repo/runs/logs/$name.log" 2>&1 &
    echo $! > "$repo/runs/logs/$name.pid")
   favour_rows "$(cat "$repo/runs/logs/$name.pid")"
