@@ -32,7 +32,7 @@ class OptimizerBuiltBeforeTracing:
     the first trace of `train_step` creates its slots; `tf.function` then traces the whole step a
     second time (a function that created variables is retraced without creating them). Building
     the optimizer first, on the same `trainable_variables` the step updates, saves that trace:
-    1.6-2.6 CPU-seconds per training start of the MNIST presets (`python
+    1.7-2.7 CPU-seconds per training start of the MNIST presets (`python
     tools/benchmarks/trace_startup.py`, docs/performance.md). The slots are the same variables in
     the same order, so checkpoints do not change. On JAX, and under a strategy, Keras builds the
     optimizer before tracing itself, and this does nothing. A model not built yet (variables
