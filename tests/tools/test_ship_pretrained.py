@@ -157,6 +157,31 @@ def test_float16_storage_only_after_the_paired_check(tiny_row, tmp_path):
     assert "stored as float16" in card and "16-bit weights: NLL" in card
 
 
+def test_a_16_bit_row_is_checked_against_its_float32_weights_on_its_machine(tiny_row, tmp_path):
+    """A Table 1 row commits its final weights in float16: the float16 check then needs the
+    trained float32 weights (`model.weights.h5`, kept on the machine that trained the row)."""
+    from keras_crvae.jobs import longrun
+
+    assert tool.FULL_WEIGHTS == longrun.FULL_WEIGHTS
+    source, valid = tiny_row
+    row = tmp_path / "rows" / "tiny16"
+    row.mkdir(parents=True)
+    for name in ("config.json", "result.json", "train_info.json", "sessions.json"):
+        (row / name).write_bytes((source / name).read_bytes())
+    trained = _tiny_model()
+    reproduction.load_weights_npz(trained, source / reproduction.FINAL_WEIGHTS)
+    reproduction.save_weights_npz(trained, row / reproduction.FINAL_WEIGHTS, dtype="float16")
+    with pytest.raises(tool.UsageError, match="model.weights.h5"):
+        tool.ship_row(_options(row, valid, tmp_path / "out", weights_dtype="float16"))
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    # On the training machine: the reference is the float32 weights, so the check measures the
+    # rounding (it would be exactly 0 against the 16-bit file itself).
+    trained.save_weights(str(row / tool.FULL_WEIGHTS))
+    metrics = tool.ship_row(_options(row, valid, tmp_path / "out", weights_dtype="float16"))
+    assert metrics["float16_check"]["passed"]
+    assert 0 < abs(metrics["float16_check"]["difference_mean"]) < 0.05
+
+
 def _run(*arguments):
     return subprocess.run([sys.executable, str(SCRIPT), *arguments], capture_output=True,
                           text=True, timeout=120,

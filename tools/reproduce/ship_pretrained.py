@@ -21,7 +21,9 @@ row's `final_weights.npz`, and the card gives the `--rescore` command that score
 `--weights_dtype=float16` stores the weights in 16 bits (the `.keras` file's weight arrays as
 float16, widened to the model's float32 variables by Keras when loading; the zip deflated): about
 half the size, for models near the size limit. Only after a measured check: the NLL of the
-16-bit-rounded weights and of the float32 weights on the first `--check_images` validation images,
+16-bit-rounded weights and of the float32 weights (`final_weights.npz`, or where that file is
+already 16-bit, as a Table 1 row's is, the row's `model.weights.h5` on the machine that trained it)
+on the first `--check_images` validation images,
 k=`--check_samples`, paired (the same images and posterior noise), must differ by less than
 `--max_nll_difference` nats (default 0.05) on average, or the tool refuses (exit 1, nothing
 written). The check's numbers go into `metrics.json` and the card.
@@ -69,6 +71,7 @@ DEFAULT_VALID_DATA = str(reproduction.SHARED_DATA / "binarized_mnist.npz") + ":x
 # weights are the same bits and the noise is the same, so only the order of operations differs.
 RELOAD_TOLERANCE = 1e-3
 WEIGHTS_MEMBER = "model.weights.h5"
+FULL_WEIGHTS = "model.weights.h5"  # longrun.FULL_WEIGHTS: a row's float32 weights, on its machine only
 
 
 class UsageError(Exception):
@@ -170,7 +173,20 @@ def check_arguments(options):
             raise UsageError(f"--{flag}={getattr(options, flag)}: expected a positive integer")
     if options.max_nll_difference < 0:
         raise UsageError(f"--max_nll_difference={options.max_nll_difference}: expected >= 0 nats")
+    if (options.weights_dtype == "float16" and stored_in_16_bits(row / reproduction.FINAL_WEIGHTS)
+            and not (row / FULL_WEIGHTS).is_file()):
+        raise UsageError(
+            f"--weights_dtype=float16: {_relative(row / reproduction.FINAL_WEIGHTS)} is stored in "
+            f"16 bits and {_relative(row / FULL_WEIGHTS)} (the trained float32 weights) is not on "
+            "this machine; the check against the float32 weights needs it: run this where the row "
+            "was trained")
     return row, name, destination
+
+
+def stored_in_16_bits(path):
+    """Whether the npz at `path` holds float16 arrays (`save_weights_npz(dtype="float16")`)."""
+    with np.load(path) as stored:
+        return any(stored[key].dtype == np.float16 for key in stored.files)
 
 
 def _read_json(path):
@@ -223,6 +239,19 @@ def per_image_nll(model, images, num_samples, options):
     return np.asarray(evaluation.importance_sampled_nll(
         model, images, num_samples=num_samples, batch_size=options.eval_batch_size,
         seed=options.seed, verbose=0).per_example, dtype=np.float64)
+
+
+def float32_weights(row, reference, config, overrides, options):
+    """The model holding the row's trained float32 weights, the float16 check's reference:
+    `reference` (loaded from `final_weights.npz`) when that file is float32; else the row's
+    `model.weights.h5` (`check_arguments` made sure it is here): a Table 1 row commits its final
+    weights in float16 and is scored with those, and only the machine that trained it keeps the
+    float32 ones."""
+    if not stored_in_16_bits(row / reproduction.FINAL_WEIGHTS):
+        return reference
+    model = build_model(config, overrides, options.seed)
+    model.load_weights(str(row / FULL_WEIGHTS))
+    return model
 
 
 def float16_check(reference, rounded, images, options):
@@ -522,7 +551,8 @@ def ship_row(options):
             reproduction.save_weights_npz(reference, staging / "float16.npz", dtype="float16")
             shipped = build_model(config, overrides, options.seed)
             reproduction.load_weights_npz(shipped, staging / "float16.npz")
-            check16 = float16_check(reference, shipped, valid[:options.check_images], options)
+            check16 = float16_check(float32_weights(row, reference, config, overrides, options),
+                                    shipped, valid[:options.check_images], options)
         model_path = folder / "model.keras"
         shipped.save(model_path)
         stored16 = store_weights_in_float16(model_path) if check16 else None
