@@ -311,6 +311,8 @@ def score_nll_in_parts(model, images, settings, folder, label):
                 seed=FLAGS.seed + index, max_decoder_batch=FLAGS.max_decoder_batch,
                 verbose=1 if num_parts == 1 else 0)
             entry["parts"][str(index)] = {
+                # The backend draws the noise: two rows' parts pair only from the same one.
+                "backend": keras_backend_name(),
                 "nll": [float(x) for x in estimate.per_example],
                 "monte_carlo_error": None if estimate.monte_carlo_error is None else [
                     float(x) for x in estimate.monte_carlo_error],
@@ -328,6 +330,12 @@ def score_nll_in_parts(model, images, settings, folder, label):
     spread = float(np.std(per_example, ddof=1) / np.sqrt(count)) if count > 1 else float("nan")
     return evaluation.LikelihoodEstimate(float(per_example.mean()), spread, per_example,
                                          int(settings.num_samples), errors)
+
+
+def keras_backend_name():
+    import keras
+
+    return keras.backend.backend()
 
 
 def atomic_write_text(path, text):
