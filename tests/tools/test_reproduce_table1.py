@@ -26,7 +26,7 @@ def _run(output_dir, *extra):
 
 
 def test_smoke_mode_writes_results_and_skips_finished_rows(tmp_path):
-    result = _run(tmp_path)
+    result = _run(tmp_path, "--score_part_images=20")  # the NLL in two kept parts
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "results.json").read_text())
     rows = {row["preset"]: row for row in summary["results"]}
@@ -36,8 +36,12 @@ def test_smoke_mode_writes_results_and_skips_finished_rows(tmp_path):
         assert row["nll"]["mean"] > 0 and row["paper_nll"] in (82.04, 80.84)
         assert (tmp_path / name / "model.weights.h5").stat().st_size > 0
         assert "float32_check" not in row  # a float32 row needs none
+        assert row["nll"]["part_images"] == 20 and row["nll"]["scoring_seconds"] > 0
+        parts = json.loads((tmp_path / name / "score_parts.json").read_text())["nll"]["parts"]
+        assert sorted(parts) == ["0", "1"] and all(len(p["nll"]) == 20 for p in parts.values())
+        assert f"{name}: nll part 2/2: NLL" in result.stdout
     assert "| mnist_crvae | 8 | 2 |" in (tmp_path / "results.md").read_text()
-    again = _run(tmp_path)
+    again = _run(tmp_path, "--score_part_images=20")
     assert again.returncode == 0 and again.stdout.count("already finished") == 2
 
 

@@ -332,6 +332,13 @@ def score_nll_in_parts(model, images, settings, folder, label):
                                          int(settings.num_samples), errors)
 
 
+def kept_part_seconds(folder, label):
+    """The seconds of `label`'s kept parts in `folder`'s parts file, summed."""
+    path = pathlib.Path(folder) / (RESCORE_PARTS if FLAGS.rescore else SCORE_PARTS)
+    entry = json.loads(path.read_text()).get(label, {}) if path.exists() else {}
+    return round(sum(part["seconds"] for part in entry.get("parts", {}).values()), 1)
+
+
 def keras_backend_name():
     import keras
 
@@ -413,6 +420,9 @@ def evaluate_row(model, valid_images, settings, folder, float32_model=None):
     }
     if FLAGS.score_part_images:
         scores["nll"]["part_images"] = int(min(FLAGS.score_part_images, len(valid_images)))
+        # The NLL's own seconds, summed over the sessions that scored its parts
+        # (eval_wall_seconds is this invocation's only).
+        scores["nll"]["scoring_seconds"] = kept_part_seconds(folder, "nll")
     if (float32_model is not None and FLAGS.float32_check_images
             and model.dtype_policy.compute_dtype != "float32"):
         try:
