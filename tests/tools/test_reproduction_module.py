@@ -65,7 +65,7 @@ def scoring_flags(monkeypatch):
 def test_one_part_is_the_whole_set_scoring(scoring_flags, tmp_path, monkeypatch):
     model, images, settings = scoring_flags
     monkeypatch.setattr(reproduction.FLAGS, "score_part_images", 0)
-    parts = reproduction.score_nll_in_parts(model, images, settings, tmp_path, "nll")
+    parts, _ = reproduction.score_nll_in_parts(model, images, settings, tmp_path, "nll")
     whole = reproduction.score_nll(model, images, settings)
     np.testing.assert_array_equal(parts.per_example, whole.per_example)
     assert parts.mean == pytest.approx(whole.mean) and parts.num_images == 6
@@ -76,7 +76,7 @@ def test_a_stopped_scoring_resumes_at_its_first_missing_part(scoring_flags, tmp_
     from keras_crvae import evaluation
 
     model, images, settings = scoring_flags
-    reference = reproduction.score_nll_in_parts(model, images, settings, tmp_path, "nll")
+    reference, _ = reproduction.score_nll_in_parts(model, images, settings, tmp_path, "nll")
     calls = []
     score = evaluation.importance_sampled_nll
 
@@ -92,12 +92,15 @@ def test_a_stopped_scoring_resumes_at_its_first_missing_part(scoring_flags, tmp_
     with pytest.raises(reproduction._longrun().TimeLimitReached, match="1 of 3 parts of nll"):
         reproduction.score_nll_in_parts(model, images, settings, folder, "nll")
     assert sorted(json.loads((folder / "score_parts.json").read_text())["nll"]["parts"]) == ["0"]
-    resumed = reproduction.score_nll_in_parts(model, images, settings, folder, "nll")
+    resumed, seconds = reproduction.score_nll_in_parts(model, images, settings, folder, "nll")
     assert calls == [0, 1, 2]  # part i's noise from --seed + i; part 0 not scored again
     np.testing.assert_array_equal(resumed.per_example, reference.per_example)
+    # The scoring seconds count every kept part, the earlier invocation's part 0 included.
+    kept = json.loads((folder / "score_parts.json").read_text())["nll"]["parts"]
+    assert seconds == pytest.approx(sum(part["seconds"] for part in kept.values()), abs=0.11)
     # Other weights: the kept parts are not theirs, and every part is scored again.
     model.decoder.weights[0].assign(model.decoder.weights[0] + 0.5)
-    again = reproduction.score_nll_in_parts(model, images, settings, folder, "nll")
+    again, _ = reproduction.score_nll_in_parts(model, images, settings, folder, "nll")
     assert calls == [0, 1, 2, 0, 1, 2]
     assert not np.allclose(again.per_example, reference.per_example)
 

@@ -8,12 +8,16 @@ feature maps, one thread, interleaved rounds (milliseconds per forward + gradien
 
     python tools/benchmarks/leaky_relu_kernels.py --rounds=3
 
+It also counts the LeakyReLU outputs of one training batch of `--preset` (its built encoder and
+decoder, `--batch_size` images) and prints what they cost at the measured time per element.
+
 Run it on a quiet machine: these ops are memory-bound, and a profile taken beside other jobs
 inflates them (docs/performance.md, section 0).
 """
 
 import argparse
 import json
+import math
 import os
 import time
 
@@ -26,6 +30,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--output", default="leaky_relu_kernels.json")
+    parser.add_argument("--preset", default="mnist_crvae")
+    parser.add_argument("--batch_size", type=int, default=128)
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -65,10 +71,31 @@ def main():
     for shape_name, times in results.items():
         print(f"| {shape_name} | " + " | ".join(f"{min(times[name]):.2f} ms"
                                                  for name in formulations) + " |")
+    first = next(iter(SHAPES))
+    per_element_ms = min(results[first]["leaky_relu"]) / math.prod(SHAPES[first])
+    elements = leaky_relu_outputs(args.preset, args.batch_size)
+    print(f"{args.preset}: {elements / 1e6:.1f} million LeakyReLU outputs per batch of "
+          f"{args.batch_size}, ~{elements * per_element_ms:.0f} ms forward + gradient at "
+          f"{per_element_ms * 1e6:.2f} ns per element ({first})")
     load = [round(value, 2) for value in os.getloadavg()]
     print(f"load average: {load}")
     with open(args.output, "w") as handle:
-        json.dump({"milliseconds": results, "load_average": load, "threads": 1}, handle, indent=1)
+        json.dump({"milliseconds": results, "load_average": load, "threads": 1,
+                   "preset": args.preset, "leaky_relu_outputs_per_batch": elements,
+                   "estimated_ms_per_step": round(elements * per_element_ms, 1)},
+                  handle, indent=1)
+
+
+def leaky_relu_outputs(preset, batch_size):
+    """Elements of every LeakyReLU output of `preset`'s encoder and decoder for one batch."""
+    import keras
+
+    import keras_crvae
+
+    model = keras_crvae.from_preset(preset, compile=False)
+    return batch_size * sum(
+        math.prod(layer.output.shape[1:]) for network in (model.encoder, model.decoder)
+        for layer in network.layers if isinstance(layer, keras.layers.LeakyReLU))
 
 
 if __name__ == "__main__":

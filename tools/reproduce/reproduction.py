@@ -9,6 +9,7 @@ table).
 """
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -268,9 +269,12 @@ def score_nll_in_parts(model, images, settings, folder, label):
     way finishes first); a kill loses at most the part under way.
 
     Returns:
-        `keras_crvae.evaluation.LikelihoodEstimate` of all of `images`.
+        `(estimate, seconds)`: the `keras_crvae.evaluation.LikelihoodEstimate` of all of `images`,
+        and the scoring seconds of all its parts (whichever sessions scored them).
     """
-    from keras_crvae import evaluation
+    import keras
+
+    from keras_crvae import evaluation, io as crvae_io
 
     longrun = _longrun()
     folder = pathlib.Path(folder)
@@ -303,7 +307,7 @@ def score_nll_in_parts(model, images, settings, folder, label):
                 reason = "SIGTERM" if budget.stop_requested else budget.label
                 raise longrun.TimeLimitReached(
                     f"{folder.name}: scoring stopped by {reason} with {len(entry['parts'])} of "
-                    f"{num_parts} parts of {label} kept in {SCORE_PARTS}; run the same command "
+                    f"{num_parts} parts of {label} kept in {path.name}; run the same command "
                     "again to resume.")
             started = time.time()
             estimate = evaluation.importance_sampled_nll(
@@ -312,13 +316,13 @@ def score_nll_in_parts(model, images, settings, folder, label):
                 verbose=1 if num_parts == 1 else 0)
             entry["parts"][str(index)] = {
                 # The backend draws the noise: two rows' parts pair only from the same one.
-                "backend": keras_backend_name(),
+                "backend": keras.backend.backend(),
                 "nll": [float(x) for x in estimate.per_example],
                 "monte_carlo_error": None if estimate.monte_carlo_error is None else [
                     float(x) for x in estimate.monte_carlo_error],
                 "seconds": round(time.time() - started, 1)}
             kept[label] = entry
-            atomic_write_text(path, json.dumps(kept) + "\n")
+            crvae_io.write_json(kept, path)
             if num_parts > 1:
                 print(f"{folder.name}: {label} part {index + 1}/{num_parts}: NLL "
                       f"{estimate.mean:.2f} on {len(part)} images "
@@ -328,29 +332,9 @@ def score_nll_in_parts(model, images, settings, folder, label):
     errors = None if any(p["monte_carlo_error"] is None for p in parts) else np.concatenate(
         [np.asarray(p["monte_carlo_error"], np.float64) for p in parts])
     spread = float(np.std(per_example, ddof=1) / np.sqrt(count)) if count > 1 else float("nan")
+    seconds = round(sum(p["seconds"] for p in parts), 1)
     return evaluation.LikelihoodEstimate(float(per_example.mean()), spread, per_example,
-                                         int(settings.num_samples), errors)
-
-
-def kept_part_seconds(folder, label):
-    """The seconds of `label`'s kept parts in `folder`'s parts file, summed."""
-    path = pathlib.Path(folder) / (RESCORE_PARTS if FLAGS.rescore else SCORE_PARTS)
-    entry = json.loads(path.read_text()).get(label, {}) if path.exists() else {}
-    return round(sum(part["seconds"] for part in entry.get("parts", {}).values()), 1)
-
-
-def keras_backend_name():
-    import keras
-
-    return keras.backend.backend()
-
-
-def atomic_write_text(path, text):
-    """Writes `text` to `path` through a temporary file and a rename (never half-written)."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".tmp-{path.name}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+                                         int(settings.num_samples), errors), seconds
 
 
 def save_progress(model, folder, epochs_done, valid_images, settings):
@@ -408,7 +392,7 @@ def evaluate_row(model, valid_images, settings, folder, float32_model=None):
 
     start = time.time()
     bound = evaluation.elbo(model, valid_images, batch_size=FLAGS.eval_batch_size, seed=FLAGS.seed)
-    nll = score_nll_in_parts(model, valid_images, settings, folder, "nll")
+    nll, nll_seconds = score_nll_in_parts(model, valid_images, settings, folder, "nll")
     units = evaluation.active_units(model, valid_images)
     scores = {
         "eval_wall_seconds": round(time.time() - start, 1),
@@ -422,7 +406,7 @@ def evaluate_row(model, valid_images, settings, folder, float32_model=None):
         scores["nll"]["part_images"] = int(min(FLAGS.score_part_images, len(valid_images)))
         # The NLL's own seconds, summed over the sessions that scored its parts
         # (eval_wall_seconds is this invocation's only).
-        scores["nll"]["scoring_seconds"] = kept_part_seconds(folder, "nll")
+        scores["nll"]["scoring_seconds"] = nll_seconds
     if (float32_model is not None and FLAGS.float32_check_images
             and model.dtype_policy.compute_dtype != "float32"):
         try:
@@ -459,9 +443,9 @@ def float32_precision_check(model, float32_model, images, settings, folder,
         per_example = np.asarray(nll_per_example)[:count]
     else:
         per_example = score_nll_in_parts(model, images, settings, folder,
-                                         "float32_check_model").per_example
+                                         "float32_check_model")[0].per_example
     nll_float32 = score_nll_in_parts(float32_model, images, settings, folder,
-                                     "nll_float32").per_example
+                                     "nll_float32")[0].per_example
     difference = per_example - nll_float32
     check = {"num_images": int(count), "num_samples": int(settings.num_samples),
              "nll": round(float(per_example.mean()), 3),
@@ -492,12 +476,10 @@ def run_rows(names, settings, prepare, run_row, write_tables):
     called once, before the first row that trains or is rescored, so a call whose rows are all
     finished (or refused) answers without loading TensorFlow or the data.
     `run_row(name, folder, prepared)` returns a row's result."""
-    prepared = []
+    prepared = functools.cache(prepare)
 
     def run(name, folder):
-        if not prepared:
-            prepared.append(prepare())
-        return run_row(name, folder, prepared[0])
+        return run_row(name, folder, prepared())
 
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     if FLAGS.rescore:
@@ -509,10 +491,8 @@ def run_rows(names, settings, prepare, run_row, write_tables):
             print(f"{name}: already finished, skipping ({done}).")
             results.append(json.loads(done.read_text()))
             continue
-        if not prepared:
-            prepared.append(prepare())
-        print(f"=== {name}: {settings.epochs} epochs on {len(prepared[0].train_images)} images, "
-              f"k={settings.num_samples} on {len(prepared[0].valid_images)} validation images",
+        print(f"=== {name}: {settings.epochs} epochs on {len(prepared().train_images)} images, "
+              f"k={settings.num_samples} on {len(prepared().valid_images)} validation images",
               flush=True)
         folder = pathlib.Path(FLAGS.output_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
