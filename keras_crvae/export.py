@@ -175,21 +175,26 @@ def _check_input(tensor, name, shape, value_range=None):
                               tf.reduce_all(tf.equal(padded, tf.constant(shape, tf.int32))))
     # An empty batch would otherwise fail deep inside the networks ("Incompatible shapes").
     not_empty = tf.reduce_prod(actual[:1]) > 0
-    checks = [
+    shape_checks = [
         tf.debugging.Assert(shape_ok, [f"`{name}` must have shape {_shape_text(shape)}; got",
                                        actual]),
         tf.debugging.Assert(not_empty, [f"`{name}` is an empty batch: send at least one "
                                         f"example of shape {_shape_text(shape)}; got", actual]),
-        tf.debugging.assert_all_finite(tensor, f"`{name}` must hold finite values"),
     ]
-    if value_range is not None:
-        low, high = value_range
-        in_range = f"`{name}` values must lie in [{low}, {high}]"
-        checks += [tf.debugging.assert_greater_equal(tensor, tf.cast(low, tensor.dtype),
-                                                     message=in_range),
-                   tf.debugging.assert_less_equal(tensor, tf.cast(high, tensor.dtype),
-                                                  message=in_range)]
-    with tf.control_dependencies(checks):
+    # The value checks reduce over the signature's rank: run them only once the shape is known to
+    # be right, so a wrong rank always answers with the shape message (the executor may otherwise
+    # run an independent value check first and fail inside its reduction).
+    with tf.control_dependencies(shape_checks):
+        checks = [tf.debugging.assert_all_finite(tf.identity(tensor),
+                                                 f"`{name}` must hold finite values")]
+        if value_range is not None:
+            low, high = value_range
+            in_range = f"`{name}` values must lie in [{low}, {high}]"
+            checks += [tf.debugging.assert_greater_equal(tensor, tf.cast(low, tensor.dtype),
+                                                         message=in_range),
+                       tf.debugging.assert_less_equal(tensor, tf.cast(high, tensor.dtype),
+                                                      message=in_range)]
+    with tf.control_dependencies(shape_checks + checks):
         return tf.identity(tensor)
 
 
@@ -220,6 +225,12 @@ def build_export_archive(model):
     serving_networks = getattr(model, "serving_networks", None)
     encoder, decoder = serving_networks() if callable(serving_networks) else (
         getattr(model, "encoder", None), model.decoder)
+    # Served with their BatchNormalizations folded into the convolutions (the same function on the
+    # same variables, faster: keras_crvae.networks.inference_network).
+    from keras_crvae.networks.inference import inference_network
+
+    decoder = inference_network(decoder)
+    encoder = None if encoder is None else inference_network(encoder)
     z_spec = tf.TensorSpec((None,) + latent_shape, tf.float32, name="z")
     images_spec = tf.TensorSpec((None,) + image_shape, tf.float32, name="images")
 

@@ -24,6 +24,7 @@ from keras_crvae.layers.discriminator import (
     SpectralDiscriminator,
     SpectralNormalization,
 )
+from keras_crvae.layers.folded_conv import FoldedConvolution
 from keras_crvae.layers.equalized import EqualizedConv2D, EqualizedDense, check_counts
 from keras_crvae.layers.mapping_network import MappingNetwork, normalize_second_moment
 from keras_crvae.layers.noise_injection import NoiseInjection
@@ -49,6 +50,7 @@ __all__ = [
     "AdaptiveInstanceNormalization",
     "ConstantInput",
     "EqualizedConv2D",
+    "FoldedConvolution",
     "EqualizedDense",
     "MappingNetwork",
     "ModulatedConv2D",

@@ -37,6 +37,36 @@ def _phase_selection():
     return selection
 
 
+def supports_phases(layer):
+    """Whether `layer` (a `Conv2DTranspose`) is a 4x4 / stride-2 / "same" channels-last transposed
+    convolution without output padding or dilation: the case the phase form computes."""
+    return (tuple(layer.kernel_size) == (4, 4) and tuple(layer.strides) == (2, 2)
+            and layer.padding == "same" and tuple(layer.dilation_rate) == (1, 1)
+            and layer.data_format == "channels_last" and layer.output_padding is None)
+
+
+def phase_kernel(kernel):
+    """The stride-1 3x3 kernel of the four output phases of a 4x4 / stride-2 / "same" transposed
+    convolution: `(4, 4, filters, in)` -> `(3, 3, in, 4 * filters)`, output channels ordered
+    `(phase_row, phase_col, filter)` (module docstring)."""
+    filters, in_channels = kernel.shape[2], kernel.shape[3]
+    selection = ops.convert_to_tensor(_phase_selection(),
+                                     dtype=keras.backend.standardize_dtype(kernel.dtype))
+    # (ky, kx, in, a, b, filters): the 3x3 kernel of every output phase (a, b).
+    kernels = ops.einsum("auy,bvx,yxoi->uviabo", selection, selection, kernel)
+    return ops.reshape(kernels, (3, 3, in_channels, 4 * filters))
+
+
+def interleave_phases(phases, filters):
+    """`(B, H, W, 4 * filters)` phase outputs (channels `(phase_row, phase_col, filter)`) ->
+    the `(B, 2H, 2W, filters)` image: output pixel `(2m + a, 2n + b)` is phase `(a, b)` at `(m, n)`
+    (a depth-to-space interleave)."""
+    batch, height, width = ops.shape(phases)[0], ops.shape(phases)[1], ops.shape(phases)[2]
+    phases = ops.reshape(phases, (batch, height, width, 2, 2, filters))
+    return ops.reshape(ops.transpose(phases, (0, 1, 3, 2, 4, 5)),
+                       (batch, 2 * height, 2 * width, filters))
+
+
 @keras.saving.register_keras_serializable(package="keras_crvae")
 class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
     """`keras.layers.Conv2DTranspose` that computes 4x4 / stride 2 / "same" as four phases on JAX.
@@ -63,9 +93,7 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
         self.phase_implementation = phase_implementation
 
     def _uses_phases(self):
-        supported = (tuple(self.kernel_size) == (4, 4) and tuple(self.strides) == (2, 2)
-                     and self.padding == "same" and tuple(self.dilation_rate) == (1, 1)
-                     and self.data_format == "channels_last" and self.output_padding is None)
+        supported = supports_phases(self)
         if self.phase_implementation == "auto":
             return supported and keras.backend.backend() == "jax"
         return bool(self.phase_implementation) and supported
@@ -73,17 +101,9 @@ class PhaseConv2DTranspose(keras.layers.Conv2DTranspose):
     def call(self, inputs):
         if not self._uses_phases():
             return super().call(inputs)
-        kernel = ops.cast(self.kernel, self.compute_dtype)  # (4, 4, filters, in)
-        selection = ops.convert_to_tensor(_phase_selection(), dtype=self.compute_dtype)
-        # (ky, kx, in, a, b, filters): the 3x3 kernel of every output phase (a, b).
-        phase_kernel = ops.einsum("auy,bvx,yxoi->uviabo", selection, selection, kernel)
-        filters = self.filters
-        phase_kernel = ops.reshape(phase_kernel, (3, 3, kernel.shape[3], 4 * filters))
-        phases = ops.conv(inputs, phase_kernel, strides=1, padding="same")
-        batch, height, width = ops.shape(phases)[0], ops.shape(phases)[1], ops.shape(phases)[2]
-        phases = ops.reshape(phases, (batch, height, width, 2, 2, filters))
-        outputs = ops.reshape(ops.transpose(phases, (0, 1, 3, 2, 4, 5)),
-                              (batch, 2 * height, 2 * width, filters))
+        kernel = phase_kernel(ops.cast(self.kernel, self.compute_dtype))
+        outputs = interleave_phases(ops.conv(inputs, kernel, strides=1, padding="same"),
+                                    self.filters)
         if self.use_bias:
             outputs = outputs + ops.cast(self.bias, self.compute_dtype)
         if self.activation is not None:

@@ -59,8 +59,10 @@ from keras_crvae.networks.posterior_flows import build_posterior_flow, parse_pos
 # The shared helpers live in `models/base.py`; these names stay importable from here (old imports).
 from keras_crvae.models.base import (LIKELIHOODS, RECONSTRUCTION_REDUCTIONS,  # noqa: F401
                                      OptimizerBuiltBeforeTracing,
-                                     check_encoder_decoder, check_objective_options, run_network,
-                                     tile_rows, to_float32, validate_images, with_deserialized)
+                                     check_encoder_decoder, check_objective_options, for_training,
+                                     run_network, tile_rows, to_float32, validate_images,
+                                     with_deserialized)
+from keras_crvae.networks.inference import inference_network
 
 _tile_rows = tile_rows  # the old private name, kept for old imports
 
@@ -317,7 +319,7 @@ class VAE(OptimizerBuiltBeforeTracing, keras.Model):
         rows). The VAE's decoder ignores the images; an autoregressive decoder (`VLAE`) reads
         them, teacher-forced."""
         del images
-        return to_float32(self.decoder(z, training=training))
+        return to_float32(for_training(self.decoder, training)(z, training=training))
 
     def _capacity(self, training):
         """C of this step; a training call advances the step counter (after reading it)."""
@@ -384,7 +386,8 @@ class VAE(OptimizerBuiltBeforeTracing, keras.Model):
             raise ValueError(f"`noise[0]` must have shape (num_samples, {batch}, "
                              f"{', '.join(str(d) for d in self.latent_shape)}); got "
                              f"{tuple(noise.shape)}.")
-        mean, log_var = to_float32(self.encoder(ops.cast(images, "float32"), training=False))
+        mean, log_var = to_float32(inference_network(self.encoder)(ops.cast(images, "float32"),
+                                                                   training=False))
         mean = tile_rows(mean, num_samples)
         log_var = tile_rows(log_var, num_samples)
         z = mean + ops.exp(0.5 * log_var) * ops.reshape(noise,
@@ -408,7 +411,7 @@ class VAE(OptimizerBuiltBeforeTracing, keras.Model):
         """`q(z|x)` parameters: images `(B, *image_shape)` in [0, 1] -> `(mean, log_var)`."""
         images = validate_images(images, self.image_shape)
         images = ops.cast(ops.convert_to_tensor(images), "float32")
-        mean, log_var = to_float32(self.encoder(images, training=False))
+        mean, log_var = to_float32(inference_network(self.encoder)(images, training=False))
         return mean, log_var
 
     def decode_logits(self, z):

@@ -33,6 +33,7 @@ from keras_crvae.networks.perceptual import build_perceptual_network, imagenet_p
 from keras_crvae.networks.super_resolution import (build_stage2_discriminator,
                                                    build_stage2_generator)
 from keras_crvae.networks.vq_vae import build_vq_decoder, build_vq_encoder
+from keras_crvae.networks.inference import InferenceNetwork, inference_network
 from keras_crvae.networks.infogan import build_infogan_decoder, build_infogan_encoder
 from keras_crvae.networks.resnet import build_resnet_decoder, build_resnet_encoder
 from keras_crvae.networks.reversible import build_irevnet_classifier
@@ -52,6 +53,8 @@ from keras_crvae.networks.two_stage import (
 from keras_crvae.networks import stage2  # noqa: F401  (alias of super_resolution)
 
 __all__ = [
+    "InferenceNetwork",
+    "inference_network",
     "build_dcgan_discriminator",
     "build_dcgan_generator",
     "build_image64_decoder",
