@@ -94,6 +94,56 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                 handle.write(metadata)
 
 
+class ContinueLearningRateSchedule(keras.callbacks.Callback):
+    """Puts the optimizer's learning-rate schedule at the run's global step when training begins.
+
+    A long run (`keras_crvae.jobs.longrun`) resumes either from its full `backup/`, which restores
+    the optimizer's step counter with Adam's moments, or from its light state with a fresh optimizer
+    (step 0, a `StepOffsetSchedule` adding the steps already taken). The two mix: after a light-state
+    resume the counter counts from 0, so a later backup restores a counter that is short of the run's
+    global step by the steps before that resume. Without this callback the schedule then read that
+    counter and went back in time (Table 1, 2026-12-06: both rows resumed from a backup written after
+    a light-state resume trained at the pre-halving learning rate, docs/reproduction.md).
+
+    Place it after `BackupAndRestore` (callbacks run in order): at `on_train_begin`, after the
+    restore and before the training step is traced, the schedule becomes
+    `StepOffsetSchedule(schedule, global_step - optimizer.iterations)`, so it reads the global step.
+    An optimizer with a constant learning rate is left alone.
+
+    Args:
+        global_step: int >= 0, the optimizer steps the run has taken (`initial_epoch *
+            steps_per_epoch`).
+        label: str, prefix of the one line printed when the offset changes.
+    """
+
+    def __init__(self, global_step, label=""):
+        super().__init__()
+        if int(global_step) < 0:
+            raise ValueError(f"`global_step` must be >= 0, got {global_step}.")
+        self.global_step = int(global_step)
+        self.label = label
+
+    def on_train_begin(self, logs=None):
+        from keras_crvae.optimizers import StepOffsetSchedule
+
+        optimizer = self.model.optimizer
+        # The schedule object itself: Keras' `learning_rate` property returns its current value.
+        schedule = getattr(optimizer, "_learning_rate", None)
+        if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            return
+        counter = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        offset = self.global_step - counter
+        if offset < 0:
+            raise ValueError(f"{self.label}the optimizer has taken {counter} steps, more than the "
+                             f"run's {self.global_step}: the backup is not of this run's epoch.")
+        base = schedule.schedule if isinstance(schedule, StepOffsetSchedule) else schedule
+        old_offset = schedule.offset if isinstance(schedule, StepOffsetSchedule) else 0
+        if offset != old_offset:
+            print(f"{self.label}the learning-rate schedule continues at step {self.global_step} "
+                  f"(optimizer counter {counter}, offset {old_offset} -> {offset})", flush=True)
+        optimizer.learning_rate = StepOffsetSchedule(base, offset) if offset else base
+
+
 class EpochHistory(keras.callbacks.Callback):
     """Writes per-epoch metrics to a CSV file with exactly one row per epoch.
 

@@ -163,3 +163,56 @@ def test_crvae_train_refuses_a_time_budget_for_a_job_that_cannot_resume(tmp_path
 
 # `crvae train --stop_after_minutes` stopping and the same command resuming, end to end: in
 # tests/test_cli_faults.py (its first run stops at a time budget, its last resumes).
+
+
+def test_a_backup_written_after_a_light_state_resume_keeps_the_schedule_at_the_global_step(
+        tmp_path):
+    """Stretch 1 stops (backup + light state); the machine is replaced (backup gone); stretch 2
+    resumes from the light state (a fresh optimizer counting from 0, the schedule offset by the
+    steps done) and stops with a backup; stretch 3 resumes from that backup, whose optimizer counter
+    is short of the global step by stretch 1's steps. The schedule must still read the global step
+    (2026-12-06: the Table 1 rows went back to the pre-halving learning rate here)."""
+    import shutil
+
+    from keras_crvae.optimizers import StepOffsetSchedule
+
+    images = data.load_embedded_mnist()["x_train"][:64].astype("float32") / 255.0
+    steps_per_epoch = 2  # 64 images, batch 32
+    base = keras.optimizers.schedules.PiecewiseConstantDecay([5], [1e-3, 1e-4])  # step > 5: 1e-4
+
+    def stretch(epochs_done_after):
+        model = keras_crvae.from_preset("mnist_mlp_vae", seed=0, compile=False)
+
+        def compile_model(start_step):
+            schedule = StepOffsetSchedule(base, start_step) if start_step else base
+            model.compile(keras.optimizers.Adam(schedule))
+
+        with pytest.raises(longrun.TimeLimitReached):
+            longrun.train_resumably(model, tmp_path, images, batch_size=32, epochs=10,
+                                    compile_model=compile_model, verbose=0,
+                                    stop_after_seconds=1e-9)
+        assert longrun.resume_epoch(tmp_path)[0] == epochs_done_after
+        return model
+
+    stretch(1)
+    shutil.rmtree(tmp_path / longrun.BACKUP_DIR)  # a replaced machine: the light state only
+    assert longrun.resume_epoch(tmp_path)[1] == "light"
+    stretch(2)
+    assert longrun.resume_epoch(tmp_path)[1] == "backup"
+    model = stretch(3)
+    counter = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    assert counter == 4  # stretches 2 and 3: the counter restarted at the light-state resume
+    # The global step is 3 epochs = 6 steps, past the boundary; the counter alone (4) is not.
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-4)
+
+
+def test_the_schedule_callback_refuses_a_counter_ahead_of_the_run():
+    model = _tiny_model()
+    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)),
+                  loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(7)
+    callback = keras_crvae.callbacks.ContinueLearningRateSchedule(5, label="row: ")
+    callback.set_model(model)
+    with pytest.raises(ValueError, match="row: the optimizer has taken 7 steps, more than"):
+        callback.on_train_begin()

@@ -482,6 +482,10 @@ def train_resumably(model, folder, train_images, batch_size, epochs, compile_mod
         callbacks.NaNGuard(),
         # Kept when fit returns: a stopped run resumes from it (removed below once trained).
         callbacks.AtomicBackupAndRestore(str(folder / BACKUP_DIR), delete_checkpoint=False),
+        # After the restore: the schedule reads the run's global step whatever the optimizer's
+        # counter says (a backup written after a light-state resume counts from that resume).
+        callbacks.ContinueLearningRateSchedule(initial_epoch * steps_per_epoch,
+                                               label=f"{folder.name}: "),
         timer,  # before the CSV logger: each row gets the run's `train_hours`
         keras.callbacks.CSVLogger(str(history_path), append=True), budget]
     batches = data.training_data(train_images, batch_size=batch_size, seed=seed + initial_epoch)

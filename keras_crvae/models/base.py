@@ -59,7 +59,7 @@ def to_float32(tensors):
     return tensors if tensors.dtype == "float32" else ops.cast(tensors, "float32")
 
 
-def for_training(network, training):
+def network_for_mode(network, training):
     """`network` itself in training (its BatchNormalizations use the batch's statistics), else its
     folded inference version (`keras_crvae.networks.inference_network`): the same function."""
     return network if training else inference_network(network)

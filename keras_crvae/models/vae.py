@@ -58,10 +58,9 @@ from keras_crvae.layers import GaussianSampler
 from keras_crvae.networks.posterior_flows import build_posterior_flow, parse_posterior_flow
 # The shared helpers live in `models/base.py`; these names stay importable from here (old imports).
 from keras_crvae.models.base import (LIKELIHOODS, RECONSTRUCTION_REDUCTIONS,  # noqa: F401
-                                     OptimizerBuiltBeforeTracing,
-                                     check_encoder_decoder, check_objective_options, for_training,
-                                     run_network, tile_rows, to_float32, validate_images,
-                                     with_deserialized)
+                                     OptimizerBuiltBeforeTracing, check_encoder_decoder,
+                                     check_objective_options, network_for_mode, run_network,
+                                     tile_rows, to_float32, validate_images, with_deserialized)
 from keras_crvae.networks.inference import inference_network
 
 _tile_rows = tile_rows  # the old private name, kept for old imports
@@ -319,7 +318,7 @@ class VAE(OptimizerBuiltBeforeTracing, keras.Model):
         rows). The VAE's decoder ignores the images; an autoregressive decoder (`VLAE`) reads
         them, teacher-forced."""
         del images
-        return to_float32(for_training(self.decoder, training)(z, training=training))
+        return to_float32(network_for_mode(self.decoder, training)(z, training=training))
 
     def _capacity(self, training):
         """C of this step; a training call advances the step counter (after reading it)."""
