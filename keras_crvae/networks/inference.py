@@ -41,9 +41,11 @@ def _is_batch_norm(layer):
 
 
 def _graph(network):
-    """`(producer, consumers)` of the network's own nodes: `producer[id(op)]` is the single op whose
-    output `op` reads (None for several inputs or a shared op), `consumers[id(op)]` the number of
-    calls reading `op`'s outputs, counting the network's outputs as consumers."""
+    """`(nodes, producer, consumers)` of the network's own graph: its nodes, deepest first;
+    `producer[id(op)]`, the single op whose output `op` reads (None for several inputs or a layer
+    called more than once); `consumers[id(op)]`, the number of calls reading `op`'s outputs, the
+    network's outputs counted as consumers. Keras' private graph attributes (`_nodes_by_depth`,
+    `_keras_history`); tests/networks/test_inference.py pins the plan they give."""
     nodes = [node for depth in sorted(network._nodes_by_depth, reverse=True)
              for node in network._nodes_by_depth[depth]]
     calls, producer, consumers = {}, {}, {}
