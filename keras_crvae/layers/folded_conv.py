@@ -125,7 +125,6 @@ class FoldedConvolution(keras.layers.Layer):
         kernel, bias = self.folded_weights()
         kernel = ops.cast(kernel, self.compute_dtype)
         bias = ops.cast(bias, self.compute_dtype)
-        inputs = ops.cast(inputs, self.compute_dtype)
         interleave = None
         if isinstance(linear, keras.layers.Dense):
             outputs = ops.matmul(inputs, kernel)
