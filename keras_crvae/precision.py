@@ -48,17 +48,29 @@ def normalize(precision):
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_supports_bfloat16(cpuinfo_path="/proc/cpuinfo"):
-    """True when the CPU advertises native bfloat16 arithmetic (Linux `avx512_bf16` or `amx_bf16`)."""
+def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
+    """The CPU's feature flags (a frozenset of str) from the first `flags` line of Linux's
+    `/proc/cpuinfo`; empty where there is no such file (other systems)."""
     try:
         with open(cpuinfo_path) as handle:
             for line in handle:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return any(flag in flags for flag in _BF16_CPU_FLAGS)
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
-        return False
-    return False
+        pass
+    return frozenset()
+
+
+def cpu_supports_bfloat16(cpuinfo_path="/proc/cpuinfo"):
+    """True when the CPU advertises native bfloat16 arithmetic (Linux `avx512_bf16` or `amx_bf16`)."""
+    return any(flag in cpu_flags(cpuinfo_path) for flag in _BF16_CPU_FLAGS)
+
+
+def cpu_has_amx(cpuinfo_path="/proc/cpuinfo"):
+    """True when the CPU has AMX bfloat16 tiles (Linux `amx_bf16`: Intel Xeon from Sapphire Rapids).
+    There oneDNN's bfloat16 convolutions are fast enough that fusing bias and activation into them
+    pays for extra multiply-adds (`FoldedConvolution`'s phases, docs/performance.md section 0)."""
+    return "amx_bf16" in cpu_flags(cpuinfo_path)
 
 
 def _accelerator_in_use():

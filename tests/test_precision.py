@@ -42,6 +42,11 @@ def test_auto_follows_the_cpu_flags_and_the_override(tmp_path, monkeypatch):
     assert precision.cpu_supports_bfloat16(str(with_bf16))
     assert not precision.cpu_supports_bfloat16(str(without))
     assert not precision.cpu_supports_bfloat16(str(tmp_path / "missing"))
+    with_amx = tmp_path / "amx"
+    with_amx.write_text("processor\t: 0\nflags\t\t: fpu avx512_bf16 amx_bf16 amx_tile\n")
+    assert precision.cpu_has_amx(str(with_amx)) and precision.cpu_supports_bfloat16(str(with_amx))
+    assert not precision.cpu_has_amx(str(with_bf16))
+    assert not precision.cpu_has_amx(str(tmp_path / "missing"))
 
     monkeypatch.setattr(precision, "cpu_supports_bfloat16", lambda: False)
     assert precision.resolve("auto") == "float32"  # never bfloat16 without native support

@@ -16,12 +16,14 @@ separate bias adds of the transposed convolutions and LeakyReLU (`tools/benchmar
 docs/performance.md). After the fold, TensorFlow's graph optimiser fuses convolution + bias +
 activation into one oneDNN kernel; a 4x4 stride-2 "same" transposed convolution is computed as its
 four output phases (`layers/transposed_conv.py`) with bias and activation applied before the
-interleave, which is the same function (both are per-channel or elementwise) and fuses the same way.
+interleave, which is the same function (both are per-channel or elementwise) and fuses the same way
+(where that pays: on JAX, and in bfloat16 on CPUs with AMX; `FoldedConvolution`'s `phases`).
 """
 
 import keras
 from keras import ops
 
+from keras_crvae import precision
 from keras_crvae.layers.transposed_conv import (
     PhaseConv2DTranspose,
     interleave_phases,
@@ -55,9 +57,11 @@ class FoldedConvolution(keras.layers.Layer):
             linear layer's output (with its moving statistics).
         activation: optional elementwise layer (e.g. `keras.layers.LeakyReLU`) applied last.
         phases: "auto" (default), True or False: compute a 4x4 / stride-2 / "same" transposed
-            convolution as four output phases. "auto": on JAX, and on TensorFlow in bfloat16, where
-            the phase form with its fused bias and activation is faster than the native op
-            (`tools/benchmarks/benchmark_decode.py`).
+            convolution as four output phases. "auto": on JAX, and on TensorFlow in bfloat16 on a
+            CPU with AMX (`precision.cpu_has_amx`), where the phase form with its fused bias and
+            activation is faster than the native op; the native op elsewhere (float32, and
+            AVX512-BF16 CPUs without AMX, where the phases' 2.25x multiply-adds cost more than the
+            fusion saves: `tools/benchmarks/benchmark_decode.py`, docs/performance.md section 0).
 
     Input shape: the linear layer's. Output shape: the linear layer's output shape; dtype: the
     linear layer's compute dtype.
@@ -95,8 +99,13 @@ class FoldedConvolution(keras.layers.Layer):
                 self.linear):
             return False
         if self.phases == "auto":
-            return (keras.backend.backend() == "jax"
-                    or keras.backend.standardize_dtype(self.compute_dtype) == "bfloat16")
+            if keras.backend.backend() == "jax":
+                return True
+            # Measured per CPU kind (tools/benchmarks/benchmark_decode.py): in bfloat16 the phase
+            # form decodes 1.18-1.35x faster than the native op on AMX, 0.75-0.82x as fast on
+            # AVX512-BF16 without AMX; in float32 0.74-0.77x on both.
+            return (keras.backend.standardize_dtype(self.compute_dtype) == "bfloat16"
+                    and precision.cpu_has_amx())
         return bool(self.phases)
 
     def folded_weights(self):

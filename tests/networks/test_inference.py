@@ -157,3 +157,23 @@ def test_folded_convolution_refuses_what_it_cannot_fold():
         FoldedConvolution(keras.layers.DepthwiseConv2D(3))
     with pytest.raises(ValueError, match="phases"):
         FoldedConvolution(keras.layers.Conv2D(2, 3), phases="sometimes")
+
+
+@pytest.mark.parametrize("amx", [True, False])
+@pytest.mark.parametrize("dtype", ["mixed_bfloat16", "float32"])
+def test_auto_phases_follow_the_backend_the_precision_and_the_cpu_kind(monkeypatch, amx, dtype):
+    """docs/performance.md section 0: the phase form pays on JAX, and on TensorFlow only in bfloat16
+    on AMX; on AVX512-BF16 without AMX and in float32 the native transposed convolution is faster."""
+    from keras_crvae import precision
+
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: amx)
+    transposed = keras.layers.Conv2DTranspose(4, 4, strides=2, padding="same", dtype=dtype)
+    folded = FoldedConvolution(transposed, keras.layers.BatchNormalization(dtype=dtype),
+                               keras.layers.LeakyReLU(0.1, dtype=dtype), dtype=dtype)
+    folded.build((2, 5, 5, 3))
+    expected = keras.backend.backend() == "jax" or (dtype == "mixed_bfloat16" and amx)
+    assert folded._uses_phases() == expected
+    # Explicit choices win; a convolution that is not a transposed 4x4/2 one never takes phases.
+    assert FoldedConvolution(transposed, phases=True, dtype=dtype)._uses_phases()
+    assert not FoldedConvolution(transposed, phases=False, dtype=dtype)._uses_phases()
+    assert not FoldedConvolution(keras.layers.Conv2D(4, 3, dtype=dtype), dtype=dtype)._uses_phases()
