@@ -16,7 +16,8 @@ over `--rounds` rounds (best round reported):
 | `folded_phases` | `InferenceNetwork(decoder, phases=True)`: also the 4x4 stride-2 transposed convolutions as four phases with bias and activation before the interleave |
 
 `run_network` (every model's decode / sample) uses `phases="auto"`: the `folded_phases` path on
-JAX and for bfloat16, the `folded` path for float32 on TensorFlow.
+JAX and for bfloat16 on CPUs with AMX, the `folded` path elsewhere on TensorFlow (float32, and
+bfloat16 without AMX), as measured on both CPU kinds (docs/performance.md section 0).
 
 Error: each path's logits against the float32 `network` path on the same weights (mean and max
 absolute difference; the moving statistics are set to random values so the fold has work to do).
