@@ -71,8 +71,9 @@ def run_network(network, inputs):
     A NumPy batch runs through the network's compiled predict function (`tf.function` /
     `jax.jit`), 1.3x (TF) to 2x (JAX) faster on CPU than an eager call; tensors run eagerly or in
     the caller's graph. A network built under a strategy runs eagerly too: `predict_on_batch` would
-    repeat the batch per replica. Its BatchNormalizations are folded into the convolutions before
-    them (`keras_crvae.networks.inference_network`: the same function, the same variables).
+    repeat the batch per replica. On TensorFlow its BatchNormalizations are folded into the
+    convolutions before them (`keras_crvae.networks.inference_network`: the same function, the same
+    variables; not on JAX, where it does not pay).
     """
     replicas = distribute.model_replicas(network)
     # BatchNormalization chains folded into their convolutions (networks/inference.py).

@@ -9,8 +9,12 @@ normalisation's only consumer. Everything else runs the network's own layers. Ne
 to fold are returned as they are.
 
 `run_network` (`models/base.py`), through which every model's `decode`, `sample` and `encode` helpers
-run a network in inference mode, uses it; training never does (a training BatchNormalization
-normalises with the batch's statistics, which cannot be folded).
+run a network in inference mode, uses it on TensorFlow; training never does (a training
+BatchNormalization normalises with the batch's statistics, which cannot be folded). On JAX the
+fold is off unless asked for (`folding(True)`): XLA fuses the BatchNormalization itself, the three
+decoding paths measured within 3% of each other on a CPU, and the folded bfloat16 decoder was
+further from float32 than the unfolded one (`docs/benchmark_decode_jax_amd.json`,
+docs/performance.md section 0).
 
 Reference: Jacob et al. 2018, section 3.2 (folding batch normalisation into the preceding layer);
 the measured effect: `tools/benchmarks/benchmark_decode.py`, docs/performance.md.
@@ -154,13 +158,15 @@ class _Held:
         self.value = value
 
 
-_FOLDING = {"enabled": True}
+# None: fold on TensorFlow only (module docstring); True / False inside a `folding` block.
+_FOLDING = {"enabled": None}
 
 
 @contextlib.contextmanager
 def folding(enabled):
-    """Within the block, `inference_network` folds (True, the default) or returns every network as
-    it is (False): for comparing the two paths (`tools/reproduce/table1_fold_check.py`).
+    """Within the block, `inference_network` folds (True) or returns every network as it is
+    (False), on any backend: for comparing the two paths (`tools/reproduce/table1_fold_check.py`).
+    Outside any block it folds on TensorFlow only (module docstring).
 
     >>> with folding(False):
     ...     pass  # model.decode(...) runs the decoder's own layers here
@@ -178,8 +184,11 @@ def inference_network(network):
     with it) when it has BatchNormalization chains to fold, else `network` itself.
 
     Only functional networks are rewritten; any other model is returned as it is, and every network
-    inside a `folding(False)` block."""
-    if not _FOLDING["enabled"]:
+    on JAX (unless inside a `folding(True)` block) or inside a `folding(False)` block."""
+    enabled = _FOLDING["enabled"]
+    if enabled is None:
+        enabled = keras.backend.backend() == "tensorflow"
+    if not enabled:
         return network
     held = network.__dict__.get("_crvae_inference_network")
     if held is not None:
