@@ -11,10 +11,10 @@ to fold are returned as they are.
 `run_network` (`models/base.py`), through which every model's `decode`, `sample` and `encode` helpers
 run a network in inference mode, uses it on TensorFlow; training never does (a training
 BatchNormalization normalises with the batch's statistics, which cannot be folded). On JAX the
-fold is off unless asked for (`folding(True)`): XLA fuses the BatchNormalization itself, the three
-decoding paths measured within 3% of each other on a CPU, and the folded bfloat16 decoder was
-further from float32 than the unfolded one (`docs/benchmark_decode_jax_amd.json`,
-docs/performance.md section 0).
+fold is off unless asked for (`folding(True)`): XLA fuses the BatchNormalization itself, and on a
+CPU the folded decoder was no faster than the network as built at batches 16-500 (the phase form;
+the native transposed convolution won only at batch 16 and lost at 128), nor consistently closer
+to float32 in bfloat16 (`tools/benchmarks/benchmark_decode.py`, docs/performance.md section 0).
 
 Reference: Jacob et al. 2018, section 3.2 (folding batch normalisation into the preceding layer);
 the measured effect: `tools/benchmarks/benchmark_decode.py`, docs/performance.md.
