@@ -7,9 +7,9 @@
 
 What runs, interleaved round by round so that a load change hits every contestant alike:
 - keras_crvae at each `--precisions` (one fit step on a fixed batch of 128 binary images for
-  `train`; for `decode`, `run_network(decoder, z)` on 2,000 latents: the library's inference path,
-  BatchNormalization folded (`keras_crvae.networks.inference_network`), as `decode`, `sample` and
-  the NLL evaluator run it);
+  `train`; for `decode`, `run_network(decoder, z)` on 2,000 latents: the library's inference path
+  (BatchNormalization folded on TensorFlow, `keras_crvae.networks.inference_network`), as `decode`,
+  `sample` and the NLL evaluator run it);
 - the PyTorch port of the same networks (`--peer`, a validated measuring instrument outside the
   library; needs `torch` in `--peer_python`), float32 and bf16 autocast (`--peer_precisions`;
   "vs torch" compares each keras row with the peer at the same precision), in a worker subprocess (`OMP_WAIT_POLICY=
@@ -100,7 +100,6 @@ class KerasContestant:
 
         import keras_crvae
         import kernels as kernel_switch
-        from keras_crvae.models.base import run_network
 
         self.name = f"keras {precision}" + ("" if kernels == "fast" else f" {kernels}")
         self.precision = precision
@@ -116,18 +115,19 @@ class KerasContestant:
             self.z = rng.standard_normal((decode_rows,) + self.model.latent_shape).astype("float32")
             self.rows = decode_rows
         self.keras = keras
-        self.run_network = run_network
         with self.context():
             self.run(2)  # trace and warm up (the kernels are chosen when the step is traced)
         self.flops = 3 * forward_flops_per_image(self.model)
 
     def run(self, steps):
+        from keras_crvae.models.base import run_network
+
         start = time.perf_counter()
         for _ in range(steps):
             if self.task == "train":
                 self.model.train_on_batch(self.x)
             else:
-                self.keras.ops.convert_to_numpy(self.run_network(self.model.decoder, self.z))
+                self.keras.ops.convert_to_numpy(run_network(self.model.decoder, self.z))
         return time.perf_counter() - start
 
 
