@@ -1,9 +1,21 @@
-"""Atomic file writing, `.keras` model files and image grids (PNG) shared by the callbacks, the jobs,
-the CLI and the tools; and `enter_phase`, the drills' test-only SIGTERM hook."""
+"""Atomic file writing, model files and image grids (PNG) shared by the callbacks, the jobs, the CLI
+and the tools; and `enter_phase`, the drills' test-only SIGTERM hook.
+
+Model files come in two forms, both loaded by `load_model`:
+
+- a `.keras` file (Keras' own archive: config and weights in one zip), written by `save_model`;
+- the **npz form**, a folder holding `model.json` (the Keras config, the variables' paths and shapes
+  and the weights file's SHA-256) and `weights.npz` (`save_weights_npz`: the variables' values in
+  `model.weights` order, float32 or float16), written by `save_npz_form`. A long run's committed
+  weights (`final_weights.npz`) are that npz already, so a model shipped in this form holds the same
+  bytes, which git stores once (issue 25's size cap: a Table 1 row's weights are ~30 MB).
+"""
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -16,6 +28,11 @@ import numpy as np
 SIGTERM_AT_VARIABLE = "CRVAE_TEST_SIGTERM_AT"
 # training, saving, evaluation: `jobs.base.TrainingJob.run`; export: `export.export_saved_model`.
 PHASES = ("training", "saving", "evaluation", "export")
+# Model files (module docstring).
+KERAS_MODEL_FILE = "model.keras"
+NPZ_FORM_CONFIG, NPZ_FORM_WEIGHTS = "model.json", "weights.npz"
+NPZ_FORM_FORMAT = "keras_crvae.npz_form.v1"
+WEIGHTS_NPZ_DTYPES = ("float32", "float16")
 
 
 def enter_phase(phase):
@@ -76,15 +93,175 @@ def save_model(model, path):
     return path
 
 
-def load_model(path):
-    """Loads a `.keras` model saved by this library, with a clear error for a missing file."""
+def load_model(path, compile=True):
+    """Loads a model saved by this library: a `.keras` file, or a folder (or its `model.json`) in the
+    npz form (`save_npz_form`); a folder holding `model.keras` loads that file.
+
+    Args:
+        path: str or path.
+        compile: bool. For a `.keras` file, whether to restore the compilation it was saved with
+            (the npz form stores none: its models load uncompiled).
+
+    Raises:
+        FileNotFoundError: nothing at `path`, or a folder with neither form.
+        ValueError: an npz form whose files do not match each other (`load_npz_form`).
+    """
+    path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No model at `model`={path!r}. Pass the path of a .keras file.")
+        raise FileNotFoundError(f"No model at `model`={path!r}. Pass the path of a .keras file or "
+                                f"of a folder holding {NPZ_FORM_CONFIG} and {NPZ_FORM_WEIGHTS}.")
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, KERAS_MODEL_FILE)):
+        path = os.path.join(path, KERAS_MODEL_FILE)
+    elif os.path.isdir(path) or os.path.basename(path) == NPZ_FORM_CONFIG:
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        if not os.path.isfile(os.path.join(folder, NPZ_FORM_CONFIG)):
+            raise FileNotFoundError(f"No model in the folder `model`={path!r}: it holds neither "
+                                    f"{KERAS_MODEL_FILE} nor {NPZ_FORM_CONFIG}.")
+        return load_npz_form(folder)
     import keras
 
     import keras_crvae.models  # noqa: F401  (registers the library's classes for deserialization)
 
-    return keras.saving.load_model(path)
+    return keras.saving.load_model(path, compile=compile)
+
+
+# --- The weights-only npz and the npz form -----------------------------------------------------
+
+
+def float16_if_representable(array):
+    """`array` as float16 when it is floating and every value is finite with a magnitude below
+    65504 (float16's largest); otherwise `array` unchanged (integers, non-finite or huge values)."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        return array
+    if array.size and not np.all(np.abs(array) < np.finfo(np.float16).max):
+        return array
+    return array.astype(np.float16)
+
+
+def save_weights_npz(model, path, dtype="float32"):
+    """`model.get_weights()` (the model's variables, without the optimizer's) to a compressed npz
+    (`arr_0`, `arr_1`, ... in `model.weights` order).
+
+    Args:
+        model: a built Keras model.
+        path: str or path.
+        dtype: "float32" (arrays as they are) or "float16": each floating array is stored in 16
+            bits where float16 holds its values (`float16_if_representable`); the rest stay as
+            they are. `load_weights_npz` widens them again.
+    """
+    if dtype not in WEIGHTS_NPZ_DTYPES:
+        raise ValueError(f"`dtype` must be one of {WEIGHTS_NPZ_DTYPES}, got {dtype!r}.")
+    arrays = model.get_weights()
+    if dtype == "float16":
+        arrays = [float16_if_representable(array) for array in arrays]
+    np.savez_compressed(path, *arrays)
+
+
+def read_weights_npz(path):
+    """The arrays of a `save_weights_npz` file, in order (list of numpy arrays)."""
+    with np.load(path) as stored:
+        return [stored[f"arr_{i}"] for i in range(len(stored.files))]
+
+
+def load_weights_npz(model, path):
+    """The inverse of `save_weights_npz`, into a built `model` of the same architecture (16-bit
+    arrays are widened to the variables' dtypes)."""
+    model.set_weights([np.asarray(array, dtype=variable.dtype) if np.issubdtype(
+        array.dtype, np.floating) else array
+        for array, variable in zip(read_weights_npz(path), model.weights)])
+
+
+def file_sha256(path):
+    """SHA-256 (hex) of the file at `path`, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_npz_form(model, folder, weights=None, dtype="float32"):
+    """Writes `model` in the npz form: `folder/model.json` and `folder/weights.npz` (module
+    docstring), each atomically.
+
+    Args:
+        model: a built Keras model whose class Keras can serialize (`get_config`).
+        folder: str or path; created if missing.
+        weights: None (write `model`'s weights with `save_weights_npz(dtype=dtype)`) or the path of
+            an existing `save_weights_npz` file holding exactly `model`'s weights (e.g. a run's
+            `final_weights.npz`), copied byte for byte so that git stores one blob for both. Its
+            arrays must have the variables' shapes and, widened, their values: checked here.
+        dtype: "float32" or "float16", with `weights=None`.
+
+    Returns:
+        The path of `model.json`.
+    """
+    import keras
+
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    weights_path = os.path.join(folder, NPZ_FORM_WEIGHTS)
+    with atomic_path(weights_path) as temporary:
+        if weights is None:
+            save_weights_npz(model, temporary, dtype=dtype)
+        else:
+            stored = read_weights_npz(weights)
+            values = model.get_weights()
+            if len(stored) != len(values) or any(
+                    a.shape != v.shape or not np.array_equal(a.astype(v.dtype), v)
+                    for a, v in zip(stored, values)):
+                raise ValueError(f"`weights`={os.fspath(weights)!r} does not hold the model's "
+                                 "weights (other shapes or values).")
+            shutil.copyfile(weights, temporary)
+    spec = {"format": NPZ_FORM_FORMAT, "keras_version": keras.__version__,
+            "weights_file": NPZ_FORM_WEIGHTS, "weights_sha256": file_sha256(weights_path),
+            "variables": [{"path": variable.path, "shape": list(variable.shape),
+                           "dtype": str(variable.dtype)} for variable in model.weights],
+            "config": keras.saving.serialize_keras_object(model)}
+    config_path = os.path.join(folder, NPZ_FORM_CONFIG)
+    write_json(spec, config_path)
+    return config_path
+
+
+def read_npz_form_spec(folder):
+    """`folder/model.json` of an npz form (dict); ValueError for another file."""
+    with open(os.path.join(folder, NPZ_FORM_CONFIG)) as handle:
+        spec = json.load(handle)
+    if not isinstance(spec, dict) or spec.get("format") != NPZ_FORM_FORMAT:
+        raise ValueError(f"{os.path.join(folder, NPZ_FORM_CONFIG)} is not a keras_crvae npz-form "
+                         f"model file (no \"format\": \"{NPZ_FORM_FORMAT}\").")
+    return spec
+
+
+def load_npz_form(folder):
+    """Loads a model written by `save_npz_form` (uncompiled, its variables in their dtypes).
+
+    Raises:
+        ValueError: `weights.npz` is not the file `model.json` was written with (SHA-256), or the
+            rebuilt model's variables differ from the recorded ones (paths, shapes): the weights
+            are never loaded into the wrong variables.
+    """
+    import keras
+
+    import keras_crvae.models  # noqa: F401  (registers the library's classes for deserialization)
+
+    folder = os.fspath(folder)
+    spec = read_npz_form_spec(folder)
+    weights_path = os.path.join(folder, spec["weights_file"])
+    if file_sha256(weights_path) != spec["weights_sha256"]:
+        raise ValueError(f"{weights_path} is not the weights file {NPZ_FORM_CONFIG} was written "
+                         "with (another SHA-256).")
+    model = keras.saving.deserialize_keras_object(spec["config"])
+    found = [(variable.path, list(variable.shape)) for variable in model.weights]
+    recorded = [(variable["path"], variable["shape"]) for variable in spec["variables"]]
+    if found != recorded:
+        mismatch = next((pair for pair in zip(found, recorded) if pair[0] != pair[1]),
+                        (len(found), len(recorded)))
+        raise ValueError(f"{os.path.join(folder, NPZ_FORM_CONFIG)}: the rebuilt model's variables "
+                         f"differ from the recorded ones (first difference: {mismatch}).")
+    load_weights_npz(model, weights_path)
+    return model
 
 
 def image_grid(images, columns=8, padding=2):

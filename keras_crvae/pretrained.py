@@ -5,7 +5,10 @@ The models live in the repository's `saved_models/<name>/` (`model.keras`, a mod
 package, so the wheel stays small and the model cards stay beside the files they describe. The
 reproduction rows ship through `tools/reproduce/ship_pretrained.py`, which writes those files from a row's
 committed weights; a `model.keras` may hold its weights as float16 (`--weights_dtype=float16`,
-after a measured NLL check), which Keras widens to the model's float32 variables when loading.
+after a measured NLL check), which Keras widens to the model's float32 variables when loading. A
+model may instead come in the npz form (`model.json` + `weights.npz`, `keras_crvae.io.save_npz_form`;
+`--weights_format=npz`): its `weights.npz` is the row's committed `final_weights.npz` byte for byte,
+so the repository stores those weights once (the Table 1 rows, ~30 MB each).
 Where they are found, in order:
 
 1. the `directory` argument;
@@ -26,8 +29,12 @@ A regular (non-editable) install has no `saved_models/`: `load_pretrained` then 
 
 import os
 
+from keras_crvae.io import KERAS_MODEL_FILE, NPZ_FORM_CONFIG
+
 MODELS_ENVIRONMENT_VARIABLE = "KERAS_CRVAE_MODELS"
-MODEL_FILE = "model.keras"
+# The files that make a folder a shipped model, in the order they are looked for: a `.keras` file or
+# the npz form's `model.json` (`keras_crvae.io`).
+MODEL_FILES = (KERAS_MODEL_FILE, NPZ_FORM_CONFIG)
 
 
 def _source_tree_models():
@@ -51,13 +58,13 @@ def list_pretrained(directory=None):
     names = set()
     for folder in pretrained_directories(directory):
         for name in os.listdir(folder):
-            if os.path.isfile(os.path.join(folder, name, MODEL_FILE)):
+            if any(os.path.isfile(os.path.join(folder, name, file)) for file in MODEL_FILES):
                 names.add(name)
     return sorted(names)
 
 
 def pretrained_path(name, directory=None):
-    """Path of the shipped model `name`'s `model.keras`.
+    """Path of the shipped model `name`'s `model.keras`, or of its `model.json` (the npz form).
 
     Raises:
         FileNotFoundError: the model is in none of the searched folders; the message lists them.
@@ -66,12 +73,13 @@ def pretrained_path(name, directory=None):
         raise ValueError(f"`name` must be a model name such as 'mnist_crvae'; got {name!r}.")
     folders = pretrained_directories(directory)
     for folder in folders:
-        path = os.path.join(folder, name, MODEL_FILE)
-        if os.path.isfile(path):
-            return path
+        for file in MODEL_FILES:
+            path = os.path.join(folder, name, file)
+            if os.path.isfile(path):
+                return path
     available = list_pretrained(directory)
     raise FileNotFoundError(
-        f"No shipped model {name!r} (looked for {name}/{MODEL_FILE} in "
+        f"No shipped model {name!r} (looked for {name}/{' or '.join(MODEL_FILES)} in "
         f"{folders or 'no existing folder'}; available: {available}). The shipped models live in "
         "the repository's saved_models/ folder, which a regular pip install does not include: "
         "install the checkout with `pip install -e .`, or set "
@@ -84,15 +92,14 @@ def load_pretrained(name, directory=None):
 
     Args:
         name: str, e.g. "mnist_crvae".
-        directory: str or None. An extra folder searched first (it holds `<name>/model.keras`).
+        directory: str or None. An extra folder searched first (it holds `<name>/model.keras` or
+            `<name>/model.json` + `<name>/weights.npz`).
 
     Returns:
         The model (for "mnist_crvae" and the 1-layer "mnist_mlp_*": `keras_crvae.models.VAE` with
         `encode`, `decode`, `sample`, `reconstruct`, `log_likelihood`; for the "*_2layer" ones
         `keras_crvae.models.HierarchicalVAE`). Compile it before calling `fit` or `evaluate`.
     """
-    import keras
+    from keras_crvae import io
 
-    import keras_crvae.models  # noqa: F401  (registers the classes the file names)
-
-    return keras.saving.load_model(pretrained_path(name, directory), compile=False)
+    return io.load_model(pretrained_path(name, directory), compile=False)

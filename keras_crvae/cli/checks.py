@@ -12,8 +12,8 @@ import zipfile
 import numpy as np
 
 from keras_crvae.cli.flags import FLAGS, UsageError, flag_text, require
-from keras_crvae.io import (output_dir_problem, output_file_problem, read_npz_array,
-                            split_npz_spec)
+from keras_crvae.io import (KERAS_MODEL_FILE, NPZ_FORM_CONFIG, output_dir_problem,
+                            output_file_problem, read_npz_array, read_npz_form_spec, split_npz_spec)
 
 # Model classes (config.json's class_name) with a generator only: no encoder, no likelihood.
 GENERATOR_ONLY_CLASSES = ("GAN", "InfoGAN")
@@ -117,15 +117,43 @@ def check_tfds_prepared(name, spec, dataset):
 
 
 def check_model_path():
-    """--model is a readable .keras file; returns the class name in its config.json."""
+    """--model is a readable .keras file, a folder holding one (`model.keras`), or a model in the
+    npz form (`keras_crvae.io.save_npz_form`: a folder holding `model.json` and `weights.npz`, or its
+    `model.json`); returns the model's class name from its config, before TensorFlow loads."""
     if not FLAGS.model:
         raise UsageError("--model is required: the path of a .keras file written by `crvae train`")
     path = FLAGS.model
     if not os.path.exists(path):
         raise UsageError(f"{flag_text('model')}: no such file")
-    if os.path.isdir(path):
-        raise UsageError(f"{flag_text('model')}: is a folder; expected a .keras file (e.g. "
-                         f"{os.path.join(path, 'model.keras')})")
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, KERAS_MODEL_FILE)):
+        return _keras_file_class(os.path.join(path, KERAS_MODEL_FILE))
+    if os.path.isdir(path) or os.path.basename(path) == NPZ_FORM_CONFIG:
+        return _npz_form_class(path if os.path.isdir(path) else os.path.dirname(path))
+    return _keras_file_class(path)
+
+
+def _npz_form_class(folder):
+    """The class name of the npz-form model in `folder` (`check_model_path`)."""
+    if not os.path.isfile(os.path.join(folder, NPZ_FORM_CONFIG)):
+        raise UsageError(f"{flag_text('model')}: is a folder without {KERAS_MODEL_FILE} or "
+                         f"{NPZ_FORM_CONFIG}; expected a .keras file (e.g. "
+                         f"{os.path.join(folder, KERAS_MODEL_FILE)}) or a saved model's folder")
+    try:
+        spec = read_npz_form_spec(folder)
+        weights = os.path.join(folder, spec["weights_file"])
+        class_name = spec["config"]["class_name"]
+    except (ValueError, OSError, KeyError, TypeError) as error:
+        raise UsageError(f"{flag_text('model')}: {NPZ_FORM_CONFIG} is not a readable npz-form "
+                         f"model ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
+                         ) from None
+    if not os.path.isfile(weights):
+        raise UsageError(f"{flag_text('model')}: no {os.path.basename(weights)} beside "
+                         f"{NPZ_FORM_CONFIG}; expected the weights file it was written with")
+    return class_name
+
+
+def _keras_file_class(path):
+    """The class name in the `.keras` file `path`'s config.json (`check_model_path`)."""
     damaged = f"{flag_text('model')}: not a readable .keras file (damaged or truncated?)"
     if not zipfile.is_zipfile(path):
         raise UsageError(damaged)

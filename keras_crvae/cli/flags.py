@@ -73,7 +73,9 @@ _define["enum"]("strategy", "default", ["default", "mirrored", "multi_worker"],
                 "tf.distribute strategy: one device, MirroredStrategy over the local GPUs, or "
                 "MultiWorkerMirroredStrategy configured by the TF_CONFIG environment variable.",
                 flag_values=FLAGS)
-_define["string"]("model", None, "Path of a .keras model written by `crvae train`.",
+_define["string"]("model", None, "Path of a .keras model written by `crvae train`, or of a "
+                  "shipped model's folder (saved_models/NAME: model.keras, or model.json + "
+                  "weights.npz).",
                   flag_values=FLAGS)
 _define["integer"]("num_samples", 1000, "Importance samples k per image for the NLL.",
                    flag_values=FLAGS)

@@ -55,13 +55,17 @@ import time
 import keras
 import numpy as np
 
+# The weights-only npz (light states, final weights) is a file format of the library's
+# (`keras_crvae.io`, which shipped models load too); its names stay importable from here.
+from keras_crvae.io import (  # noqa: F401
+    WEIGHTS_NPZ_DTYPES as LIGHT_STATE_DTYPES, float16_if_representable, load_weights_npz,
+    save_weights_npz)
 # The run folder's file names and the keras-free readers live with the run-folder rules; they are
 # importable from here too.
 from keras_crvae.jobs.runs import (  # noqa: F401
     BACKUP_DIR, FINAL_WEIGHTS, FULL_WEIGHTS, PROGRESS, RESUME_INFO, RESUME_WEIGHTS, SESSIONS,
     TRAIN_INFO, append_json_list, read_json_list, resume_epoch)
 
-LIGHT_STATE_DTYPES = ("float32", "float16")
 DEADLINE_ENV = "CRVAE_DEADLINE"
 STOP_FILE_ENV = "CRVAE_STOP_FILE"
 
@@ -327,45 +331,6 @@ def limit_threads(threads):
     elif threads and keras.backend.backend() == "jax" and "XLA_FLAGS" not in os.environ:
         os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={str(threads > 1).lower()} "
                                    f"intra_op_parallelism_threads={threads}")
-
-
-def float16_if_representable(array):
-    """`array` as float16 when it is floating and every value is finite with a magnitude below
-    65504 (float16's largest); otherwise `array` unchanged (integers, non-finite or huge values)."""
-    array = np.asarray(array)
-    if not np.issubdtype(array.dtype, np.floating):
-        return array
-    if array.size and not np.all(np.abs(array) < np.finfo(np.float16).max):
-        return array
-    return array.astype(np.float16)
-
-
-def save_weights_npz(model, path, dtype="float32"):
-    """`model.get_weights()` (the model's variables, without the optimizer's) to a compressed npz
-    (`arr_0`, `arr_1`, ... in `model.weights` order).
-
-    Args:
-        model: a built Keras model.
-        path: str or path.
-        dtype: "float32" (arrays as they are) or "float16": each floating array is stored in 16
-            bits where float16 holds its values (`float16_if_representable`); the rest stay as
-            they are. `load_weights_npz` widens them again.
-    """
-    if dtype not in LIGHT_STATE_DTYPES:
-        raise ValueError(f"`dtype` must be one of {LIGHT_STATE_DTYPES}, got {dtype!r}.")
-    arrays = model.get_weights()
-    if dtype == "float16":
-        arrays = [float16_if_representable(array) for array in arrays]
-    np.savez_compressed(path, *arrays)
-
-
-def load_weights_npz(model, path):
-    """The inverse of `save_weights_npz`, into a built `model` of the same architecture (16-bit
-    arrays are widened to the variables' dtypes)."""
-    with np.load(path) as stored:
-        arrays = [stored[f"arr_{i}"] for i in range(len(stored.files))]
-    model.set_weights([np.asarray(array, dtype=variable.dtype) if np.issubdtype(
-        array.dtype, np.floating) else array for array, variable in zip(arrays, model.weights)])
 
 
 def save_light_state(model, folder, epochs_done, steps_per_epoch, dtype="float32"):

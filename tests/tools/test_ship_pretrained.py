@@ -157,13 +157,9 @@ def test_float16_storage_only_after_the_paired_check(tiny_row, tmp_path):
     assert "stored as float16" in card and "16-bit weights: NLL" in card
 
 
-def test_a_16_bit_row_is_checked_against_its_float32_weights_on_its_machine(tiny_row, tmp_path):
-    """A Table 1 row commits its final weights in float16: the float16 check then needs the
-    trained float32 weights (`model.weights.h5`, kept on the machine that trained the row)."""
-    from keras_crvae.jobs import longrun
-
-    assert tool.FULL_WEIGHTS == longrun.FULL_WEIGHTS
-    source, valid = tiny_row
+def _sixteen_bit_row(source, tmp_path):
+    """The row `source` with its final weights committed in float16, as a Table 1 row's are;
+    returns (row folder, the model holding the float32 weights)."""
     row = tmp_path / "rows" / "tiny16"
     row.mkdir(parents=True)
     for name in ("config.json", "result.json", "train_info.json", "sessions.json"):
@@ -171,6 +167,17 @@ def test_a_16_bit_row_is_checked_against_its_float32_weights_on_its_machine(tiny
     trained = _tiny_model()
     reproduction.load_weights_npz(trained, source / reproduction.FINAL_WEIGHTS)
     reproduction.save_weights_npz(trained, row / reproduction.FINAL_WEIGHTS, dtype="float16")
+    return row, trained
+
+
+def test_a_16_bit_row_is_checked_against_its_float32_weights_on_its_machine(tiny_row, tmp_path):
+    """A Table 1 row commits its final weights in float16: the float16 check then needs the
+    trained float32 weights (`model.weights.h5`, kept on the machine that trained the row)."""
+    from keras_crvae.jobs import longrun
+
+    assert tool.FULL_WEIGHTS == longrun.FULL_WEIGHTS
+    source, valid = tiny_row
+    row, trained = _sixteen_bit_row(source, tmp_path)
     with pytest.raises(tool.UsageError, match="model.weights.h5"):
         tool.ship_row(_options(row, valid, tmp_path / "out", weights_dtype="float16"))
     assert not (tmp_path / "out").exists()  # refused before anything was written
@@ -180,6 +187,39 @@ def test_a_16_bit_row_is_checked_against_its_float32_weights_on_its_machine(tiny
     metrics = tool.ship_row(_options(row, valid, tmp_path / "out", weights_dtype="float16"))
     assert metrics["float16_check"]["passed"]
     assert 0 < abs(metrics["float16_check"]["difference_mean"]) < 0.05
+
+
+def test_the_npz_form_ships_the_rows_own_weights_file(tiny_row, tmp_path):
+    """--weights_format=npz: `weights.npz` is the row's `final_weights.npz` byte for byte (git
+    stores the weights once), after the same float16 and reload checks."""
+    source, valid = tiny_row
+    row, trained = _sixteen_bit_row(source, tmp_path)
+    trained.save_weights(str(row / tool.FULL_WEIGHTS))
+    with pytest.raises(tool.UsageError, match="--weights_dtype=float32: --weights_format=npz"):
+        tool.ship_row(_options(row, valid, tmp_path / "out", weights_format="npz"))
+    metrics = tool.ship_row(_options(row, valid, tmp_path / "out", weights_format="npz",
+                                     weights_dtype="float16"))
+    folder = tmp_path / "out" / "tiny16"
+    assert sorted(os.listdir(folder)) == ["README.md", "metrics.json", "model.json", "samples.png",
+                                          "weights.npz"]
+    assert ((folder / "weights.npz").read_bytes()
+            == (row / reproduction.FINAL_WEIGHTS).read_bytes())
+    assert metrics["weights"]["format"] == "npz" and metrics["weights"]["weights_npz_is_row_file"]
+    assert metrics["float16_check"]["passed"]
+    assert metrics["reload_check"]["max_abs_difference_per_image"] <= tool.RELOAD_TOLERANCE
+    loaded = keras_crvae.load_pretrained("tiny16", directory=tmp_path / "out")
+    expected = _tiny_model()
+    reproduction.load_weights_npz(expected, row / reproduction.FINAL_WEIGHTS)
+    for stored, array in zip(loaded.get_weights(), expected.get_weights()):
+        assert stored.dtype == np.float32
+        np.testing.assert_array_equal(stored, array)
+    card = (folder / "README.md").read_text()
+    assert "byte for byte" in card and "crvae sample --model=saved_models/tiny16" in card
+    # A float32 row ships its file as it is too, with no float16 check.
+    metrics = tool.ship_row(_options(source, valid, tmp_path / "out", weights_format="npz"))
+    assert metrics["float16_check"] is None
+    assert ((tmp_path / "out" / "tiny_row" / "weights.npz").read_bytes()
+            == (source / reproduction.FINAL_WEIGHTS).read_bytes())
 
 
 def _run(*arguments):

@@ -28,7 +28,14 @@ k=`--check_samples`, paired (the same images and posterior noise), must differ b
 `--max_nll_difference` nats (default 0.05) on average, or the tool refuses (exit 1, nothing
 written). The check's numbers go into `metrics.json` and the card.
 
-Whatever the dtype, after writing, `keras_crvae.load_pretrained(NAME)` must give back the weights
+`--weights_format=npz` ships the model in the npz form instead of `model.keras`: `model.json` (the
+Keras config and the variables' paths and shapes) and `weights.npz`, which is the row's
+`final_weights.npz` copied byte for byte, so git stores the weights once for the row and the shipped
+model (a Table 1 row's are ~30 MB, against issue 25's ~250 MB for the whole issue). The weights are
+then exactly the row's, so `--weights_dtype` must name the dtype they are stored in (float16 for a
+Table 1 row: the float16 check above runs against the float32 weights).
+
+Whatever the form and dtype, after writing, `keras_crvae.load_pretrained(NAME)` must give back the weights
 that were written, bit for bit, and the same per-image NLL (k=`--reload_check_samples` on the first
 `--reload_check_images` validation images, same noise) as the model in memory; otherwise nothing is
 written. Everything is written to a temporary folder under OUTPUT first and renamed into place.
@@ -36,15 +43,15 @@ written. Everything is written to a temporary folder under OUTPUT first and rena
     python tools/reproduce/ship_pretrained.py --row=reproductions/iwae_table/mnist_mlp_vae \
         --machine="the project's 2-core x86-64 CPU VM (CPU only), one thread per row, niced"
     python tools/reproduce/ship_pretrained.py --row=reproductions/table1/mnist_crvae --weights_dtype=float16 \
-        --check_images=500 --check_samples=100 --overwrite
+        --weights_format=npz --check_images=500 --check_samples=100 --overwrite
 
 Exit status 2, with one line naming the flag: no `--row` folder, a row without `final_weights.npz`
 (not finished) or without its other files, an existing `OUTPUT/NAME` without `--overwrite`, no
-`--valid_data`. Exit status 1: the float16 check or the reload check failed.
+`--valid_data`, `--weights_format=npz` with a `--weights_dtype` that is not the row file's. Exit
+status 1: the float16 check or the reload check failed.
 """
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -71,6 +78,7 @@ DEFAULT_VALID_DATA = str(reproduction.SHARED_DATA / "binarized_mnist.npz") + ":x
 # weights are the same bits and the noise is the same, so only the order of operations differs.
 RELOAD_TOLERANCE = 1e-3
 WEIGHTS_MEMBER = "model.weights.h5"
+CHOICES = {"weights_dtype": ["float32", "float16"], "weights_format": ["keras", "npz"]}
 FULL_WEIGHTS = "model.weights.h5"  # longrun.FULL_WEIGHTS: a row's float32 weights, on its machine only
 
 
@@ -98,6 +106,8 @@ class ShipOptions:
     weights_dtype: str = _option("float32", "Storage dtype of the shipped weights, float32 or "
                                  "float16 (only after the paired NLL check: --check_images, "
                                  "--check_samples, --max_nll_difference).")
+    weights_format: str = _option("keras", "keras (model.keras) or npz (model.json + weights.npz, "
+                                  "the row's final_weights.npz byte for byte: stored once in git).")
     check_images: int = _option(1000, "float16: validation images of the paired NLL check.")
     check_samples: int = _option(100, "float16: importance samples k of the paired NLL check.")
     max_nll_difference: float = _option(0.05, "float16: the check's mean NLL difference (16-bit "
@@ -122,8 +132,8 @@ def define_flags():
     define = {str: flags.DEFINE_string, bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
               float: flags.DEFINE_float}
     for field in dataclasses.fields(ShipOptions):
-        if field.name == "weights_dtype":
-            flags.DEFINE_enum(field.name, field.default, ["float32", "float16"],
+        if field.name in CHOICES:
+            flags.DEFINE_enum(field.name, field.default, CHOICES[field.name],
                               field.metadata["help"])
         else:
             define[field.type](field.name, field.default, field.metadata["help"])
@@ -173,7 +183,19 @@ def check_arguments(options):
             raise UsageError(f"--{flag}={getattr(options, flag)}: expected a positive integer")
     if options.max_nll_difference < 0:
         raise UsageError(f"--max_nll_difference={options.max_nll_difference}: expected >= 0 nats")
-    if (options.weights_dtype == "float16" and stored_in_16_bits(row / reproduction.FINAL_WEIGHTS)
+    for flag, choices in CHOICES.items():
+        if getattr(options, flag) not in choices:
+            raise UsageError(f"--{flag}={getattr(options, flag)}: expected one of "
+                             f"{', '.join(choices)}")
+    in_16_bits = stored_in_16_bits(row / reproduction.FINAL_WEIGHTS)
+    if options.weights_format == "npz" and options.weights_dtype != ("float16" if in_16_bits
+                                                                      else "float32"):
+        raise UsageError(
+            f"--weights_dtype={options.weights_dtype}: --weights_format=npz ships "
+            f"{_relative(row / reproduction.FINAL_WEIGHTS)} as it is, stored in "
+            f"{'float16' if in_16_bits else 'float32'}; expected --weights_dtype="
+            f"{'float16' if in_16_bits else 'float32'} (or --weights_format=keras)")
+    if (options.weights_dtype == "float16" and in_16_bits
             and not (row / FULL_WEIGHTS).is_file()):
         raise UsageError(
             f"--weights_dtype=float16: {_relative(row / reproduction.FINAL_WEIGHTS)} is stored in "
@@ -434,6 +456,9 @@ def model_card(metrics):
              f'model = keras_crvae.load_pretrained("{name}")   # uncompiled, computes in float32',
              "images = model.sample(16, seed=0)                 # (16, 28, 28, 1) pixel "
              "probabilities", "```", "",
+             "From the command line: `crvae sample --model=saved_models/" + name
+             + " --output=samples.png`, `crvae evaluate --model=saved_models/" + name
+             + " ...`, `crvae export --model=saved_models/" + name + " ...`.", "",
              "## Result", "",
              "| metric | value (nats; mean +- standard error over images) |", "|---|---|",
              f"| importance-sampled NLL, k = {nll['num_samples']:,}, {nll['num_images']:,} "
@@ -478,11 +503,20 @@ def model_card(metrics):
         lines.append(f"- Scored in {metrics['training_precision']}; on the first "
                      f"{check.get('num_images')} images a float32 copy scored "
                      f"{check.get('nll_float32')} against {check.get('nll')} (`float32_check`).")
-    lines += ["", "## Files", "", "| file | what |", "|---|---|",
-              f"| `model.keras` ({weights['model_keras_bytes'] / 1e6:.1f} MB) | the model, weights "
-              + ("stored as float16 (widened to float32 on loading)" if weights["dtype"] ==
-                 "float16" else "in float32") + ", no optimizer state |",
-              "| `metrics.json` | the numbers of this card, the checks and the row's config |"]
+    stored = ("stored as float16 (widened to float32 on loading)" if weights["dtype"] == "float16"
+              else "in float32")
+    lines += ["", "## Files", "", "| file | what |", "|---|---|"]
+    if weights.get("format") == "npz":
+        sizes = weights["files"]
+        lines += [f"| `model.json` | the model's Keras config and its variables' paths and shapes "
+                  "(the npz form: `keras_crvae.io.save_npz_form`) |",
+                  f"| `weights.npz` ({sizes['weights.npz'] / 1e6:.1f} MB) | the weights, {stored}, "
+                  f"no optimizer state: the row's `{reproduction.FINAL_WEIGHTS}` byte for byte "
+                  "(the repository stores them once) |"]
+    else:
+        lines.append(f"| `model.keras` ({weights['model_keras_bytes'] / 1e6:.1f} MB) | the model, "
+                     f"weights {stored}, no optimizer state |")
+    lines.append("| `metrics.json` | the numbers of this card, the checks and the row's config |")
     if metrics.get("samples_png"):
         lines.append(f"| `samples.png` | {metrics['samples_png']} prior samples (pixel "
                      f"probabilities), `model.sample({metrics['samples_png']}, "
@@ -516,8 +550,20 @@ def model_card(metrics):
     return "\n".join(lines) + "\n"
 
 
-def _sha256(path):
-    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+def weights_files(folder, weights_format, stored16):
+    """The `metrics.json` facts of the written model files: their sizes, and for `model.keras` how
+    many weight arrays are stored in 16 bits."""
+    from keras_crvae import io as crvae_io
+
+    if weights_format == "npz":
+        names = (crvae_io.NPZ_FORM_CONFIG, crvae_io.NPZ_FORM_WEIGHTS)
+        extra = {"weights_npz_is_row_file": True}
+    else:
+        names = (crvae_io.KERAS_MODEL_FILE,)
+        extra = {"arrays_in_float16": stored16[0] if stored16 else 0,
+                 "arrays_kept_float32": stored16[1] if stored16 else None,
+                 "model_keras_bytes": os.path.getsize(folder / crvae_io.KERAS_MODEL_FILE)}
+    return {"files": {name: os.path.getsize(folder / name) for name in names}, **extra}
 
 
 def ship_row(options):
@@ -553,9 +599,13 @@ def ship_row(options):
             reproduction.load_weights_npz(shipped, staging / "float16.npz")
             check16 = float16_check(float32_weights(row, reference, config, overrides, options),
                                     shipped, valid[:options.check_images], options)
-        model_path = folder / "model.keras"
-        shipped.save(model_path)
-        stored16 = store_weights_in_float16(model_path) if check16 else None
+        model_path, stored16 = folder / "model.keras", None
+        if options.weights_format == "npz":
+            # The row's file itself (`save_npz_form` checks it holds the shipped weights).
+            crvae_io.save_npz_form(shipped, folder, weights=row / reproduction.FINAL_WEIGHTS)
+        else:
+            shipped.save(model_path)
+            stored16 = store_weights_in_float16(model_path) if check16 else None
         reload, loaded = reload_check(name, staging, shipped, valid[:options.reload_check_images],
                                       options)
         metrics = {
@@ -584,11 +634,9 @@ def ship_row(options):
             "scoring_seconds": result.get("eval_wall_seconds"),
             "machine": options.machine,
             "weights": {"source": _relative(row / reproduction.FINAL_WEIGHTS),
-                        "source_sha256": _sha256(row / reproduction.FINAL_WEIGHTS),
-                        "dtype": options.weights_dtype,
-                        "arrays_in_float16": stored16[0] if stored16 else 0,
-                        "arrays_kept_float32": stored16[1] if stored16 else None,
-                        "model_keras_bytes": os.path.getsize(model_path)},
+                        "source_sha256": crvae_io.file_sha256(row / reproduction.FINAL_WEIGHTS),
+                        "dtype": options.weights_dtype, "format": options.weights_format,
+                        **weights_files(folder, options.weights_format, stored16)},
             "float16_check": check16, "reload_check": reload,
             "float32_check": result.get("float32_check"),
             "rescored": (_read_json(row / reproduction.RESCORE)
@@ -612,8 +660,8 @@ def ship_row(options):
         os.replace(folder, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"{name}: {destination} (model.keras {metrics['weights']['model_keras_bytes']:,} bytes, "
-          f"{options.weights_dtype}; NLL {result['nll']['mean']:.2f} +- "
+    files = ", ".join(f"{file} {size:,} bytes" for file, size in metrics["weights"]["files"].items())
+    print(f"{name}: {destination} ({files}, {options.weights_dtype}; NLL {result['nll']['mean']:.2f} +- "
           f"{result['nll']['standard_error']:.2f})", flush=True)
     return metrics
 
