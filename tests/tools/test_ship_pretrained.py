@@ -198,7 +198,8 @@ def test_the_npz_form_ships_the_rows_own_weights_file(tiny_row, tmp_path):
     with pytest.raises(tool.UsageError, match="--weights_dtype=float32: --weights_format=npz"):
         tool.ship_row(_options(row, valid, tmp_path / "out", weights_format="npz"))
     metrics = tool.ship_row(_options(row, valid, tmp_path / "out", weights_format="npz",
-                                     weights_dtype="float16"))
+                                     weights_dtype="float16",
+                                     deviations="epochs 3-4 at twice the learning rate."))
     folder = tmp_path / "out" / "tiny16"
     assert sorted(os.listdir(folder)) == ["README.md", "metrics.json", "model.json", "samples.png",
                                           "weights.npz"]
@@ -215,6 +216,7 @@ def test_the_npz_form_ships_the_rows_own_weights_file(tiny_row, tmp_path):
         np.testing.assert_array_equal(stored, array)
     card = (folder / "README.md").read_text()
     assert "byte for byte" in card and "crvae sample --model=saved_models/tiny16" in card
+    assert "- Deviations from the protocol: epochs 3-4 at twice the learning rate." in card
     # A float32 row ships its file as it is too, with no float16 check.
     metrics = tool.ship_row(_options(source, valid, tmp_path / "out", weights_format="npz"))
     assert metrics["float16_check"] is None

@@ -121,6 +121,8 @@ class ShipOptions:
     num_sample_images: int = _option(64, "Prior samples in samples.png (0: none).")
     machine: str = _option("", "Where the row trained, for the card (the row's files record the "
                            "backend, threads and load, not the machine).")
+    deviations: str = _option("", "Where the training left the protocol, for the card (e.g. "
+                              "epochs at another learning rate, optimizer state restarted).")
     rescore_command: str = _option("", "The card's rescore command (default: built from the row "
                                    "folder's parent, e.g. tools/reproduce/reproduce_iwae_table.py "
                                    "--rescore).")
@@ -498,6 +500,8 @@ def model_card(metrics):
                  "records began and are not counted" if train["epochs_before_first_record"]
                  else "") + ".",
               f"- Machine: {metrics['machine'] or 'not recorded in the row'}."]
+    if metrics.get("deviations"):
+        lines.append(f"- Deviations from the protocol: {metrics['deviations']}")
     if metrics.get("float32_check"):
         check = metrics["float32_check"]
         lines.append(f"- Scored in {metrics['training_precision']}; on the first "
@@ -632,7 +636,7 @@ def ship_row(options):
                          "train_info": train_info},
             "scoring_backend": result.get("backend", "?"),
             "scoring_seconds": result.get("eval_wall_seconds"),
-            "machine": options.machine,
+            "machine": options.machine, "deviations": options.deviations,
             "weights": {"source": _relative(row / reproduction.FINAL_WEIGHTS),
                         "source_sha256": crvae_io.file_sha256(row / reproduction.FINAL_WEIGHTS),
                         "dtype": options.weights_dtype, "format": options.weights_format,
