@@ -127,6 +127,20 @@ def test_one_train_step_updates_generator_and_discriminator():
         assert np.isfinite(logs[name]), name
 
 
+@pytest.mark.parametrize("kind", ["recurrent", "dense"])
+def test_the_weights_list_is_the_same_before_and_after_training(kind):
+    """A weights-only state (`keras_crvae.io.save_weights_npz`: arrays in `model.weights` order)
+    written after training must load into a freshly built model: training creates no variable of
+    the model's own (the optimizers' live apart) and reorders none."""
+    model = build(kind)
+    # Eager: one step, nothing to trace.
+    model.compile(MultiplierAdam(1e-3), ThresholdedAdam(1e-3), run_eagerly=True)
+    before = [variable.path for variable in model.weights]
+    model.train_on_batch(batch())
+    assert [variable.path for variable in model.weights] == before
+    assert len(before) == len(build(kind).weights)
+
+
 def test_skipped_discriminator_step_is_an_exact_no_op():
     # Compiled (tf.function) on purpose: the snapshot/restore must survive graph ordering.
     model = build("dense", dropout_rate=0.5)
