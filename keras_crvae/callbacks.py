@@ -124,24 +124,94 @@ class ContinueLearningRateSchedule(keras.callbacks.Callback):
         self.label = label
 
     def on_train_begin(self, logs=None):
-        from keras_crvae.optimizers import StepOffsetSchedule
-
         optimizer = self.model.optimizer
-        # The schedule object itself: Keras' `learning_rate` property returns its current value.
-        schedule = getattr(optimizer, "_learning_rate", None)
-        if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        if not isinstance(getattr(optimizer, "_learning_rate", None),
+                          keras.optimizers.schedules.LearningRateSchedule):
             return
         counter = int(keras.ops.convert_to_numpy(optimizer.iterations))
         offset = self.global_step - counter
         if offset < 0:
             raise ValueError(f"{self.label}the optimizer has taken {counter} steps, more than the "
                              f"run's {self.global_step}: the backup is not of this run's epoch.")
-        base = schedule.schedule if isinstance(schedule, StepOffsetSchedule) else schedule
-        old_offset = schedule.offset if isinstance(schedule, StepOffsetSchedule) else 0
+        old_offset = set_schedule_offset(optimizer, offset)
         if offset != old_offset:
             print(f"{self.label}the learning-rate schedule continues at step {self.global_step} "
                   f"(optimizer counter {counter}, offset {old_offset} -> {offset})", flush=True)
-        optimizer.learning_rate = StepOffsetSchedule(base, offset) if offset else base
+
+
+def set_schedule_offset(optimizer, offset):
+    """Makes `optimizer`'s learning-rate schedule read step `counter + offset`
+    (`StepOffsetSchedule`; offset 0: the schedule itself). Returns the offset it had; an optimizer
+    with a constant learning rate is left alone (returns None)."""
+    from keras_crvae.optimizers import StepOffsetSchedule
+
+    # The schedule object itself: Keras' `learning_rate` property returns its current value.
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return None
+    base = schedule.schedule if isinstance(schedule, StepOffsetSchedule) else schedule
+    old_offset = schedule.offset if isinstance(schedule, StepOffsetSchedule) else 0
+    optimizer.learning_rate = StepOffsetSchedule(base, offset) if offset else base
+    return old_offset
+
+
+# Where the library's models keep their optimizers: one-optimizer models in `optimizer`, the
+# two-player ones (VAE-GAN, GAN, FactorVAE, Stage2) in these as well.
+OPTIMIZER_ATTRIBUTES = ("optimizer", "generator_optimizer", "discriminator_optimizer")
+
+
+def model_optimizers(model):
+    """The optimizers of a compiled `model` by attribute name (`OPTIMIZER_ATTRIBUTES`, in that
+    order), each object once under its first name (a VAE-GAN's `optimizer` is its generator's)."""
+    found, seen = {}, set()
+    for name in OPTIMIZER_ATTRIBUTES:
+        optimizer = getattr(model, name, None)
+        if isinstance(optimizer, keras.optimizers.Optimizer) and id(optimizer) not in seen:
+            found[name] = optimizer
+            seen.add(id(optimizer))
+    return found
+
+
+def optimizer_steps(model):
+    """`{name: the optimizer's step counter}` for `model_optimizers(model)` (a thresholded
+    discriminator's counts only its applied updates)."""
+    return {name: int(keras.ops.convert_to_numpy(optimizer.iterations))
+            for name, optimizer in model_optimizers(model).items()}
+
+
+class ScheduleOffsets(keras.callbacks.Callback):
+    """Continues each optimizer's learning-rate schedule after a resume from weights alone.
+
+    A job resumed from its light state (`keras_crvae.jobs.longrun.save_job_light_state`: weights, no
+    optimizer state) starts fresh optimizers whose step counters count from 0; each must read its
+    schedule at the steps it had taken before (`offsets[name]`: per optimizer, since a thresholded
+    discriminator skips steps). Backups written after such a resume hold the short counters, so a
+    later resume from them takes the same offsets. Place it after `BackupAndRestore`: at
+    `on_train_begin`, after the restore and before the training step is traced.
+
+    Args:
+        offsets: dict `{optimizer attribute name: steps >= 0}` (`model_optimizers`); optimizers not
+            named keep their schedules.
+        label: str, prefix of the line printed for each offset set.
+    """
+
+    def __init__(self, offsets, label=""):
+        super().__init__()
+        self.offsets = {name: int(steps) for name, steps in offsets.items()}
+        if any(steps < 0 for steps in self.offsets.values()):
+            raise ValueError(f"`offsets` must be >= 0, got {offsets}.")
+        self.label = label
+
+    def on_train_begin(self, logs=None):
+        optimizers = model_optimizers(self.model)
+        unknown = sorted(set(self.offsets) - set(optimizers))
+        if unknown:
+            raise ValueError(f"{self.label}the model has no optimizer {unknown} (it has "
+                             f"{sorted(optimizers)}): the light state is not of this model.")
+        for name, offset in self.offsets.items():
+            if offset and set_schedule_offset(optimizers[name], offset) is not None:
+                print(f"{self.label}{name}'s learning-rate schedule continues at step "
+                      f"{offset} + its counter", flush=True)
 
 
 class EpochHistory(keras.callbacks.Callback):

@@ -191,3 +191,51 @@ def test_train_scored_gan_rejects_bad_arguments_before_training(tmp_path, argume
     with pytest.raises(ValueError, match=message):
         scored_gan.train_scored_gan("celeba_crvae_gan", faces, **settings)
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_run_resumes_from_its_light_state_where_its_backup_is_gone(tmp_path):
+    """A replaced machine: the committed light state (weights, step counts) resumes the run with
+    the epoch's exact weights, and each optimizer's schedule continues at its own step count."""
+    import shutil
+
+    from keras_crvae.jobs import longrun
+    from keras_crvae.optimizers import StepOffsetSchedule
+
+    faces = np.random.default_rng(1).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    output_dir = tmp_path / "run"
+    arguments = dict(num_held_out=4, output_dir=str(output_dir), score_every=1, num_samples=4,
+                     feature_extractor=CountingExtractor(pooled_colours()), epochs=3,
+                     batch_size=8, run_eagerly=True, verbose=0, light_state_dtype="float32",
+                     **TINY)
+    first = scored_gan.train_scored_gan("celeba_crvae_gan", faces, budget_hours=1e-9, **arguments)
+    assert (first["status"], first["epochs_done"]) == ("budget spent", 1)
+    light = json.loads((output_dir / longrun.RESUME_INFO).read_text())
+    assert light["epochs_done"] == 1 and light["weights_dtype"] == "float32"
+    # One step of 8 faces: the generator stepped once; the thresholded discriminator at most once.
+    steps = light["optimizer_steps"]
+    assert set(steps) == {"optimizer", "discriminator_optimizer"} and steps["optimizer"] == 1
+    assert steps["discriminator_optimizer"] in (0, 1)
+    assert light["optimizer_offsets"] == {"optimizer": 0, "discriminator_optimizer": 0}
+
+    shutil.rmtree(output_dir / runs.BACKUP_DIR)  # another machine: only the committed files
+    runs.write_json_list(str(output_dir / scored_gan.SCORES), [])  # epoch 1 is scored again
+    rest = scored_gan.train_scored_gan("celeba_crvae_gan", faces, **arguments)
+    assert (rest["status"], rest["epochs_done"]) == ("trained", 3)
+    curve = rest["scores"]
+    assert [e["epoch"] for e in curve] == [1, 2, 3]
+    for key in ("sample_fid", "reconstruction_fid", "reconstruction_mse"):  # epoch 1's weights
+        assert curve[0][key] == pytest.approx(first["scores"][0][key], rel=1e-4, abs=1e-6), key
+    sessions = runs.read_json_list(str(output_dir / longrun.SESSIONS))
+    assert [(s["first_epoch"], s["epochs_run"]) for s in sessions] == [(0, 1), (1, 2)]
+    assert _light_state_files(output_dir) == []  # trained: the light state is gone
+    model = keras.saving.load_model(output_dir / "model.keras")
+    schedule = model.generator_optimizer._learning_rate
+    assert isinstance(schedule, StepOffsetSchedule) and schedule.offset == 1
+    assert int(keras.ops.convert_to_numpy(model.generator_optimizer.iterations)) == 2
+
+
+def _light_state_files(folder):
+    from keras_crvae.jobs import longrun
+
+    return [name for name in (longrun.RESUME_INFO, longrun.RESUME_WEIGHTS)
+            if (folder / name).exists()]

@@ -129,6 +129,13 @@ class TrainingJob:
             stops the same way whatever this is (resumable jobs, main thread, one worker).
         data_spec: str or None, where the images came from (run.json).
         overrides: dict, preset overrides (`keras_crvae.from_preset`).
+        light_state_dtype: None, "float16" or "float32". With a dtype, a stretch that the time
+            budget or SIGTERM stops also writes the light state (`longrun.save_job_light_state`:
+            the weights in that dtype and `resume.json`, small enough to commit), and a call that
+            finds no `backup/` resumes from it (`runs.plan_run`'s "resume_light": fresh optimizer
+            moments, each optimizer's learning-rate schedule continued at its own step count), so
+            a run survives a replaced machine. Removed once the run is trained. Resumable jobs
+            only.
     """
 
     name = None
@@ -137,7 +144,7 @@ class TrainingJob:
 
     def __init__(self, preset, output_dir, epochs=None, batch_size=None, seed=0, fresh=False,
                  verbose=1, strategy="default", stop_after_minutes=None, data_spec=None,
-                 overrides=None):
+                 overrides=None, light_state_dtype=None):
         self.preset = preset
         self.output_dir = output_dir
         self.epochs, self.batch_size = epochs, batch_size
@@ -151,6 +158,14 @@ class TrainingJob:
         self.steps_per_epoch = None
         self.precision = None  # "float32" or "bfloat16": what the model computes in
         self.timer = None  # the stretch's `longrun.EpochTimer`
+        if light_state_dtype not in (None,) + longrun.LIGHT_STATE_DTYPES:
+            raise ValueError(f"`light_state_dtype` must be None or one of "
+                             f"{longrun.LIGHT_STATE_DTYPES}, got {light_state_dtype!r}.")
+        if light_state_dtype and not self.resumable:
+            raise ValueError(f"`light_state_dtype`: the {self.name} job cannot resume a run.")
+        self.light_state_dtype = light_state_dtype
+        # Per optimizer, the steps its counter does not count (after a light-state resume).
+        self.schedule_offsets = {}
 
     # --- hooks ---
 
@@ -286,6 +301,7 @@ class TrainingJob:
                 model = load_model(model_path)
             else:
                 model = self.build_model()
+        self.schedule_offsets = self._resume_schedule_offsets(model, plan)
         self.precision = crvae_precision.of_model(model)
         if plan.action == "evaluate":  # trained; the final evaluation was cut short
             say(plan.message, self.verbose)
@@ -302,8 +318,8 @@ class TrainingJob:
             start = time.time()
             with self._stop_on_sigterm(budget), self._recorded_stretch(plan.initial_epoch):
                 enter_phase("training")
-                history = self.fit(model, callbacks,
-                                   plan.initial_epoch if plan.action == "continue" else 0)
+                history = self.fit(model, callbacks, plan.initial_epoch if plan.action in (
+                    "continue", "resume_light") else 0)
                 train_seconds = time.time() - start
                 if not budget.reached:  # model.keras first, then the backup goes
                     enter_phase("saving")
@@ -315,6 +331,9 @@ class TrainingJob:
                                    epochs_this_run=len(getattr(history, "epoch", ())),
                                    **({} if fit_record is None else {"fit_record": fit_record}))
         if budget.reached:
+            if self.light_state_dtype:
+                longrun.save_job_light_state(model, self.output_dir, budget.epochs_done,
+                                             self.light_state_dtype, self.schedule_offsets)
             runs.write_run(self.output_dir, self.preset, self.settings, budget.epochs_done,
                            data=self.data_spec, trained=False, precision=self.precision)
             longrun.report_stop(self.output_dir, budget.reason)
@@ -325,6 +344,7 @@ class TrainingJob:
                                   budget.epochs_done, self.total_epochs)
         runs.discard_previous(self.output_dir)
         shutil.rmtree(backup_dir, ignore_errors=True)
+        longrun.remove_light_state(self.output_dir)
         if budget.stop_requested:  # SIGTERM in the last epoch or while saving: stop before scoring
             longrun.report_stop(self.output_dir, "SIGTERM")
             say(f"Stopped by SIGTERM after training ({runs.epochs_text(self.total_epochs)}); "
@@ -333,6 +353,22 @@ class TrainingJob:
             return stopped_result(self.preset, self.output_dir, "SIGTERM", self.total_epochs,
                                   self.total_epochs)
         return self._finish(model, history, train_seconds)
+
+    def _resume_schedule_offsets(self, model, plan):
+        """The schedule offsets of this stretch (`ScheduleOffsets`): from a light state, its
+        steps, written back as the offsets in force (a backup this stretch writes counts from
+        here), after its weights are loaded into `model`; from a backup, the offsets the light
+        state says were in force when it was written; none otherwise."""
+        if plan.action not in ("resume", "resume_light"):
+            return {}
+        light = longrun.read_light_state(self.output_dir)
+        if plan.action == "resume":
+            return dict((light or {}).get("optimizer_offsets", {}))
+        longrun.load_weights_npz(model, os.path.join(self.output_dir, longrun.RESUME_WEIGHTS))
+        offsets = dict(light.get("optimizer_steps", {}))
+        write_json({**light, "optimizer_offsets": offsets},
+                   os.path.join(self.output_dir, longrun.RESUME_INFO))
+        return offsets
 
     def _open_run(self, plan, budget, backup_dir):
         """The folder's first changes (`previous/` for a fresh start, run.json) and the
@@ -352,10 +388,13 @@ class TrainingJob:
             callbacks.append(crvae_callbacks.AtomicBackupAndRestore(backup_dir,
                                                                     delete_checkpoint=False))
             callbacks.append(DiscardPreviousRun(self.output_dir))  # after the first backup
+            if self.schedule_offsets:  # after the restore, before the step is traced
+                callbacks.append(crvae_callbacks.ScheduleOffsets(self.schedule_offsets))
         # The run's machine hours: earlier stretches' (sessions.json) + this one's, in every
         # epoch's logs before the job's history callbacks write them.
         self.timer = self.epoch_timer(longrun.training_seconds_so_far(self.output_dir)
-                                      if plan.action in ("resume", "continue") else 0.0)
+                                      if plan.action in ("resume", "resume_light", "continue")
+                                      else 0.0)
         callbacks += [self.timer] + self.callbacks() + [budget]
         if plan.message:
             say(plan.message, self.verbose)

@@ -58,8 +58,8 @@ import numpy as np
 # The weights-only npz (light states, final weights) is a file format of the library's
 # (`keras_crvae.io`, which shipped models load too); its names stay importable from here.
 from keras_crvae.io import (  # noqa: F401
-    WEIGHTS_NPZ_DTYPES as LIGHT_STATE_DTYPES, float16_if_representable, load_weights_npz,
-    save_weights_npz)
+    WEIGHTS_NPZ_DTYPES as LIGHT_STATE_DTYPES, atomic_path, float16_if_representable,
+    load_weights_npz, save_weights_npz, write_json)
 # The run folder's file names and the keras-free readers live with the run-folder rules; they are
 # importable from here too.
 from keras_crvae.jobs.runs import (  # noqa: F401
@@ -341,6 +341,40 @@ def save_light_state(model, folder, epochs_done, steps_per_epoch, dtype="float32
     (folder / RESUME_INFO).write_text(json.dumps(
         {"epochs_done": int(epochs_done), "steps_per_epoch": int(steps_per_epoch),
          "weights_dtype": dtype}, indent=2) + "\n")
+
+
+def save_job_light_state(model, folder, epochs_done, dtype, offsets):
+    """The light state of a stopped training job (`keras_crvae.jobs.base.TrainingJob` with
+    `light_state_dtype`): `resume_weights.npz` (`save_weights_npz` in `dtype`) and `resume.json`
+    with the epochs done, the dtype and, per optimizer (`callbacks.model_optimizers`), the steps
+    taken in all (`optimizer_steps`: the schedule offsets of a resume from this state) and the
+    offsets in force while this stretch ran (`optimizer_offsets`: those of a resume from the
+    backup written with it). Both files are written atomically, the weights first."""
+    from keras_crvae import callbacks
+
+    folder = pathlib.Path(folder)
+    with atomic_path(folder / RESUME_WEIGHTS) as temporary:
+        save_weights_npz(model, temporary, dtype=dtype)
+    counters = callbacks.optimizer_steps(model)
+    offsets = {name: int(offsets.get(name, 0)) for name in counters}
+    write_json({"epochs_done": int(epochs_done), "weights_dtype": dtype,
+                "optimizer_steps": {name: offsets[name] + counters[name] for name in counters},
+                "optimizer_offsets": offsets}, folder / RESUME_INFO)
+
+
+def read_light_state(folder):
+    """`resume.json` of a run folder as a dict, or None when there is no light state (both files
+    are needed)."""
+    folder = pathlib.Path(folder)
+    if not ((folder / RESUME_INFO).is_file() and (folder / RESUME_WEIGHTS).is_file()):
+        return None
+    return json.loads((folder / RESUME_INFO).read_text())
+
+
+def remove_light_state(folder):
+    """Deletes a run folder's light state (once the run is trained)."""
+    for name in (RESUME_WEIGHTS, RESUME_INFO):
+        pathlib.Path(folder, name).unlink(missing_ok=True)
 
 
 def save_final_weights(model, path, dtype="float32"):

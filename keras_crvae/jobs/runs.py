@@ -15,6 +15,10 @@ ends, the number of epochs completed. Running a job again on the same folder the
     the same preset, other settings       refused, naming each setting that differs
     a killed run (backup/ present)        "resuming from epoch N": Keras BackupAndRestore reloads the
                                           weights and optimizer state of the last finished epoch
+    a stopped run's light state, no       "resuming from epoch N (light state)": the weights of
+    backup/ (another machine)             `resume_weights.npz`, fresh optimizers whose schedules
+                                          continue (jobs with `light_state_dtype`, e.g. the face
+                                          runs; `keras_crvae.jobs.longrun.save_job_light_state`)
     a finished run of N >= --epochs       "already trained (N epochs)": nothing runs, exit status 0
     a finished run of N < --epochs        "continuing from epoch N to M": model.keras (optimizer
                                           state and LR schedule included) trains on
@@ -70,7 +74,9 @@ class RunPlan:
     """What a job does with its output folder.
 
     Attributes:
-        action: "start", "resume" (a killed run's backup), "continue" (a finished run, more epochs),
+        action: "start", "resume" (a killed run's backup), "resume_light" (no backup, but the
+            light state of a stopped run, e.g. committed from another machine: weights only),
+            "continue" (a finished run, more epochs),
             "evaluate" (a trained run whose final evaluation was cut short) or "done" (a
             finished run with at least the epochs asked for).
         initial_epoch: int, the epoch training starts at (0 for "start").
@@ -235,6 +241,12 @@ def plan_run(output_dir, preset, settings, epochs, fresh=False, resumable=True):
                                                "the final evaluation is left")
         return RunPlan("resume", restored, f"resuming from epoch {restored} (backup in "
                                            f"{os.path.join(output_dir, BACKUP_DIR)})")
+    light = resume_epoch(output_dir) if resumable else (0, None)
+    if light[1] == "light" and light[0] >= 1:
+        return RunPlan("resume_light", light[0], f"resuming from epoch {light[0]} (light state "
+                                                 f"{RESUME_WEIGHTS}: the weights, no backup/ here; "
+                                                 "fresh optimizer moments, the learning-rate "
+                                                 "schedules continue)")
     return RunPlan("start", 0, f"{output_dir} holds an unfinished run with nothing to resume; "
                                "starting over")
 

@@ -306,7 +306,7 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
                      num_samples=1000, budget_hours=None, stop_after_minutes=None, threads=0,
                      feature_extractor=None, fid_weights="default", fid_precision="bfloat16",
                      seed=0, data_spec=None, batch_size=None, epochs=None, verbose=2,
-                     **job_kwargs):
+                     light_state_dtype=None, **job_kwargs):
     """Trains `preset` on `images[:-num_held_out]`, scored on the last `num_held_out` (module
     docstring), until its epochs are done, `budget_hours` machine-hours are spent, this call's
     `stop_after_minutes` pass or a SIGTERM comes; a rerun of the same call resumes.
@@ -330,6 +330,9 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
         data_spec: str, where the images came from (run.json).
         batch_size, epochs: override the preset's.
         verbose: int, Keras `fit` verbosity (2: a line per epoch).
+        light_state_dtype: None, "float16" or "float32": a stopped stretch also writes the light
+            state (weights only, to commit) from which a machine without `backup/` resumes
+            (`base.TrainingJob`).
         **job_kwargs: more `gan.GANJob` arguments (`run_eagerly`, `steps_per_epoch`) and preset
             overrides (`base_channels=16`, `precision="bfloat16"`, ...). No `fresh`: a new run
             goes into a new `output_dir`.
@@ -376,7 +379,7 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
                        extra_callbacks=[scores], epochs=epochs, batch_size=batch_size,
                        seed=seed, verbose=verbose,
                        stop_after_minutes=stop_after_minutes, data_spec=data_spec,
-                       overrides=job_kwargs)
+                       light_state_dtype=light_state_dtype, overrides=job_kwargs)
     metrics = job.run()
     budget = getattr(job, "last_budget", None)
     if "stopped" not in metrics:
@@ -401,7 +404,7 @@ def score_curves(folders, metric="sample_fid"):
     epoch order) from each run folder's `scores.json` (a run without scores yet has empty arrays).
 
     Args:
-        folders: dict, name -> run folder (e.g. {"crVAE-GAN": "runs/faces/celeba_crvae_gan"}).
+        folders: dict, name -> run folder (e.g. {"crVAE-GAN": "reproductions/faces/celeba_crvae_gan"}).
         metric: one of `CURVE_METRICS`.
     """
     if metric not in CURVE_METRICS:

@@ -6,12 +6,15 @@ every face FID in the docs is against one set). A thin flag layer over
 (`scores.json`, `sessions.json`, `grids/`, `held_out_statistics.npz`, the GAN job's `backup/`).
 
     python tools/reproduce/face_run.py --preset=celeba_crvae_gan --budget_hours=7 \\
-        --output_dir=runs/faces/celeba_crvae_gan --stop_after_minutes=180 --threads=1 \\
+        --output_dir=reproductions/faces/celeba_crvae_gan --stop_after_minutes=180 --threads=1 \\
         --set=precision=bfloat16
     bash tools/reproduce/faces_session.sh 180      # both presets in the background, one thread each
 
 Rerun the same command to resume (a stretch stops at an epoch end after `--stop_after_minutes`
-or on SIGTERM); a spent budget trains nothing; a larger `--budget_hours` continues the run.
+or on SIGTERM); a spent budget trains nothing; a larger `--budget_hours` continues the run. A
+stopped stretch also writes the light state (`resume_weights.npz` in `--light_state_dtype`,
+`resume.json`): committed with the run folder's small files, it resumes the run on a machine
+without its `backup/` (fresh optimizer moments, the schedules continued).
 Exit status 0 whether the run finished, spent its budget or stopped (it prints which).
 
 Not a `crvae train` flag: scoring needs the held-out split, the Inception weights and their
@@ -85,10 +88,10 @@ def main(argv):
     from keras_crvae import presets
 
     faces = load_faces()
-    output_dir = FLAGS.output_dir or os.path.join("runs", "faces", FLAGS.preset)
+    output_dir = FLAGS.output_dir or os.path.join("reproductions", "faces", FLAGS.preset)
     result = scored_run(FLAGS.preset, output_dir, faces, FLAGS.budget_hours,
                         presets.parse_overrides(FLAGS.set), epochs=FLAGS.epochs,
-                        batch_size=FLAGS.batch_size)
+                        batch_size=FLAGS.batch_size, light_state_dtype=FLAGS.light_state_dtype)
     last = result["scores"][-1] if result["scores"] else {}
     print(json.dumps({"preset": FLAGS.preset, "output_dir": output_dir, "status": result["status"],
                       "epochs_done": result["epochs_done"],
@@ -100,7 +103,11 @@ if __name__ == "__main__":
     define_flags()
     flags.DEFINE_enum("preset", "celeba_crvae_gan", ["celeba_crvae_gan", "celeba_vae_gan"],
                       "The face preset.")
-    flags.DEFINE_string("output_dir", None, "The run folder (default runs/faces/PRESET).")
+    flags.DEFINE_string("output_dir", None, "The run folder (default "
+                        "reproductions/faces/PRESET: its light state and scores are committed, "
+                        "its backup/ and large files are git-ignored).")
+    flags.DEFINE_enum("light_state_dtype", "float16", ["float16", "float32"], "Storage dtype of "
+                      "the light state's weights (the weights only, for a replaced machine).")
     flags.DEFINE_float("budget_hours", 7.0, "Machine-hours of training in all (wall x threads).")
     flags.DEFINE_integer("epochs", None, "Total epochs (default: the preset's 150).")
     flags.DEFINE_integer("batch_size", None, "Default: the preset's 128.")

@@ -3,9 +3,11 @@
 # same width, data, budget and seed, as two background processes, one thread each, niced, each
 # stopping at the first epoch end after MINUTES (default 180), on SIGTERM, or once its run has
 # trained BUDGET_HOURS machine-hours in all (default 7; wall x threads over every session). Each run
-# folder runs/faces/PRESET/ keeps its full state (backup/, both players' Adam moments), scores.json
-# (sample FID, held-out reconstruction FID and MSE, machine-hours every SCORE_EVERY epochs) and
-# grids/; run the script again in the next session to resume. Trains on faces 0..8499 of
+# folder reproductions/faces/PRESET/ keeps its full state on the machine (backup/, both players' Adam
+# moments; git-ignored), and, to commit, its light state (resume_weights.npz in float16 and
+# resume.json, written when a stretch stops: a replaced machine resumes from it), scores.json
+# (sample FID, held-out reconstruction FID and MSE, machine-hours every SCORE_EVERY epochs),
+# sessions.json and grids/; run the script again in the next session to resume. Trains on faces 0..8499 of
 # celeba64_train.npz, scored on faces 8500..9499 (tools/reproduce/face_run.py).
 #
 #   bash tools/reproduce/faces_session.sh 180 --set=precision=bfloat16   # returns at once
@@ -33,7 +35,7 @@ for preset in celeba_crvae_gan celeba_vae_gan; do
   start_row "$repo" "$code" "faces_$preset" \
     python tools/reproduce/face_run.py --preset="$preset" --threads=1 \
       --budget_hours="${BUDGET_HOURS:-7}" --score_every="${SCORE_EVERY:-5}" \
-      --stop_after_minutes="$minutes" --output_dir="$repo/runs/faces/$preset" "$@"
+      --stop_after_minutes="$minutes" --output_dir="$repo/reproductions/faces/$preset" "$@"
 done
 echo "To stop both before $minutes minutes (at their epoch ends):" \
   'kill -TERM $(cat runs/logs/faces_*.pid)'

@@ -3,7 +3,7 @@ training machine-hours, every run on one axis, from the runs' `scores.json`
 (`keras_crvae.jobs.scored_gan.plot_score_curves`), and a markdown table of the points.
 
     python tools/studies/face_curves.py \\
-        --runs=crVAE-GAN=runs/faces/celeba_crvae_gan,VAE-GAN=runs/faces/celeba_vae_gan \\
+        --runs=crVAE-GAN=reproductions/faces/celeba_crvae_gan,VAE-GAN=reproductions/faces/celeba_vae_gan \\
         --figure_dir=docs/images/faces --markdown=docs/faces_curves.md
 
 The figures need matplotlib (`pip install keras_crvae[plots]`); without it only the table is
