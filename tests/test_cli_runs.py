@@ -151,6 +151,26 @@ def test_fresh_sets_a_run_aside_and_puts_it_back(tmp_path):
     assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
 
 
+
+def test_a_light_state_resumes_where_no_backup_is_and_fresh_sets_it_aside(tmp_path):
+    from keras_crvae.jobs import runs as job_runs  # the light state's file names
+
+    directory = tmp_path / "run"
+    directory.mkdir()
+    runs.write_run(str(directory), PRESET, settings(), 4, trained=False)
+    (directory / job_runs.RESUME_WEIGHTS).write_bytes(b"weights")
+    (directory / job_runs.RESUME_INFO).write_text(json.dumps({"epochs_done": 4}))
+    plan = runs.plan_run(str(directory), PRESET, settings(), 9)
+    assert (plan.action, plan.initial_epoch) == ("resume_light", 4) and "light state" in plan.message
+    # This machine's backup (full state) comes first.
+    (directory / runs.BACKUP_DIR).mkdir()
+    (directory / runs.BACKUP_DIR / "training_metadata.json").write_text('{"epoch": 5}')
+    assert runs.plan_run(str(directory), PRESET, settings(), 9).initial_epoch == 5
+    assert runs.plan_run(str(directory), PRESET, settings(), 9, resumable=False).action == "start"
+    runs.set_aside(str(directory))  # --fresh: the old run's light state goes with it
+    assert sorted(p.name for p in directory.iterdir()) == ["previous"]
+
+
 def test_the_output_lock_is_exclusive_reentrant_and_leaves_no_folder(tmp_path):
     folder = tmp_path / "new"
     with runs.output_lock(str(folder)) as lock:

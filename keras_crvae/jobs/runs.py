@@ -265,7 +265,9 @@ def clear_run(output_dir):
 
 
 def _is_artifact(name):
-    return name in ARTIFACTS or name.startswith(ARTIFACT_PREFIXES)
+    # A stopped run's light state too: `--fresh` must not resume the new run from the old weights.
+    return (name in ARTIFACTS or name in (RESUME_WEIGHTS, RESUME_INFO)
+            or name.startswith(ARTIFACT_PREFIXES))
 
 
 def _move_contents(source, target, names):
