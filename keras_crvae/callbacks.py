@@ -125,8 +125,7 @@ class ContinueLearningRateSchedule(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         optimizer = self.model.optimizer
-        if not isinstance(getattr(optimizer, "_learning_rate", None),
-                          keras.optimizers.schedules.LearningRateSchedule):
+        if learning_rate_schedule(optimizer) is None:
             return
         counter = int(keras.ops.convert_to_numpy(optimizer.iterations))
         offset = self.global_step - counter
@@ -139,15 +138,21 @@ class ContinueLearningRateSchedule(keras.callbacks.Callback):
                   f"(optimizer counter {counter}, offset {old_offset} -> {offset})", flush=True)
 
 
+def learning_rate_schedule(optimizer):
+    """`optimizer`'s learning-rate schedule object, or None for a constant rate (Keras'
+    `learning_rate` property returns the schedule's current value, not the schedule)."""
+    schedule = getattr(optimizer, "_learning_rate", None)
+    return schedule if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) else None
+
+
 def set_schedule_offset(optimizer, offset):
     """Makes `optimizer`'s learning-rate schedule read step `counter + offset`
     (`StepOffsetSchedule`; offset 0: the schedule itself). Returns the offset it had; an optimizer
     with a constant learning rate is left alone (returns None)."""
     from keras_crvae.optimizers import StepOffsetSchedule
 
-    # The schedule object itself: Keras' `learning_rate` property returns its current value.
-    schedule = getattr(optimizer, "_learning_rate", None)
-    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+    schedule = learning_rate_schedule(optimizer)
+    if schedule is None:
         return None
     base = schedule.schedule if isinstance(schedule, StepOffsetSchedule) else schedule
     old_offset = schedule.offset if isinstance(schedule, StepOffsetSchedule) else 0
