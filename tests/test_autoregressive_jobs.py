@@ -79,6 +79,58 @@ def test_vq_vae_job_end_to_end_resuming_a_prior_stopped_at_an_epoch_end(tmp_path
     assert loaded.prior is not None and (tmp_path / "samples.png").exists()
 
 
+def test_vq_vae_job_resumes_both_stages_from_their_light_states_without_backups(tmp_path,
+                                                                              monkeypatch):
+    """A replaced machine mid-prior: the VQ-VAE's light state (its last epoch) and the prior's
+    (epoch, weights, optimizer steps) resume the run without `backup/` and `backup_prior/`."""
+    import shutil
+
+    from keras_crvae.io import read_weights_npz
+    from keras_crvae.jobs import runs, vq_vae
+
+    rng = np.random.default_rng(0)
+    run = tmp_path / "run"
+    arguments = dict(train_images=(rng.random((64, 28, 28)) * 255).astype("uint8"),
+                     eval_images=(rng.random((16, 28, 28)) * 255).astype("uint8"),
+                     output_dir=str(run), batch_size=32, verbose=0, prior_epochs=3,
+                     light_state_dtype="float32")
+    train = jobs.JOBS["vq_vae"].train
+    monkeypatch.setenv(longrun.DEADLINE_ENV, repr(time.time()))  # stop at every epoch end
+    assert train("mnist_vq_vae_quickstart", **arguments)["stopped"]
+    vq_light = json.loads((run / runs.RESUME_INFO).read_text())
+    prior_light = json.loads((run / runs.PRIOR_LIGHT_STATE[1]).read_text())
+    assert vq_light["epochs_done"] == 1  # the VQ-VAE's only epoch
+    assert prior_light["epochs_done"] == 1 and prior_light["optimizer_steps"] == {"optimizer": 2}
+    stretch1_prior = read_weights_npz(run / runs.PRIOR_LIGHT_STATE[0])
+
+    loaded = []
+    real_load = longrun.load_weights_npz
+
+    def recording_load(model, path):
+        real_load(model, path)
+        loaded.append((pathlib.Path(path).name, model.get_weights()))
+
+    monkeypatch.setattr(vq_vae.longrun, "load_weights_npz", recording_load)
+    shutil.rmtree(run / runs.BACKUP_DIR)  # another machine: only the committed files
+    shutil.rmtree(run / vq_vae.PRIOR_BACKUP_DIR)
+    assert train("mnist_vq_vae_quickstart", **arguments)["stopped"]  # the prior's epoch 2
+    assert [name for name, _ in loaded] == [runs.RESUME_WEIGHTS, runs.PRIOR_LIGHT_STATE[0]]
+    for got, stored in zip(loaded[1][1], stretch1_prior, strict=True):
+        np.testing.assert_array_equal(got, stored)
+    prior_light = json.loads((run / runs.PRIOR_LIGHT_STATE[1]).read_text())
+    assert prior_light["epochs_done"] == 2
+    assert prior_light["optimizer_steps"] == {"optimizer": 4}  # 2 before + 2 in this stretch
+    assert prior_light["optimizer_offsets"] == {"optimizer": 2}
+
+    monkeypatch.delenv(longrun.DEADLINE_ENV)  # this machine again: the backups go on
+    metrics = train("mnist_vq_vae_quickstart", **arguments)
+    assert len(metrics["history"]["loss"]) == 1 and len(metrics["prior_history"]["nll"]) == 3
+    sessions = json.loads((run / "sessions.json").read_text())
+    assert [record["epochs_run"] for record in sessions] == [2, 1, 1]
+    assert not any((run / name).exists() for name in
+                   (runs.RESUME_WEIGHTS, runs.RESUME_INFO) + runs.PRIOR_LIGHT_STATE)
+
+
 def _crvae_cli(tmp_path, *flags):
     root = str(pathlib.Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [

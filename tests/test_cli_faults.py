@@ -62,3 +62,26 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(tmp_path)
     assert "resuming from epoch 1" in resumed.stdout and "Done." in resumed.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["epochs_this_run"] == 1
+
+
+def test_crvae_train_light_state_resumes_a_run_whose_backup_is_gone(tmp_path):
+    """`--light_state_dtype=float16`: the stopped run writes resume_weights.npz + resume.json;
+    a machine with only those (no backup/) resumes at the stopped epoch with the same command,
+    and the trained run deletes them."""
+    import shutil
+
+    write_mnist_npz(tmp_path / "train.npz", 64)
+    write_mnist_npz(tmp_path / "eval.npz", 16, key="x")
+    stopped = train(tmp_path, "--stop_after_minutes=0.0001", "--light_state_dtype=float16")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    run = tmp_path / "run"
+    light = json.loads((run / "resume.json").read_text())
+    assert (light["epochs_done"], light["weights_dtype"]) == (1, "float16")
+    assert light["optimizer_steps"] == {"optimizer": 2}  # 64 images at batch 32
+    shutil.rmtree(run / "backup")  # another machine: only what a commit carries
+    resumed = train(tmp_path, "--light_state_dtype=float16")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from epoch 1 (light state" in resumed.stdout and "Done." in resumed.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["epochs_this_run"] == 1
+    assert not (run / "resume.json").exists() and not (run / "resume_weights.npz").exists()

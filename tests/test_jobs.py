@@ -161,8 +161,21 @@ def test_crvae_train_refuses_a_time_budget_for_a_job_that_cannot_resume(tmp_path
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("flags, expected", [
+    (("--preset=mnist_two_stage", "--light_state_dtype=float16"),
+     "--light_state_dtype=float16: --preset=mnist_two_stage cannot resume a stopped run; expected "
+     "no --light_state_dtype"),
+    (("--light_state_dtype=bfloat16",), "--light_state_dtype=bfloat16")])
+def test_crvae_train_refuses_a_light_state_it_cannot_write_in_one_line(tmp_path, flags, expected):
+    result = _crvae("train", *flags, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
 # `crvae train --stop_after_minutes` stopping and the same command resuming, end to end: in
-# tests/test_cli_faults.py (its first run stops at a time budget, its last resumes).
+# tests/test_cli_faults.py (its first run stops at a time budget, its last resumes; with
+# --light_state_dtype, its light-state test resumes on a "replaced machine").
 
 
 def test_a_backup_written_after_a_light_state_resume_keeps_the_schedule_at_the_global_step(

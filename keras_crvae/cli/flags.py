@@ -69,6 +69,11 @@ _define["integer"]("seed", 0, "Random seed.", flag_values=FLAGS)
 _define["float"]("stop_after_minutes", None, "Stop training at the first epoch end after this many "
                  "minutes and keep the run resumable: the same command resumes it (SIGTERM stops "
                  "the same way). VAE and GAN presets.", flag_values=FLAGS)
+_define["enum"]("light_state_dtype", None, ["float16", "float32"], "With --stop_after_minutes or "
+                "SIGTERM: also write the stopped run's light state (resume_weights.npz in this "
+                "dtype + resume.json: the weights without the optimizer's moments, small enough "
+                "to commit); a machine without the run's backup/ resumes from it. Resumable "
+                "presets (VAE, GAN, likelihood and VQ-VAE jobs).", flag_values=FLAGS)
 _define["enum"]("strategy", "default", ["default", "mirrored", "multi_worker"],
                 "tf.distribute strategy: one device, MirroredStrategy over the local GPUs, or "
                 "MultiWorkerMirroredStrategy configured by the TF_CONFIG environment variable.",
@@ -123,7 +128,7 @@ COMMAND_FLAGS = {
     "train": ("preset", "data", "eval_data", "data_dir", "output_dir", "epochs", "batch_size",
               "learning_rate", "time_steps", "precision", "set", "fresh", "nll_samples", "nll_images", "npz",
               "image_dir", "tfds", "steps_per_epoch", "stage2_epochs", "num_fid_samples",
-              "strategy", "stop_after_minutes"),
+              "strategy", "stop_after_minutes", "light_state_dtype"),
     "evaluate": ("model", "data", "data_dir", "num_samples", "num_images", "binarize",
                  "batch_size", "output"),
     "sample": ("model", "num_images", "batch_size", "output", "traversals", "temperature"),

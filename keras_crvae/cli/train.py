@@ -3,7 +3,8 @@
 `check` resolves the preset, its overrides and the run folder's plan (resume, continue, done or
 refuse) before TensorFlow loads; `run` hands the checked job to the training function of the job that
 `keras_crvae.jobs.job_for(preset)` names (vae, two_stage, gan, disentangling, likelihood) and prints where the
-artifacts are. `--stop_after_minutes` stops a resumable job at an epoch end.
+artifacts are. `--stop_after_minutes` stops a resumable job at an epoch end; with
+`--light_state_dtype` it also writes the light state a machine without `backup/` resumes from.
 """
 
 import math
@@ -241,6 +242,9 @@ def _check_stop_after_minutes(preset):
     if value and not jobs.job_for(preset).resumable:
         raise UsageError(f"{flag_text('stop_after_minutes')}: --preset={preset} cannot resume a "
                          "stopped run; expected no --stop_after_minutes")
+    if given("light_state_dtype") and not jobs.job_for(preset).resumable:
+        raise UsageError(f"{flag_text('light_state_dtype')}: --preset={preset} cannot resume a "
+                         "stopped run; expected no --light_state_dtype")
 
 
 def run(job):
@@ -289,6 +293,7 @@ def run(job):
                         epochs=job["epochs"], batch_size=job["batch_size"], seed=FLAGS.seed,
                         fresh=FLAGS.fresh, data_spec=job["data_spec"],
                         eval_spec=job["eval_spec"], stop_after_minutes=FLAGS.stop_after_minutes,
+                        light_state_dtype=FLAGS.light_state_dtype,
                         **job["overrides"]).get("stopped"):
             return 0  # the job said so; the run resumes on the next `crvae train`
         _done(output_dir, "model.keras, samples.png, reconstructions.png, metrics.json, "
@@ -302,7 +307,8 @@ def run(job):
                 output_dir=output_dir, epochs=job["epochs"], batch_size=job["batch_size"],
                 nll_images=FLAGS.nll_images if given("nll_images") else None, seed=FLAGS.seed,
                 fresh=FLAGS.fresh, data_spec=job["data_spec"], eval_spec=job["eval_spec"],
-                stop_after_minutes=FLAGS.stop_after_minutes, **job["overrides"]).get("stopped"):
+                stop_after_minutes=FLAGS.stop_after_minutes,
+                light_state_dtype=FLAGS.light_state_dtype, **job["overrides"]).get("stopped"):
             return 0  # the job said so; the run resumes on the next `crvae train`
         _done(output_dir, "model.keras, samples.png, samples_t0.7.png, metrics.json, "
               "history.csv")
@@ -319,7 +325,9 @@ def run(job):
                      epochs=job["epochs"], steps_per_epoch=FLAGS.steps_per_epoch,
                      batch_size=job["batch_size"], fresh=FLAGS.fresh, strategy=strategy,
                      seed=FLAGS.seed, data_spec=job["data_spec"],
-                     stop_after_minutes=FLAGS.stop_after_minutes, **job["overrides"]).get("stopped"):
+                     stop_after_minutes=FLAGS.stop_after_minutes,
+                     light_state_dtype=FLAGS.light_state_dtype,
+                     **job["overrides"]).get("stopped"):
             return 0  # the job said so; the run resumes on the next `crvae train`
         grids = "samples.png" + ("" if _is_standalone_gan(job["preset"]) else
                                  ", reconstructions.png")
@@ -331,7 +339,7 @@ def run(job):
         nll_samples=FLAGS.nll_samples, nll_images=FLAGS.nll_images, seed=FLAGS.seed,
         fresh=FLAGS.fresh, strategy=strategy, data_spec=job["data_spec"],
         eval_spec=job["eval_spec"], stop_after_minutes=FLAGS.stop_after_minutes,
-        **job["overrides"]).get("stopped")
+        light_state_dtype=FLAGS.light_state_dtype, **job["overrides"]).get("stopped")
     if stopped:  # the job said so; the run resumes on the next `crvae train`
         return 0
     _done(output_dir, "model.keras, samples.png, reconstructions.png, metrics.json, history.csv")

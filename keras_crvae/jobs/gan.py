@@ -168,7 +168,7 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
               arrays=None, output_dir="crvae_gan_run", epochs=None, steps_per_epoch=None,
               batch_size=None, fresh=False, resume=None, strategy="default", seed=0, verbose=1,
               run_eagerly=False, callbacks=(), data_spec=None, stop_after_minutes=None,
-              **overrides):
+              light_state_dtype=None, **overrides):
     """Trains a GAN preset and writes the artifacts listed in the module docstring.
 
     Exactly one image source: `npz` ("PATH" or "PATH:KEY"), `image_dir`, `tfds_name` (+ `data_dir`)
@@ -199,6 +199,10 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
         data_spec: str or None, where the images came from (run.json).
         stop_after_minutes: float or None. Stop at the first epoch end after this many minutes
             and keep the run resumable; SIGTERM stops the same way.
+        light_state_dtype: None, "float16" or "float32". A stretch stopped by the time budget or
+            SIGTERM also writes the light state (weights in that dtype + resume.json, small
+            enough to commit), which a machine without `backup/` resumes from
+            (`keras_crvae.jobs.base.TrainingJob`).
         **overrides: preset overrides, e.g. `base_channels=8`, `learning_rate=1e-4`.
 
     Returns and raises what `keras_crvae.jobs.base.TrainingJob.run` does: the metrics.json dict
@@ -210,4 +214,5 @@ def train_gan(preset="celeba_crvae_gan", *, npz=None, image_dir=None, tfds_name=
                   run_eagerly=run_eagerly, extra_callbacks=callbacks, epochs=epochs,
                   batch_size=batch_size, seed=seed, fresh=base.fresh_from_resume(fresh, resume),
                   verbose=verbose, strategy=strategy, stop_after_minutes=stop_after_minutes,
-                  data_spec=data_spec, overrides=overrides).run()
+                  data_spec=data_spec, light_state_dtype=light_state_dtype,
+                  overrides=overrides).run()

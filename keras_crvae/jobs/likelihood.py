@@ -192,7 +192,7 @@ class LikelihoodJob(VAEJob):
 def train_likelihood(preset, train_images=None, eval_images=None, output_dir="crvae_run",
                      epochs=None, batch_size=None, nll_images=None, seed=0, fresh=False,
                      verbose=1, data_spec=None, eval_spec=None, stop_after_minutes=None,
-                     **overrides):
+                     light_state_dtype=None, **overrides):
     """Trains an exact-likelihood preset and writes the artifacts of the module docstring.
 
     Args:
@@ -209,6 +209,10 @@ def train_likelihood(preset, train_images=None, eval_images=None, output_dir="cr
         data_spec, eval_spec: str or None, where the images came from (run.json).
         stop_after_minutes: float or None. Stop at the first epoch end after this many minutes,
             resumable (SIGTERM does the same).
+        light_state_dtype: None, "float16" or "float32". A stretch stopped by the time budget or
+            SIGTERM also writes the light state (weights in that dtype + resume.json, small
+            enough to commit), which a machine without `backup/` resumes from
+            (`keras_crvae.jobs.base.TrainingJob`).
         **overrides: preset overrides (see `keras_crvae.from_preset`).
 
     Returns:
@@ -218,4 +222,4 @@ def train_likelihood(preset, train_images=None, eval_images=None, output_dir="cr
                          nll_images=nll_images, eval_spec=eval_spec, epochs=epochs,
                          batch_size=batch_size, seed=seed, fresh=fresh, verbose=verbose,
                          stop_after_minutes=stop_after_minutes, data_spec=data_spec,
-                         overrides=overrides).run()
+                         light_state_dtype=light_state_dtype, overrides=overrides).run()

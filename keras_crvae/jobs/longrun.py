@@ -343,37 +343,42 @@ def save_light_state(model, folder, epochs_done, steps_per_epoch, dtype="float32
          "weights_dtype": dtype}, indent=2) + "\n")
 
 
-def save_job_light_state(model, folder, epochs_done, dtype, offsets):
+def save_job_light_state(model, folder, epochs_done, dtype, offsets, names=None):
     """The light state of a stopped training job (`keras_crvae.jobs.base.TrainingJob` with
     `light_state_dtype`): `resume_weights.npz` (`save_weights_npz` in `dtype`) and `resume.json`
     with the epochs done, the dtype and, per optimizer (`callbacks.model_optimizers`), the steps
     taken in all (`optimizer_steps`: the schedule offsets of a resume from this state) and the
     offsets in force while this stretch ran (`optimizer_offsets`: those of a resume from the
-    backup written with it). Both files are written atomically, the weights first."""
+    backup written with it). Both files are written atomically, the weights first. `names`:
+    `(weights file, info file)` for a second model of the job (the VQ-VAE's prior), default
+    `(RESUME_WEIGHTS, RESUME_INFO)`."""
     from keras_crvae import callbacks
 
+    weights_name, info_name = names or (RESUME_WEIGHTS, RESUME_INFO)
     folder = pathlib.Path(folder)
-    with atomic_path(folder / RESUME_WEIGHTS) as temporary:
+    with atomic_path(folder / weights_name) as temporary:
         save_weights_npz(model, temporary, dtype=dtype)
     counters = callbacks.optimizer_steps(model)
     offsets = {name: int(offsets.get(name, 0)) for name in counters}
     write_json({"epochs_done": int(epochs_done), "weights_dtype": dtype,
                 "optimizer_steps": {name: offsets[name] + counters[name] for name in counters},
-                "optimizer_offsets": offsets}, folder / RESUME_INFO)
+                "optimizer_offsets": offsets}, folder / info_name)
 
 
-def read_light_state(folder):
+def read_light_state(folder, names=None):
     """`resume.json` of a run folder as a dict, or None when there is no light state (both files
-    are needed)."""
+    are needed). `names`: as in `save_job_light_state`."""
+    weights_name, info_name = names or (RESUME_WEIGHTS, RESUME_INFO)
     folder = pathlib.Path(folder)
-    if not ((folder / RESUME_INFO).is_file() and (folder / RESUME_WEIGHTS).is_file()):
+    if not ((folder / info_name).is_file() and (folder / weights_name).is_file()):
         return None
-    return json.loads((folder / RESUME_INFO).read_text())
+    return json.loads((folder / info_name).read_text())
 
 
-def remove_light_state(folder):
-    """Deletes a run folder's light state (once the run is trained)."""
-    for name in (RESUME_WEIGHTS, RESUME_INFO):
+def remove_light_state(folder, names=None):
+    """Deletes a run folder's light state (once the run is trained). `names`: as in
+    `save_job_light_state`."""
+    for name in names or (RESUME_WEIGHTS, RESUME_INFO):
         pathlib.Path(folder, name).unlink(missing_ok=True)
 
 

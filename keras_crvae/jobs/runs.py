@@ -266,7 +266,7 @@ def clear_run(output_dir):
 
 def _is_artifact(name):
     # A stopped run's light state too: `--fresh` must not resume the new run from the old weights.
-    return (name in ARTIFACTS or name in (RESUME_WEIGHTS, RESUME_INFO)
+    return (name in ARTIFACTS or name in (RESUME_WEIGHTS, RESUME_INFO) + PRIOR_LIGHT_STATE
             or name.startswith(ARTIFACT_PREFIXES))
 
 
@@ -385,6 +385,8 @@ def finished_run_metrics(output_dir):
 # tools can read a run folder before TensorFlow loads.
 # Light state of a stopped run: its weights and how far it got.
 RESUME_WEIGHTS, RESUME_INFO, PROGRESS = "resume_weights.npz", "resume.json", "progress.json"
+# The VQ-VAE job's second light state, its prior's (`keras_crvae.jobs.vq_vae`).
+PRIOR_LIGHT_STATE = ("resume_prior_weights.npz", "resume_prior.json")
 # One record per stretch that trained the run (its epochs and their seconds).
 SESSIONS = "sessions.json"
 # A finished run's weights without the optimizer's state, and its training record.

@@ -136,7 +136,7 @@ class VAEJob(base.TrainingJob):
 def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
           output_dir="crvae_run", epochs=None, batch_size=None, nll_samples=100, nll_images=500,
           seed=0, fresh=False, verbose=1, strategy="default", data_spec=None, eval_spec=None,
-          stop_after_minutes=None, **overrides):
+          stop_after_minutes=None, light_state_dtype=None, **overrides):
     """Trains a VAE-family preset and writes the artifacts listed in the module docstring.
 
     A Two-Stage preset is handed to `keras_crvae.jobs.two_stage.train_two_stage` (its job).
@@ -164,6 +164,10 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
             printed).
         stop_after_minutes: float or None. Stop at the first epoch end after this many minutes
             and keep the run resumable (`jobs.longrun.TimeBudget`); SIGTERM stops the same way.
+        light_state_dtype: None, "float16" or "float32". A stretch stopped by the time budget or
+            SIGTERM also writes the light state (weights in that dtype + resume.json, small
+            enough to commit), which a machine without `backup/` resumes from
+            (`keras_crvae.jobs.base.TrainingJob`).
         **overrides: preset overrides (see `keras_crvae.from_preset`).
 
     Returns:
@@ -177,6 +181,10 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
     if job_for(preset).name == "two_stage":
         from keras_crvae.jobs.two_stage import train_two_stage
 
+        if light_state_dtype:
+            raise ValueError(f"`light_state_dtype`: the two_stage job cannot resume a run "
+                             f"(preset {preset}); expected None.")
+
         return train_two_stage(preset, train_images, eval_images, output_dir, epochs=epochs,
                                batch_size=batch_size, seed=seed, verbose=verbose, fresh=fresh,
                                strategy=strategy, stop_after_minutes=stop_after_minutes,
@@ -185,4 +193,4 @@ def train(preset="mnist_crvae_quickstart", train_images=None, eval_images=None,
                   nll_samples=nll_samples, nll_images=nll_images, eval_spec=eval_spec,
                   epochs=epochs, batch_size=batch_size, seed=seed, fresh=fresh, verbose=verbose,
                   strategy=strategy, stop_after_minutes=stop_after_minutes, data_spec=data_spec,
-                  overrides=overrides).run()
+                  light_state_dtype=light_state_dtype, overrides=overrides).run()

@@ -17,6 +17,10 @@ Resumable in both stages (`crvae train --stop_after_minutes=N`, SIGTERM, a queue
 VQ-VAE's epochs back up into `backup/` (the skeleton's), the prior's into `backup_prior/`, each with
 its optimizer state. A run stopped during the prior resumes with the VQ-VAE restored from
 `backup/` (its last epoch: nothing of it is retrained) and the prior from `backup_prior/`.
+With `light_state_dtype`, a stopped stretch also writes the light states (weights only, small
+enough to commit): the VQ-VAE's (`resume_weights.npz` + `resume.json`, the skeleton's) and, when
+the prior stopped, the prior's (`resume_prior_weights.npz` + `resume_prior.json`); a machine
+without the backups resumes both stages from them (fresh optimizer moments, schedules continued).
 The stretch's record in `sessions.json` counts the epochs and seconds of both stages; every row of
 history.csv and history_prior.csv has `train_hours` (both stages' hours so far).
 """
@@ -32,14 +36,16 @@ import numpy as np
 from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import data as crvae_data
 from keras_crvae import models, presets
-from keras_crvae.io import save_image_grid
-from keras_crvae.jobs import base, longrun
+from keras_crvae.io import save_image_grid, write_json
+from keras_crvae.jobs import base, longrun, runs
 from keras_crvae.jobs.likelihood import ShuffledBatches, evaluate_log_likelihood
 from keras_crvae.presets.vq_vae import build_prior_from_preset
 
 EVALUATION_BATCH_SIZE = 100
 PRIOR_BACKUP_DIR = "backup_prior"
 PRIOR_HISTORY = "history_prior.csv"
+# The prior's light state (`longrun.save_job_light_state` names) beside the VQ-VAE's.
+PRIOR_LIGHT_STATE = runs.PRIOR_LIGHT_STATE
 
 
 def unit_images(images, image_shape, name):
@@ -96,28 +102,56 @@ class VQVAEJob(base.TrainingJob):
         prior = build_prior_from_preset(self.config, model.code_map_shape)
         epochs = int(self.config.model["prior_epochs"])
         prior_backup = os.path.join(self.output_dir, PRIOR_BACKUP_DIR)
+        initial_epoch, offsets = self._resume_prior(prior, prior_backup)
         base.say(f"Training the PixelCNN prior on {len(codes):,} code maps "
                  f"{model.code_map_shape}: {epochs} epochs", self.verbose)
         # The same budget (SIGTERM, minutes, a queue's deadline) and machine-hours timer.
+        prior_callbacks = [crvae_callbacks.NaNGuard(),
+                           crvae_callbacks.AtomicBackupAndRestore(prior_backup,
+                                                                  delete_checkpoint=False)]
+        if offsets:  # after the restore, before the step is traced
+            prior_callbacks.append(crvae_callbacks.ScheduleOffsets(offsets, label="prior: "))
         self.prior_history = prior.fit(
             ShuffledBatches(codes, self.config.training.batch_size, seed=self.seed),
-            epochs=epochs, shuffle=False, verbose=self.verbose,
-            callbacks=[crvae_callbacks.NaNGuard(),
-                       crvae_callbacks.AtomicBackupAndRestore(prior_backup,
-                                                              delete_checkpoint=False),
-                       self.timer,
-                       crvae_callbacks.EpochHistory(os.path.join(self.output_dir, PRIOR_HISTORY)),
-                       budget])
+            epochs=epochs, initial_epoch=initial_epoch, shuffle=False, verbose=self.verbose,
+            callbacks=prior_callbacks + [
+                self.timer,
+                crvae_callbacks.EpochHistory(os.path.join(self.output_dir, PRIOR_HISTORY)),
+                budget])
         if budget.reached:  # the prior stopped: the VQ-VAE's backup/ holds its last epoch
+            if self.light_state_dtype:
+                longrun.save_job_light_state(prior, self.output_dir, budget.epochs_done,
+                                             self.light_state_dtype, offsets,
+                                             names=PRIOR_LIGHT_STATE)
             base.say(f"(The VQ-VAE is trained; its prior stopped after epoch "
                      f"{budget.epochs_done} of {epochs}, kept in {prior_backup}/.)", self.verbose)
             budget.epochs_done = self.total_epochs
             return history
+        longrun.remove_light_state(self.output_dir, names=PRIOR_LIGHT_STATE)
         shutil.rmtree(prior_backup, ignore_errors=True)
         # An uncompiled model around the trained network: the saved VQ-VAE carries the prior's
         # weights, not its optimizer state (train it further with `prior.compile(...)`).
         model.set_prior(models.PixelCNN(prior.network, data_kind="categorical", name="prior"))
         return history
+
+    def _resume_prior(self, prior, prior_backup):
+        """`(initial_epoch, schedule offsets)` of the prior's stretch, as the skeleton's
+        `_resume_schedule_offsets` does for the VQ-VAE: with `backup_prior/` the backup restores
+        the prior (epoch 0 here) under the offsets its light state says were in force; without
+        it, the prior's light state (`PRIOR_LIGHT_STATE`, e.g. committed from another machine)
+        gives its weights, its epoch and its optimizer's steps; else a new prior."""
+        light = longrun.read_light_state(self.output_dir, names=PRIOR_LIGHT_STATE)
+        if light is None:
+            return 0, {}
+        if os.path.isdir(prior_backup):
+            return 0, dict(light.get("optimizer_offsets", {}))
+        longrun.load_weights_npz(prior, os.path.join(self.output_dir, PRIOR_LIGHT_STATE[0]))
+        offsets = dict(light.get("optimizer_steps", {}))
+        write_json({**light, "optimizer_offsets": offsets},
+                   os.path.join(self.output_dir, PRIOR_LIGHT_STATE[1]))
+        base.say(f"The prior resumes at epoch {light['epochs_done']} from its light state "
+                 f"({PRIOR_LIGHT_STATE[0]}: fresh optimizer moments).", self.verbose)
+        return int(light["epochs_done"]), offsets
 
     def report(self, model, history, train_seconds):
         output_dir, config = self.output_dir, self.config
@@ -162,7 +196,7 @@ class VQVAEJob(base.TrainingJob):
 
 def train_vq_vae(preset, train_images=None, eval_images=None, output_dir="crvae_run",
                  epochs=None, batch_size=None, seed=0, fresh=False, verbose=1, data_spec=None,
-                 eval_spec=None, stop_after_minutes=None, **overrides):
+                 eval_spec=None, stop_after_minutes=None, light_state_dtype=None, **overrides):
     """Trains a VQ-VAE preset and its prior; writes the artifacts of the module docstring.
 
     Args:
@@ -175,6 +209,10 @@ def train_vq_vae(preset, train_images=None, eval_images=None, output_dir="crvae_
         seed: int, default 0. fresh, verbose, data_spec, eval_spec: as the other jobs.
         stop_after_minutes: float or None. Stop at the first epoch end (of the VQ-VAE or of the
             prior) after this many minutes, resumable (SIGTERM does the same).
+        light_state_dtype: None, "float16" or "float32". A stretch stopped by the time budget or
+            SIGTERM also writes the light state (weights in that dtype + resume.json, small
+            enough to commit), which a machine without `backup/` resumes from
+            (`keras_crvae.jobs.base.TrainingJob`).
         **overrides: preset overrides (`num_codes=128`, `prior_epochs=5`, ...).
 
     Returns:
@@ -185,4 +223,5 @@ def train_vq_vae(preset, train_images=None, eval_images=None, output_dir="crvae_
     return VQVAEJob(preset, output_dir, train_images=train_images, eval_images=eval_images,
                     eval_spec=eval_spec, epochs=epochs, batch_size=batch_size, seed=seed,
                     fresh=fresh, verbose=verbose, data_spec=data_spec,
-                    stop_after_minutes=stop_after_minutes, overrides=overrides).run()
+                    stop_after_minutes=stop_after_minutes, light_state_dtype=light_state_dtype,
+                    overrides=overrides).run()
