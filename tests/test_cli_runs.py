@@ -44,6 +44,18 @@ def test_a_finished_run_is_done_or_continues(tmp_path):
     assert runs.plan_run(directory, PRESET, settings(), 9, resumable=False).action == "start"
 
 
+def test_a_finished_run_without_its_model_file_is_done_not_retrained(tmp_path):
+    """A committed study folder on another machine: run.json finished and metrics.json are there,
+    model.keras (git-ignored) is not. Its results stand; only --fresh retrains."""
+    directory = finished_run(tmp_path / "run")
+    os.remove(os.path.join(directory, "model.keras"))
+    assert runs.plan_run(directory, PRESET, settings(), 6).action == "start"  # no results either
+    (tmp_path / "run" / "metrics.json").write_text("{}")
+    done = runs.plan_run(directory, PRESET, settings(), 6)
+    assert done.action == "done" and "not its model.keras" in done.message
+    assert runs.plan_run(directory, PRESET, settings(), 6, fresh=True).action == "start"
+
+
 def test_a_finished_run_of_a_job_that_cannot_resume_names_stages_only_for_two_stage(tmp_path):
     one_stage = runs.plan_run(finished_run(tmp_path / "run"), PRESET, settings(), 6,
                               resumable=False)  # e.g. the sprites job

@@ -222,6 +222,13 @@ def plan_run(output_dir, preset, settings, epochs, fresh=False, resumable=True):
             return RunPlan("start", 0, f"{output_dir} holds a finished run of {epochs_text(done)}; "
                                        f"this job cannot continue one, so it retrains ({epochs_text(epochs)})")
         return RunPlan("continue", done, f"continuing from epoch {done} to {epochs}")
+    if (previous.get("finished") and epochs <= done
+            and os.path.exists(os.path.join(output_dir, "metrics.json"))):
+        # A finished run whose model.keras is not here: a committed study folder (the model file
+        # is git-ignored) on another machine. Its results stand; retraining would replace them.
+        return RunPlan("done", done,
+                       f"already trained ({epochs_text(done)}) in {output_dir}: its metrics.json "
+                       "is here but not its model.keras (not committed?); use --fresh to retrain")
     restored = backup_epoch(output_dir) if resumable else None
     if (previous.get("trained") and done >= 1
             and os.path.exists(os.path.join(output_dir, "model.keras"))

@@ -4,7 +4,7 @@ equal training-time budget, FID against held-out faces at every checkpoint (an F
 The real study (each model about 1.5 machine-hours, in the background):
 
     python tools/studies/fq_gan.py --budget_hours=1.5 --epochs_per_checkpoint=5 \\
-        --output=docs/fq_gan.json --output_dir=runs/fq_gan
+        --output=reproductions/studies/fq_gan/study.json --output_dir=reproductions/studies/fq_gan
 
 Each model is its preset (`--models` NAME=PRESET pairs; default `celeba_dcgan`, `celeba_dcgan_fq`,
 `celeba_stylegan2`, `celeba_stylegan2_fq`) trained by the gan job (`keras_crvae.jobs.gan.train_gan`)
@@ -51,12 +51,15 @@ flags.DEFINE_integer("num_samples", 2500, "Prior samples per FID.")
 flags.DEFINE_enum("precision", "bfloat16", ["float32", "bfloat16"], "Inception precision.")
 flags.DEFINE_string("weights", None, "FIDInceptionV3 weights (default: its standard path).")
 flags.DEFINE_multi_string("set", [], "KEY=VALUE preset overrides for every model.")
-flags.DEFINE_string("output_dir", "runs/fq_gan", "Run folders, one per model.")
+flags.DEFINE_string("output_dir", "reproductions/studies/fq_gan", "Run folders, one per model.")
 flags.DEFINE_string("output", "fq_gan.json", "JSON results (rewritten as they come).")
 flags.DEFINE_integer("seed", 0, "Training and sampling seed.")
 flags.DEFINE_float("stop_after_minutes", 0.0, "Stop at the first epoch end after this many "
                    "minutes of the study (0: no limit); rerun the same command to resume.")
 
+flags.DEFINE_enum("light_state_dtype", "float16", ["float16", "float32"], "Storage dtype of the "
+                  "light state a stopped run writes (resume_weights.npz + resume.json, committable; "
+                  "a machine without the run's backup/ resumes from it).")
 
 def main(argv):
     del argv
@@ -108,7 +111,8 @@ def main(argv):
             metrics = train_gan(preset, npz=train_faces, output_dir=output_dir,
                                 epochs=epochs + FLAGS.epochs_per_checkpoint,
                                 steps_per_epoch=FLAGS.steps_per_epoch, seed=FLAGS.seed,
-                                verbose=0, stop_after_minutes=budget.minutes_left(), **overrides)
+                                verbose=0, stop_after_minutes=budget.minutes_left(),
+                                light_state_dtype=FLAGS.light_state_dtype, **overrides)
             budget.ran(finished_before)
             if metrics.get("stopped"):  # at an epoch end; the job told a queue
                 print(f"{name}: stopped after epoch {metrics['completed_epochs']}; rerun the same "

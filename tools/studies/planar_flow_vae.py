@@ -21,7 +21,7 @@ The real study (~0.5 to 1.1 h of steps per model on 2 CPU cores under load, meas
 resumable in stretches of e.g. 3 hours:
 
     nice -n 19 python tools/studies/planar_flow_vae.py --steps=50000 --nll_samples=1000 \
-        --num_valid=10000 --output_dir=runs/planar_flow_study --stop_after_minutes=180
+        --num_valid=10000 --output_dir=reproductions/studies/planar_flow --stop_after_minutes=180
 
 A smoke run (a minute or two): `python tools/studies/planar_flow_vae.py --steps=20
 --batch_size=10 --num_train=200 --num_valid=20 --nll_samples=10 --output_dir=runs/planar_smoke`.
@@ -43,6 +43,9 @@ flags.DEFINE_integer("num_valid", 10000, "Validation images scored.")
 flags.DEFINE_integer("num_train", None, "Train on the first N training images only (smoke runs).")
 flags.DEFINE_float("stop_after_minutes", 0.0, "Stop at the first epoch end after this many "
                    "minutes of the study (0: no limit); rerun the same command to resume.")
+flags.DEFINE_enum("light_state_dtype", "float16", ["float16", "float32"], "Storage dtype of the "
+                  "light state a stopped run writes (resume_weights.npz + resume.json, committable; "
+                  "a machine without the run's backup/ resumes from it).")
 flags.DEFINE_integer("nll_samples", 1000, "Importance samples per image of the NLL.")
 # The shared data folder beside the checkout (../shared/data), as the other studies find it.
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
@@ -52,7 +55,7 @@ flags.DEFINE_string("data", os.path.join(DATA, "binarized_mnist.npz"),
 flags.DEFINE_integer("seed", 0, "Seed of the weights, the posterior noise and the batches.")
 flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: TensorFlow's "
                      "default).")
-flags.DEFINE_string("output_dir", "runs/planar_flow_study", "Where study.json and study.md go.")
+flags.DEFINE_string("output_dir", "reproductions/studies/planar_flow", "Where study.json and study.md go.")
 
 
 def _data():
@@ -84,7 +87,8 @@ def _train_and_score(preset, train, valid, minutes_left):
     metrics = train_vae(preset, train_images=train, eval_images=valid, output_dir=output_dir,
                         epochs=epochs, batch_size=FLAGS.batch_size, nll_samples=FLAGS.nll_samples,
                         nll_images=len(valid), seed=FLAGS.seed, verbose=2,
-                        data_spec=FLAGS.data, stop_after_minutes=minutes_left)
+                        data_spec=FLAGS.data, stop_after_minutes=minutes_left,
+                        light_state_dtype=FLAGS.light_state_dtype)
     if metrics.get("stopped"):
         return None
     history = metrics.get("history", {})

@@ -45,11 +45,15 @@ flags.DEFINE_string("data", None, "MNIST .npz with x_train and x_valid (or x_tes
 flags.DEFINE_integer("num_train", None, "Use only the first N training images.")
 flags.DEFINE_integer("nll_images", 1000, "Test images scored by the importance-sampled NLL.")
 flags.DEFINE_integer("nll_samples", 100, "Importance samples per image.")
-flags.DEFINE_string("output_dir", "runs/vlae_receptive_field", "Run folders, one per depth.")
+flags.DEFINE_string("output_dir", "reproductions/studies/vlae_receptive_field",
+                    "Run folders, one per depth.")
 flags.DEFINE_string("output", "vlae_receptive_field.json", "JSON output path.")
 flags.DEFINE_float("stop_after_minutes", 0.0, "Stop at the first epoch end after this many "
                    "minutes of the study (0: no limit); rerun the same command to resume.")
 
+flags.DEFINE_enum("light_state_dtype", "float16", ["float16", "float32"], "Storage dtype of the "
+                  "light state a stopped run writes (resume_weights.npz + resume.json, committable; "
+                  "a machine without the run's backup/ resumes from it).")
 
 def receptive_field(network, num_layers):
     return network["first_kernel_size"] // 2 + (num_layers - 1) * (network["kernel_size"] // 2)
@@ -86,7 +90,8 @@ def main(argv):
         metrics = train(FLAGS.preset, train_images=train_images, eval_images=test_images,
                         output_dir=output_dir, epochs=FLAGS.epochs, nll_samples=FLAGS.nll_samples,
                         nll_images=FLAGS.nll_images, seed=0, verbose=0,
-                        stop_after_minutes=budget.minutes_left(), num_layers=layers)
+                        stop_after_minutes=budget.minutes_left(),
+                        light_state_dtype=FLAGS.light_state_dtype, num_layers=layers)
         budget.ran(finished_before)
         if metrics.get("stopped"):  # the job stopped at an epoch end and said so
             print(f"num_layers={layers}: stopped after epoch {metrics['completed_epochs']}; rerun "
@@ -104,6 +109,7 @@ def main(argv):
                                           4)})
         result = {"preset": FLAGS.preset, "epochs": FLAGS.epochs, "load_average":
                   [round(x, 2) for x in os.getloadavg()], "rows": rows}
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
         with open(FLAGS.output, "w") as handle:
             json.dump(result, handle, indent=2)
     print(f"load average {os.getloadavg()}")
