@@ -55,6 +55,24 @@ def test_the_difference_pairs_the_images_both_rows_scored_alike(tmp_path):
     assert "paired on 4 images (parts [0, 1]): -1.125 +- 0.239 nats" in result.stdout
 
 
+def test_only_prints_one_rows_interim_nll_over_its_kept_parts(tmp_path):
+    write_row(tmp_path, "mnist_vae", {0: ("tensorflow", [81.0, 83.0]),
+                                      2: ("tensorflow", [80.0, 84.0])})
+    output = tmp_path / "vae.json"
+    result = subprocess.run([sys.executable, str(SCRIPT), f"--rows={tmp_path}", "--only=mnist_vae",
+                             f"--output={output}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    interim = json.loads(output.read_text())
+    # by hand: 81, 83, 80, 84 have mean 82 and sample variance 10 / 3
+    assert interim["num_images"] == 4 and interim["parts"] == [0, 2]
+    assert interim["nll"] == pytest.approx(82.0)
+    assert interim["nll_standard_error"] == pytest.approx(math.sqrt(10 / 3 / 4))
+    assert "mnist_vae: NLL 82.00 +- 0.91 nats on 4 images (parts [0, 2]" in result.stdout
+    missing = subprocess.run([sys.executable, str(SCRIPT), f"--rows={tmp_path}",
+                              "--only=mnist_crvae"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no mnist_crvae/score_parts.json" in missing.stderr
+
+
 def test_refusals_name_the_flag(tmp_path):
     def run():
         return subprocess.run([sys.executable, str(SCRIPT), f"--rows={tmp_path}"],

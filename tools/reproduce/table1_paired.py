@@ -10,6 +10,10 @@ per-image difference (first row minus second) with its standard error, beside th
 figure until both rows have all their parts.
 
     python tools/reproduce/table1_paired.py --rows=reproductions/table1 --output=paired.json
+    python tools/reproduce/table1_paired.py --rows=reproductions/table1 --only=mnist_vae
+
+`--only=ROW` prints one row's NLL over its kept parts (mean and the standard error between its
+images): the interim score of a row whose parts are not all done, before the other row has any.
 
 Exit status 2, with one line naming the flag, when a row has no kept parts or the two rows' parts
 were scored with other settings.
@@ -73,6 +77,20 @@ def paired_difference(first, second):
             "difference_mean": mean, "difference_standard_error": spread}
 
 
+def row_interim(entry):
+    """One row's NLL over its kept parts (a `kept_parts` entry): a dict with `num_images`,
+    `parts` (the part indices), `nll` (the mean over those images) and `nll_standard_error` (the
+    standard deviation between images over the square root of their number)."""
+    parts = sorted(entry["parts"], key=int)
+    values = [value for index in parts for value in entry["parts"][index]["nll"]]
+    count = len(values)
+    mean = sum(values) / count if count else float("nan")
+    spread = (math.sqrt(sum((v - mean) ** 2 for v in values) / (count - 1) / count)
+              if count > 1 else float("nan"))
+    return {"num_images": count, "parts": [int(index) for index in parts], "nll": mean,
+            "nll_standard_error": spread}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="reproductions/table1",
@@ -80,7 +98,23 @@ def main(argv=None):
     parser.add_argument("--first", default="mnist_crvae")
     parser.add_argument("--second", default="mnist_vae")
     parser.add_argument("--output", default=None, help="Also write the result here (JSON).")
+    parser.add_argument("--only", default=None,
+                        help="One row's interim NLL over its kept parts instead of the pair.")
     args = parser.parse_args(argv)
+    if args.only is not None:
+        try:
+            result = row_interim(kept_parts(args.rows, args.only))
+        except UsageError as error:
+            print(f"table1_paired: error: {error}", file=sys.stderr)
+            return 2
+        result.update(row=args.only, paper_nll=PAPER.get(args.only))
+        print(f"{args.only}: NLL {result['nll']:.2f} +- {result['nll_standard_error']:.2f} nats "
+              f"on {result['num_images']} images (parts {result['parts']}; the standard error is "
+              "between images)" + (f"; paper {PAPER[args.only]:.2f} on the test set"
+                                   if args.only in PAPER else ""))
+        if args.output:
+            pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        return 0
     try:
         result = paired_difference(kept_parts(args.rows, args.first),
                                    kept_parts(args.rows, args.second))
