@@ -72,6 +72,37 @@ def test_float16_light_state_round_trips_within_float16_precision(tmp_path):
     assert longrun.resume_epoch(tmp_path) == (3, "light")
 
 
+@pytest.mark.parametrize("names", [None, ("prior_weights.npz", "prior.json")])
+def test_resume_light_state_loads_weights_only_without_a_backup(tmp_path, names):
+    trained = _tiny_model()
+    x = np.ones((8, 3), "float32")
+    trained.fit(x, np.zeros((8, 2), "float32"), batch_size=4, epochs=1, verbose=0)  # 2 steps
+    weights_name, info_name = names or (longrun.RESUME_WEIGHTS, longrun.RESUME_INFO)
+    assert longrun.resume_light_state(_tiny_model(), tmp_path, False, names=names) == (None, {})
+    longrun.save_job_light_state(trained, tmp_path, 5, "float32", {"optimizer": 10}, names=names)
+    written = json.loads((tmp_path / info_name).read_text())
+    assert written["optimizer_steps"] == {"optimizer": 12}
+    assert written["optimizer_offsets"] == {"optimizer": 10}
+
+    # This machine's backup restores weights and moments: only the offsets then in force.
+    untouched = _tiny_model()
+    before = [w.copy() for w in untouched.get_weights()]
+    assert longrun.resume_light_state(untouched, tmp_path, True, names=names) == (
+        5, {"optimizer": 10})
+    for after, original in zip(untouched.get_weights(), before):
+        np.testing.assert_array_equal(after, original)
+
+    # No backup: the light state's weights, counted from its steps, which are now in force.
+    resumed = _tiny_model()
+    assert longrun.resume_light_state(resumed, tmp_path, False, names=names) == (
+        5, {"optimizer": 12})
+    for after, original in zip(resumed.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(after, original)
+    assert json.loads((tmp_path / info_name).read_text())["optimizer_offsets"] == {
+        "optimizer": 12}
+    assert (tmp_path / weights_name).is_file()
+
+
 def test_float16_keeps_non_finite_and_non_floating_arrays():
     for array in (np.array([1.0, np.inf], "float32"), np.array([np.nan], "float32"),
                   np.array([70000.0], "float32")):

@@ -355,20 +355,14 @@ class TrainingJob:
         return self._finish(model, history, train_seconds)
 
     def _resume_schedule_offsets(self, model, plan):
-        """The schedule offsets of this stretch (`ScheduleOffsets`): from a light state, its
-        steps, written back as the offsets in force (a backup this stretch writes counts from
-        here), after its weights are loaded into `model`; from a backup, the offsets the light
-        state says were in force when it was written; none otherwise."""
+        """The schedule offsets of this stretch (`ScheduleOffsets`, from
+        `longrun.resume_light_state`): from a light state, its steps, after its weights are loaded
+        into `model`; from a backup, the offsets the light state says were in force when it was
+        written; none otherwise."""
         if plan.action not in ("resume", "resume_light"):
             return {}
-        light = longrun.read_light_state(self.output_dir)
-        if plan.action == "resume":
-            return dict((light or {}).get("optimizer_offsets", {}))
-        longrun.load_weights_npz(model, os.path.join(self.output_dir, longrun.RESUME_WEIGHTS))
-        offsets = dict(light.get("optimizer_steps", {}))
-        write_json({**light, "optimizer_offsets": offsets},
-                   os.path.join(self.output_dir, longrun.RESUME_INFO))
-        return offsets
+        return longrun.resume_light_state(model, self.output_dir,
+                                          has_backup=plan.action == "resume")[1]
 
     def _open_run(self, plan, budget, backup_dir):
         """The folder's first changes (`previous/` for a fresh start, run.json) and the

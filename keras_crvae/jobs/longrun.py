@@ -375,6 +375,28 @@ def read_light_state(folder, names=None):
     return json.loads((folder / info_name).read_text())
 
 
+def resume_light_state(model, folder, has_backup, names=None):
+    """`(epochs_done, offsets)` of a stretch that resumes a job run from `folder`, or `(None, {})`
+    when there is no light state there.
+
+    With `has_backup` (this machine's full state, which restores `model` and its optimizer),
+    `offsets` are the schedule offsets the light state says were in force when it was written.
+    Without, the light state's weights are loaded into `model` (fresh optimizer moments) and
+    `offsets` are its optimizer steps, written back into its info file as the offsets in force
+    (a backup this stretch writes then counts from here). `names`: as in `save_job_light_state`.
+    """
+    weights_name, info_name = names or (RESUME_WEIGHTS, RESUME_INFO)
+    light = read_light_state(folder, names=names)
+    if light is None:
+        return None, {}
+    if has_backup:
+        return int(light["epochs_done"]), dict(light.get("optimizer_offsets", {}))
+    load_weights_npz(model, os.path.join(folder, weights_name))
+    offsets = dict(light.get("optimizer_steps", {}))
+    write_json({**light, "optimizer_offsets": offsets}, os.path.join(folder, info_name))
+    return int(light["epochs_done"]), offsets
+
+
 def remove_light_state(folder, names=None):
     """Deletes a run folder's light state (once the run is trained). `names`: as in
     `save_job_light_state`."""

@@ -36,7 +36,7 @@ import numpy as np
 from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import data as crvae_data
 from keras_crvae import models, presets
-from keras_crvae.io import save_image_grid, write_json
+from keras_crvae.io import save_image_grid
 from keras_crvae.jobs import base, longrun, runs
 from keras_crvae.jobs.likelihood import ShuffledBatches, evaluate_log_likelihood
 from keras_crvae.presets.vq_vae import build_prior_from_preset
@@ -136,22 +136,19 @@ class VQVAEJob(base.TrainingJob):
 
     def _resume_prior(self, prior, prior_backup):
         """`(initial_epoch, schedule offsets)` of the prior's stretch, as the skeleton's
-        `_resume_schedule_offsets` does for the VQ-VAE: with `backup_prior/` the backup restores
-        the prior (epoch 0 here) under the offsets its light state says were in force; without
-        it, the prior's light state (`PRIOR_LIGHT_STATE`, e.g. committed from another machine)
-        gives its weights, its epoch and its optimizer's steps; else a new prior."""
-        light = longrun.read_light_state(self.output_dir, names=PRIOR_LIGHT_STATE)
-        if light is None:
-            return 0, {}
-        if os.path.isdir(prior_backup):
-            return 0, dict(light.get("optimizer_offsets", {}))
-        longrun.load_weights_npz(prior, os.path.join(self.output_dir, PRIOR_LIGHT_STATE[0]))
-        offsets = dict(light.get("optimizer_steps", {}))
-        write_json({**light, "optimizer_offsets": offsets},
-                   os.path.join(self.output_dir, PRIOR_LIGHT_STATE[1]))
-        base.say(f"The prior resumes at epoch {light['epochs_done']} from its light state "
+        `_resume_schedule_offsets` does for the VQ-VAE (`longrun.resume_light_state`): with
+        `backup_prior/` the backup restores the prior (epoch 0 here) under the offsets its light
+        state says were in force; without it, the prior's light state (`PRIOR_LIGHT_STATE`, e.g.
+        committed from another machine) gives its weights, its epoch and its optimizer's steps;
+        else a new prior."""
+        has_backup = os.path.isdir(prior_backup)
+        epochs_done, offsets = longrun.resume_light_state(prior, self.output_dir, has_backup,
+                                                          names=PRIOR_LIGHT_STATE)
+        if epochs_done is None or has_backup:
+            return 0, offsets
+        base.say(f"The prior resumes at epoch {epochs_done} from its light state "
                  f"({PRIOR_LIGHT_STATE[0]}: fresh optimizer moments).", self.verbose)
-        return int(light["epochs_done"]), offsets
+        return epochs_done, offsets
 
     def report(self, model, history, train_seconds):
         output_dir, config = self.output_dir, self.config
