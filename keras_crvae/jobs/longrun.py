@@ -9,6 +9,8 @@ SIGTERM, always stopping at an epoch end, and leaves a state the next stretch re
                             or float16 (`save_weights_npz`); small enough to commit, so a run moves
                             between machines
     resume.json             `{"epochs_done": N, "steps_per_epoch": S, "weights_dtype": "float32"}`
+                            (`save_light_state`); a job's (`save_job_light_state`) has per-optimizer
+                            `optimizer_steps` and `optimizer_offsets` instead of steps per epoch
     sessions.json           one record per stretch: first epoch, epochs run, seconds, backend,
                             threads, load average, end time (`record_session`)
     progress.json           scores written between stretches (a list of dicts, `append_json_list`)
@@ -28,7 +30,8 @@ The pieces, usable one by one:
     `train_resumably`   all of them around one `fit` (the engine of `tools/reproduce/reproduce_table1.py` and
                         `tools/reproduce/reproduce_iwae_table.py`)
 and the jobs of `keras_crvae.jobs` (`crvae train --stop_after_minutes=N`) use `TimeBudget` and
-`stop_on_sigterm` with their own `backup/`.
+`stop_on_sigterm` with their own `backup/`, and `save_job_light_state` / `resume_light_state` for
+`--light_state_dtype`.
 
 A queue of long commands (`tools/reproduce/run_queue.py`) talks to every stretch through two
 environment variables, so that any command built on this engine (`crvae train`, the reproduction
