@@ -130,7 +130,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.reason = None
         self.epochs_done = 0
         self.steps = 0
-        self.deadline = None
+        self.deadline = queue_deadline()  # read again when `fit` begins
 
     def on_train_begin(self, logs=None):
         if self.start is None:
@@ -145,22 +145,30 @@ class TimeBudget(keras.callbacks.Callback):
         """True once the queue's deadline (`CRVAE_DEADLINE`) has passed."""
         return self.deadline is not None and time.time() >= self.deadline
 
+    def stop_reason(self):
+        """Why a stretch should stop now: "SIGTERM", the budget's label or the queue's deadline;
+        None while it may go on. (Loops outside `fit`, such as scoring in parts, ask this.)"""
+        if self.stop_requested:
+            return "SIGTERM"
+        if self.over_budget():
+            return self.label
+        if self.past_deadline():
+            return f"the queue's deadline ({DEADLINE_ENV})"
+        return None
+
     def _stop(self):
         self.reached = self.model.stop_training = True
-        self.reason = ("SIGTERM" if self.stop_requested else
-                       self.label if self.over_budget() else f"the queue's deadline ({DEADLINE_ENV})")
+        self.reason = self.stop_reason()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.per_step:
             self.steps += 1
-            if self.over_budget() or self.past_deadline() or self.stop_requested:
+            if self.stop_reason():
                 self._stop()
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs_done = epoch + 1
-        if (not self.per_step and (self.over_budget() or self.past_deadline()
-                                   or self.stop_requested)
-                and epoch + 1 < self.params["epochs"]):
+        if not self.per_step and self.stop_reason() and epoch + 1 < self.params["epochs"]:
             self._stop()
 
 

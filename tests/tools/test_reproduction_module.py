@@ -112,3 +112,21 @@ def test_the_time_budget_stops_before_a_part(scoring_flags, tmp_path, monkeypatc
     with pytest.raises(reproduction._longrun().TimeLimitReached,
                        match="--stop_after_minutes=0.001 with 0 of 3 parts"):
         reproduction.score_nll_in_parts(model, images, settings, tmp_path, "nll")
+
+
+def test_a_queues_deadline_stops_the_scoring_and_is_reported_to_the_queue(scoring_flags, tmp_path,
+                                                                          monkeypatch):
+    """Under `tools/reproduce/run_queue.py` a row stopped between score parts must say so
+    (CRVAE_STOP_FILE), or the queue would count it finished and never resume it."""
+    from keras_crvae.jobs import longrun
+
+    model, images, settings = scoring_flags
+    stops = tmp_path / "stops.txt"
+    monkeypatch.setenv(longrun.DEADLINE_ENV, repr(time.time() - 1.0))
+    monkeypatch.setenv(longrun.STOP_FILE_ENV, str(stops))
+    with pytest.raises(longrun.TimeLimitReached, match="queue's deadline .* 0 of 3 parts"):
+        reproduction.score_nll_in_parts(model, images, settings, tmp_path, "nll")
+    assert f"{tmp_path}: stopped by the queue's deadline" in stops.read_text()
+    monkeypatch.delenv(longrun.DEADLINE_ENV)
+    scored, _ = reproduction.score_nll_in_parts(model, images, settings, tmp_path, "nll")
+    assert scored.num_images == 6

@@ -265,8 +265,9 @@ def score_nll_in_parts(model, images, settings, folder, label):
     (`rescore_parts.json` under --rescore), under `label` with the settings they depend on and
     `weights_fingerprint(model)` (a mismatch starts that label over); scoring more images later
     adds parts. Before each part the scoring stops, raising `TimeLimitReached`, once
-    --stop_after_minutes have passed since the invocation began or a SIGTERM came (the part under
-    way finishes first); a kill loses at most the part under way.
+    --stop_after_minutes have passed since the invocation began, a SIGTERM came or a queue's
+    deadline passed (`longrun.TimeBudget.stop_reason`; the part under way finishes first, and the
+    stop is reported to the queue); a kill loses at most the part under way.
 
     Returns:
         `(estimate, seconds)`: the `keras_crvae.evaluation.LikelihoodEstimate` of all of `images`,
@@ -303,8 +304,9 @@ def score_nll_in_parts(model, images, settings, folder, label):
             kept_part = entry["parts"].get(str(index))
             if kept_part is not None and len(kept_part["nll"]) == len(part):
                 continue
-            if budget.stop_requested or budget.over_budget():
-                reason = "SIGTERM" if budget.stop_requested else budget.label
+            reason = budget.stop_reason()  # SIGTERM, --stop_after_minutes or a queue's deadline
+            if reason:
+                longrun.report_stop(str(folder), reason)  # a queue resumes it, not "finished"
                 raise longrun.TimeLimitReached(
                     f"{folder.name}: scoring stopped by {reason} with {len(entry['parts'])} of "
                     f"{num_parts} parts of {label} kept in {path.name}; run the same command "
