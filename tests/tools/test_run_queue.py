@@ -28,6 +28,9 @@ done = int(open(state).read()) if os.path.exists(state) else 0
 deadline = float(os.environ.get("CRVAE_DEADLINE", "inf"))
 with open(state + ".nice", "w") as handle:
     handle.write(str(os.nice(0)))
+with open(state + ".threads", "w") as handle:
+    handle.write(os.environ.get("TF_NUM_INTRAOP_THREADS", "unset"))
+began = time.time()
 print("starting at epoch", done, flush=True)
 while done < epochs:
     time.sleep(seconds)
@@ -38,14 +41,21 @@ while done < epochs:
         with open(os.environ["CRVAE_STOP_FILE"], "a") as handle:
             handle.write(f"{state}: stopped by {requested[0] if requested else 'deadline'}\\n")
         break
+with open(state + ".times", "a") as handle:
+    handle.write(f"{began} {time.time()}\\n")
 '''
 
 
 def _queue_file(tmp_path, *entries):
+    """A queue of tiny entries `(name, epochs, seconds per epoch)`; "wait" is a barrier line."""
     script = tmp_path / "entry.py"
     script.write_text(ENTRY)
     lines = ["# two tiny entries", ""]
-    for name, epochs, seconds in entries:
+    for entry in entries:
+        if entry == "wait":
+            lines.append("wait")
+            continue
+        name, epochs, seconds = entry
         lines.append(f"MARK={name} {sys.executable} {script} {tmp_path / name} {epochs} {seconds}")
     path = tmp_path / "queue.txt"
     path.write_text("\n".join(lines) + "\n")
@@ -118,6 +128,8 @@ def test_sigterm_is_forwarded_and_the_entry_stops_at_its_epoch_end(tmp_path):
 @pytest.mark.parametrize("flags, expected", [
     (("--minutes=0",), "--minutes=0.0: expected a number of minutes > 0"),
     (("--minutes=5", "--nice=30"), "--nice=30: expected 0 to 19"),
+    (("--minutes=5", "--workers=0"), f"--workers=0: expected 1 to {os.cpu_count()} (the cores)"),
+    (("--minutes=5", "--threads=0"), "--threads=0: expected a number of threads >= 1"),
 ])
 def test_usage_errors_are_one_line_with_status_2(tmp_path, flags, expected):
     _queue_file(tmp_path, ("first", 1, 0.01))
@@ -130,3 +142,99 @@ def test_a_missing_queue_file_is_a_usage_error(tmp_path):
     result = _run_queue(tmp_path, "--minutes=1")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "--queue=" in result.stderr and "expected a text file" in result.stderr
+
+
+def _times(tmp_path, name):
+    """`[(start, end)]` of an entry's stretches."""
+    return [tuple(map(float, line.split()))
+            for line in (tmp_path / f"{name}.times").read_text().splitlines()]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="two workers need two cores")
+def test_two_workers_run_entries_side_by_side_with_their_threads(tmp_path):
+    _queue_file(tmp_path, ("first", 10, 0.1), ("second", 10, 0.1), ("third", 1, 0.01))
+    # The third entry's line sets its own thread count, which wins over --threads.
+    queue = tmp_path / "queue.txt"
+    queue.write_text(queue.read_text().replace("MARK=third", "MARK=third TF_NUM_INTRAOP_THREADS=3"))
+    result = _run_queue(tmp_path, "--minutes=2", "--workers=2", "--threads=1")
+    assert result.returncode == 0, result.stderr
+    assert [_epochs(tmp_path, name) for name in ("first", "second", "third")] == [10, 10, 1]
+    (first_start, first_end), = _times(tmp_path, "first")
+    (second_start, second_end), = _times(tmp_path, "second")
+    assert second_start < first_end and first_start < second_end  # they overlapped
+    assert [(tmp_path / f"{name}.threads").read_text() for name in ("first", "second", "third")] \
+        == ["1", "1", "3"]
+    assert "2 worker(s) of 1 thread(s)" in result.stdout
+    assert "3 of 3 entries finished" in result.stdout
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="two workers need two cores")
+def test_entries_after_a_wait_line_start_once_those_above_have_finished(tmp_path):
+    _queue_file(tmp_path, ("data", 3, 0.1), "wait", ("study", 1, 0.01))
+    result = _run_queue(tmp_path, "--minutes=2", "--workers=2")
+    assert result.returncode == 0, result.stderr
+    (_, data_end), = _times(tmp_path, "data")
+    (study_start, _), = _times(tmp_path, "study")
+    assert study_start >= data_end
+    # Stopped before it finished, the entry above the barrier holds the one below back, and
+    # the next queue run finishes both.
+    for name in ("data", "study"):
+        for path in tmp_path.glob(f"{name}*"):
+            path.unlink()
+    (tmp_path / "logs" / "queue_state.json").unlink()
+    _queue_file(tmp_path, ("data", 30, 0.2), "wait", ("study", 1, 0.01))
+    stopped = _run_queue(tmp_path, "--minutes=0.01", "--workers=2")
+    assert stopped.returncode == 0, stopped.stderr
+    assert 1 <= _epochs(tmp_path, "data") < 30 and _epochs(tmp_path, "study") == 0
+    assert [record["status"] for record in _state(tmp_path).values()] == ["stopped"]
+    resumed = _run_queue(tmp_path, "--minutes=2", "--workers=2")
+    assert (_epochs(tmp_path, "data"), _epochs(tmp_path, "study")) == (30, 1), resumed.stderr
+
+
+def test_an_entry_that_cannot_start_fails_and_the_queue_goes_on(tmp_path):
+    _queue_file(tmp_path, ("second", 1, 0.01))
+    queue = tmp_path / "queue.txt"
+    queue.write_text(f"{tmp_path / 'no_such_program'} --flag\n" + queue.read_text())
+    result = _run_queue(tmp_path, "--minutes=2")
+    assert result.returncode == 1 and _epochs(tmp_path, "second") == 1
+    assert [record["status"] for record in _state(tmp_path).values()] == ["failed", "finished"]
+    assert "cannot start" in next((tmp_path / "logs").glob("01_*.log")).read_text()
+
+
+def test_code_dir_gives_the_entries_script_and_library_while_they_run_here(tmp_path):
+    """A worktree of a fixed commit runs the entries' code; outputs land in the current folder."""
+    code = tmp_path / "code"
+    (code / "keras_crvae").mkdir(parents=True)
+    (code / "tools").mkdir()
+    (code / "keras_crvae" / "__init__.py").write_text("WHERE = 'code dir'\n")
+    report = ("import os, sys, keras_crvae\n"
+              "open(sys.argv[1], 'w').write(keras_crvae.WHERE + ' ' + os.getcwd())\n")
+    (code / "tools" / "report.py").write_text(report)
+    (code / "report_module.py").write_text(report)
+    (tmp_path / "queue.txt").write_text(
+        f"{sys.executable} tools/report.py script.txt\n"
+        f"{sys.executable} -m report_module module.txt\n")
+    result = _run_queue(tmp_path, "--minutes=2", f"--code_dir={code}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("script.txt", "module.txt"):  # tools/report.py is not in tmp_path at all
+        assert (tmp_path / name).read_text() == f"code dir {tmp_path}"
+    bad = _run_queue(tmp_path, "--minutes=2", f"--code_dir={tmp_path / 'logs'}")
+    assert bad.returncode == 2 and "--code_dir=" in bad.stderr and "expected a folder with " \
+        "keras_crvae/" in bad.stderr
+
+
+def test_the_projects_long_runs_file_names_scripts_that_exist():
+    """tools/reproduce/long_runs.txt: every entry runs a script of this checkout (or the CLI), and
+    the data split that later entries read comes first, before a `wait` line."""
+    sys.path.insert(0, str(QUEUE.parent))
+    import run_queue
+
+    root = QUEUE.parents[2]
+    entries = run_queue.read_queue(root / "tools" / "reproduce" / "long_runs.txt")
+    assert entries and len({line for line, *_ in entries}) == len(entries)
+    for line, _, argv, _ in entries:
+        assert argv[0] == "python", line
+        assert argv[1:3] == ["-m", "crvae_cli"] or (root / argv[1]).is_file(), line
+    (split, _, _, group), *later = entries
+    assert "mnist_validation_split.py" in split and group == 0
+    assert all(entry[3] >= 1 for entry in later)

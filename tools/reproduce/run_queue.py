@@ -2,11 +2,24 @@
 section 10): each entry resumes where it stopped, finished entries are skipped. (Not `queue.py`:
 beside the other scripts of this folder that name would shadow the standard library's `queue`.)
 
-    python tools/reproduce/run_queue.py --queue=tools/reproduce/long_studies.txt --minutes=170
+    python tools/reproduce/run_queue.py --queue=tools/reproduce/long_runs.txt --minutes=170
 
 The queue file holds one command per line, run from the current folder (the repository root);
 blank lines and lines starting with `#` are skipped; leading `NAME=VALUE` words set environment
-variables for that command (`KERAS_BACKEND=jax crvae train ...`). Every command is expected to be
+variables for that command (`KERAS_BACKEND=jax crvae train ...`). A line `wait` is a barrier: the
+entries after it start only once every entry before it has finished (in this queue run or an
+earlier one), e.g. after the command that writes the data they read.
+
+`--workers=N` (default 1) runs up to N entries at once, each next one starting as soon as a
+worker is free (on a 2-core machine, `--workers=2`: no core idles while one long row scores and
+the other has finished). Each entry gets `--threads` TensorFlow threads (`TF_NUM_INTRAOP_THREADS`,
+`TF_NUM_INTEROP_THREADS=1`, `OMP_NUM_THREADS`; default: the cores divided among the workers)
+unless its line sets them.
+
+`--code_dir=DIR` (e.g. a `git worktree` of a fixed commit) takes the entries' code from DIR while
+they run in the current folder, so editing the checkout cannot change an entry that starts
+mid-session: a `python SCRIPT.py` whose SCRIPT.py is in DIR runs DIR's, `python -m MODULE` with a
+DIR/MODULE.py runs that file, and DIR comes first on `PYTHONPATH` (the library). Every command is expected to be
 built on the long-run engine (`keras_crvae.jobs.longrun`: `crvae train`, the reproduction and study
 tools), which stops at an epoch end and resumes when the same command runs again.
 
@@ -21,10 +34,10 @@ An entry that exits with status 0 and reported no stop is finished: it is record
 file (`--state`, default `LOG_DIR/queue_state.json`: per command its status, stretches, seconds,
 last exit status) and skipped from then on. A stopped entry is resumed by the next queue run; a
 failed one (non-zero exit) is retried by the next queue run, and the queue goes on with the next
-entry. The queue stops when its budget is spent (the running entry stops itself at its next epoch
-end; one that ignores the deadline gets a SIGTERM `--grace_minutes` after it) or on SIGTERM, which
-it forwards to the running entry (a second SIGTERM is forwarded too: the engine then ends at once,
-keeping its last epoch's backup).
+entry. The queue starts no further entry once its budget is spent (the running entries stop
+themselves at their next epoch end; one that ignores the deadline gets a SIGTERM `--grace_minutes`
+after it) or on SIGTERM, which it forwards to the running entries (a second SIGTERM is forwarded
+too: the engine then ends at once, keeping its last epoch's backup).
 
 Entries run under `nice` (`--nice`, added to the queue's own niceness), each logging to
 `LOG_DIR/NN_<words>.log` (appended, a header per stretch); the queue's own lines go to
@@ -52,18 +65,25 @@ class UsageError(Exception):
     """A bad flag or queue file: one line, exit status 2."""
 
 
+BARRIER = "wait"
+
+
 def read_queue(path):
-    """The queue file's commands: `[(line, environment overrides, argv)]` in order."""
+    """The queue file's commands: `[(line, environment overrides, argv, group)]` in order, where
+    `group` counts the `wait` lines above the command."""
     try:
         with open(path) as handle:
             lines = handle.read().splitlines()
     except OSError as error:
         raise UsageError(f"--queue={path}: cannot read it ({error.strerror}); expected a text "
                          "file with one command per line") from None
-    entries = []
+    entries, group = [], 0
     for number, line in enumerate(lines, 1):
         line = line.strip()
         if not line or line.startswith("#"):
+            continue
+        if line == BARRIER:
+            group += 1
             continue
         try:
             words = shlex.split(line)
@@ -77,8 +97,20 @@ def read_queue(path):
         if not words:
             raise UsageError(f"--queue={path} line {number}: {line!r} sets variables but runs "
                              "nothing; expected a command")
-        entries.append((line, environment, words))
+        entries.append((line, environment, words, group))
     return entries
+
+
+def from_code_dir(argv, code_dir):
+    """`argv` with its Python script taken from `code_dir` (see the module docstring)."""
+    argv = list(argv)
+    if len(argv) >= 3 and argv[1] == "-m" and os.path.isfile(os.path.join(code_dir,
+                                                                          argv[2] + ".py")):
+        return [argv[0], os.path.join(code_dir, argv[2] + ".py")] + argv[3:]
+    if len(argv) >= 2 and argv[1].endswith(".py") and not os.path.isabs(argv[1]) and \
+            os.path.isfile(os.path.join(code_dir, argv[1])):
+        argv[1] = os.path.join(code_dir, argv[1])
+    return argv
 
 
 def log_name(index, argv):
@@ -103,6 +135,16 @@ def save_state(state, path):
     os.replace(temporary, path)
 
 
+class Running:
+    """An entry under way: its process, log file, stop file and start time."""
+
+    def __init__(self, index, line, child, log, stop_file):
+        self.index, self.line, self.child, self.log, self.stop_file = (index, line, child, log,
+                                                                       stop_file)
+        self.started = time.time()
+        self.warned = False  # SIGTERMed for running past the grace period
+
+
 class Queue:
     """One run of the queue (see the module docstring)."""
 
@@ -112,9 +154,9 @@ class Queue:
         self.deadline = self.started + arguments.minutes * 60.0
         self.log_dir = arguments.log_dir
         self.state_path = arguments.state or os.path.join(self.log_dir, "queue_state.json")
-        self.stop_file = os.path.join(self.log_dir, f"queue_stops_{os.getpid()}.txt")
         self.terms_received = 0
-        self.child = None
+        self.running = {}  # entry index -> Running
+        self.stop_said = False
 
     def say(self, message):
         line = f"[queue {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}] {message}"
@@ -125,93 +167,144 @@ class Queue:
     def on_sigterm(self, signum, frame):
         # Only flags and a forward here; the loop says what happened.
         self.terms_received += 1
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signal.SIGTERM)
+        for entry in list(self.running.values()):
+            if entry.child.poll() is None:
+                entry.child.send_signal(signal.SIGTERM)
 
     def stopped(self, where):
-        """True (and says why) once SIGTERM came or the budget is spent: no further entries."""
-        if self.terms_received:
-            self.say("SIGTERM received: no further entries")
-        elif time.time() >= self.deadline:
-            self.say(f"budget spent {where}")
-        return bool(self.terms_received) or time.time() >= self.deadline
+        """True (and says why, once) after SIGTERM or once the budget is spent: no further
+        entries start."""
+        done = bool(self.terms_received) or time.time() >= self.deadline
+        if done and not self.stop_said:
+            self.stop_said = True
+            self.say("SIGTERM received: no further entries" if self.terms_received
+                     else f"budget spent {where}")
+        return done
 
     def run(self):
         entries = read_queue(self.arguments.queue)
         os.makedirs(self.log_dir, exist_ok=True)
-        state = load_state(self.state_path)
+        state = self.state = load_state(self.state_path)
         signal.signal(signal.SIGTERM, self.on_sigterm)
         failed = False
         self.say(f"{len(entries)} entries in {self.arguments.queue}; budget "
                  f"{self.arguments.minutes:g} min (until "
                  f"{time.strftime('%H:%M:%S UTC', time.gmtime(self.deadline))}), nice "
-                 f"+{self.arguments.nice}")
-        for index, (line, environment, argv) in enumerate(entries, 1):
-            record = state.get(line, {})
-            if record.get("status") == FINISHED:
+                 f"+{self.arguments.nice}, {self.arguments.workers} worker(s) of "
+                 f"{self.arguments.threads} thread(s)")
+
+        def finished(line):
+            return state.get(line, {}).get("status") == FINISHED
+
+        for index, (line, _, _, _) in enumerate(entries, 1):
+            if finished(line):
                 self.say(f"#{index} finished already, skipped: {line}")
-                continue
-            if self.stopped(f"before #{index}: {line}"):
+        # Each entry runs at most once per queue run (a failed one is retried by the next run).
+        waiting = [(index, entry) for index, entry in enumerate(entries, 1)
+                   if not finished(entry[0])]
+        blocked_said = False
+        while True:
+            while waiting and len(self.running) < self.arguments.workers:
+                index, (line, environment, argv, group) = waiting[0]
+                if self.stopped(f"before #{index}: {line}"):
+                    break
+                earlier = [other for other, _, _, other_group in entries if other_group < group]
+                if not all(finished(other) for other in earlier):
+                    if not self.running and not blocked_said:  # nothing left that could finish them
+                        blocked_said = True
+                        self.say(f"#{index} waits for the entries above its `{BARRIER}` line to "
+                                 f"finish (a later queue run): {line}")
+                    break
+                waiting.pop(0)
+                if not self.start_entry(index, line, environment, argv):
+                    self.record(index, line, FAILED, None, 0.0)
+                    failed = True
+            if not self.running:
                 break
-            status, returncode, seconds = self.run_entry(index, line, environment, argv)
-            record.update({"status": status, "returncode": returncode,
-                           "stretches": record.get("stretches", 0) + 1,
-                           "seconds": round(record.get("seconds", 0.0) + seconds, 1),
-                           "last": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
-            state[line] = record
-            save_state(state, self.state_path)
-            self.say(f"#{index} {status} (exit status {returncode}, {seconds:.1f} s): {line}")
-            failed = failed or status == FAILED
-            if self.stopped(f"after #{index}"):
-                break
-        if os.path.exists(self.stop_file):
-            os.remove(self.stop_file)
-        remaining = [line for line, _, _ in entries if state.get(line, {}).get("status") != FINISHED]
+            time.sleep(POLL_SECONDS)
+            for entry in list(self.running.values()):
+                self.check_grace(entry)
+                if entry.child.poll() is None:
+                    continue
+                del self.running[entry.index]
+                status, returncode, seconds = self.end_entry(entry)
+                self.record(entry.index, entry.line, status, returncode, seconds)
+                failed = failed or status == FAILED
+                self.stopped(f"after #{entry.index}")
+        remaining = [line for line, _, _, _ in entries if not finished(line)]
         self.say(f"done for now: {len(entries) - len(remaining)} of {len(entries)} entries "
                  f"finished" + (f"; next: {remaining[0]}" if remaining else ""))
         return 1 if failed else 0
 
-    def run_entry(self, index, line, environment, argv):
-        """Runs one entry to its end; returns `(status, exit status, seconds)`."""
-        open(self.stop_file, "w").close()
-        env = dict(os.environ, **environment)
-        env[DEADLINE_ENV] = repr(self.deadline)
-        env[STOP_FILE_ENV] = os.path.abspath(self.stop_file)
+    def record(self, index, line, status, returncode, seconds):
+        """Writes an entry's stretch into the state file and says how it ended."""
+        record = self.state.get(line, {})
+        record.update({"status": status, "returncode": returncode,
+                       "stretches": record.get("stretches", 0) + 1,
+                       "seconds": round(record.get("seconds", 0.0) + seconds, 1),
+                       "last": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+        self.state[line] = record
+        save_state(self.state, self.state_path)
+        self.say(f"#{index} {status} (exit status {returncode}, {seconds:.1f} s): {line}")
+
+    def start_entry(self, index, line, environment, argv):
+        """Starts entry `index` in the background (a free worker); False when it cannot start."""
+        stop_file = os.path.join(self.log_dir, f"queue_stops_{os.getpid()}_{index}.txt")
+        open(stop_file, "w").close()
         log_path = os.path.join(self.log_dir, log_name(index, argv))
+        env = dict(os.environ)
+        threads = str(self.arguments.threads)
+        env.update({"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
+                    "OMP_NUM_THREADS": threads})
+        code_dir = self.arguments.code_dir
+        if code_dir:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_dir, env.get("PYTHONPATH")]))
+            argv = from_code_dir(argv, code_dir)
+        env.update(environment)  # the line's own settings win
+        env[DEADLINE_ENV] = repr(self.deadline)
+        env[STOP_FILE_ENV] = os.path.abspath(stop_file)
         niceness = self.arguments.nice
         self.say(f"#{index} starts ({log_path}): {line}")
-        started = time.time()
-        with open(log_path, "a") as log:
-            log.write(f"\n=== queue stretch {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
-                      f", budget until {time.strftime('%H:%M:%S UTC', time.gmtime(self.deadline))}"
-                      f": {line}\n")
-            log.flush()
-            try:
-                self.child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                              preexec_fn=lambda: os.nice(niceness))
-            except OSError as error:
-                log.write(f"cannot start: {error}\n")
-                return FAILED, None, 0.0
-            warned = False
-            while self.child.poll() is None:
-                time.sleep(POLL_SECONDS)
-                overdue = time.time() - self.deadline - self.arguments.grace_minutes * 60.0
-                if overdue >= 0 and not warned:  # an entry that does not read the deadline
-                    warned = True
-                    self.say(f"#{index} still running {self.arguments.grace_minutes:g} min after "
-                             "the budget: SIGTERM")
-                    self.child.send_signal(signal.SIGTERM)
-            returncode = self.child.returncode
-            self.child = None
-        with open(self.stop_file) as handle:
+        log = open(log_path, "a")
+        log.write(f"\n=== queue stretch {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
+                  f", budget until {time.strftime('%H:%M:%S UTC', time.gmtime(self.deadline))}"
+                  f", {env['TF_NUM_INTRAOP_THREADS']} thread(s): {line}\n")
+        log.flush()
+        try:
+            child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=lambda: os.nice(niceness))
+        except OSError as error:
+            log.write(f"cannot start: {error}\n")
+            log.close()
+            os.remove(stop_file)
+            return False
+        self.running[index] = Running(index, line, child, log, stop_file)
+        return True
+
+    def check_grace(self, entry):
+        """SIGTERMs an entry still running `--grace_minutes` after the budget (one that does not
+        read the deadline)."""
+        overdue = time.time() - self.deadline - self.arguments.grace_minutes * 60.0
+        if overdue >= 0 and not entry.warned and entry.child.poll() is None:
+            entry.warned = True
+            self.say(f"#{entry.index} still running {self.arguments.grace_minutes:g} min after "
+                     "the budget: SIGTERM")
+            entry.child.send_signal(signal.SIGTERM)
+
+    def end_entry(self, entry):
+        """`(status, exit status, seconds)` of an entry that has exited."""
+        entry.log.close()
+        returncode = entry.child.returncode
+        with open(entry.stop_file) as handle:
             stops = handle.read().strip()
+        os.remove(entry.stop_file)
         if stops:
-            self.say(f"#{index} reported: {stops.splitlines()[-1]}")
+            self.say(f"#{entry.index} reported: {stops.splitlines()[-1]}")
         if returncode == 0:
             status = STOPPED if stops else FINISHED
         else:  # killed by our SIGTERM (no engine) counts as stopped: it is retried
-            status = STOPPED if (stops or self.terms_received or warned) else FAILED
-        return status, returncode, time.time() - started
+            status = STOPPED if (stops or self.terms_received or entry.warned) else FAILED
+        return status, returncode, time.time() - entry.started
 
 
 def parse(argv):
@@ -226,6 +319,12 @@ def parse(argv):
                         help="state file (default LOG_DIR/queue_state.json)")
     parser.add_argument("--grace_minutes", type=float, default=60.0,
                         help="SIGTERM an entry still running this long after the budget")
+    parser.add_argument("--workers", type=int, default=1, help="entries run at once")
+    parser.add_argument("--code_dir", default=None,
+                        help="checkout the entries' scripts and library come from (default: "
+                             "the current folder's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per entry (default: the cores divided among the workers)")
     try:
         arguments = parser.parse_args(argv)
     except SystemExit as error:  # argparse printed its own message (status 2), or --help (0)
@@ -237,6 +336,18 @@ def parse(argv):
                          "minutes >= 0")
     if not 0 <= arguments.nice <= 19:
         raise UsageError(f"--nice={arguments.nice}: expected 0 to 19")
+    if arguments.code_dir is not None:
+        if not os.path.isdir(os.path.join(arguments.code_dir, "keras_crvae")):
+            raise UsageError(f"--code_dir={arguments.code_dir}: not a checkout of this "
+                             "repository; expected a folder with keras_crvae/ (a git worktree)")
+        arguments.code_dir = os.path.abspath(arguments.code_dir)
+    cores = os.cpu_count() or 1
+    if not 1 <= arguments.workers <= cores:
+        raise UsageError(f"--workers={arguments.workers}: expected 1 to {cores} (the cores)")
+    if arguments.threads is None:
+        arguments.threads = max(1, cores // arguments.workers)
+    elif arguments.threads < 1:
+        raise UsageError(f"--threads={arguments.threads}: expected a number of threads >= 1")
     return arguments
 
 
