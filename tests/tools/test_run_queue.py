@@ -150,20 +150,34 @@ def _times(tmp_path, name):
             for line in (tmp_path / f"{name}.times").read_text().splitlines()]
 
 
+MEETING = '''
+import os, pathlib, sys, time
+mine, other = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+mine.write_text(os.environ.get("TF_NUM_INTRAOP_THREADS", "unset"))
+deadline = time.time() + 60
+while not other.exists() and time.time() < deadline:
+    time.sleep(0.05)
+pathlib.Path(str(mine) + ".met").write_text(str(other.exists()))
+'''
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="two workers need two cores")
 def test_two_workers_run_entries_side_by_side_with_their_threads(tmp_path):
-    _queue_file(tmp_path, ("first", 10, 0.1), ("second", 10, 0.1), ("third", 1, 0.01))
-    # The third entry's line sets its own thread count, which wins over --threads.
-    queue = tmp_path / "queue.txt"
-    queue.write_text(queue.read_text().replace("MARK=third", "MARK=third TF_NUM_INTRAOP_THREADS=3"))
+    # Each of the first two entries waits (up to a minute) until the other has started: run one
+    # after the other, the first would give up; side by side they meet.
+    script = tmp_path / "meet.py"
+    script.write_text(MEETING)
+    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+    (tmp_path / "queue.txt").write_text(
+        f"{sys.executable} {script} {first} {second}\n"
+        f"{sys.executable} {script} {second} {first}\n"
+        # The third entry's line sets its own thread count, which wins over --threads.
+        f"TF_NUM_INTRAOP_THREADS=3 {sys.executable} {script} {third} {third}\n")
     result = _run_queue(tmp_path, "--minutes=2", "--workers=2", "--threads=1")
     assert result.returncode == 0, result.stderr
-    assert [_epochs(tmp_path, name) for name in ("first", "second", "third")] == [10, 10, 1]
-    (first_start, first_end), = _times(tmp_path, "first")
-    (second_start, second_end), = _times(tmp_path, "second")
-    assert second_start < first_end and first_start < second_end  # they overlapped
-    assert [(tmp_path / f"{name}.threads").read_text() for name in ("first", "second", "third")] \
-        == ["1", "1", "3"]
+    assert [pathlib.Path(f"{path}.met").read_text() for path in (first, second, third)] == [
+        "True"] * 3
+    assert [path.read_text() for path in (first, second, third)] == ["1", "1", "3"]
     assert "2 worker(s) of 1 thread(s)" in result.stdout
     assert "3 of 3 entries finished" in result.stdout
 
@@ -211,12 +225,14 @@ def test_code_dir_gives_the_entries_script_and_library_while_they_run_here(tmp_p
               "open(sys.argv[1], 'w').write(keras_crvae.WHERE + ' ' + os.getcwd())\n")
     (code / "tools" / "report.py").write_text(report)
     (code / "report_module.py").write_text(report)
+    (code / "tools" / "report_tool.py").write_text(report)
     (tmp_path / "queue.txt").write_text(
         f"{sys.executable} tools/report.py script.txt\n"
-        f"{sys.executable} -m report_module module.txt\n")
+        f"{sys.executable} -m report_module module.txt\n"
+        f"{sys.executable} -m tools.report_tool dotted.txt\n")
     result = _run_queue(tmp_path, "--minutes=2", f"--code_dir={code}")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("script.txt", "module.txt"):  # tools/report.py is not in tmp_path at all
+    for name in ("script.txt", "module.txt", "dotted.txt"):  # none of the code is in tmp_path
         assert (tmp_path / name).read_text() == f"code dir {tmp_path}"
     bad = _run_queue(tmp_path, "--minutes=2", f"--code_dir={tmp_path / 'logs'}")
     assert bad.returncode == 2 and "--code_dir=" in bad.stderr and "expected a folder with " \
@@ -238,3 +254,33 @@ def test_the_projects_long_runs_file_names_scripts_that_exist():
     (split, _, _, group), *later = entries
     assert "mnist_validation_split.py" in split and group == 0
     assert all(entry[3] >= 1 for entry in later)
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (["echo a", "echo b", "echo a"], "line 3: the same command as line 1; expected each command "
+                                     "once"),
+    (["wait for it"], "line 1: 'wait for it'; expected `wait` alone on its line (a barrier) or "
+                      "a command"),
+])
+def test_queue_files_that_would_go_wrong_are_refused_in_one_line(tmp_path, lines, expected):
+    (tmp_path / "queue.txt").write_text("\n".join(lines) + "\n")
+    result = _run_queue(tmp_path, "--minutes=1")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"run_queue.py: --queue={tmp_path / 'queue.txt'} {expected}"]
+
+
+def test_a_module_not_in_the_code_dir_keeps_the_current_folder_off_its_path():
+    sys.path.insert(0, str(QUEUE.parent))
+    import run_queue
+
+    assert run_queue.from_code_dir(["python", "-m", "pkg.mod", "x"], "/nowhere") == (
+        ["python", "-P", "-m", "pkg.mod", "x"], False)
+
+
+def test_barriers_count_with_comments(tmp_path):
+    sys.path.insert(0, str(QUEUE.parent))
+    import run_queue
+
+    (tmp_path / "queue.txt").write_text("echo a\nwait  # the data first\necho b\n")
+    groups = [entry[3] for entry in run_queue.read_queue(tmp_path / "queue.txt")]
+    assert groups == [0, 1]

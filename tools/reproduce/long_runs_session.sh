@@ -11,9 +11,11 @@
 #
 # The code comes from CODE_DIR (default: a fresh `git worktree` of HEAD in ../wt-long-runs): entries
 # that start mid-session (the next one when a worker frees) then run the committed code, whatever
-# the checkout holds by then; they run, and write, in this checkout. Refuses while the rows of
-# table1_session.sh or faces_session.sh, or another queue, are running. QUEUE (default
-# tools/reproduce/long_runs.txt) names another queue file.
+# the checkout holds by then; they run, and write, in this checkout. A CODE_DIR must sit beside
+# this checkout (the tools find ../shared/data from their own folder). Refuses while the rows of
+# table1_session.sh or faces_session.sh, another queue, or anything running from the worktree (an
+# entry a killed queue left behind) are running. QUEUE (default tools/reproduce/long_runs.txt)
+# names another queue file.
 set -euo pipefail
 minutes=${1:-130}
 cd "$(dirname "$0")/../.."
@@ -26,6 +28,7 @@ refuse_while_running long_runs_session.sh face_run.py
 code=${CODE_DIR:-}
 if [ -z "$code" ]; then
   code=$(cd .. && pwd)/wt-long-runs
+  refuse_while_running long_runs_session.sh "$code"  # never delete the code of a running entry
   git worktree remove --force "$code" 2>/dev/null || true
   git worktree prune
   git worktree add --detach "$code" HEAD > /dev/null
@@ -36,5 +39,11 @@ fi
      --code_dir="$code" --minutes="$minutes" >> runs/logs/long_runs.log 2>&1 &
  echo $! > runs/logs/long_runs.pid)
 favour_rows "$(cat runs/logs/long_runs.pid)"
+sleep 2
+if ! kill -0 "$(cat runs/logs/long_runs.pid)" 2>/dev/null; then  # e.g. a usage error (status 2)
+  echo "long runs: the queue ended at once; the end of runs/logs/long_runs.log:" >&2
+  tail -n 3 runs/logs/long_runs.log >&2
+  exit 1
+fi
 echo "long runs: queue pid $(cat runs/logs/long_runs.pid) (code $code), log runs/logs/queue.log;" \
   'stop every entry at its epoch end: kill -TERM $(cat runs/logs/long_runs.pid)'

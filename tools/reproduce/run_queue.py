@@ -77,14 +77,18 @@ def read_queue(path):
     except OSError as error:
         raise UsageError(f"--queue={path}: cannot read it ({error.strerror}); expected a text "
                          "file with one command per line") from None
-    entries, group = [], 0
+    entries, group, seen = [], 0, {}
     for number, line in enumerate(lines, 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        if line == BARRIER:
+        if line.split("#", 1)[0].strip() == BARRIER:  # `wait`, perhaps with a comment
             group += 1
             continue
+        if line in seen:  # the state is kept per line: two copies would train one folder twice
+            raise UsageError(f"--queue={path} line {number}: the same command as line "
+                             f"{seen[line]}; expected each command once")
+        seen[line] = number
         try:
             words = shlex.split(line)
         except ValueError as error:
@@ -97,20 +101,28 @@ def read_queue(path):
         if not words:
             raise UsageError(f"--queue={path} line {number}: {line!r} sets variables but runs "
                              "nothing; expected a command")
+        if words[0] == BARRIER:
+            raise UsageError(f"--queue={path} line {number}: {line!r}; expected `{BARRIER}` alone "
+                             "on its line (a barrier) or a command")
         entries.append((line, environment, words, group))
     return entries
 
 
 def from_code_dir(argv, code_dir):
-    """`argv` with its Python script taken from `code_dir` (see the module docstring)."""
+    """`(argv, rewritten)`: `argv` with its Python script taken from `code_dir` (see the module
+    docstring), and whether it was. A `python -m MODULE` left as it is gets `-P`, so the current
+    folder does not come before `code_dir` on the module path (Python >= 3.11)."""
     argv = list(argv)
-    if len(argv) >= 3 and argv[1] == "-m" and os.path.isfile(os.path.join(code_dir,
-                                                                          argv[2] + ".py")):
-        return [argv[0], os.path.join(code_dir, argv[2] + ".py")] + argv[3:]
+    if len(argv) >= 3 and argv[1] == "-m":
+        script = os.path.join(code_dir, *argv[2].split(".")) + ".py"
+        if os.path.isfile(script):
+            return [argv[0], script] + argv[3:], True
+        return [argv[0], "-P"] + argv[1:], False
     if len(argv) >= 2 and argv[1].endswith(".py") and not os.path.isabs(argv[1]) and \
             os.path.isfile(os.path.join(code_dir, argv[1])):
         argv[1] = os.path.join(code_dir, argv[1])
-    return argv
+        return argv, True
+    return argv, False
 
 
 def log_name(index, argv):
@@ -199,6 +211,27 @@ class Queue:
         for index, (line, _, _, _) in enumerate(entries, 1):
             if finished(line):
                 self.say(f"#{index} finished already, skipped: {line}")
+        try:
+            failed = self.run_entries(entries, finished)
+        finally:  # the queue itself failed (e.g. a full disk): its entries stop and are recorded
+            if self.running:
+                self.say(f"the queue is ending: SIGTERM to {len(self.running)} running entries")
+                for entry in list(self.running.values()):
+                    if entry.child.poll() is None:
+                        entry.child.send_signal(signal.SIGTERM)
+                for entry in list(self.running.values()):
+                    entry.child.wait()
+                    del self.running[entry.index]
+                    self.record(entry.index, entry.line, *self.end_entry(entry))
+        remaining = [line for line, _, _, _ in entries if not finished(line)]
+        self.say(f"done for now: {len(entries) - len(remaining)} of {len(entries)} entries "
+                 f"finished" + (f"; next: {remaining[0]}" if remaining else ""))
+        return 1 if failed else 0
+
+    def run_entries(self, entries, finished):
+        """Starts and ends the entries not `finished` yet, up to `--workers` at once, until the
+        budget is spent, a SIGTERM came or none is left that may start; True if one failed."""
+        failed = False
         # Each entry runs at most once per queue run (a failed one is retried by the next run).
         waiting = [(index, entry) for index, entry in enumerate(entries, 1)
                    if not finished(entry[0])]
@@ -231,10 +264,7 @@ class Queue:
                 self.record(entry.index, entry.line, status, returncode, seconds)
                 failed = failed or status == FAILED
                 self.stopped(f"after #{entry.index}")
-        remaining = [line for line, _, _, _ in entries if not finished(line)]
-        self.say(f"done for now: {len(entries) - len(remaining)} of {len(entries)} entries "
-                 f"finished" + (f"; next: {remaining[0]}" if remaining else ""))
-        return 1 if failed else 0
+        return failed
 
     def record(self, index, line, status, returncode, seconds):
         """Writes an entry's stretch into the state file and says how it ended."""
@@ -259,7 +289,10 @@ class Queue:
         code_dir = self.arguments.code_dir
         if code_dir:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_dir, env.get("PYTHONPATH")]))
-            argv = from_code_dir(argv, code_dir)
+            argv, rewritten = from_code_dir(argv, code_dir)
+            if not rewritten:
+                self.say(f"#{index}: no script of --code_dir in this command; its code is the "
+                         "current folder's where Python looks there first")
         env.update(environment)  # the line's own settings win
         env[DEADLINE_ENV] = repr(self.deadline)
         env[STOP_FILE_ENV] = os.path.abspath(stop_file)
@@ -279,6 +312,8 @@ class Queue:
             os.remove(stop_file)
             return False
         self.running[index] = Running(index, line, child, log, stop_file)
+        for _ in range(self.terms_received):  # a SIGTERM that came while it was starting
+            child.send_signal(signal.SIGTERM)
         return True
 
     def check_grace(self, entry):
