@@ -4,6 +4,8 @@ float32, and a bfloat16 model saves, loads, evaluates and exports with float32 i
 On JAX (CI's portable leg) the switch and the float32 islands are checked; the evaluator and `.keras`
 cases run on TensorFlow only to keep the JAX leg short (they use no backend-specific code)."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -31,6 +33,19 @@ def test_names_aliases_and_errors():
         precision.normalize("float16")
     with pytest.raises(ValueError, match="precision"):
         keras_crvae.get_preset("mnist_vae", precision="half")
+
+
+@pytest.mark.portable
+def test_cpu_description_names_the_model_cores_and_bfloat16_flags(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\n"
+                       "flags\t\t: fpu avx512_bf16 amx_bf16 amx_tile\n")
+    assert precision.cpu_description(str(cpuinfo)) == (
+        f"Intel(R) Xeon(R) Platinum 8481C, {os.cpu_count()} cores, amx_bf16, avx512_bf16")
+    plain = tmp_path / "plain"
+    plain.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2\n")
+    assert precision.cpu_description(str(plain)) == f"AMD EPYC, {os.cpu_count()} cores"
+    assert f"{os.cpu_count()} cores" in precision.cpu_description(str(tmp_path / "missing"))
 
 
 @pytest.mark.portable

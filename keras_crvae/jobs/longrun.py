@@ -12,7 +12,7 @@ SIGTERM, always stopping at an epoch end, and leaves a state the next stretch re
                             (`save_light_state`); a job's (`save_job_light_state`) has per-optimizer
                             `optimizer_steps` and `optimizer_offsets` instead of steps per epoch
     sessions.json           one record per stretch: first epoch, epochs run, seconds, backend,
-                            threads, load average, end time (`record_session`)
+                            threads, CPU, load average, end time (`record_session`)
     progress.json           scores written between stretches (a list of dicts, `append_json_list`)
     history.csv             one row per epoch (`keras.callbacks.CSVLogger(append=True)`)
     model.weights.h5, final_weights.npz, train_info.json   a finished run (`train_resumably`)
@@ -57,6 +57,8 @@ import time
 
 import keras
 import numpy as np
+
+from keras_crvae import precision as crvae_precision
 
 # The weights-only npz (light states, final weights) is a file format of the library's
 # (`keras_crvae.io`, which shipped models load too); its names stay importable from here.
@@ -257,7 +259,8 @@ def training_seconds_so_far(folder):
 
 def session_record(first_epoch, timer, threads=0):
     """One training stretch's record (a `sessions.json` entry): first epoch, epochs run, the
-    epochs' seconds, backend, threads, load average and end time.
+    epochs' seconds, backend, threads, the CPU (`precision.cpu_description`), load average and end
+    time.
 
     Args:
         first_epoch: int, the epoch the stretch started at.
@@ -269,6 +272,7 @@ def session_record(first_epoch, timer, threads=0):
         "train_seconds": round(timer.seconds, 1),
         "epoch_seconds": round(timer.seconds / max(timer.epochs_run, 1), 2),
         "backend": keras.backend.backend(), "threads": int(threads),
+        "cpu": crvae_precision.cpu_description(),  # machines differ between sessions
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
