@@ -85,16 +85,25 @@ def write_tables(output_dir, results, settings, show=True):
     (pathlib.Path(output_dir) / "results.json").write_text(json.dumps(
         {"settings": dataclasses.asdict(settings), "results": rows}, indent=2))
     lines = [
-        "| model | T | epochs | wall (s) | images/s | ELBO | NLL (k) | active units | paper NLL | gap |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | T | epochs | training (wall hours, stretches) | ELBO | NLL (k, images) | "
+        "scoring (wall hours) | bfloat16 - float32 (images) | active units | paper NLL | gap |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gap = "" if r["paper_nll"] is None else f"{r['nll']['mean'] - r['paper_nll']:+.2f}"
+        # A row trained over several sessions: all its stretches (train_info.json).
+        hours = r.get("train_seconds_all_sessions", r["wall_seconds_this_session"]) / 3600.0
+        scoring = r["nll"].get("scoring_seconds")
+        check = r.get("float32_check") or {}
         lines.append(
             f"| {r['preset']} | {r['time_steps'] or '-'} | {r['epochs']} | "
-            f"{r['wall_seconds_this_session']} | {r['images_per_second']} | "
-            f"{r['elbo']['mean']:.2f} | {r['nll']['mean']:.2f} +- {r['nll']['standard_error']:.2f} "
-            f"({r['nll']['num_samples']}) | {reproduction.active_units_text(r)}/{r['num_latents']} | "
+            f"{hours:.1f} ({r.get('training_sessions', 1)}) | {r['elbo']['mean']:.2f} | "
+            f"{r['nll']['mean']:.2f} +- {r['nll']['standard_error']:.2f} "
+            f"({r['nll']['num_samples']}, {r['nll']['num_images']}) | "
+            f"{'-' if scoring is None else f'{scoring / 3600.0:.1f}'} | "
+            + (f"{check['difference_mean']:+.3f} +- {check['difference_standard_error']:.3f} "
+               f"({check['num_images']})" if "difference_mean" in check else "-")
+            + f" | {reproduction.active_units_text(r)}/{r['num_latents']} | "
             f"{r['paper_nll'] if r['paper_nll'] is not None else '-'} | {gap} |")
     (pathlib.Path(output_dir) / "results.md").write_text("\n".join(lines) + "\n")
     if show:
