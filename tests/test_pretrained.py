@@ -102,6 +102,49 @@ def test_iwae_table_models_ship_the_committed_weights(name):
     assert f"--rescore --presets={name} --epochs=3280" in card
 
 
+TABLE1_ROWS = os.path.join(os.path.dirname(pretrained._source_tree_models()), "reproductions",
+                           "table1")
+# The Table 1 rows shipped so far (the crVAE's joins when its score is done).
+TABLE1_MODELS = [name for name in ("mnist_vae", "mnist_crvae")
+                 if os.path.isfile(os.path.join(TABLE1_ROWS, name, "result.json"))
+                 and os.path.isfile(os.path.join(pretrained._source_tree_models(), name,
+                                                 "weights.npz"))]
+
+
+@needs_checkout
+@pytest.mark.tensorflow_variant  # 16 M parameters each: the TensorFlow leg only
+@pytest.mark.parametrize("name", TABLE1_MODELS)
+def test_table1_models_ship_the_rows_float16_weights_and_scores(name):
+    """A Table 1 row ships in the npz form: its committed float16 `final_weights.npz` byte for
+    byte, loaded as float32 variables, with the row's committed scores on its card."""
+    shipped = os.path.join(pretrained._source_tree_models(), name)
+    with open(os.path.join(shipped, "weights.npz"), "rb") as handle:
+        with open(os.path.join(TABLE1_ROWS, name, "final_weights.npz"), "rb") as row:
+            assert handle.read() == row.read()
+    model = keras_crvae.load_pretrained(name)
+    assert model.compute_dtype == "float32"
+    with np.load(os.path.join(TABLE1_ROWS, name, "final_weights.npz")) as committed:
+        weights = [committed[f"arr_{i}"] for i in range(len(committed.files))]
+    assert any(array.dtype == np.float16 for array in weights)
+    for stored, array in zip(model.get_weights(), weights):
+        assert stored.dtype == np.float32
+        np.testing.assert_array_equal(stored, array.astype(np.float32))
+    # Trained: log p(x|z) at the posterior mean of real digits is far above the mean image's.
+    digits = data.static_binarize(data.load_embedded_mnist()["x_test"][:16], seed=0)
+    log_likelihood = keras.ops.convert_to_numpy(model.log_likelihood(digits,
+                                                                     model.encode(digits)[0]))
+    assert log_likelihood.shape == (16,) and -80 < log_likelihood.mean() < 0
+    with open(os.path.join(shipped, "metrics.json")) as handle:
+        metrics = json.load(handle)
+    with open(os.path.join(TABLE1_ROWS, name, "result.json")) as handle:
+        result = json.load(handle)
+    assert metrics["nll"] == result["nll"] and metrics["nll"]["num_samples"] == 5000
+    assert metrics["weights"]["dtype"] == "float16"
+    assert abs(metrics["float16_check"]["difference_mean"]) < 0.05
+    card = open(os.path.join(shipped, "README.md")).read()
+    assert f"**{result['nll']['mean']:.2f} +- {result['nll']['standard_error']:.2f}**" in card
+
+
 @pytest.mark.portable
 def test_missing_model_error_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "_source_tree_models", lambda: str(tmp_path / "absent"))

@@ -146,7 +146,9 @@ def model_card(metrics):
                  else "") + ".",
               f"- Machine: {metrics['machine'] or 'not recorded in the row'}."]
     if metrics.get("deviations"):
-        lines.append(f"- Deviations from the protocol: {metrics['deviations']}")
+        deviations = metrics["deviations"].rstrip()
+        lines.append(f"- Deviations from the protocol: {deviations}"
+                     + ("" if deviations.endswith(".") else "."))
     if metrics.get("float32_check"):
         check = metrics["float32_check"]
         lines.append(f"- Scored in {metrics['training_precision']}; on the first "
