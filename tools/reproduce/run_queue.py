@@ -19,9 +19,12 @@ unless its line sets them.
 `--code_dir=DIR` (e.g. a `git worktree` of a fixed commit) takes the entries' code from DIR while
 they run in the current folder, so editing the checkout cannot change an entry that starts
 mid-session: a `python SCRIPT.py` whose SCRIPT.py is in DIR runs DIR's, `python -m MODULE` with a
-DIR/MODULE.py runs that file, and DIR comes first on `PYTHONPATH` (the library). Every command is expected to be
-built on the long-run engine (`keras_crvae.jobs.longrun`: `crvae train`, the reproduction and study
-tools), which stops at an epoch end and resumes when the same command runs again.
+DIR/MODULE.py (or DIR/PACKAGE/MODULE.py) runs that file, and DIR comes first on `PYTHONPATH` (the
+library). A `python -m` of anything else gets `-P`, so the current folder does not come first.
+
+Every command is expected to be built on the long-run engine (`keras_crvae.jobs.longrun`: `crvae
+train`, the reproduction and study tools), which stops at an epoch end and resumes when the same
+command runs again; commands that prepare data (the queue's first lines) simply finish.
 
 How the queue and an entry talk (environment variables read by `longrun.TimeBudget` and
 `longrun.report_stop`):
