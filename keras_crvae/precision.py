@@ -61,23 +61,28 @@ def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
     return frozenset()
 
 
+def cpu_model_name(cpuinfo_path="/proc/cpuinfo"):
+    """The CPU's model name (Linux `/proc/cpuinfo`, else `platform.processor()`)."""
+    import platform
+
+    model = platform.processor() or platform.machine() or "unknown CPU"
+    try:
+        with open(cpuinfo_path) as handle:
+            return next((line.split(":", 1)[1].strip() for line in handle
+                         if line.startswith("model name")), model)
+    except OSError:
+        return model
+
+
 def cpu_description(cpuinfo_path="/proc/cpuinfo"):
     """The machine in words for run records and timings: the CPU's model name (Linux
     `/proc/cpuinfo`, else `platform.processor()`), its core count and its native bfloat16 flags,
     e.g. "AMD EPYC, 2 cores, avx512_bf16" or "Intel(R) Xeon(R) Platinum 8481C, 2 cores, amx_bf16,
     avx512_bf16"."""
     import os
-    import platform
 
-    model = platform.processor() or platform.machine() or "unknown CPU"
-    try:
-        with open(cpuinfo_path) as handle:
-            model = next((line.split(":", 1)[1].strip() for line in handle
-                          if line.startswith("model name")), model)
-    except OSError:
-        pass
     flags = sorted(flag for flag in _BF16_CPU_FLAGS if flag in cpu_flags(cpuinfo_path))
-    return ", ".join([model, f"{os.cpu_count()} cores"] + flags)
+    return ", ".join([cpu_model_name(cpuinfo_path), f"{os.cpu_count()} cores"] + flags)
 
 
 def cpu_supports_bfloat16(cpuinfo_path="/proc/cpuinfo"):

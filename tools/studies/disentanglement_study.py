@@ -21,7 +21,6 @@ narrower discriminator, learning rate 5e-4 and the capacity schedule squeezed in
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -72,13 +71,9 @@ def _machine():
         load = open("/proc/loadavg").read().split()[:3]
     except OSError:
         load = []
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": load,
+    from keras_crvae import precision
+
+    return {"cpu": precision.cpu_model_name(), "cores": os.cpu_count(), "load_average": load,
             "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
 
 
