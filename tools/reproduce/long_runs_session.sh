@@ -15,7 +15,8 @@
 # this checkout (the tools find ../shared/data from their own folder). Refuses while the rows of
 # table1_session.sh or faces_session.sh, another queue, or anything running from the worktree (an
 # entry a killed queue left behind) are running. QUEUE (default tools/reproduce/long_runs.txt)
-# names another queue file.
+# names another queue file; WORKERS and THREADS (default 2 and 1) another split of the cores, e.g.
+# WORKERS=1 THREADS=2 to give one row both cores (a row near its end, while little else is queued).
 set -euo pipefail
 minutes=${1:-130}
 cd "$(dirname "$0")/../.."
@@ -35,7 +36,7 @@ if [ -z "$code" ]; then
 fi
 (PYTHONPATH="$code${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 \
    setsid nohup nice -n 8 python "$code/tools/reproduce/run_queue.py" \
-     --queue="${QUEUE:-tools/reproduce/long_runs.txt}" --workers=2 --threads=1 --nice=0 \
+     --queue="${QUEUE:-tools/reproduce/long_runs.txt}" --workers="${WORKERS:-2}" --threads="${THREADS:-1}" --nice=0 \
      --code_dir="$code" --minutes="$minutes" >> runs/logs/long_runs.log 2>&1 &
  echo $! > runs/logs/long_runs.pid)
 favour_rows "$(cat runs/logs/long_runs.pid)"
