@@ -129,3 +129,46 @@ def test_fid_weights_reads_the_archive_before_tensorflow(tmp_path):
     assert errors[0].startswith("crvae fid-weights: error: --archive=evil.pt: ")
     assert "os.system" in errors[0] or "posix.system" in errors[0], errors[0]
     assert errors[1].startswith("crvae fid-weights: error: --archive=other.pt: "), errors[1]
+
+
+def test_an_interruption_that_tensorflow_turned_into_a_system_error_exits_as_the_interruption(
+        tmp_path):
+    """Ctrl-C inside TensorFlow's C++ code can come back as `SystemError: bad argument to internal
+    function` (seen in CI during `model.fit`): after a SIGINT or SIGTERM it is that interruption
+    (130 / 143, one line); without one it is a bug, raised with its traceback. The stand-in
+    command calls the handler the CLI installed, loses its exception as the C code does, and
+    raises the SystemError."""
+    result = python("""
+        import importlib
+        import signal
+        import types
+        import crvae_cli
+
+        crvae_cli._defer_package_init()
+        main = importlib.import_module("keras_crvae.cli.main")
+
+        def command(signal_number):
+            def run(checked):
+                if signal_number is not None:
+                    try:
+                        signal.getsignal(signal_number)(signal_number, None)
+                    except BaseException:
+                        pass  # what TensorFlow's C++ code does with the handler's exception
+                raise SystemError("Objects/listobject.c:338: bad argument to internal function")
+            return types.SimpleNamespace(check=lambda: None, run=run)
+
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            main.command_module = lambda name, number=signal_number: command(number)
+            print("STATUS", main.main(["crvae", "presets"]), flush=True)
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        main.command_module = lambda name: command(None)
+        try:
+            main.main(["crvae", "presets"])
+        except SystemError:
+            print("RAISED", flush=True)
+        """, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [line for line in result.stdout.splitlines() if line[:1].isupper()] == [
+        "STATUS 130", "STATUS 143", "RAISED"]
+    assert "crvae presets: interrupted" in result.stderr
+    assert "crvae presets: terminated (SIGTERM)" in result.stderr

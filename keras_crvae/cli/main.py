@@ -101,17 +101,43 @@ class Terminated(BaseException):
     leaving what `runs.kept_or_restored` leaves."""
 
 
+# The signals that arrived while a command ran (see `_interruption_behind`).
+_signals_received = []
+
+
 def _terminate(signum, frame):
+    _signals_received.append(signum)
     raise Terminated()
 
 
-def _raise_on_sigterm():
-    """Installs `_terminate` for SIGTERM (main thread only); returns the handler it replaced, or
-    None when none was installed."""
+def _interrupt(signum, frame):
+    _signals_received.append(signum)
+    raise KeyboardInterrupt()
+
+
+def _install_handlers():
+    """Installs `_terminate` for SIGTERM and `_interrupt` for SIGINT (in place of Python's default
+    handler only; main thread only); returns {signal: handler it replaced}."""
     if threading.current_thread() is not threading.main_thread():
+        return {}
+    _signals_received.clear()
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _terminate)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
+    return {number: signal.SIG_DFL if handler is None else handler
+            for number, handler in previous.items()}
+
+
+def _interruption_behind(error):
+    """The interruption a SystemError stands for, or None (a bug of the library's to raise).
+
+    A signal handler's exception raised while TensorFlow's C++ code calls back into Python can
+    reach the caller as `SystemError: ... bad argument to internal function` instead (the C code
+    passes the failed call's NULL on, and the interruption itself is lost): seen in CI as Ctrl-C
+    during `model.fit`. A signal received during the command is what it was."""
+    if not _signals_received:
         return None
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    return signal.SIG_DFL if previous is None else previous
+    return Terminated() if _signals_received[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _quiet_tensorflow_exit():
@@ -123,7 +149,7 @@ def _quiet_tensorflow_exit():
 def _run(command, args):
     """Parses, checks and runs one command; returns the exit status (see the module docstring)."""
     verbose = False
-    previous_handler = _raise_on_sigterm()
+    previous_handlers = _install_handlers()
     try:
         parse(command, args[1:])
         verbose = FLAGS.verbose
@@ -135,14 +161,12 @@ def _run(command, args):
         print(f"crvae {command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, Terminated) as interruption:
-        if not verbose:
-            _quiet_tensorflow_exit()
-        hint = "; rerun the same command to resume" if command == "train" else ""
-        if isinstance(interruption, Terminated):
-            print(f"\ncrvae {command}: terminated (SIGTERM){hint}", file=sys.stderr)
-            return EXIT_TERMINATED
-        print(f"\ncrvae {command}: interrupted{hint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(command, interruption, verbose)
+    except SystemError as error:
+        interruption = _interruption_behind(error)
+        if interruption is None:
+            raise
+        return _interrupted(command, interruption, verbose)
     except FloatingPointError as error:  # NaN guard: the run diverged (a fact, not a typo)
         if verbose:
             raise
@@ -170,5 +194,17 @@ def _run(command, args):
         return EXIT_FAILED
     finally:
         runs.release_locks()  # `crvae train`'s output folder (taken by its checks)
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
+        for number, handler in previous_handlers.items():
+            signal.signal(number, handler)
+
+
+def _interrupted(command, interruption, verbose):
+    """Ctrl-C's or SIGTERM's one line; returns the exit status (130 or 143)."""
+    if not verbose:
+        _quiet_tensorflow_exit()
+    hint = "; rerun the same command to resume" if command == "train" else ""
+    if isinstance(interruption, Terminated):
+        print(f"\ncrvae {command}: terminated (SIGTERM){hint}", file=sys.stderr)
+        return EXIT_TERMINATED
+    print(f"\ncrvae {command}: interrupted{hint}", file=sys.stderr)
+    return EXIT_INTERRUPTED
