@@ -21,7 +21,8 @@ A regular (non-editable) install has no `saved_models/`: `load_pretrained` then 
 
 >>> import keras_crvae
 >>> keras_crvae.list_pretrained()
-['mnist_crvae', 'mnist_mlp_iwae', 'mnist_mlp_iwae_2layer', 'mnist_mlp_vae', 'mnist_mlp_vae_2layer']
+['mnist_crvae', 'mnist_crvae_narrow', 'mnist_mlp_iwae', 'mnist_mlp_iwae_2layer', 'mnist_mlp_vae',
+ 'mnist_mlp_vae_2layer', 'mnist_vae']
 >>> model = keras_crvae.load_pretrained("mnist_crvae")
 >>> tuple(model.sample(4, seed=0).shape)
 (4, 28, 28, 1)
@@ -96,8 +97,9 @@ def load_pretrained(name, directory=None):
             `<name>/model.json` + `<name>/weights.npz`).
 
     Returns:
-        The model (for "mnist_crvae" and the 1-layer "mnist_mlp_*": `keras_crvae.models.VAE` with
-        `encode`, `decode`, `sample`, `reconstruct`, `log_likelihood`; for the "*_2layer" ones
+        The model (for "mnist_crvae*", "mnist_vae" and the 1-layer "mnist_mlp_*":
+        `keras_crvae.models.VAE` with `encode`, `decode`, `sample`, `reconstruct`,
+        `log_likelihood`; for the "*_2layer" ones
         `keras_crvae.models.HierarchicalVAE`). Compile it before calling `fit` or `evaluate`.
     """
     from keras_crvae import io

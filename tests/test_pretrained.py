@@ -10,17 +10,18 @@ import pytest
 import keras_crvae
 from keras_crvae import data, pretrained
 
-SHIPPED = os.path.join(pretrained._source_tree_models(), "mnist_crvae")
+# The narrow 6-epoch crVAE, with a .keras file and a SavedModel (the Table 1 rows: further down).
+SHIPPED = os.path.join(pretrained._source_tree_models(), "mnist_crvae_narrow")
 needs_checkout = pytest.mark.skipif(
     not os.path.isfile(os.path.join(SHIPPED, "model.keras")),
-    reason="saved_models/mnist_crvae is not beside this keras_crvae (not a checkout)")
+    reason="saved_models/mnist_crvae_narrow is not beside this keras_crvae (not a checkout)")
 
 
 @needs_checkout
 @pytest.mark.portable
 def test_load_pretrained_samples_images():
-    assert "mnist_crvae" in keras_crvae.list_pretrained()
-    model = keras_crvae.load_pretrained("mnist_crvae")
+    assert "mnist_crvae_narrow" in keras_crvae.list_pretrained()
+    model = keras_crvae.load_pretrained("mnist_crvae_narrow")
     assert model.image_shape == (28, 28, 1) and model.latent_shape == (4, 4, 64)
     images = keras.ops.convert_to_numpy(model.sample(4, seed=0))
     assert images.shape == (4, 28, 28, 1)
@@ -37,7 +38,7 @@ def test_shipped_saved_model_matches_the_keras_file():
     tf = pytest.importorskip("tensorflow")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("compares with the TensorFlow backend's outputs")
-    model = keras_crvae.load_pretrained("mnist_crvae")
+    model = keras_crvae.load_pretrained("mnist_crvae_narrow")
     loaded = tf.saved_model.load(os.path.join(SHIPPED, "saved_model", "1"))
     z = np.random.default_rng(0).standard_normal((3, 4, 4, 64)).astype("float32")
     served = loaded.signatures["sample"](z=tf.constant(z))

@@ -12,8 +12,8 @@ run start from a copy of one tiny run (width 2, 256 random MNIST-shaped images, 
 the first scenario. SIGTERM lands in a chosen phase through the test-only variable
 `CRVAE_TEST_SIGTERM_AT` (`keras_crvae.io.enter_phase`); kill -9 and Ctrl-C are sent when the run
 prints the line that starts the phase. The memory goals of the issue (`sample` of 100,000 images,
-`evaluate` on 10,000, both < 2 GB) run on the shipped `saved_models/mnist_crvae/model.keras` and
-`--mnist` (skipped when either is missing).
+`evaluate` on 10,000, both < 2 GB) run on the shipped
+`saved_models/mnist_crvae_narrow/model.keras` and `--mnist` (skipped when either is missing).
 
 A row passes when the exit status is the expected one and the folder check holds: either the
 folder is byte for byte what it was ("unchanged"), or every file the scenario must keep is kept
@@ -360,7 +360,7 @@ def scenarios(args):
         ["train", "--data=train.npz", "--output_dir=run", *extra], 2,
         all_of(one_line_error(*fragments), fresh_folder_absent))], needs_tensorflow=False)
         for index, (extra, fragments) in enumerate(earlier)]
-    model, mnist = ROOT / "saved_models" / "mnist_crvae" / "model.keras", args.mnist
+    model, mnist = ROOT / "saved_models" / "mnist_crvae_narrow" / "model.keras", args.mnist
     if model.exists() and mnist and os.path.exists(mnist.split(":")[0]):
         table += [
             Scenario("memory-sample", "4", [Step(

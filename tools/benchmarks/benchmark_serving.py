@@ -1,6 +1,7 @@
 """Serving speed of an exported SavedModel's `decode` and `sample` signatures; table + JSON.
 
-    python tools/benchmarks/benchmark_serving.py [--saved_model=saved_models/mnist_crvae/saved_model/1]
+    python tools/benchmarks/benchmark_serving.py \
+        [--saved_model=saved_models/mnist_crvae_narrow/saved_model/1]
         [--latency_calls=200] [--batch_size=64] [--throughput_calls=30] [--warmup=10]
         [--output=benchmark_serving.json]
 
@@ -23,10 +24,10 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 DEFAULT_SAVED_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))),
-                                   "saved_models", "mnist_crvae", "saved_model", "1")
+                                   "saved_models", "mnist_crvae_narrow", "saved_model", "1")
 flags.DEFINE_string("saved_model", None,
-                    "Version folder of an exported SavedModel (default: the shipped mnist_crvae's, "
-                    "else a fresh export of --preset).")
+                    "Version folder of an exported SavedModel (default: the shipped "
+                    "mnist_crvae_narrow's, else a fresh export of --preset).")
 flags.DEFINE_string("preset", "mnist_crvae", "Preset exported when no SavedModel is given.")
 flags.DEFINE_multi_string("set", [], "Preset overrides KEY=VALUE for the fresh export.")
 flags.DEFINE_multi_string("signature", ["decode", "sample"], "Signatures measured.")
