@@ -17,8 +17,8 @@ resumes that one. Every model's `history.csv` has `train_hours` per epoch and `s
 stretches; the table's hours are their sum (machine hours of training, all stretches).
 Results: `OUTPUT_DIR/study.json` and `OUTPUT_DIR/study.md`, rewritten after every model.
 
-The real study (~0.5 to 1.1 h of steps per model on 2 CPU cores under load, measured per step),
-resumable in stretches of e.g. 3 hours:
+The real study (50,000 steps: 0.06 h of training for K=0 at two threads on a quiet 2-core CPU;
+~0.5 to 1.1 h per model under load 8-15), resumable in stretches of e.g. 3 hours:
 
     nice -n 19 python tools/studies/planar_flow_vae.py --steps=50000 --nll_samples=1000 \
         --num_valid=10000 --output_dir=reproductions/studies/planar_flow --stop_after_minutes=180
@@ -47,8 +47,9 @@ flags.DEFINE_enum("light_state_dtype", "float16", ["float16", "float32"], "Stora
                   "light state a stopped run writes (resume_weights.npz + resume.json, committable; "
                   "a machine without the run's backup/ resumes from it).")
 flags.DEFINE_integer("nll_samples", 1000, "Importance samples per image of the NLL.")
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The shared data folder beside the checkout (../shared/data), as the other studies find it.
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data")
+DATA = os.path.join(CHECKOUT, "..", "shared", "data")
 flags.DEFINE_string("data", os.path.join(DATA, "binarized_mnist.npz"),
                     "binarized_mnist.npz (x_train / x_valid); 'embedded' or a missing file: the "
                     "package's embedded subset.")
@@ -65,7 +66,10 @@ def _data():
     if FLAGS.data != "embedded" and os.path.exists(FLAGS.data):
         train = data.load_npz_images(FLAGS.data + ":x_train")[:FLAGS.num_train]
         valid = data.load_npz_images(FLAGS.data + ":x_valid")[:FLAGS.num_valid]
-        return train, valid, (f"{FLAGS.data} x_train[:{len(train)}] (static binarization) / "
+        # Named relative to the checkout (e.g. ../shared/data/...), so that the committed study
+        # does not carry this machine's paths.
+        named = os.path.relpath(os.path.abspath(FLAGS.data), CHECKOUT)
+        return train, valid, (f"{named} x_train[:{len(train)}] (static binarization) / "
                               f"x_valid[:{len(valid)}]")
     embedded = data.load_embedded_mnist()
     train = embedded["x_train"][:FLAGS.num_train]
