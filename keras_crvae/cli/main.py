@@ -101,7 +101,7 @@ class Terminated(BaseException):
     leaving what `runs.kept_or_restored` leaves."""
 
 
-# The signals that arrived while a command ran (see `_interruption_behind`).
+# The signals that arrived while a command ran (see `_signalled_interruption`).
 _signals_received = []
 
 
@@ -128,7 +128,7 @@ def _install_handlers():
             for number, handler in previous.items()}
 
 
-def _interruption_behind(error):
+def _signalled_interruption():
     """The interruption a SystemError stands for, or None (a bug of the library's to raise).
 
     A signal handler's exception raised while TensorFlow's C++ code calls back into Python can
@@ -162,8 +162,8 @@ def _run(command, args):
         return EXIT_USAGE
     except (KeyboardInterrupt, Terminated) as interruption:
         return _interrupted(command, interruption, verbose)
-    except SystemError as error:
-        interruption = _interruption_behind(error)
+    except SystemError:
+        interruption = _signalled_interruption()
         if interruption is None:
             raise
         return _interrupted(command, interruption, verbose)

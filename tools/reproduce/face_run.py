@@ -53,6 +53,12 @@ def define_flags():
                               "base_channels=16, ...).")
 
 
+def faces_name():
+    """`--faces` relative to the checkout (e.g. ../shared/data/celeba64_train.npz): what the
+    committed records say, so that they carry no machine's folders."""
+    return os.path.relpath(os.path.abspath(FLAGS.faces), ROOT)
+
+
 def load_faces():
     """`--faces` (its first `--num_faces`), checked against `--num_held_out`."""
     import numpy as np
@@ -77,7 +83,7 @@ def scored_run(preset, output_dir, faces, budget_hours, overrides, **kwargs):
         stop_after_minutes=FLAGS.stop_after_minutes, threads=FLAGS.threads,
         fid_weights=FLAGS.fid_weights, fid_precision=FLAGS.fid_precision, seed=FLAGS.seed,
         steps_per_epoch=FLAGS.steps_per_epoch,
-        data_spec=f"{FLAGS.faces} (first {len(faces)} faces, {held})", **overrides, **kwargs)
+        data_spec=f"{faces_name()} (first {len(faces)} faces, {held})", **overrides, **kwargs)
 
 
 def main(argv):

@@ -171,7 +171,8 @@ def main(argv):
     results = {"preset": FLAGS.preset, "budget_hours": budget_hours, "pilots": {}}
     if os.path.exists(FLAGS.output):
         results["pilots"] = json.loads(pathlib.Path(FLAGS.output).read_text()).get("pilots", {})
-    results.update(faces=f"{FLAGS.faces}: first {len(faces) - FLAGS.num_held_out} trained on, "
+    results.update(faces=f"{face_run.faces_name()}: first "
+                         f"{len(faces) - FLAGS.num_held_out} trained on, "
                          f"last {FLAGS.num_held_out} held out", num_held_out=FLAGS.num_held_out,
                    num_samples=FLAGS.num_samples, threads=FLAGS.threads,
                    features=f"Inception pool3 ({FLAGS.fid_precision})", seed=FLAGS.seed)

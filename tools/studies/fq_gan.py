@@ -33,7 +33,8 @@ import os
 import numpy as np
 from absl import app, flags
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(CHECKOUT, "..", "shared", "data")
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["dcgan=celeba_dcgan", "dcgan_fq=celeba_dcgan_fq",
                              "stylegan2=celeba_stylegan2", "stylegan2_fq=celeba_stylegan2_fq"],
@@ -87,7 +88,8 @@ def main(argv):
                                           precision=FLAGS.precision)
     reference = evaluation.feature_statistics(held_out, extractor, 50)
     results = {"budget_hours": FLAGS.budget_hours, "num_samples": FLAGS.num_samples,
-               "held_out": f"{FLAGS.faces} (last {len(held_out)} of {len(faces)}, never trained on)",
+               "held_out": f"{os.path.relpath(os.path.abspath(FLAGS.faces), CHECKOUT)} "
+                           f"(last {len(held_out)} of {len(faces)}, never trained on)",
                "seed": FLAGS.seed,
                "overrides": FLAGS.set, "backend": keras.backend.backend(), "models": {}}
     if os.path.exists(FLAGS.output):  # a resumed study: its curves so far

@@ -59,6 +59,12 @@ flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: T
 flags.DEFINE_string("output_dir", "reproductions/studies/planar_flow", "Where study.json and study.md go.")
 
 
+def _in_checkout(path):
+    """`path` relative to the checkout (e.g. ../shared/data/...): what the committed study files
+    record, so that they carry no machine's folders."""
+    return os.path.relpath(os.path.abspath(path), CHECKOUT)
+
+
 def _data():
     """`(train, valid, description)`: float32 images `(N, 28, 28, 1)` in {0, 1} / [0, 1]."""
     from keras_crvae import data
@@ -66,10 +72,7 @@ def _data():
     if FLAGS.data != "embedded" and os.path.exists(FLAGS.data):
         train = data.load_npz_images(FLAGS.data + ":x_train")[:FLAGS.num_train]
         valid = data.load_npz_images(FLAGS.data + ":x_valid")[:FLAGS.num_valid]
-        # Named relative to the checkout (e.g. ../shared/data/...), so that the committed study
-        # does not carry this machine's paths.
-        named = os.path.relpath(os.path.abspath(FLAGS.data), CHECKOUT)
-        return train, valid, (f"{named} x_train[:{len(train)}] (static binarization) / "
+        return train, valid, (f"{_in_checkout(FLAGS.data)} x_train[:{len(train)}] (static binarization) / "
                               f"x_valid[:{len(valid)}]")
     embedded = data.load_embedded_mnist()
     train = embedded["x_train"][:FLAGS.num_train]
@@ -91,7 +94,7 @@ def _train_and_score(preset, train, valid, minutes_left):
     metrics = train_vae(preset, train_images=train, eval_images=valid, output_dir=output_dir,
                         epochs=epochs, batch_size=FLAGS.batch_size, nll_samples=FLAGS.nll_samples,
                         nll_images=len(valid), seed=FLAGS.seed, verbose=2,
-                        data_spec=FLAGS.data, stop_after_minutes=minutes_left,
+                        data_spec=_in_checkout(FLAGS.data), stop_after_minutes=minutes_left,
                         light_state_dtype=FLAGS.light_state_dtype)
     if metrics.get("stopped"):
         return None
@@ -148,7 +151,8 @@ def main(argv):
                                  f"--stop_after_minutes={FLAGS.stop_after_minutes:g}")
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     train, valid, description = _data()
-    study = {"command": " ".join(sys.argv), "data": description, "steps": FLAGS.steps,
+    study = {"command": " ".join([_in_checkout(sys.argv[0]), *sys.argv[1:]]),
+             "data": description, "steps": FLAGS.steps,
              "batch_size": FLAGS.batch_size, "nll_samples": FLAGS.nll_samples,
              "num_valid": len(valid), "load_average": open("/proc/loadavg").read().split()[:3]
              if os.path.exists("/proc/loadavg") else None, "results": {}}
