@@ -73,7 +73,11 @@ def shift_down(features):
     """`(B, H, W, C)` -> the same shape, moved down one row (zeros in row 0): row r holds row r-1.
 
     The Gated PixelCNN's link from the vertical to the horizontal stack (2016b, section 2.2)."""
-    return ops.pad(features, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]
+    # `ops.slice` (gradient: a pad), not `[:, :-1]`: a strided slice's gradient has no fast
+    # TensorFlow CPU kernel (see `gated_activation`).
+    batch, height, width, channels = ops.shape(features)
+    kept = ops.slice(features, (0, 0, 0, 0), (batch, height - 1, width, channels))
+    return ops.pad(kept, ((0, 0), (1, 0), (0, 0), (0, 0)))
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")
