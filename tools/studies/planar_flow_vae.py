@@ -57,6 +57,11 @@ flags.DEFINE_integer("seed", 0, "Seed of the weights, the posterior noise and th
 flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: TensorFlow's "
                      "default).")
 flags.DEFINE_string("output_dir", "reproductions/studies/planar_flow", "Where study.json and study.md go.")
+flags.DEFINE_bool("paired", True, "Once every preset is scored: each model's per-image NLLs "
+                  "(PRESET/valid_nll_per_image.npy; rescored from model.keras with the job's seed "
+                  "and batch where a run has none) and the paired differences of consecutive "
+                  "presets, image by image, in study.json / study.md.")
+PER_IMAGE = "valid_nll_per_image.npy"
 
 
 def _in_checkout(path):
@@ -112,6 +117,55 @@ def _train_and_score(preset, train, valid, minutes_left):
     }
 
 
+def _per_image_nll(preset, valid, expected_mean):
+    """The per-image NLLs of the trained `preset` on `valid`, float64 `(N,)`: from
+    `PRESET/valid_nll_per_image.npy`, else rescored from `PRESET/model.keras` exactly as the vae
+    job scored it (`evaluation.summary.evaluate_model`: k = `--nll_samples`, batch 100, noise seed
+    `--seed`), checked against the job's mean and saved (float32)."""
+    import keras
+    import numpy as np
+
+    from keras_crvae.evaluation import importance_sampled_nll
+
+    path = os.path.join(FLAGS.output_dir, preset, PER_IMAGE)
+    if os.path.exists(path):
+        return np.load(path).astype(np.float64)
+    print(f"{preset}: rescoring {len(valid)} images x k={FLAGS.nll_samples} for the paired "
+          "differences ...", flush=True)
+    model = keras.saving.load_model(os.path.join(FLAGS.output_dir, preset, "model.keras"))
+    per_image = importance_sampled_nll(model, valid, num_samples=FLAGS.nll_samples,
+                                       batch_size=100, seed=FLAGS.seed, verbose=0).per_example
+    # The same noise and weights give the job's number; a gap says the pairing scored otherwise.
+    if abs(float(np.mean(per_image)) - expected_mean) > 1e-3:
+        print(f"{preset}: warning: the rescored mean {np.mean(per_image):.4f} differs from the "
+              f"job's {expected_mean:.4f}", flush=True)
+    temporary = path + ".partial.npy"
+    np.save(temporary, per_image.astype(np.float32))
+    os.replace(temporary, path)
+    return per_image
+
+
+def _paired_differences(study, valid):
+    """`study["paired"]`: for consecutive presets (and the last against the first), the mean of
+    the per-image NLL differences (later minus earlier: negative = the later is better) and its
+    standard error (the spread of the differences over the images / sqrt(N))."""
+    import numpy as np
+
+    done = [preset for preset in FLAGS.presets if preset in study["results"]]
+    per_image = {preset: _per_image_nll(preset, valid, study["results"][preset]["valid_nll"]["mean"])
+                 for preset in done}
+    pairs = list(zip(done, done[1:])) + ([(done[0], done[-1])] if len(done) > 2 else [])
+    study["paired"] = []
+    for earlier, later in pairs:
+        difference = per_image[later] - per_image[earlier]
+        study["paired"].append({
+            "earlier": earlier, "later": later, "num_images": int(difference.size),
+            "mean_difference": float(np.mean(difference)),
+            "standard_error": float(np.std(difference, ddof=1) / np.sqrt(difference.size)),
+            "paper_difference": round(study["results"][later]["paper_nll"]
+                                      - study["results"][earlier]["paper_nll"], 2)})
+
+
 def _table(study):
     lines = [f"Data: {study['data']}; {study['steps']} steps of batch {study['batch_size']} per "
              f"model; NLL with k = {study['nll_samples']} importance samples of q after the flow "
@@ -127,6 +181,13 @@ def _table(study):
         lines.append(f"| {preset} | {result['posterior_flow'] or 'Gaussian'} | {nll['mean']:.2f} | "
                      f"{nll['standard_error']:.2f} | {elbo['mean']:.2f} | {kl['mean']:.2f} | "
                      f"{result['paper_nll']} | {result['train_hours']} |")
+    if study.get("paired"):
+        lines += ["", "Paired per image (the same validation images, later minus earlier; "
+                  "negative: the later preset is better):", "",
+                  "| later - earlier | NLL difference (nats) | +- s.e. | paper |", "|---|---|---|---|"]
+        for pair in study["paired"]:
+            lines.append(f"| {pair['later']} - {pair['earlier']} | {pair['mean_difference']:.3f} "
+                         f"| {pair['standard_error']:.3f} | {pair['paper_difference']:+.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -169,6 +230,9 @@ def main(argv):
         study["results"][preset] = result
         print(f"{preset}: valid NLL {result['valid_nll']['mean']:.2f}", flush=True)
         _write(study)
+    else:
+        if FLAGS.paired and study["results"]:
+            _paired_differences(study, valid)
     print(_write(study))
 
 
