@@ -15,7 +15,11 @@ study's start) or SIGTERM stops the model in training at its next epoch end with
 (`backup/`: weights and Adam's moments); rerunning the same command skips the finished models and
 resumes that one. Every model's `history.csv` has `train_hours` per epoch and `sessions.json` its
 stretches; the table's hours are their sum (machine hours of training, all stretches).
-Results: `OUTPUT_DIR/study.json` and `OUTPUT_DIR/study.md`, rewritten after every model.
+Results: `OUTPUT_DIR/study.json` and `OUTPUT_DIR/study.md`, rewritten after every model; once all
+are scored, `--paired` (default) adds the per-image NLL differences of consecutive presets (and the
+last against the first) with their standard errors, from `PRESET/valid_nll_per_image.npy`
+(rescored from `model.keras` with the job's noise when a run has none; rerunning the command on a
+finished study adds them).
 
 The real study (50,000 steps: 0.06 h of training for K=0 at two threads on a quiet 2-core CPU;
 ~0.5 to 1.1 h per model under load 8-15), resumable in stretches of e.g. 3 hours:
@@ -122,14 +126,15 @@ def _per_image_nll(preset, valid, expected_mean):
     `PRESET/valid_nll_per_image.npy`, else rescored from `PRESET/model.keras` exactly as the vae
     job scored it (`evaluation.summary.evaluate_model`: k = `--nll_samples`, batch 100, noise seed
     `--seed`), checked against the job's mean and saved (float32)."""
-    import keras
     import numpy as np
-
-    from keras_crvae.evaluation import importance_sampled_nll
 
     path = os.path.join(FLAGS.output_dir, preset, PER_IMAGE)
     if os.path.exists(path):
         return np.load(path).astype(np.float64)
+    import keras
+
+    from keras_crvae.evaluation import importance_sampled_nll
+
     print(f"{preset}: rescoring {len(valid)} images x k={FLAGS.nll_samples} for the paired "
           "differences ...", flush=True)
     model = keras.saving.load_model(os.path.join(FLAGS.output_dir, preset, "model.keras"))
