@@ -8,7 +8,12 @@ from keras_crvae.evaluation.diagnostics import (
     posterior_means_per_layer,
 )
 from keras_crvae.evaluation.fid import feature_statistics, fid, frechet_distance
-from keras_crvae.evaluation.likelihood import LikelihoodEstimate, elbo, importance_sampled_nll
+from keras_crvae.evaluation.likelihood import (
+    LikelihoodEstimate,
+    elbo,
+    importance_sampled_nll,
+    paired_difference,
+)
 from keras_crvae.evaluation.inception import FIDInceptionV3
 from keras_crvae.evaluation.sampling import sample_batches
 from keras_crvae.evaluation.mnist_features import (
@@ -26,6 +31,7 @@ __all__ = [
     "fid",
     "frechet_distance",
     "importance_sampled_nll",
+    "paired_difference",
     "posterior_means",
     "posterior_means_per_layer",
     "sample_batches",

@@ -174,6 +174,30 @@ def log_weight_function(model, images, compiled=None):
     return from_encoder, [latent_shape]
 
 
+def paired_difference(earlier, later):
+    """The mean per-image difference `later - earlier` of two models' scores on the same images,
+    with its standard error.
+
+    Pairing removes the spread between images that two independent standard errors would count
+    twice: `standard_error = std(later - earlier, ddof=1) / sqrt(N)`.
+
+    Args:
+        earlier, later: arrays `(N,)` of per-image scores (e.g. `LikelihoodEstimate.per_example`
+            of two models on the same N images, in the same order).
+
+    Returns:
+        dict: `mean_difference`, `standard_error` (float) and `num_images` (int).
+    """
+    earlier, later = np.asarray(earlier, np.float64), np.asarray(later, np.float64)
+    if earlier.ndim != 1 or earlier.shape != later.shape or earlier.size < 2:
+        raise ValueError(f"Expected two score vectors of the same length >= 2; got shapes "
+                         f"{earlier.shape} and {later.shape}.")
+    difference = later - earlier
+    return {"mean_difference": float(np.mean(difference)),
+            "standard_error": float(np.std(difference, ddof=1) / math.sqrt(difference.size)),
+            "num_images": int(difference.size)}
+
+
 def importance_sampled_nll(model, images, num_samples=5000, batch_size=100, seed=None,
                            max_decoder_batch=2000, verbose=1):
     """Importance-sampled negative log-likelihood `-log p(x)` in nats (module docstring).

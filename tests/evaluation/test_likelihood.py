@@ -131,3 +131,18 @@ def test_active_units_counts_dimensions_that_vary_with_the_input():
     np.testing.assert_allclose(result["activity"][0], np.var(images[:, 0], ddof=1), rtol=1e-5)
     with pytest.raises(ValueError, match="at least 2"):
         evaluation.active_units(Encoder(), images[:1])
+
+
+def test_paired_difference_by_hand():
+    earlier = [10.0, 12.0, 11.0, 13.0]
+    later = [9.0, 12.5, 10.0, 12.0]  # differences -1, +0.5, -1, -1
+    paired = evaluation.paired_difference(earlier, later)
+    # mean -0.625; sample std sqrt((3 * 0.375^2 + 1.125^2) / 3) = 0.75; s.e. 0.75 / sqrt(4)
+    assert paired["mean_difference"] == pytest.approx(-0.625)
+    assert paired["standard_error"] == pytest.approx(0.375)
+    assert paired["num_images"] == 4
+    # Paired, the shared spread between images cancels: a constant shift has no error at all.
+    shifted = evaluation.paired_difference(earlier, np.asarray(earlier) - 2.0)
+    assert shifted == {"mean_difference": -2.0, "standard_error": 0.0, "num_images": 4}
+    with pytest.raises(ValueError, match="same length"):
+        evaluation.paired_difference([1.0, 2.0], [1.0, 2.0, 3.0])

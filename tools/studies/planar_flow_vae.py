@@ -154,21 +154,17 @@ def _paired_differences(study, valid):
     """`study["paired"]`: for consecutive presets (and the last against the first), the mean of
     the per-image NLL differences (later minus earlier: negative = the later is better) and its
     standard error (the spread of the differences over the images / sqrt(N))."""
-    import numpy as np
+    from keras_crvae.evaluation import paired_difference
 
     done = [preset for preset in FLAGS.presets if preset in study["results"]]
     per_image = {preset: _per_image_nll(preset, valid, study["results"][preset]["valid_nll"]["mean"])
                  for preset in done}
     pairs = list(zip(done, done[1:])) + ([(done[0], done[-1])] if len(done) > 2 else [])
-    study["paired"] = []
-    for earlier, later in pairs:
-        difference = per_image[later] - per_image[earlier]
-        study["paired"].append({
-            "earlier": earlier, "later": later, "num_images": int(difference.size),
-            "mean_difference": float(np.mean(difference)),
-            "standard_error": float(np.std(difference, ddof=1) / np.sqrt(difference.size)),
-            "paper_difference": round(study["results"][later]["paper_nll"]
-                                      - study["results"][earlier]["paper_nll"], 2)})
+    study["paired"] = [
+        dict(earlier=earlier, later=later, **paired_difference(per_image[earlier], per_image[later]),
+             paper_difference=round(study["results"][later]["paper_nll"]
+                                    - study["results"][earlier]["paper_nll"], 2))
+        for earlier, later in pairs]
 
 
 def _table(study):
