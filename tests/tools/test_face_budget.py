@@ -60,3 +60,29 @@ def test_a_finished_pilot_is_skipped_and_a_stopped_one_resumes_first():
     assert ("| a | quarter (8/16) | preset | float32 | budget spent | 2 | 0.200 | 80.0 | "
             "80.0 (0.200) | 160.0 | 0.0100 |") in table
     assert table.count("\n| ") == 1 + 4  # the header and four pilots
+
+
+def test_merged_pilots_keeps_another_workers_rows():
+    # Two workers share one study file: worker 1 ran "half_b64_bf16", worker 2 wrote
+    # "half_b32_bf16" since worker 1 read the file; neither row may be lost, and worker 1's stale
+    # copy of a row it did not run must not overwrite the newer one on disk.
+    on_disk = {"half_b32_bf16": {"status": "budget spent"},
+               "quarter_b64_f32": {"status": "budget spent"}}
+    own = {"quarter_b64_f32": {"status": "stopped"}, "half_b64_bf16": {"status": "budget spent"}}
+    merged = face_budget.merged_pilots(on_disk, own, ran=["half_b64_bf16"])
+    assert merged == {"quarter_b64_f32": {"status": "budget spent"},
+                      "half_b64_bf16": {"status": "budget spent"},
+                      "half_b32_bf16": {"status": "budget spent"}}
+    assert list(merged) == ["quarter_b64_f32", "half_b64_bf16", "half_b32_bf16"]  # study order
+    assert list(face_budget.merged_pilots({}, {"zz": 1, "aa": 2}, ran=[])) == ["aa", "zz"]
+
+
+def test_pilots_flag_items_regrouped():
+    # absl's list flag splits `--pilots=a:width=half,batch=32,b:width=full` at every comma.
+    items = "a:width=half,batch=32,precision=bfloat16,b:width=full".split(",")
+    texts = face_budget.group_pilot_items(items)
+    assert texts == ["a:width=half,batch=32,precision=bfloat16", "b:width=full"]
+    assert face_budget.parse_pilot(texts[0]) == (
+        "a", {"width": "half", "batch": "32", "precision": "bfloat16"})
+    with pytest.raises(ValueError):  # a setting before any pilot name is still an error
+        face_budget.parse_pilot(face_budget.group_pilot_items(["batch=32"])[0])

@@ -16,7 +16,8 @@ docs/reproduction.md, 16/32 channels, are "half" here), `batch` (batch size), `p
 bfloat16, and any preset override (`epochs`, `lr_decay_every_epochs`, ...: the number of epochs
 sets the step decay's place; within the budget the curve shows FID after each scored epoch).
 
-The real study (about 4 machine-hours: 8 pilots of 0.5; in the background, after the Table 1 rows):
+The real study (about 3.5 machine-hours: 7 pilots of 0.5; in the background, after the Table 1
+rows; two queue workers may run different `--pilots` of it into the same files at once):
 
     python tools/studies/face_budget.py --budget_hours=0.5 --score_every=2 --threads=2 \\
         --output=docs/face_budget.json --markdown=docs/face_budget.md --output_dir=runs/face_budget
@@ -27,6 +28,7 @@ Smoke check of the whole driver (a couple of minutes; toy numbers, not results):
         --output=/tmp/face_budget_smoke/study.json --markdown=/tmp/face_budget_smoke/study.md
 """
 
+import fcntl
 import json
 import os
 import pathlib
@@ -45,7 +47,8 @@ DEFAULT_PILOTS = [
     "half_b64_f32:width=half,batch=64,precision=float32",
     "half_b64_bf16:width=half,batch=64,precision=bfloat16",
     "full_b64_bf16:width=full,batch=64,precision=bfloat16",
-    "full_b64_f32:width=full,batch=64,precision=float32",
+    # No full-width float32 pilot: bfloat16 keeps sample quality at quarter and half width
+    # (docs/face_budget.md), and half an hour of full-width float32 is ~2 epochs, too few to score.
     "half_b32_bf16:width=half,batch=32,precision=bfloat16",
     "half_b128_bf16:width=half,batch=128,precision=bfloat16",
 ]
@@ -79,6 +82,18 @@ def parse_pilot(text):
     return name, spec
 
 
+def group_pilot_items(items):
+    """`--pilots` as absl splits it (at every comma) -> one `NAME:KEY=VALUE,...` text per pilot: an
+    item with a `:` starts a pilot, the items after it are its further settings."""
+    texts = []
+    for item in items:
+        if ":" in item or not texts:
+            texts.append(item)
+        else:
+            texts[-1] += "," + item
+    return texts
+
+
 def pilot_settings(spec):
     """A pilot's spec as `train_scored_gan` arguments: the preset overrides with `batch_size` and
     `epochs` (None: the preset's)."""
@@ -107,12 +122,30 @@ def summarize(spec, result):
     return row
 
 
-def run_pilots(pilots, results, run_pilot, save):
+def read_pilots(path):
+    """The pilot rows of a study JSON (`{}` when there is none yet)."""
+    if not os.path.exists(path):
+        return {}
+    return json.loads(pathlib.Path(path).read_text()).get("pilots", {})
+
+
+def merged_pilots(on_disk, own, ran):
+    """The rows to write: those on disk (another call's, possibly newer than this call's copy)
+    with the rows of the pilots this call `ran` on top, in the order of DEFAULT_PILOTS (then any
+    other names alphabetically)."""
+    rows = {**on_disk, **{name: own[name] for name in ran if name in own}}
+    rows.update({name: row for name, row in own.items() if name not in rows})
+    order = [text.partition(":")[0] for text in DEFAULT_PILOTS]
+    return dict(sorted(rows.items(), key=lambda item: (
+        order.index(item[0]) if item[0] in order else len(order), item[0])))
+
+
+def run_pilots(pilots, results, run_pilot, save, ran=None):
     """Runs each pilot `(name, spec)` not finished in `results["pilots"]` with the same spec:
     `run_pilot(name, spec)` -> a `train_scored_gan` result; after each, its row (`summarize`) goes
-    into `results` and `save(results)` is called. Stops after a pilot that was stopped (SIGTERM or
-    the call's time budget): the next call resumes it. Returns the names run."""
-    ran = []
+    into `results`, its name into `ran`, and `save(results)` is called. Stops after a pilot that
+    was stopped (SIGTERM or the call's time budget): the next call resumes it. Returns `ran`."""
+    ran = [] if ran is None else ran
     for name, spec in pilots:
         done = results["pilots"].get(name)
         if done and done["spec"] == spec and done["status"] in FINISHED:
@@ -162,15 +195,15 @@ def main(argv):
         for key in ("num_faces", "num_held_out", "num_samples", "score_every"):
             setattr(FLAGS, key, SMOKE[key])
     try:
-        pilots = [parse_pilot(text) for text in (
-            FLAGS.pilots or (SMOKE["pilots"] if FLAGS.smoke else DEFAULT_PILOTS))]
+        texts = group_pilot_items(FLAGS.pilots or []) or (
+            SMOKE["pilots"] if FLAGS.smoke else DEFAULT_PILOTS)
+        pilots = [parse_pilot(text) for text in texts]
     except ValueError as error:
         raise app.UsageError(f"--pilots: {error}")
     budget_hours = SMOKE["budget_hours"] if FLAGS.smoke else FLAGS.budget_hours
     faces = face_run.load_faces()
     results = {"preset": FLAGS.preset, "budget_hours": budget_hours, "pilots": {}}
-    if os.path.exists(FLAGS.output):
-        results["pilots"] = json.loads(pathlib.Path(FLAGS.output).read_text()).get("pilots", {})
+    results["pilots"] = read_pilots(FLAGS.output)
     results.update(faces=f"{face_run.faces_name()}: first "
                          f"{len(faces) - FLAGS.num_held_out} trained on, "
                          f"last {FLAGS.num_held_out} held out", num_held_out=FLAGS.num_held_out,
@@ -192,10 +225,17 @@ def main(argv):
                                    run_eagerly=SMOKE["run_eagerly"] if FLAGS.smoke else False)
 
     def save(results):
-        write_json(results, FLAGS.output)
-        pathlib.Path(FLAGS.markdown).write_text(markdown_table(results))
+        # Two queue workers may run different pilots of one study into the same files: under a
+        # lock, re-read the rows the other wrote since and keep them beside this call's.
+        with open(FLAGS.output + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            results["pilots"] = merged_pilots(read_pilots(FLAGS.output), results["pilots"], ran)
+            write_json(results, FLAGS.output)
+            pathlib.Path(FLAGS.markdown).write_text(markdown_table(results))
 
-    run_pilots(pilots, results, run_pilot, save)
+    ran = []  # the pilots this call ran (`run_pilots` appends after each, before `save`)
+
+    run_pilots(pilots, results, run_pilot, save, ran=ran)
     print(markdown_table(results))
 
 
@@ -203,7 +243,7 @@ if __name__ == "__main__":
     face_run.define_flags()
     flags.DEFINE_enum("preset", "celeba_crvae_gan", ["celeba_crvae_gan", "celeba_vae_gan"],
                       "The preset every pilot trains.")
-    flags.DEFINE_list("pilots", None, "NAME:KEY=VALUE,... pilots (default: the 8 of the study).")
+    flags.DEFINE_list("pilots", None, "NAME:KEY=VALUE,... pilots (default: the 7 of the study).")
     flags.DEFINE_float("budget_hours", 0.5, "Machine-hours of training per pilot.")
     flags.DEFINE_string("output_dir", "runs/face_budget", "Run folders, one per pilot.")
     flags.DEFINE_string("output", "face_budget.json", "JSON results (rewritten after each pilot).")
