@@ -45,6 +45,10 @@ def test_train_writes_all_artifacts(trained_run):
     # An importance-sampled NLL can only tighten the single-sample bound on average (same images).
     assert metrics["active_units"]["num_latents"] == 4 * 4 * 16
     assert metrics["config"]["network"]["base_channels"] == 2
+    # The per-image NLLs behind the mean: one per scored image, averaging to metrics.json's NLL.
+    per_image = np.load(run / "nll_per_image.npy")
+    assert per_image.shape == (10,) and per_image.dtype == np.float32
+    assert abs(float(np.mean(per_image.astype(np.float64))) - metrics["nll"]["mean"]) < 1e-3
 
 
 def test_evaluate_and_sample_a_saved_model(trained_run):

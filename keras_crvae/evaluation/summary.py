@@ -12,7 +12,7 @@ def _say(message, verbose):
 
 
 def evaluate_model(model, images, nll_samples=1000, nll_images=None, batch_size=100, seed=0,
-                   verbose=1):
+                   verbose=1, per_image=False):
     """ELBO (k=1), importance-sampled NLL and active units of `model` on binarized `images`.
 
     Args:
@@ -24,10 +24,13 @@ def evaluate_model(model, images, nll_samples=1000, nll_images=None, batch_size=
             memory grows with it, not with the number of images.
         seed: int, default 0.
         verbose: int, default 1. Status lines and the NLL's progress.
+        per_image: bool, default False. Also return the per-image NLLs (for paired comparisons of
+            two models on the same images, `evaluation.paired_difference`).
 
     Returns:
         JSON-ready dict: `elbo`, `reconstruction`, `kl`, `nll` (`LikelihoodEstimate.to_dict()`)
-        and `active_units` (without the per-unit activity).
+        and `active_units` (without the per-unit activity); with `per_image`, also
+        `nll_per_image`, float64 array `(nll_images,)` (not JSON: pop it before writing).
     """
     nll_images = len(images) if nll_images is None else min(int(nll_images), len(images))
     _say(f"  ELBO (k=1) on {len(images)} images ...", verbose)
@@ -39,10 +42,13 @@ def evaluate_model(model, images, nll_samples=1000, nll_images=None, batch_size=
     )
     _say(f"  active units on {len(images)} images ...", verbose)
     units = active_units(model, images, batch_size=batch_size)
-    return {
+    summary = {
         "elbo": bound["elbo"].to_dict(),
         "reconstruction": bound["reconstruction"].to_dict(),
         "kl": bound["kl"].to_dict(),
         "nll": nll.to_dict(),
         "active_units": {key: value for key, value in units.items() if key != "activity"},
     }
+    if per_image:
+        summary["nll_per_image"] = nll.per_example
+    return summary

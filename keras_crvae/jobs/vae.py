@@ -7,6 +7,9 @@ Outputs in `output_dir`:
     reconstructions.png   evaluation images (odd rows) above their reconstructions (even rows)
     metrics.json          ELBO, importance-sampled NLL (with k and standard error), active units,
                           the training history, wall time and throughput
+    nll_per_image.npy     the NLL of each of the first `nll_images` evaluation images, float32
+                          `(nll_images,)`: two runs on the same images compare image by image
+                          (`keras_crvae.evaluation.paired_difference`)
     history.csv           per-epoch training metrics, one row per epoch (`callbacks.EpochHistory`)
     run.json              the preset and settings of the run (`keras_crvae.jobs.runs`)
     backup/               `keras.callbacks.BackupAndRestore` state: a killed or stopped run resumes
@@ -27,13 +30,16 @@ import dataclasses
 import os
 
 import keras
+import numpy as np
 
 from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import data as crvae_data
 from keras_crvae import presets
 from keras_crvae.evaluation.summary import evaluate_model
-from keras_crvae.io import save_image_grid
+from keras_crvae.io import atomic_path, save_image_grid
 from keras_crvae.jobs import base, job_for
+
+PER_IMAGE_NLL = "nll_per_image.npy"  # beside metrics.json: the NLL of each evaluation image
 
 
 class VAEJob(base.TrainingJob):
@@ -100,7 +106,10 @@ class VAEJob(base.TrainingJob):
         base.say(f"Evaluating on {len(self.eval_images)} statically binarized images of "
                  f"{self.eval_spec or 'eval_images'}:", self.verbose)
         metrics = evaluate_model(model, self.eval_images, nll_samples=self.nll_samples,
-                                 nll_images=self.nll_images, seed=self.seed, verbose=self.verbose)
+                                 nll_images=self.nll_images, seed=self.seed, verbose=self.verbose,
+                                 per_image=True)
+        with atomic_path(os.path.join(output_dir, PER_IMAGE_NLL)) as temporary:
+            np.save(temporary, metrics.pop("nll_per_image").astype(np.float32))
         metrics.update(self.training_facts(history, train_seconds))
         metrics.update({"replicas": int(self.strategy.num_replicas_in_sync),
                         "paper_nll": config.paper_nll})

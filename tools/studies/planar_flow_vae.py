@@ -17,7 +17,7 @@ resumes that one. Every model's `history.csv` has `train_hours` per epoch and `s
 stretches; the table's hours are their sum (machine hours of training, all stretches).
 Results: `OUTPUT_DIR/study.json` and `OUTPUT_DIR/study.md`, rewritten after every model; once all
 are scored, `--paired` (default) adds the per-image NLL differences of consecutive presets (and the
-last against the first) with their standard errors, from `PRESET/valid_nll_per_image.npy`
+last against the first) with their standard errors, from `PRESET/nll_per_image.npy`
 (rescored from `model.keras` with the job's noise when a run has none; rerunning the command on a
 finished study adds them).
 
@@ -62,10 +62,9 @@ flags.DEFINE_integer("threads", 0, "TensorFlow intra- and inter-op threads (0: T
                      "default).")
 flags.DEFINE_string("output_dir", "reproductions/studies/planar_flow", "Where study.json and study.md go.")
 flags.DEFINE_bool("paired", True, "Once every preset is scored: each model's per-image NLLs "
-                  "(PRESET/valid_nll_per_image.npy; rescored from model.keras with the job's seed "
-                  "and batch where a run has none) and the paired differences of consecutive "
+                  "(PRESET/nll_per_image.npy, written by the vae job; rescored from model.keras with "
+                  "the job's seed and batch for a run trained before the job wrote it) and the paired differences of consecutive "
                   "presets, image by image, in study.json / study.md.")
-PER_IMAGE = "valid_nll_per_image.npy"
 
 
 def _in_checkout(path):
@@ -123,13 +122,15 @@ def _train_and_score(preset, train, valid, minutes_left):
 
 def _per_image_nll(preset, valid, expected_mean):
     """The per-image NLLs of the trained `preset` on `valid`, float64 `(N,)`: from
-    `PRESET/valid_nll_per_image.npy`, else rescored from `PRESET/model.keras` exactly as the vae
+    `PRESET/nll_per_image.npy`, else rescored from `PRESET/model.keras` exactly as the vae
     job scored it (`evaluation.summary.evaluate_model`: k = `--nll_samples`, batch 100, noise seed
     `--seed`), checked against the job's mean and saved (float32)."""
     import numpy as np
 
-    path = os.path.join(FLAGS.output_dir, preset, PER_IMAGE)
-    if os.path.exists(path):
+    from keras_crvae.jobs.vae import PER_IMAGE_NLL
+
+    path = os.path.join(FLAGS.output_dir, preset, PER_IMAGE_NLL)
+    if os.path.exists(path) and len(np.load(path)) == len(valid):
         return np.load(path).astype(np.float64)
     import keras
 
