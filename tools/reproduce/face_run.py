@@ -24,11 +24,14 @@ precision, which no other preset of the shared `train` command uses.
 import json
 import os
 import pathlib
+import sys
 
 from absl import app, flags
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-FACES = ROOT.parent / "shared" / "data" / "celeba64_train.npz"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import checkout_paths  # noqa: E402  (tools/checkout_paths.py)
+
+FACES = checkout_paths.SHARED_DATA / "celeba64_train.npz"
 FLAGS = flags.FLAGS
 
 
@@ -56,7 +59,7 @@ def define_flags():
 def faces_name():
     """`--faces` relative to the checkout (e.g. ../shared/data/celeba64_train.npz): what the
     committed records say, so that they carry no machine's folders."""
-    return os.path.relpath(os.path.abspath(FLAGS.faces), ROOT)
+    return checkout_paths.in_checkout(FLAGS.faces)
 
 
 def load_faces():

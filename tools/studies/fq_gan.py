@@ -29,12 +29,16 @@ Smoke check of the command (minutes): `--budget_hours=0.0001 --epochs_per_checkp
 
 import json
 import os
+import pathlib
+import sys
 
 import numpy as np
 from absl import app, flags
 
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA = os.path.join(CHECKOUT, "..", "shared", "data")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import checkout_paths  # noqa: E402  (tools/checkout_paths.py)
+
+DATA = str(checkout_paths.SHARED_DATA)
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["dcgan=celeba_dcgan", "dcgan_fq=celeba_dcgan_fq",
                              "stylegan2=celeba_stylegan2", "stylegan2_fq=celeba_stylegan2_fq"],
@@ -88,7 +92,7 @@ def main(argv):
                                           precision=FLAGS.precision)
     reference = evaluation.feature_statistics(held_out, extractor, 50)
     results = {"budget_hours": FLAGS.budget_hours, "num_samples": FLAGS.num_samples,
-               "held_out": f"{os.path.relpath(os.path.abspath(FLAGS.faces), CHECKOUT)} "
+               "held_out": f"{checkout_paths.in_checkout(FLAGS.faces)} "
                            f"(last {len(held_out)} of {len(faces)}, never trained on)",
                "seed": FLAGS.seed,
                "overrides": FLAGS.set, "backend": keras.backend.backend(), "models": {}}

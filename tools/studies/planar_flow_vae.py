@@ -33,10 +33,14 @@ A smoke run (a minute or two): `python tools/studies/planar_flow_vae.py --steps=
 
 import json
 import os
+import pathlib
 import sys
 import time
 
 from absl import app, flags
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import checkout_paths  # noqa: E402  (tools/checkout_paths.py)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["mnist_planar_k0", "mnist_planar_k10", "mnist_planar_k40",
@@ -51,9 +55,7 @@ flags.DEFINE_enum("light_state_dtype", "float16", ["float16", "float32"], "Stora
                   "light state a stopped run writes (resume_weights.npz + resume.json, committable; "
                   "a machine without the run's backup/ resumes from it).")
 flags.DEFINE_integer("nll_samples", 1000, "Importance samples per image of the NLL.")
-CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# The shared data folder beside the checkout (../shared/data), as the other studies find it.
-DATA = os.path.join(CHECKOUT, "..", "shared", "data")
+DATA = str(checkout_paths.SHARED_DATA)
 flags.DEFINE_string("data", os.path.join(DATA, "binarized_mnist.npz"),
                     "binarized_mnist.npz (x_train / x_valid); 'embedded' or a missing file: the "
                     "package's embedded subset.")
@@ -67,12 +69,6 @@ flags.DEFINE_bool("paired", True, "Once every preset is scored: each model's per
                   "presets, image by image, in study.json / study.md.")
 
 
-def _in_checkout(path):
-    """`path` relative to the checkout (e.g. ../shared/data/...): what the committed study files
-    record, so that they carry no machine's folders."""
-    return os.path.relpath(os.path.abspath(path), CHECKOUT)
-
-
 def _data():
     """`(train, valid, description)`: float32 images `(N, 28, 28, 1)` in {0, 1} / [0, 1]."""
     from keras_crvae import data
@@ -80,7 +76,7 @@ def _data():
     if FLAGS.data != "embedded" and os.path.exists(FLAGS.data):
         train = data.load_npz_images(FLAGS.data + ":x_train")[:FLAGS.num_train]
         valid = data.load_npz_images(FLAGS.data + ":x_valid")[:FLAGS.num_valid]
-        return train, valid, (f"{_in_checkout(FLAGS.data)} x_train[:{len(train)}] (static binarization) / "
+        return train, valid, (f"{checkout_paths.in_checkout(FLAGS.data)} x_train[:{len(train)}] (static binarization) / "
                               f"x_valid[:{len(valid)}]")
     embedded = data.load_embedded_mnist()
     train = embedded["x_train"][:FLAGS.num_train]
@@ -102,7 +98,7 @@ def _train_and_score(preset, train, valid, minutes_left):
     metrics = train_vae(preset, train_images=train, eval_images=valid, output_dir=output_dir,
                         epochs=epochs, batch_size=FLAGS.batch_size, nll_samples=FLAGS.nll_samples,
                         nll_images=len(valid), seed=FLAGS.seed, verbose=2,
-                        data_spec=_in_checkout(FLAGS.data), stop_after_minutes=minutes_left,
+                        data_spec=checkout_paths.in_checkout(FLAGS.data), stop_after_minutes=minutes_left,
                         light_state_dtype=FLAGS.light_state_dtype)
     if metrics.get("stopped"):
         return None
@@ -214,7 +210,7 @@ def main(argv):
                                  f"--stop_after_minutes={FLAGS.stop_after_minutes:g}")
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     train, valid, description = _data()
-    study = {"command": " ".join([_in_checkout(sys.argv[0]), *sys.argv[1:]]),
+    study = {"command": " ".join([checkout_paths.in_checkout(sys.argv[0]), *sys.argv[1:]]),
              "data": description, "steps": FLAGS.steps,
              "batch_size": FLAGS.batch_size, "nll_samples": FLAGS.nll_samples,
              "num_valid": len(valid), "load_average": open("/proc/loadavg").read().split()[:3]
