@@ -162,6 +162,33 @@ def test_score_curves_read_each_run_in_epoch_order(tmp_path):
 
 
 @pytest.mark.portable
+def test_late_scores_keep_the_last_machine_hours_of_each_curve(tmp_path):
+    _write_curve(tmp_path / "a", [(2, 0.2, 300.0), (4, 0.4, 150.0), (6, 0.6, 170.0),
+                                  (8, 0.8, 120.0)])
+    _write_curve(tmp_path / "b", [(2, 0.5, 250.0)])
+    late = scored_gan.late_scores({"A": str(tmp_path / "a"), "B": str(tmp_path / "b")},
+                                  last_hours=0.25)
+    assert late["A"].tolist() == [170.0, 120.0]  # hours 0.6 and 0.8 are within 0.25 of 0.8
+    assert late["B"].tolist() == [250.0]
+
+
+@pytest.mark.portable
+def test_median_difference_and_its_bootstrap_interval():
+    # Constant runs: every resample has the same medians, so the interval is the point.
+    exact = scored_gan.median_difference([100.0, 100.0, 100.0], [80.0, 80.0])
+    assert exact == {"difference": -20.0, "low": -20.0, "high": -20.0, "num_earlier": 3,
+                     "num_later": 2}
+    # Medians 110 and 95 (by hand); the interval holds the point and lies within the
+    # extreme medians a resample can reach (min - max, max - min of the two sets).
+    earlier, later = [100.0, 110.0, 130.0], [90.0, 95.0, 140.0]
+    spread = scored_gan.median_difference(earlier, later, num_resamples=4000)
+    assert spread["difference"] == -15.0
+    assert -40.0 <= spread["low"] < -15.0 < spread["high"] <= 40.0
+    with pytest.raises(ValueError, match="at least one"):
+        scored_gan.median_difference([], [1.0])
+
+
+@pytest.mark.portable
 def test_plot_score_curves_draws_both_runs_on_one_axis(tmp_path):
     pytest.importorskip("matplotlib", reason="the plots extra (matplotlib) is not installed")
     _write_curve(tmp_path / "a", [(2, 0.2, 200.0), (4, 0.4, 150.0)])

@@ -442,3 +442,48 @@ def plot_score_curves(folders, path, metric="sample_fid", floor=None):
     axis.set_title(f"{label} on the held-out images", fontsize=9)
     axis.legend()
     return save_figure(plt, figure, path)
+
+
+def late_scores(folders, metric="sample_fid", last_hours=1.0):
+    """Each run's scores in the last `last_hours` machine-hours of its curve (the checkpoints a
+    comparison of "where the runs ended up" uses: a GAN's FID swings by tens between neighbouring
+    checkpoints, so one last checkpoint says little): `{name: float64 array}` in epoch order.
+
+    Args:
+        folders: dict, name -> run folder holding `scores.json`.
+        metric: one of `CURVE_METRICS`.
+        last_hours: float, the window: checkpoints at `machine_hours >= last - last_hours`.
+    """
+    late = {}
+    for name, (hours, values, _) in score_curves(folders, metric).items():
+        late[name] = values[hours >= hours[-1] - last_hours] if len(hours) else values
+    return late
+
+
+def median_difference(earlier, later, num_resamples=10000, confidence=0.95, seed=0):
+    """`median(later) - median(earlier)` with a bootstrap interval: the checkpoints of each run are
+    resampled with replacement, independently, `num_resamples` times (percentile interval).
+
+    The checkpoints are treated as draws from each run's late-training distribution of scores;
+    neighbouring checkpoints that are correlated make the interval too narrow, so it is a floor on
+    the uncertainty, and one seed per model leaves the seed-to-seed spread out of it.
+
+    Args:
+        earlier, later: 1-D arrays of scores (e.g. `late_scores(...)[name]`), at least one each.
+        num_resamples: int. confidence: float in (0, 1). seed: int.
+
+    Returns:
+        dict: `difference`, `low`, `high`, `num_earlier`, `num_later`.
+    """
+    earlier, later = (np.asarray(a, dtype=np.float64).ravel() for a in (earlier, later))
+    if not len(earlier) or not len(later):
+        raise ValueError("`earlier` and `later` need at least one score each.")
+    rng = np.random.default_rng(seed)
+    resampled = [np.median(rng.choice(a, size=(num_resamples, len(a)), replace=True), axis=1)
+                 for a in (earlier, later)]
+    differences = resampled[1] - resampled[0]
+    tail = (1.0 - confidence) / 2.0
+    return {"difference": float(np.median(later) - np.median(earlier)),
+            "low": float(np.quantile(differences, tail)),
+            "high": float(np.quantile(differences, 1.0 - tail)),
+            "num_earlier": len(earlier), "num_later": len(later)}

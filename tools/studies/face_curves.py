@@ -1,6 +1,8 @@
 """The comparison run's curves (issue 26): sample FID, held-out reconstruction FID and MSE against
 training machine-hours, every run on one axis, from the runs' `scores.json`
-(`keras_crvae.jobs.scored_gan.plot_score_curves`), and a markdown table of the points.
+(`keras_crvae.jobs.scored_gan.plot_score_curves`), and a markdown table of the points, headed by
+the late-scores table: each run's sample FID over its last `--late_hours` machine-hours (median,
+range) and the difference of medians from the first run with a bootstrap interval.
 
     python tools/studies/face_curves.py \\
         --runs=crVAE-GAN=reproductions/faces/celeba_crvae_gan,VAE-GAN=reproductions/faces/celeba_vae_gan \\
@@ -13,6 +15,7 @@ written. Runs still training can be plotted: the curves end at their last scored
 import os
 import pathlib
 
+import numpy as np
 from absl import app, flags
 
 FLAGS = flags.FLAGS
@@ -35,6 +38,32 @@ def curve_table(folders):
     return "\n".join(lines) + "\n"
 
 
+def late_table(folders, last_hours, metric="sample_fid"):
+    """Markdown: each run's `metric` over its last `last_hours` machine-hours (checkpoints, median,
+    range) and, for every run after the first, the difference of medians from the first with its
+    bootstrap interval (`scored_gan.median_difference`)."""
+    from keras_crvae.jobs import scored_gan
+
+    late = scored_gan.late_scores(folders, metric, last_hours)
+    names = list(folders)
+    label = metric.replace("_", " ").replace("fid", "FID").replace("mse", "MSE")
+    lines = [f"{label} over each run's last {last_hours:g} machine-hours of scores:", "",
+             f"| run | checkpoints | median | min | max | median - {names[0]}'s (95% bootstrap "
+             "interval over checkpoints) |", "|---|---|---|---|---|---|"]
+    for name in names:
+        values = late[name]
+        if not len(values):
+            lines.append(f"| {name} | 0 | - | - | - | - |")
+            continue
+        versus = "-"
+        if name != names[0] and len(late[names[0]]):
+            d = scored_gan.median_difference(late[names[0]], values)
+            versus = f"{d['difference']:+.1f} ({d['low']:+.1f} to {d['high']:+.1f})"
+        lines.append(f"| {name} | {len(values)} | {np.median(values):.1f} | {values.min():.1f} | "
+                     f"{values.max():.1f} | {versus} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv):
     del argv
     from keras_crvae.evaluation.two_stage_diagnostics import matplotlib_available
@@ -46,7 +75,7 @@ def main(argv):
         if not name or not path or not os.path.isdir(path):
             raise app.UsageError(f"--runs={item}: expected NAME=RUN_DIR with an existing RUN_DIR")
         folders[name] = path
-    table = curve_table(folders)
+    table = late_table(folders, FLAGS.late_hours) + "\n" + curve_table(folders)
     if FLAGS.markdown:
         pathlib.Path(FLAGS.markdown).write_text(table)
     else:
@@ -69,4 +98,6 @@ if __name__ == "__main__":
                         "without).")
     flags.DEFINE_string("markdown", None, "The table of every scored point (printed without).")
     flags.DEFINE_float("floor", None, "A real-vs-real FID drawn as a line on the FID figures.")
+    flags.DEFINE_float("late_hours", 1.0, "The window of the late-scores table: each run's "
+                       "checkpoints in its last N machine-hours.")
     app.run(main)
