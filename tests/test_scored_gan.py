@@ -170,6 +170,9 @@ def test_late_scores_keep_the_last_machine_hours_of_each_curve(tmp_path):
                                   last_hours=0.25)
     assert late["A"].tolist() == [170.0, 120.0]  # hours 0.6 and 0.8 are within 0.25 of 0.8
     assert late["B"].tolist() == [250.0]
+    # The same window on bare lists (the FQ-GAN study's curves): 0.5 and 0.9 are within 0.4 of 0.9.
+    assert scored_gan.late_window([0.1, 0.5, 0.9], [3.0, 2.0, 1.0], 0.4).tolist() == [2.0, 1.0]
+    assert scored_gan.late_window([], [], 1.0).tolist() == []
 
 
 @pytest.mark.portable

@@ -454,10 +454,15 @@ def late_scores(folders, metric="sample_fid", last_hours=1.0):
         metric: one of `CURVE_METRICS`.
         last_hours: float, the window: checkpoints at `machine_hours >= last - last_hours`.
     """
-    late = {}
-    for name, (hours, values, _) in score_curves(folders, metric).items():
-        late[name] = values[hours >= hours[-1] - last_hours] if len(hours) else values
-    return late
+    return {name: late_window(hours, values, last_hours)
+            for name, (hours, values, _) in score_curves(folders, metric).items()}
+
+
+def late_window(hours, values, last_hours):
+    """The `values` of a curve whose `hours` lie within `last_hours` of its last point (`hours` in
+    curve order, the last the latest); float64 array (empty for an empty curve)."""
+    hours, values = np.asarray(hours, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    return values[hours >= hours[-1] - last_hours] if len(hours) else values
 
 
 def median_difference(earlier, later, num_resamples=10000, confidence=0.95, seed=0):

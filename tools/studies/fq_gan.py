@@ -13,8 +13,11 @@ segment continues the last), until its summed `fit` seconds reach `--budget_hour
 overshoot the budget by one segment: the curve's hours say by how much). After every segment:
 FID of `--num_samples` prior samples against the held-out faces, with the library's Inception
 features (`evaluation.FIDInceptionV3`, `evaluation.feature_statistics`). `--output` is rewritten
-after every checkpoint: per model the (hours, epochs, FID) rows. One seed per model here (`--seed`);
-repeat with other seeds to say which is better.
+after every checkpoint: per model the (hours, epochs, FID) rows. At the end, `late` compares each
+addition with its base (X_fq with X, StyleGAN2 with DCGAN): the difference of their median FIDs
+over the last `--late_hours` of their curves, with a 95% bootstrap interval over those checkpoints
+(`keras_crvae.jobs.scored_gan.median_difference`: a floor on the uncertainty, since one seed per
+model (`--seed`) leaves the seed-to-seed spread out; other seeds say more).
 
 Long-run behaviour (`keras_crvae.jobs.longrun`): the hours are each model's machine hours of
 training, summed over every stretch of its run folder (`sessions.json`, which the gan job writes;
@@ -59,6 +62,8 @@ flags.DEFINE_multi_string("set", [], "KEY=VALUE preset overrides for every model
 flags.DEFINE_string("output_dir", "reproductions/studies/fq_gan", "Run folders, one per model.")
 flags.DEFINE_string("output", "fq_gan.json", "JSON results (rewritten as they come).")
 flags.DEFINE_integer("seed", 0, "Training and sampling seed.")
+flags.DEFINE_float("late_hours", 0.5, "At the study's end: each model's median FID over the last "
+                   "N machine-hours of its curve, compared with its base model's (bootstrap).")
 flags.DEFINE_float("stop_after_minutes", 0.0, "Stop at the first epoch end after this many "
                    "minutes of the study (0: no limit); rerun the same command to resume.")
 
@@ -137,6 +142,30 @@ def main(argv):
                          **{key: final[key] for key in ("fq_perplexity", "fq_usage") if key in final}})
             print(f"{name}: {seconds / 3600:.3f} h  FID {fid:.2f}", flush=True)
             write_json(results, FLAGS.output)
+    results["late"] = _late_comparisons(results["models"])
+    write_json(results, FLAGS.output)
+    for row in results["late"]:
+        print(f"{row['later']} - {row['earlier']}: median FID over the last {FLAGS.late_hours:g} h "
+              f"{row['difference']:+.1f} (95% bootstrap interval {row['low']:+.1f} to "
+              f"{row['high']:+.1f}; {row['num_earlier']} and {row['num_later']} checkpoints)")
+
+
+def _late_comparisons(curves):
+    """Each addition against its base at the study's end (X_fq against X; every other base model
+    against the first): the difference of their median FIDs over the last `--late_hours` of their
+    curves with a bootstrap interval over those checkpoints (`scored_gan.median_difference`)."""
+    from keras_crvae.jobs import scored_gan
+
+    names = [name for name in curves if curves[name]["curve"]]
+    bases = [name for name in names if not name.endswith("_fq")]
+    pairs = [(name, name + "_fq") for name in bases if name + "_fq" in names]
+    pairs += [(bases[0], name) for name in bases[1:]]
+    late = {name: scored_gan.late_window([r["hours"] for r in curves[name]["curve"]],
+                                         [r["fid"] for r in curves[name]["curve"]],
+                                         FLAGS.late_hours) for name in names}
+    return [{"earlier": earlier, "later": later, "late_hours": FLAGS.late_hours,
+             **scored_gan.median_difference(late[earlier], late[later])}
+            for earlier, later in pairs]
 
 
 def _trained_epochs(output_dir):
