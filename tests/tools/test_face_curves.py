@@ -44,3 +44,36 @@ def test_late_table_compares_medians_of_the_last_hours(tmp_path):
         "| crVAE-GAN | 2 | 160.0 | 150.0 | 170.0 | - |",
         "| VAE-GAN | 2 | 140.0 | 140.0 | 140.0 | -20.0 (-30.0 to -10.0) |",
         "| none | 0 | - | - | - | - |"]
+
+
+def test_grids_selected_every_hours_and_the_progress_strip(tmp_path):
+    assert face_curves.selected_checkpoints([0.2, 0.5, 0.9, 1.1, 1.6, 2.3], 1.0) == [3, 5]
+    assert face_curves.selected_checkpoints([0.2, 0.4], 1.0) == [1]  # the last only
+    assert face_curves.selected_checkpoints([], 1.0) == []
+    import numpy as np
+    from PIL import Image
+
+    from keras_crvae.io import save_image_grid
+
+    folder = tmp_path / "run"
+    for epoch, hours, shade in ((1, 0.6, 0.2), (2, 1.2, 0.8)):
+        # 64 uniform tiles of one grey per checkpoint, the first row's as the job draws them.
+        images = np.full((64, 64, 64, 3), shade, dtype="float32")
+        save_image_grid(images, str(folder / "grids" / f"samples_epoch{epoch}.png"))
+        scored_gan.record_score(str(folder), {
+            "epoch": epoch, "machine_hours": hours, "sample_fid": 100.0 / epoch,
+            "reconstruction_fid": 1.0, "reconstruction_mse": 0.1,
+            "samples_png": f"grids/samples_epoch{epoch}.png",
+            "reconstructions_png": f"grids/reconstructions_epoch{epoch}.png"})
+    table = face_curves.copy_grids({"crVAE-GAN": str(folder)}, str(tmp_path / "docs"), 1.0)
+    assert table.splitlines()[-1] == ("| crVAE-GAN | 2 | 1.20 | 50.0 | [samples](crVAE-GAN/"
+                                      "samples_epoch2.png) | (not on this machine) |")
+    assert (tmp_path / "docs" / "crVAE-GAN" / "samples_epoch2.png").exists()
+    assert not (tmp_path / "docs" / "crVAE-GAN" / "samples_epoch1.png").exists()
+    strip = np.asarray(Image.open(tmp_path / "docs" / "crVAE-GAN" / "progress.png"))
+    # Two rows of 8 native-size tiles (64 pixels + the 2 of padding below), the first checkpoint
+    # on top.
+    assert strip.shape == (2 * 66, 8 * 66 + 2, 3)
+    assert strip[32, 2 + 32, 0] == round(0.2 * 255) and strip[66 + 32, 2 + 32, 0] == round(
+        0.8 * 255)
+    assert strip[65, 2 + 32, 0] == 255  # the white padding between the rows

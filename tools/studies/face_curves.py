@@ -2,7 +2,9 @@
 training machine-hours, every run on one axis, from the runs' `scores.json`
 (`keras_crvae.jobs.scored_gan.plot_score_curves`), and a markdown table of the points, headed by
 the late-scores table: each run's sample FID over its last `--late_hours` machine-hours (median,
-range) and the difference of medians from the first run with a bootstrap interval.
+range) and the difference of medians from the first run with a bootstrap interval. With
+`--grid_dir=docs/images/faces`, a selection of each run's grids (every `--grids_every_hours` and
+the last) and a progress strip of every checkpoint go there, listed in the markdown.
 
     python tools/studies/face_curves.py \\
         --runs=crVAE-GAN=reproductions/faces/celeba_crvae_gan,VAE-GAN=reproductions/faces/celeba_vae_gan \\
@@ -64,6 +66,83 @@ def late_table(folders, last_hours, metric="sample_fid"):
     return "\n".join(lines) + "\n"
 
 
+def selected_checkpoints(hours, every_hours):
+    """Indices of the checkpoints whose grids go into the docs: for every multiple of
+    `every_hours`, the first checkpoint at or past it, and the last one (`hours` ascending)."""
+    if not len(hours):
+        return []
+    chosen = {len(hours) - 1}
+    mark = every_hours
+    while mark <= hours[-1]:
+        chosen.add(next(i for i, h in enumerate(hours) if h >= mark))
+        mark += every_hours
+    return sorted(chosen)
+
+
+def _entries(folder):
+    from keras_crvae.jobs import runs, scored_gan
+
+    entries = runs.read_json_list(os.path.join(folder, scored_gan.SCORES))
+    return sorted(entries, key=lambda e: e["epoch"])
+
+
+def copy_grids(folders, grid_dir, every_hours):
+    """Copies each run's sample and reconstruction grids of `selected_checkpoints` into
+    `grid_dir/RUN/` (the run folders keep every checkpoint's grids on the machine, uncommitted)
+    and writes `grid_dir/RUN/progress.png` (`progress_strip`); returns the markdown listing them."""
+    import shutil
+
+    lines = [f"Grids every {every_hours:g} machine-hours and at the last checkpoint (samples: the "
+             "same latents every time; reconstructions: held-out faces, each row of 8 above its "
+             "reconstructions); `progress.png`: the first 8 samples of every checkpoint, one row "
+             "each, top to bottom.", "", "| run | epoch | machine-hours | sample FID | samples | "
+             "reconstructions |", "|---|---|---|---|---|---|"]
+    for name, folder in folders.items():
+        entries = _entries(folder)
+        target = os.path.join(grid_dir, _slug(name))
+        os.makedirs(target, exist_ok=True)
+        for index in selected_checkpoints([e["machine_hours"] for e in entries], every_hours):
+            entry, links = entries[index], []
+            for key in ("samples_png", "reconstructions_png"):
+                source = os.path.join(folder, entry[key])
+                if os.path.exists(source):
+                    shutil.copyfile(source, os.path.join(target, os.path.basename(source)))
+                    links.append(f"[{key.split('_')[0]}]({_slug(name)}/"
+                                 f"{os.path.basename(source)})")
+                else:
+                    links.append("(not on this machine)")
+            lines.append(f"| {name} | {entry['epoch']} | {entry['machine_hours']:.2f} | "
+                         f"{entry['sample_fid']:.1f} | {links[0]} | {links[1]} |")
+        progress_strip(folder, entries, os.path.join(target, "progress.png"))
+    return "\n".join(lines) + "\n"
+
+
+def progress_strip(folder, entries, path, tile=64, padding=2):
+    """The first row (8 samples of fixed latents) of every checkpoint's sample grid, at the
+    images' own size, stacked top to bottom in epoch order: one PNG of the whole run (the grids
+    are `keras_crvae.io.save_image_grid` PNGs, upscaled twice). Returns the rows drawn."""
+    from PIL import Image
+
+    rows = []
+    for entry in entries:
+        source = os.path.join(folder, entry["samples_png"])
+        if not os.path.exists(source):
+            continue
+        grid = np.asarray(Image.open(source).convert("RGB"))
+        scale = max(1, round(grid.shape[1] / (8 * (tile + padding) + padding)))
+        rows.append(grid[::scale, ::scale][padding:padding + tile + padding])
+    if rows:
+        from keras_crvae.io import atomic_path
+
+        with atomic_path(path) as temporary:
+            Image.fromarray(np.concatenate(rows)).save(temporary, format="PNG")
+    return len(rows)
+
+
+def _slug(name):
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
 def main(argv):
     del argv
     from keras_crvae.evaluation.two_stage_diagnostics import matplotlib_available
@@ -76,6 +155,8 @@ def main(argv):
             raise app.UsageError(f"--runs={item}: expected NAME=RUN_DIR with an existing RUN_DIR")
         folders[name] = path
     table = late_table(folders, FLAGS.late_hours) + "\n" + curve_table(folders)
+    if FLAGS.grid_dir:
+        table += "\n" + copy_grids(folders, FLAGS.grid_dir, FLAGS.grids_every_hours)
     if FLAGS.markdown:
         pathlib.Path(FLAGS.markdown).write_text(table)
     else:
@@ -98,6 +179,10 @@ if __name__ == "__main__":
                         "without).")
     flags.DEFINE_string("markdown", None, "The table of every scored point (printed without).")
     flags.DEFINE_float("floor", None, "A real-vs-real FID drawn as a line on the FID figures.")
+    flags.DEFINE_string("grid_dir", None, "Where a selection of each run's grids is copied "
+                        "(GRID_DIR/RUN/; none without): every --grids_every_hours and the last, "
+                        "plus progress.png (8 samples of every checkpoint).")
+    flags.DEFINE_float("grids_every_hours", 1.0, "Machine-hours between the grids copied.")
     flags.DEFINE_float("late_hours", 1.0, "The window of the late-scores table: each run's "
                        "checkpoints in its last N machine-hours.")
     app.run(main)
