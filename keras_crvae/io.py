@@ -139,6 +139,14 @@ def float16_if_representable(array):
     return array.astype(np.float16)
 
 
+def save_npy(array, path):
+    """Saves one array to a `.npy` file at `path` atomically (a crash mid-write keeps the previous
+    file); returns `path`."""
+    with atomic_path(path) as temporary:
+        np.save(temporary, np.asarray(array))
+    return path
+
+
 def save_weights_npz(model, path, dtype="float32"):
     """`model.get_weights()` (the model's variables, without the optimizer's) to a compressed npz
     (`arr_0`, `arr_1`, ... in `model.weights` order).

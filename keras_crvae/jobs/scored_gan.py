@@ -399,6 +399,12 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
 CURVE_METRICS = ("sample_fid", "reconstruction_fid", "reconstruction_mse")
 
 
+def score_entries(folder):
+    """The scored checkpoints of a run folder (`scores.json`, which `record_score` keeps in epoch
+    order): a list of dicts, [] before the first score."""
+    return runs.read_json_list(os.path.join(folder, SCORES))
+
+
 def score_curves(folders, metric="sample_fid"):
     """The curves of scored runs: `{name: (machine_hours, values, epochs)}` (NumPy arrays in
     epoch order) from each run folder's `scores.json` (a run without scores yet has empty arrays).
@@ -411,7 +417,7 @@ def score_curves(folders, metric="sample_fid"):
         raise ValueError(f"`metric` must be one of {CURVE_METRICS}, got {metric!r}.")
     curves = {}
     for name, folder in folders.items():
-        entries = runs.read_json_list(os.path.join(folder, SCORES))
+        entries = score_entries(folder)
         curves[name] = tuple(np.array([e[key] for e in entries], dtype=dtype) for key, dtype in (
             ("machine_hours", "float64"), (metric, "float64"), ("epoch", "int64")))
     return curves

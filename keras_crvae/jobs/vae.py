@@ -36,7 +36,7 @@ from keras_crvae import callbacks as crvae_callbacks
 from keras_crvae import data as crvae_data
 from keras_crvae import presets
 from keras_crvae.evaluation.summary import evaluate_model
-from keras_crvae.io import atomic_path, save_image_grid
+from keras_crvae.io import save_image_grid, save_npy
 from keras_crvae.jobs import base, job_for
 
 PER_IMAGE_NLL = "nll_per_image.npy"  # beside metrics.json: the NLL of each evaluation image
@@ -108,8 +108,8 @@ class VAEJob(base.TrainingJob):
         metrics = evaluate_model(model, self.eval_images, nll_samples=self.nll_samples,
                                  nll_images=self.nll_images, seed=self.seed, verbose=self.verbose,
                                  per_image=True)
-        with atomic_path(os.path.join(output_dir, PER_IMAGE_NLL)) as temporary:
-            np.save(temporary, metrics.pop("nll_per_image").astype(np.float32))
+        save_npy(metrics.pop("nll_per_image").astype(np.float32),
+                 os.path.join(output_dir, PER_IMAGE_NLL))
         metrics.update(self.training_facts(history, train_seconds))
         metrics.update({"replicas": int(self.strategy.num_replicas_in_sync),
                         "paper_nll": config.paper_nll})

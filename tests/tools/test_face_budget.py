@@ -45,7 +45,7 @@ def test_a_finished_pilot_is_skipped_and_a_stopped_one_resumes_first():
         calls.append(name)
         return outcomes[name]
 
-    ran = face_budget.run_pilots(pilots, results, run_pilot, lambda r: saved.append(len(r)))
+    ran = face_budget.run_pilots(pilots, results, run_pilot, lambda r, ran: saved.append(len(r)))
     assert ran == calls == ["b", "c"]  # a skipped; d waits until c, stopped, has resumed
     assert len(saved) == 2
     row = results["pilots"]["b"]
@@ -54,7 +54,7 @@ def test_a_finished_pilot_is_skipped_and_a_stopped_one_resumes_first():
     assert results["pilots"]["c"]["status"] == "stopped"
     outcomes.update(c=_result("budget spent", [75.0, 72.0]), d=_result("trained", [99.0]))
     calls.clear()
-    assert face_budget.run_pilots(pilots, results, run_pilot, lambda r: None) == ["c", "d"]
+    assert face_budget.run_pilots(pilots, results, run_pilot, lambda r, ran: None) == ["c", "d"]
     results.update(budget_hours=0.5, num_samples=1000, num_held_out=1000, features="toy")
     table = face_budget.markdown_table(results)
     assert ("| a | quarter (8/16) | preset | float32 | budget spent | 2 | 0.200 | 80.0 | "

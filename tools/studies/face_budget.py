@@ -140,12 +140,13 @@ def merged_pilots(on_disk, own, ran):
         order.index(item[0]) if item[0] in order else len(order), item[0])))
 
 
-def run_pilots(pilots, results, run_pilot, save, ran=None):
+def run_pilots(pilots, results, run_pilot, save):
     """Runs each pilot `(name, spec)` not finished in `results["pilots"]` with the same spec:
     `run_pilot(name, spec)` -> a `train_scored_gan` result; after each, its row (`summarize`) goes
-    into `results`, its name into `ran`, and `save(results)` is called. Stops after a pilot that
-    was stopped (SIGTERM or the call's time budget): the next call resumes it. Returns `ran`."""
-    ran = [] if ran is None else ran
+    into `results` and `save(results, ran)` is called with the names run so far. Stops after a
+    pilot that was stopped (SIGTERM or the call's time budget): the next call resumes it. Returns
+    the names run."""
+    ran = []
     for name, spec in pilots:
         done = results["pilots"].get(name)
         if done and done["spec"] == spec and done["status"] in FINISHED:
@@ -154,7 +155,7 @@ def run_pilots(pilots, results, run_pilot, save, ran=None):
         result = run_pilot(name, spec)
         results["pilots"][name] = summarize(spec, result)
         ran.append(name)
-        save(results)
+        save(results, ran)
         if result["status"] not in FINISHED:
             print(f"{name}: stopped ({result['status']}); run the same command to resume",
                   flush=True)
@@ -224,7 +225,7 @@ def main(argv):
                                    feature_extractor=extractor[0],
                                    run_eagerly=SMOKE["run_eagerly"] if FLAGS.smoke else False)
 
-    def save(results):
+    def save(results, ran):
         # Two queue workers may run different pilots of one study into the same files: under a
         # lock, re-read the rows the other wrote since and keep them beside this call's.
         with open(FLAGS.output + ".lock", "a") as lock:
@@ -233,9 +234,7 @@ def main(argv):
             write_json(results, FLAGS.output)
             pathlib.Path(FLAGS.markdown).write_text(markdown_table(results))
 
-    ran = []  # the pilots this call ran (`run_pilots` appends after each, before `save`)
-
-    run_pilots(pilots, results, run_pilot, save, ran=ran)
+    run_pilots(pilots, results, run_pilot, save)
     print(markdown_table(results))
 
 

@@ -79,18 +79,13 @@ def selected_checkpoints(hours, every_hours):
     return sorted(chosen)
 
 
-def _entries(folder):
-    from keras_crvae.jobs import runs, scored_gan
-
-    entries = runs.read_json_list(os.path.join(folder, scored_gan.SCORES))
-    return sorted(entries, key=lambda e: e["epoch"])
-
-
 def copy_grids(folders, grid_dir, every_hours):
     """Copies each run's sample and reconstruction grids of `selected_checkpoints` into
     `grid_dir/RUN/` (the run folders keep every checkpoint's grids on the machine, uncommitted)
     and writes `grid_dir/RUN/progress.png` (`progress_strip`); returns the markdown listing them."""
     import shutil
+
+    from keras_crvae.jobs import scored_gan
 
     lines = [f"Grids every {every_hours:g} machine-hours and at the last checkpoint (samples: the "
              "same latents every time; reconstructions: held-out faces, each row of 8 above its "
@@ -98,7 +93,7 @@ def copy_grids(folders, grid_dir, every_hours):
              "each, top to bottom.", "", "| run | epoch | machine-hours | sample FID | samples | "
              "reconstructions |", "|---|---|---|---|---|---|"]
     for name, folder in folders.items():
-        entries = _entries(folder)
+        entries = scored_gan.score_entries(folder)
         target = os.path.join(grid_dir, _slug(name))
         os.makedirs(target, exist_ok=True)
         for index in selected_checkpoints([e["machine_hours"] for e in entries], every_hours):

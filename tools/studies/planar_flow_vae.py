@@ -126,11 +126,13 @@ def _per_image_nll(preset, valid, expected_mean):
     from keras_crvae.jobs.vae import PER_IMAGE_NLL
 
     path = os.path.join(FLAGS.output_dir, preset, PER_IMAGE_NLL)
-    if os.path.exists(path) and len(np.load(path)) == len(valid):
-        return np.load(path).astype(np.float64)
+    saved = np.load(path) if os.path.exists(path) else None
+    if saved is not None and len(saved) == len(valid):
+        return saved.astype(np.float64)
     import keras
 
     from keras_crvae.evaluation import importance_sampled_nll
+    from keras_crvae.io import save_npy
 
     print(f"{preset}: rescoring {len(valid)} images x k={FLAGS.nll_samples} for the paired "
           "differences ...", flush=True)
@@ -141,9 +143,7 @@ def _per_image_nll(preset, valid, expected_mean):
     if abs(float(np.mean(per_image)) - expected_mean) > 1e-3:
         print(f"{preset}: warning: the rescored mean {np.mean(per_image):.4f} differs from the "
               f"job's {expected_mean:.4f}", flush=True)
-    temporary = path + ".partial.npy"
-    np.save(temporary, per_image.astype(np.float32))
-    os.replace(temporary, path)
+    save_npy(per_image.astype(np.float32), path)
     return per_image
 
 
