@@ -43,6 +43,8 @@ flags.DEFINE_enum("dataset", "celeba", ["celeba", "birds", "lsun"],
 flags.DEFINE_string("data_dir", None, "TFDS data directory holding the prepared dataset.")
 flags.DEFINE_string("image_dir", None, "A folder of image files (searched recursively).")
 flags.DEFINE_string("npz", None, "An .npz of images: 'PATH' (key 'x') or 'PATH:KEY'.")
+flags.DEFINE_integer("num_images", None, "With --npz: use only its first N images (e.g. 8500: the "
+                     "training faces of celeba64_train.npz, whose last 1000 are held out).")
 flags.DEFINE_string("output_dir", "celeba_run", "Where checkpoints, grids and the model go.")
 flags.DEFINE_integer("epochs", None, "Epochs (default: the preset's 150).")
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass over the data).")
@@ -83,13 +85,23 @@ def main(argv):
                 overrides[key] = getattr(FLAGS, name)
         if FLAGS.stage == "2":
             overrides["stage1_model"] = FLAGS.stage1_model
+        npz, arrays, data_spec = FLAGS.npz, None, FLAGS.npz or FLAGS.image_dir or FLAGS.data_dir
+        if FLAGS.num_images is not None:
+            if FLAGS.npz is None or FLAGS.num_images < 1:
+                raise ValueError(f"--num_images={FLAGS.num_images}: expected a positive number "
+                                 "of images, with --npz")
+            from keras_crvae.io import read_npz_array, split_npz_spec
+
+            path, key = split_npz_spec(FLAGS.npz)
+            arrays = read_npz_array(path, key, preferred_keys=("x",))[0][:FLAGS.num_images]
+            npz, data_spec = None, f"{FLAGS.npz} (its first {len(arrays)} images)"
         metrics = train_gan(
-            preset, npz=FLAGS.npz, image_dir=FLAGS.image_dir,
+            preset, npz=npz, arrays=arrays, image_dir=FLAGS.image_dir,
             tfds_name=TFDS_NAMES[FLAGS.dataset] if FLAGS.data_dir else None,
             data_dir=FLAGS.data_dir, output_dir=FLAGS.output_dir, epochs=FLAGS.epochs,
             steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
             resume=FLAGS.resume, strategy=strategy, seed=FLAGS.seed,
-            data_spec=FLAGS.npz or FLAGS.image_dir or FLAGS.data_dir, **overrides)
+            data_spec=data_spec, **overrides)
     except (ValueError, KeyError, FileNotFoundError) as error:  # bad input: one line, status 2
         print(f"train_celeba.py: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -99,15 +99,25 @@ def test_train_gan_rejects_bad_arguments(tmp_path):
 @pytest.mark.skipif(not os.path.exists(FACES), reason="../shared/data/celeba64_subset.npz is absent")
 def test_example_trains_on_real_faces(tmp_path):
     output_dir = tmp_path / "celeba"
+    # --num_images=24: one pass of the first 24 faces is 3 steps of 8.
     command = [sys.executable, os.path.join(ROOT, "examples", "train_celeba.py"), f"--npz={FACES}",
-               "--model=vae_gan", "--epochs=1", "--steps_per_epoch=2", "--batch_size=8",
+               "--num_images=24", "--model=vae_gan", "--epochs=1", "--batch_size=8",
                "--base_channels=4", "--discriminator_channels=8", f"--output_dir={output_dir}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (output_dir / "model.keras").exists() and (output_dir / "samples.png").exists()
     metrics = json.loads((output_dir / "metrics.json").read_text())
-    assert metrics["preset"] == "celeba_vae_gan" and metrics["steps_per_epoch"] == 2
+    assert metrics["preset"] == "celeba_vae_gan" and metrics["steps_per_epoch"] == 3
+    run = json.loads((output_dir / "run.json").read_text())
+    assert run["data"] == f"{FACES} (its first 24 images)"
+    # --num_images needs --npz's array: a user error, one line, status 2.
+    result = subprocess.run(command[:2] + [f"--image_dir={tmp_path}", "--num_images=24"],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        "train_celeba.py: error: --num_images=24: expected a positive number of images, with "
+        "--npz")
 
 
 def test_gan_models_export_for_serving_like_every_model(tmp_path):

@@ -108,6 +108,37 @@ def held_out_statistics(folder, images, extractor, batch_size=50):
     return mean, covariance
 
 
+def measure(model, held_out, reference, extractor, num_samples=1000, seed=0, batch_size=50):
+    """The scores of a checkpoint (module docstring): the sample FID of `num_samples` prior samples
+    (`evaluation.sample_batches` with `seed`: the same latents for any weights of one model), the
+    reconstruction FID of the held-out images' reconstructions, and their MSE per pixel.
+
+    Args:
+        model: a GAN with an encoder (`sample`, `reconstruct`), e.g. a VAE-GAN / crVAE-GAN.
+        held_out: float32 array `(N, H, W, C)` in [-1, 1].
+        reference: `(mean, covariance)` of the held-out images' features (`held_out_statistics`).
+        extractor: the feature network that made `reference`.
+        num_samples, seed, batch_size: int.
+
+    Returns:
+        `(scores, samples, reconstructions)`: the dict `{"sample_fid", "reconstruction_fid",
+        "reconstruction_mse"}` (floats), the samples `(num_samples, H, W, C)` and the
+        reconstructions `(N, H, W, C)` (float32 in [-1, 1]).
+    """
+    samples = np.concatenate([batch.astype("float32") for batch in evaluation.sample_batches(
+        model, num_samples, batch_size=batch_size, seed=seed)])
+    reconstructions = np.concatenate([np.asarray(keras.ops.convert_to_numpy(model.reconstruct(
+        held_out[i:i + batch_size])), dtype="float32") for i in range(0, len(held_out), batch_size)])
+
+    def distance(images):
+        return float(evaluation.frechet_distance(
+            *evaluation.feature_statistics(images, extractor, batch_size), *reference))
+
+    scores = {"sample_fid": distance(samples), "reconstruction_fid": distance(reconstructions),
+              "reconstruction_mse": float(np.mean((reconstructions - held_out) ** 2))}
+    return scores, samples, reconstructions
+
+
 def record_score(folder, entry):
     """Puts `entry` (a dict with `epoch`) into `folder/scores.json` atomically, replacing an entry
     of the same epoch (a rescore never duplicates a point of the curve); returns the list."""
@@ -234,20 +265,13 @@ class CheckpointScores(keras.callbacks.Callback):
                 or (self.budget_hours and hours >= self.budget_hours)):
             self.score(epochs_done)
 
-    def _predict(self, function, inputs):
-        return np.concatenate([np.asarray(keras.ops.convert_to_numpy(function(
-            inputs[i:i + self.batch_size])), dtype="float32")
-            for i in range(0, len(inputs), self.batch_size)])
-
     def score(self, epochs_done):
         """Scores the current weights as those after `epochs_done` epochs; returns the entry."""
         started = time.time()
         model = self.model
-        samples = np.concatenate([batch.astype("float32") for batch in evaluation.sample_batches(
-            model, self.num_samples, batch_size=self.batch_size, seed=self.seed)])
-        reconstructions = self._predict(model.reconstruct, self.held_out)
-        statistics = lambda images: evaluation.feature_statistics(images, self.extractor,
-                                                                  self.batch_size)
+        measured, samples, _ = measure(model, self.held_out, self.reference, self.extractor,
+                                       num_samples=self.num_samples, seed=self.seed,
+                                       batch_size=self.batch_size)
         grids = os.path.join(self.folder, GRIDS_DIR)
         os.makedirs(grids, exist_ok=True)
         samples_png = os.path.join(GRIDS_DIR, f"samples_epoch{epochs_done}.png")
@@ -257,16 +281,12 @@ class CheckpointScores(keras.callbacks.Callback):
                                       os.path.join(self.folder, reconstructions_png))
         with atomic_path(os.path.join(self.folder, SCORED_WEIGHTS)) as temporary:
             model.save_weights(temporary)
-        sessions = runs.read_json_list(os.path.join(self.folder, longrun.SESSIONS))
         entry = {
             "epoch": int(epochs_done),
             "machine_hours": round(self.stretches.machine_hours(), 5),
-            "train_hours": round(sum(float(r["train_seconds"]) for r in sessions) / 3600, 5),
-            "sample_fid": float(evaluation.frechet_distance(*statistics(samples),
-                                                            *self.reference)),
-            "reconstruction_fid": float(evaluation.frechet_distance(*statistics(reconstructions),
-                                                                    *self.reference)),
-            "reconstruction_mse": float(np.mean((reconstructions - self.held_out) ** 2)),
+            "train_hours": round(sum(float(r["train_seconds"]) for r in runs.read_json_list(
+                os.path.join(self.folder, longrun.SESSIONS))) / 3600, 5),
+            **measured,
             "num_samples": self.num_samples, "num_held_out": int(len(self.held_out)),
             "samples_png": samples_png, "reconstructions_png": reconstructions_png,
             "score_seconds": round(time.time() - started, 1),

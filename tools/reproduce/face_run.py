@@ -56,10 +56,12 @@ def define_flags():
                               "base_channels=16, ...).")
 
 
-def faces_name():
-    """`--faces` relative to the checkout (e.g. ../shared/data/celeba64_train.npz): what the
-    committed records say, so that they carry no machine's folders."""
-    return checkout_paths.in_checkout(FLAGS.faces)
+def data_spec(faces_path, num_faces, num_held_out):
+    """What a face run's run.json says of its data (`train_scored_gan`'s `data_spec`): the faces
+    file relative to the checkout (so committed records carry no machine's folders), how many
+    faces were used and how many of the last were held out."""
+    return (f"{checkout_paths.in_checkout(faces_path)} (first {num_faces} faces, last "
+            f"{num_held_out} held out)")
 
 
 def load_faces():
@@ -79,14 +81,13 @@ def scored_run(preset, output_dir, faces, budget_hours, overrides, **kwargs):
     """`train_scored_gan` with the flags' settings; returns its result."""
     from keras_crvae.jobs.scored_gan import train_scored_gan
 
-    held = f"last {FLAGS.num_held_out} held out"
     return train_scored_gan(
         preset, faces, num_held_out=FLAGS.num_held_out, output_dir=output_dir,
         score_every=FLAGS.score_every, num_samples=FLAGS.num_samples, budget_hours=budget_hours,
         stop_after_minutes=FLAGS.stop_after_minutes, threads=FLAGS.threads,
         fid_weights=FLAGS.fid_weights, fid_precision=FLAGS.fid_precision, seed=FLAGS.seed,
         steps_per_epoch=FLAGS.steps_per_epoch,
-        data_spec=f"{faces_name()} (first {len(faces)} faces, {held})", **overrides, **kwargs)
+        data_spec=data_spec(FLAGS.faces, len(faces), FLAGS.num_held_out), **overrides, **kwargs)
 
 
 def main(argv):

@@ -20,6 +20,10 @@ Every number is the mean squared error over the missing pixels only (images in [
 faces, with its standard error; `wins` is the fraction of faces where the optimised completion has a
 lower error than the baseline. Random-block masks are drawn with `--seed`. The figure shows 8 faces:
 original, masked input, encoder-only, optimised completion (blend), training mean (blend).
+
+The JSON is written after every row (model and mask); the same command run again skips the rows
+already in `--output` with the same settings, so a stopped run resumes. Under the long-run queue
+(tools/reproduce/run_queue.py) it starts no row after the queue's deadline and reports the stop.
 """
 
 import json
@@ -30,25 +34,47 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("models", None, "NAME=PATH.keras pairs (a Stage1 VAE-GAN / crVAE-GAN or any "
-                  "model of the library).")
-flags.DEFINE_string("data", "../shared/data/celeba64_subset.npz", "Faces npz (key 'x', uint8).")
-flags.DEFINE_string("train", "0:2250", "Training faces (the per-pixel mean), START:STOP.")
-flags.DEFINE_string("heldout", "2250:2500", "Held-out faces completed, START:STOP.")
-flags.DEFINE_list("masks", ["centre", "bottom", "random_blocks"], "Mask kinds.")
-flags.DEFINE_integer("steps", 200, "Adam steps on z.")
-flags.DEFINE_float("learning_rate", 0.03, "Adam's learning rate on z.")
-flags.DEFINE_float("prior_weight", 1e-5, "gamma.")
-flags.DEFINE_float("adversarial_weight", 0.003, "tau.")
-flags.DEFINE_integer("batch_size", 250, "Faces optimised together.")
-flags.DEFINE_integer("seed", 0, "Seed of the random-block masks.")
-flags.DEFINE_string("output", "docs/completion.json", "JSON path (a .md table is written beside).")
-flags.DEFINE_string("figures", "docs/images", "Folder of the figures ('' for none).")
+
+
+def define_flags():
+    flags.DEFINE_list("models", None, "NAME=PATH.keras pairs (a Stage1 VAE-GAN / crVAE-GAN or any "
+                      "model of the library).")
+    flags.DEFINE_string("data", "../shared/data/celeba64_subset.npz", "Faces npz (key 'x', uint8).")
+    flags.DEFINE_string("train", "0:2250", "Training faces (the per-pixel mean), START:STOP.")
+    flags.DEFINE_string("heldout", "2250:2500", "Held-out faces completed, START:STOP.")
+    flags.DEFINE_list("masks", ["centre", "bottom", "random_blocks"], "Mask kinds.")
+    flags.DEFINE_integer("steps", 200, "Adam steps on z.")
+    flags.DEFINE_float("learning_rate", 0.03, "Adam's learning rate on z.")
+    flags.DEFINE_float("prior_weight", 1e-5, "gamma.")
+    flags.DEFINE_float("adversarial_weight", 0.003, "tau.")
+    flags.DEFINE_integer("batch_size", 250, "Faces optimised together.")
+    flags.DEFINE_integer("seed", 0, "Seed of the random-block masks.")
+    flags.DEFINE_string("output", "docs/completion.json", "JSON path (a .md table is written beside).")
+    flags.DEFINE_string("figures", "docs/images", "Folder of the figures ('' for none).")
 
 
 def _range(text):
     start, stop = (int(v) for v in text.split(":"))
     return slice(start, stop)
+
+
+# The settings a row's numbers depend on besides its model and mask: rows of an earlier run with
+# the same ones are kept (a rerun resumes); other settings start the table afresh.
+SETTINGS = ("data", "train", "heldout", "num_heldout", "steps", "learning_rate", "prior_weight",
+            "adversarial_weight", "seed")
+
+
+def earlier_rows(path, results):
+    """The rows of the JSON `path` written by an earlier run with the same `SETTINGS` as `results`
+    (the same command resumes after a stop: only the rows not done yet run), else []."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        earlier = json.load(handle)
+    if any(earlier.get(key) != results[key] for key in SETTINGS):
+        print(f"{path}: other settings; its rows are replaced", flush=True)
+        return []
+    return earlier.get("rows", [])
 
 
 def _mean_and_error(values):
@@ -66,6 +92,7 @@ def main(_):
     import keras_crvae  # noqa: F401 - registers the model classes
     from keras_crvae import completion
     from keras_crvae.io import save_image_grid, write_json
+    from keras_crvae.jobs import longrun
 
     faces = np.load(FLAGS.data)["x"]
     to_range = lambda x: x.astype(np.float32) / 127.5 - 1.0  # noqa: E731
@@ -77,10 +104,22 @@ def main(_):
                "adversarial_weight": FLAGS.adversarial_weight, "seed": FLAGS.seed,
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                "backend": keras.backend.backend(), "rows": []}
+    results["rows"] = earlier_rows(FLAGS.output, results)
     for spec in FLAGS.models:
         name, path = spec.split("=", 1)
-        model = keras.saving.load_model(path, compile=False)
+        model = None  # loaded for its first row not done yet
         for kind in FLAGS.masks:
+            if any((row["model"], row["path"], row["mask"]) == (name, path, kind)
+                   for row in results["rows"]):
+                print(f"{name} {kind}: done already ({FLAGS.output}), skipped", flush=True)
+                continue
+            deadline = longrun.queue_deadline()
+            if deadline is not None and time.time() >= deadline:
+                longrun.report_stop(FLAGS.output, "the queue's deadline")
+                print(f"stopped before {name} {kind} (the queue's deadline); the same command "
+                      "resumes", flush=True)
+                return
+            model = model or keras.saving.load_model(path, compile=False)
             masks = completion.make_mask(kind, heldout.shape[1:], batch_size=len(heldout),
                                          seed=FLAGS.seed)
             start, load_before = time.time(), os.getloadavg()
@@ -154,5 +193,6 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flag_as_required("models")
     app.run(main)

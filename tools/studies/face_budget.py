@@ -205,7 +205,7 @@ def main(argv):
     faces = face_run.load_faces()
     results = {"preset": FLAGS.preset, "budget_hours": budget_hours, "pilots": {}}
     results["pilots"] = read_pilots(FLAGS.output)
-    results.update(faces=f"{face_run.faces_name()}: first "
+    results.update(faces=f"{face_run.checkout_paths.in_checkout(FLAGS.faces)}: first "
                          f"{len(faces) - FLAGS.num_held_out} trained on, "
                          f"last {FLAGS.num_held_out} held out", num_held_out=FLAGS.num_held_out,
                    num_samples=FLAGS.num_samples, threads=FLAGS.threads,
