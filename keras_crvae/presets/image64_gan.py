@@ -37,6 +37,9 @@ def _image64_network(latent, base_channels=32, discriminator_channels=64):
         "spectral_norm": True,
         "dropout_rate": 0.5,
         "minibatch_kernels": 100,
+        # The mean, not the reference's sum, of the minibatch features: with the sum the
+        # discriminator stays at chance (`MinibatchDiscrimination(average=True)`; docs/faces.md).
+        "minibatch_average": True,
     }
 
 
@@ -83,7 +86,8 @@ def _build_networks(network):
         base_channels=config["discriminator_channels"],
         latent_channels=config["latent_channels"] if latent == "recurrent" else None,
         spectral_norm=config["spectral_norm"], dropout_rate=config["dropout_rate"],
-        minibatch_kernels=config["minibatch_kernels"], bn_epsilon=config["bn_epsilon"],
+        minibatch_kernels=config["minibatch_kernels"],
+        minibatch_average=config.get("minibatch_average", False), bn_epsilon=config["bn_epsilon"],
         bn_momentum=config["bn_momentum"])
     return (networks.build_image64_encoder(latent, **shared),
             networks.build_image64_decoder(latent, **shared), discriminator)

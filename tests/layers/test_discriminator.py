@@ -27,6 +27,41 @@ def test_minibatch_discrimination_matches_hand_computation(run_layer_test):
     np.testing.assert_allclose(outputs[:, 6:], expected, rtol=1e-5)
 
 
+def test_averaged_minibatch_features_are_the_sum_over_the_others_divided_by_their_number():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 6)).astype("float32")
+    summed = MinibatchDiscrimination(num_kernels=3, kernel_dim=2)
+    averaged = MinibatchDiscrimination.from_config({**summed.get_config(), "average": True})
+    assert averaged.get_config()["average"] is True and summed.get_config()["average"] is False
+    summed.build(x.shape)
+    averaged.build(x.shape)
+    averaged.kernel.assign(summed.kernel)
+    total, mean = (ops.convert_to_numpy(layer(x))[:, 6:] for layer in (summed, averaged))
+    np.testing.assert_allclose(mean, total / 4, rtol=1e-6)
+    # Identical examples are as close as can be: the mean is 1 whatever the batch size, where the
+    # sum grows with it (the scale that kept the 64x64 discriminators at chance).
+    for batch in (2, 8, 32):
+        copies = np.repeat(x[:1], batch, axis=0)
+        np.testing.assert_allclose(ops.convert_to_numpy(averaged(copies))[:, 6:], 1.0, rtol=1e-6)
+        np.testing.assert_allclose(ops.convert_to_numpy(summed(copies))[:, 6:], batch - 1.0,
+                                   rtol=1e-6)
+    # A batch of one has no other example: zeros either way.
+    np.testing.assert_array_equal(ops.convert_to_numpy(averaged(x[:1]))[:, 6:], 0.0)
+
+
+def test_the_face_presets_average_their_minibatch_features():
+    import keras_crvae
+
+    model = keras_crvae.from_preset("celeba_crvae_gan", compile=False, base_channels=4,
+                                    discriminator_channels=8, minibatch_kernels=4)
+    layer = model.discriminator.get_config()
+    assert layer["minibatch_average"] is True
+    minibatch = [sub for sub in model.discriminator.gan_head
+                 if isinstance(sub, MinibatchDiscrimination)]
+    assert len(minibatch) == 1 and minibatch[0].average
+    assert SpectralDiscriminator.from_config(layer).minibatch_average is True
+
+
 def test_minibatch_discrimination_rejects_bad_arguments():
     with pytest.raises(ValueError, match="num_kernels"):
         MinibatchDiscrimination(num_kernels=0)
