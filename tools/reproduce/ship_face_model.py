@@ -48,20 +48,18 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import app
 
 import face_run  # scripts beside this one (their folder is on sys.path when run)
 import reproduction
 from pretrained_card import relative_to_root, set_text, sessions_summary
-from ship_pretrained import (CheckFailed, UsageError, _option, preset_overrides,
-                             store_weights_in_float16)
+from ship_pretrained import (CheckFailed, UsageError, _option, command_line, define_flags,
+                             model_destination, preset_overrides, store_weights_in_float16)
 
-FLAGS = flags.FLAGS
 RUN_FILES = ("run.json", "scores.json", "sessions.json")
 SCORED_WEIGHTS = "scored.weights.h5"  # scored_gan.SCORED_WEIGHTS, without importing Keras here
 LIGHT_WEIGHTS, LIGHT_INFO = "resume_weights.npz", "resume.json"  # runs.RESUME_WEIGHTS / _INFO
@@ -102,18 +100,6 @@ class FaceShipOptions:
 
 
 CHOICES = {"weights_dtype": ["float32", "float16"], "fid_precision": ["float32", "bfloat16"]}
-
-
-def define_flags():
-    """One absl flag per `FaceShipOptions` field."""
-    define = {str: flags.DEFINE_string, bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
-              float: flags.DEFINE_float}
-    for field in dataclasses.fields(FaceShipOptions):
-        if field.name in CHOICES:
-            flags.DEFINE_enum(field.name, field.default, CHOICES[field.name],
-                              field.metadata["help"])
-        else:
-            define[field.type](field.name, field.default, field.metadata["help"])
 
 
 def _read_json(path):
@@ -185,13 +171,7 @@ def check_arguments(options):
                          "machine that trained it, or the light state committed at that epoch")
     if not os.path.isfile(options.faces):
         raise UsageError(f"--faces={options.faces}: no such file; expected the run's faces npz")
-    name = options.name or run.resolve().name
-    if not name or os.sep in name or name.startswith("."):
-        raise UsageError(f"--name={name}: expected a folder name, not a path")
-    destination = pathlib.Path(options.output_dir) / name
-    if destination.exists() and not options.overwrite:
-        raise UsageError(f"--overwrite: {destination} exists; expected --overwrite to replace it, "
-                         "or another --name")
+    name, destination = model_destination(options, run)
     if info.get("preset") is None or "settings" not in info:
         raise UsageError(f"--run={options.run}: its run.json has no preset and settings; "
                          "expected a face run's")
@@ -529,26 +509,6 @@ def face_model_card(metrics):
     return "\n".join(lines)
 
 
-def options_from_flags():
-    return FaceShipOptions(**{field.name: getattr(FLAGS, field.name)
-                              for field in dataclasses.fields(FaceShipOptions)})
-
-
-def main(argv):
-    if len(argv) > 1:
-        print(f"ship_face_model.py: error: unexpected arguments {argv[1:]}; expected flags only",
-              file=sys.stderr)
-        sys.exit(2)
-    try:
-        ship_face_run(options_from_flags())
-    except UsageError as error:
-        print(f"ship_face_model.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except CheckFailed as error:
-        print(f"ship_face_model.py: refused: {error}", file=sys.stderr)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    define_flags(FaceShipOptions, CHOICES)
+    app.run(command_line("ship_face_model.py", ship_face_run, FaceShipOptions))

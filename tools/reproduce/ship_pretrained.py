@@ -128,13 +128,15 @@ class ShipOptions:
     seed: int = _option(0, "Seed of the checks' posterior noise and of the samples.")
 
 
-def define_flags():
-    """One absl flag per `ShipOptions` field, with its default and help."""
+def define_flags(options_class=ShipOptions, choices=None):
+    """One absl flag per field of the options dataclass (`ShipOptions`, or another tool's), with
+    its default and help; `choices` (default `CHOICES`) makes enum flags."""
+    choices = CHOICES if choices is None else choices
     define = {str: flags.DEFINE_string, bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
               float: flags.DEFINE_float}
-    for field in dataclasses.fields(ShipOptions):
-        if field.name in CHOICES:
-            flags.DEFINE_enum(field.name, field.default, CHOICES[field.name],
+    for field in dataclasses.fields(options_class):
+        if field.name in choices:
+            flags.DEFINE_enum(field.name, field.default, choices[field.name],
                               field.metadata["help"])
         else:
             define[field.type](field.name, field.default, field.metadata["help"])
@@ -157,13 +159,7 @@ def check_arguments(options):
     if missing:
         raise UsageError(f"--row={options.row}: no {', '.join(missing)}; expected a finished row "
                          f"with {', '.join(ROW_FILES)}")
-    name = options.name or row.resolve().name
-    if not name or os.sep in name or name.startswith("."):
-        raise UsageError(f"--name={name}: expected a folder name, not a path")
-    destination = pathlib.Path(options.output_dir) / name
-    if destination.exists() and not options.overwrite:
-        raise UsageError(f"--overwrite: {destination} exists; expected --overwrite to replace it, "
-                         "or another --name")
+    name, destination = model_destination(options, row)
     # PATH or PATH:KEY (`keras_crvae.io.split_npz_spec`, without importing TensorFlow here).
     valid_path = (options.valid_data if os.path.exists(options.valid_data)
                   else options.valid_data.rsplit(":", 1)[0])
@@ -196,6 +192,20 @@ def check_arguments(options):
             "weights) is not on this machine; the check against the float32 weights needs it: run "
             "this where the row was trained")
     return row, name, destination
+
+
+def model_destination(options, source):
+    """`(name, OUTPUT/NAME)` of the shipped model: `--name`, or the folder name of `source`.
+    Raises `UsageError` for a name that is a path, or an existing destination without
+    `--overwrite`."""
+    name = options.name or pathlib.Path(source).resolve().name
+    if not name or os.sep in name or name.startswith("."):
+        raise UsageError(f"--name={name}: expected a folder name, not a path")
+    destination = pathlib.Path(options.output_dir) / name
+    if destination.exists() and not options.overwrite:
+        raise UsageError(f"--overwrite: {destination} exists; expected --overwrite to replace it, "
+                         "or another --name")
+    return name, destination
 
 
 def stored_in_16_bits(path):
@@ -486,26 +496,30 @@ def ship_row(options):
     return metrics
 
 
-def options_from_flags():
-    return ShipOptions(**{field.name: getattr(FLAGS, field.name)
-                          for field in dataclasses.fields(ShipOptions)})
+def options_from_flags(options_class=ShipOptions):
+    return options_class(**{field.name: getattr(FLAGS, field.name)
+                            for field in dataclasses.fields(options_class)})
 
 
-def main(argv):
-    if len(argv) > 1:
-        print(f"ship_pretrained.py: error: unexpected arguments {argv[1:]}; expected flags only",
-              file=sys.stderr)
-        sys.exit(2)
-    try:
-        ship_row(options_from_flags())
-    except UsageError as error:
-        print(f"ship_pretrained.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except CheckFailed as error:
-        print(f"ship_pretrained.py: refused: {error}", file=sys.stderr)
-        sys.exit(1)
+def command_line(tool, ship, options_class=ShipOptions):
+    """The `main(argv)` of a shipping tool: `ship(options)` with the flags' options; a
+    `UsageError` exits with status 2 and a `CheckFailed` with 1, each in one line."""
+    def main(argv):
+        if len(argv) > 1:
+            print(f"{tool}: error: unexpected arguments {argv[1:]}; expected flags only",
+                  file=sys.stderr)
+            sys.exit(2)
+        try:
+            ship(options_from_flags(options_class))
+        except UsageError as error:
+            print(f"{tool}: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except CheckFailed as error:
+            print(f"{tool}: refused: {error}", file=sys.stderr)
+            sys.exit(1)
+    return main
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    app.run(command_line("ship_pretrained.py", ship_row))
