@@ -108,7 +108,8 @@ def held_out_statistics(folder, images, extractor, batch_size=50):
     return mean, covariance
 
 
-def measure(model, held_out, reference, extractor, num_samples=1000, seed=0, batch_size=50):
+def measure(model, held_out, reference, extractor, num_samples=1000, seed=0, batch_size=50,
+            reconstructions=True):
     """The scores of a checkpoint (module docstring): the sample FID of `num_samples` prior samples
     (`evaluation.sample_batches` with `seed`: the same latents for any weights of one model), the
     reconstruction FID of the held-out images' reconstructions, and their MSE per pixel.
@@ -119,6 +120,9 @@ def measure(model, held_out, reference, extractor, num_samples=1000, seed=0, bat
         reference: `(mean, covariance)` of the held-out images' features (`held_out_statistics`).
         extractor: the feature network that made `reference`.
         num_samples, seed, batch_size: int.
+        reconstructions: bool. False: the sample FID only (e.g. more sample seeds of one model,
+            whose reconstructions do not change); the result then has no reconstruction scores
+            and `None` for the reconstructions.
 
     Returns:
         `(scores, samples, reconstructions)`: the dict `{"sample_fid", "reconstruction_fid",
@@ -127,16 +131,19 @@ def measure(model, held_out, reference, extractor, num_samples=1000, seed=0, bat
     """
     samples = np.concatenate([batch.astype("float32") for batch in evaluation.sample_batches(
         model, num_samples, batch_size=batch_size, seed=seed)])
-    reconstructions = np.concatenate([np.asarray(keras.ops.convert_to_numpy(model.reconstruct(
-        held_out[i:i + batch_size])), dtype="float32") for i in range(0, len(held_out), batch_size)])
 
     def distance(images):
         return float(evaluation.frechet_distance(
             *evaluation.feature_statistics(images, extractor, batch_size), *reference))
 
-    scores = {"sample_fid": distance(samples), "reconstruction_fid": distance(reconstructions),
-              "reconstruction_mse": float(np.mean((reconstructions - held_out) ** 2))}
-    return scores, samples, reconstructions
+    scores = {"sample_fid": distance(samples)}
+    if not reconstructions:
+        return scores, samples, None
+    decoded = np.concatenate([np.asarray(keras.ops.convert_to_numpy(model.reconstruct(
+        held_out[i:i + batch_size])), dtype="float32") for i in range(0, len(held_out), batch_size)])
+    scores.update(reconstruction_fid=distance(decoded),
+                  reconstruction_mse=float(np.mean((decoded - held_out) ** 2)))
+    return scores, samples, decoded
 
 
 def record_score(folder, entry):

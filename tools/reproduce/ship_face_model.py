@@ -47,8 +47,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -58,7 +56,8 @@ import face_run  # scripts beside this one (their folder is on sys.path when run
 import reproduction
 from pretrained_card import relative_to_root, set_text, sessions_summary
 from ship_pretrained import (CheckFailed, UsageError, _option, command_line, define_flags,
-                             model_destination, preset_overrides, store_weights_in_float16)
+                             model_destination, preset_overrides, staged_model_folder,
+                             store_weights_in_float16)
 
 RUN_FILES = ("run.json", "scores.json", "sessions.json")
 SCORED_WEIGHTS = "scored.weights.h5"  # scored_gan.SCORED_WEIGHTS, without importing Keras here
@@ -233,13 +232,15 @@ def shipped_scores(model, held_out, reference, extractor, options):
     reconstruction FID and MSE (`scored_gan.measure`)."""
     from keras_crvae.jobs import scored_gan
 
-    per_seed, reconstruction = [], None
+    per_seed = []
     for seed in range(options.fid_seeds):
         scores, _, _ = scored_gan.measure(model, held_out, reference, extractor,
                                           num_samples=options.num_samples, seed=seed,
-                                          batch_size=options.batch_size)
+                                          batch_size=options.batch_size,
+                                          reconstructions=seed == 0)  # the same for every seed
         per_seed.append(scores["sample_fid"])
-        reconstruction = reconstruction or scores  # the same for every seed: the first's
+        if seed == 0:
+            reconstruction = scores
     return {"sample_fid_per_seed": per_seed, "sample_fid_mean": float(np.mean(per_seed)),
             "sample_fid_range": float(max(per_seed) - min(per_seed)),
             "reconstruction_fid": reconstruction["reconstruction_fid"],
@@ -348,12 +349,7 @@ def ship_face_run(options, feature_extractor=None):
     config = {"preset": info["preset"]}
     trained = load_source(build_model(config, overrides, options.seed), source)
     trained_scores = shipped_scores(trained, held_out, reference, extractor, options)
-    output_dir = pathlib.Path(options.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".ship-{name}-", dir=output_dir))
-    try:
-        folder = staging / name
-        folder.mkdir()
+    with staged_model_folder(options.output_dir, name, destination) as (staging, folder):
         shipped, shipped_scores_, check16 = trained, trained_scores, None
         rounded_here = options.weights_dtype == "float16" and source[1] == "float32"
         if rounded_here:
@@ -404,11 +400,6 @@ def ship_face_run(options, feature_extractor=None):
         base.save_reconstruction_grid(loaded, held_out[:32], folder / "reconstructions.png")
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (folder / "README.md").write_text(face_model_card(metrics))
-        if destination.exists():
-            os.replace(destination, staging / ".replaced")
-        os.replace(folder, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     s = metrics["scores"]
     print(f"{name}: {destination} ({metrics['weights']['model_keras_bytes']:,} bytes, "
           f"{options.weights_dtype}; sample FID {s['sample_fid_mean']:.1f} (range "

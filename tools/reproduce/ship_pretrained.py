@@ -51,6 +51,7 @@ Exit status 2, with one line naming the flag: no `--row` folder, a row without `
 status 1: the float16 check or the reload check failed.
 """
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -206,6 +207,26 @@ def model_destination(options, source):
         raise UsageError(f"--overwrite: {destination} exists; expected --overwrite to replace it, "
                          "or another --name")
     return name, destination
+
+
+@contextlib.contextmanager
+def staged_model_folder(output_dir, name, destination):
+    """Yields `(staging, folder)`: an empty `folder` (named `name`) inside a temporary `staging`
+    folder under `output_dir`, which the caller fills. When the block ends without an exception
+    the folder goes into place at `destination` (an old one moves aside first, then goes); the
+    staging folder is removed whatever happens, so a failed check leaves nothing behind."""
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".ship-{name}-", dir=output_dir))
+    try:
+        folder = staging / name
+        folder.mkdir()
+        yield staging, folder
+        if destination.exists():
+            os.replace(destination, staging / ".replaced")
+        os.replace(folder, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def stored_in_16_bits(path):
@@ -414,12 +435,7 @@ def ship_row(options):
     valid = data.load_npz_images(options.valid_data)
     reference = build_model(config, overrides, options.seed)
     reproduction.load_weights_npz(reference, row / reproduction.FINAL_WEIGHTS)
-    output_dir = pathlib.Path(options.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".ship-{name}-", dir=output_dir))
-    try:
-        folder = staging / name
-        folder.mkdir()
+    with staged_model_folder(options.output_dir, name, destination) as (staging, folder):
         shipped, check16 = reference, None
         if options.weights_dtype == "float16":
             # Exactly what `reproduction.save_weights_npz(dtype="float16")` keeps of the weights.
@@ -484,12 +500,6 @@ def ship_row(options):
                 folder / "samples.png", columns=8)
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (folder / "README.md").write_text(model_card(metrics))
-        # Into place: the old folder (with --overwrite) moves aside first, then goes.
-        if destination.exists():
-            os.replace(destination, staging / ".replaced")
-        os.replace(folder, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     files = ", ".join(f"{file} {size:,} bytes" for file, size in metrics["weights"]["files"].items())
     print(f"{name}: {destination} ({files}, {options.weights_dtype}; NLL {result['nll']['mean']:.2f} +- "
           f"{result['nll']['standard_error']:.2f})", flush=True)
