@@ -131,14 +131,17 @@ def test_fid_weights_reads_the_archive_before_tensorflow(tmp_path):
     assert errors[1].startswith("crvae fid-weights: error: --archive=other.pt: "), errors[1]
 
 
-def test_an_interruption_that_tensorflow_turned_into_a_system_error_exits_as_the_interruption(
+def test_an_interruption_that_tensorflow_turned_into_another_error_exits_as_the_interruption(
         tmp_path):
-    """Ctrl-C inside TensorFlow's C++ code can come back as `SystemError: bad argument to internal
-    function` (seen in CI during `model.fit`): after a SIGINT or SIGTERM it is that interruption
-    (130 / 143, one line); without one it is a bug, raised with its traceback. The stand-in
-    command calls the handler the CLI installed, loses its exception as the C code does, and
-    raises the SystemError."""
+    """Ctrl-C inside TensorFlow can come back as another exception: `SystemError: bad argument to
+    internal function` (its C++ code lost the handler's exception; seen in CI during `model.fit`)
+    or `AssertionError: Nesting violated ...` (a `tf.function`'s tracing unwound out of order; seen
+    in CI during the first step). After a SIGINT or SIGTERM any of them is that interruption
+    (130 / 143, one line, not the ValueError's usage error); without one a SystemError or an
+    AssertionError is a bug, raised with its traceback, and a ValueError is still a usage error.
+    The stand-in command calls the handler the CLI installed, then fails as TensorFlow does."""
     result = python("""
+        import contextlib
         import importlib
         import signal
         import types
@@ -147,28 +150,57 @@ def test_an_interruption_that_tensorflow_turned_into_a_system_error_exits_as_the
         crvae_cli._defer_package_init()
         main = importlib.import_module("keras_crvae.cli.main")
 
-        def command(signal_number):
-            def run(checked):
-                if signal_number is not None:
-                    try:
-                        signal.getsignal(signal_number)(signal_number, None)
-                    except BaseException:
-                        pass  # what TensorFlow's C++ code does with the handler's exception
-                raise SystemError("Objects/listobject.c:338: bad argument to internal function")
-            return types.SimpleNamespace(check=lambda: None, run=run)
+        @contextlib.contextmanager
+        def tracing():
+            try:
+                yield
+            finally:  # what TensorFlow's FuncGraph stack does when a step is cut short
+                raise AssertionError("Nesting violated for default stack of FuncGraph objects")
 
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            main.command_module = lambda name, number=signal_number: command(number)
-            print("STATUS", main.main(["crvae", "presets"]), flush=True)
-            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        main.command_module = lambda name: command(None)
-        try:
-            main.main(["crvae", "presets"])
-        except SystemError:
-            print("RAISED", flush=True)
+        def lost(signal_number):
+            try:
+                signal.getsignal(signal_number)(signal_number, None)
+            except BaseException:
+                pass  # what TensorFlow's C++ code does with the handler's exception
+            raise SystemError("Objects/listobject.c:338: bad argument to internal function")
+
+        def traced(signal_number):
+            with tracing():
+                signal.getsignal(signal_number)(signal_number, None)
+
+        def after_signal(signal_number):
+            with contextlib.suppress(BaseException):
+                signal.getsignal(signal_number)(signal_number, None)
+            raise ValueError("a check that failed because the step was cut short")
+
+        def command(failure, signal_number):
+            return types.SimpleNamespace(
+                check=lambda: None, run=lambda checked: failure(signal_number))
+
+        for failure in (lost, traced, after_signal):
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                main.command_module = lambda name, f=failure, n=signal_number: command(f, n)
+                print("STATUS", failure.__name__, main.main(["crvae", "presets"]), flush=True)
+                assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        for error in (SystemError, AssertionError):
+            def unsignalled(signal_number, error=error):
+                raise error("a bug")
+            main.command_module = lambda name, f=unsignalled: command(f, None)
+            try:
+                main.main(["crvae", "presets"])
+            except error:
+                print("RAISED", error.__name__, flush=True)
+        def bad_value(signal_number):
+            raise ValueError("bad value")
+
+        main.command_module = lambda name: command(bad_value, None)
+        print("STATUS unsignalled ValueError", main.main(["crvae", "presets"]), flush=True)
         """, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [line for line in result.stdout.splitlines() if line[:1].isupper()] == [
-        "STATUS 130", "STATUS 143", "RAISED"]
-    assert "crvae presets: interrupted" in result.stderr
-    assert "crvae presets: terminated (SIGTERM)" in result.stderr
+        "STATUS lost 130", "STATUS lost 143", "STATUS traced 130", "STATUS traced 143",
+        "STATUS after_signal 130", "STATUS after_signal 143",
+        "RAISED SystemError", "RAISED AssertionError", "STATUS unsignalled ValueError 2"]
+    assert result.stderr.count("crvae presets: interrupted") == 3, result.stderr
+    assert result.stderr.count("crvae presets: terminated (SIGTERM)") == 3, result.stderr
+    assert "crvae presets: error: bad value" in result.stderr

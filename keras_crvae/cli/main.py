@@ -129,12 +129,17 @@ def _install_handlers():
 
 
 def _signalled_interruption():
-    """The interruption a SystemError stands for, or None (a bug of the library's to raise).
+    """The interruption that an exception escaping a command stands for, or None (then it is
+    the exception's own: a bug of the library's, or an error to report as such).
 
-    A signal handler's exception raised while TensorFlow's C++ code calls back into Python can
-    reach the caller as `SystemError: ... bad argument to internal function` instead (the C code
-    passes the failed call's NULL on, and the interruption itself is lost): seen in CI as Ctrl-C
-    during `model.fit`. A signal received during the command is what it was."""
+    A signal handler's exception raised inside TensorFlow does not always come back as itself:
+    raised while TensorFlow's C++ code calls back into Python it can reach the caller as
+    `SystemError: ... bad argument to internal function` (the C code passes the failed call's NULL
+    on, and the interruption itself is lost), seen in CI as Ctrl-C during `model.fit`; raised while
+    a `tf.function` traces, the tracing's context managers unwind out of order and replace it with
+    `AssertionError: Nesting violated for default stack of FuncGraph objects`, seen in CI as Ctrl-C
+    in the first step. So once a signal was received during the command, whatever the command then
+    raises is that signal's interruption (the user asked it to stop, and it stopped)."""
     if not _signals_received:
         return None
     return Terminated() if _signals_received[-1] == signal.SIGTERM else KeyboardInterrupt()
@@ -151,21 +156,22 @@ def _run(command, args):
     verbose = False
     previous_handlers = _install_handlers()
     try:
-        parse(command, args[1:])
-        verbose = FLAGS.verbose
-        absl_flags.FLAGS.mark_as_parsed()  # absl logging (used by TF) then stays quiet about flags
-        module = command_module(command)
-        checked = module.check()
-        return module.run(checked)
+        try:
+            parse(command, args[1:])
+            verbose = FLAGS.verbose
+            absl_flags.FLAGS.mark_as_parsed()  # absl logging (used by TF) stays quiet about flags
+            module = command_module(command)
+            checked = module.check()
+            return module.run(checked)
+        except Exception as error:
+            interruption = _signalled_interruption()
+            if interruption is None:
+                raise
+            raise interruption from error
     except UsageError as error:
         print(f"crvae {command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, Terminated) as interruption:
-        return _interrupted(command, interruption, verbose)
-    except SystemError:
-        interruption = _signalled_interruption()
-        if interruption is None:
-            raise
         return _interrupted(command, interruption, verbose)
     except FloatingPointError as error:  # NaN guard: the run diverged (a fact, not a typo)
         if verbose:
