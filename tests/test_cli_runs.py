@@ -95,6 +95,24 @@ def test_other_presets_and_settings_are_refused_by_name(tmp_path):
     assert runs.plan_run(directory, PRESET, settings(epochs=2), 2).action == "done"
 
 
+def test_a_setting_added_later_compares_as_the_value_older_runs_had():
+    """A run folder from before a preset gained a setting (its run.json lacks the key) resumes
+    where today's value is the one it trained with, and names the old value where it is not."""
+    older = {"network": {"base_channels": 16}, "training": {"batch_size": 32}}
+
+    def today(**network):
+        return {"network": {"base_channels": 16, **network}, "training": {"batch_size": 32}}
+
+    assert runs.setting_differences(older, today(discriminator_pooling="max")) == []
+    assert runs.setting_differences(older, today(discriminator_pooling="average")) == [
+        ("discriminator_pooling", "max", "average")]
+    assert runs.setting_differences(older, today(minibatch_average=True)) == [
+        ("minibatch_average", False, True)]
+    # A key neither side has is no difference, and a real change is still one.
+    assert runs.setting_differences(older, older) == []
+    assert runs.setting_differences(older, today(base_channels=32)) == [("base_channels", 16, 32)]
+
+
 def test_files_of_an_unknown_run_are_not_overwritten(tmp_path):
     (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n")
     with pytest.raises(runs.RunConflictError, match="without run.json"):

@@ -148,11 +148,21 @@ def backup_epoch(output_dir):
         return 0 if os.path.isdir(os.path.join(output_dir, BACKUP_DIR)) else None
 
 
+# Settings the presets gained after some runs were trained, with the value those runs had (the
+# builders' behaviour when the key is absent): a run folder whose run.json lacks one compares, and
+# is rebuilt (tools/reproduce/ship_face_model.py), as if it held this value.
+SETTINGS_ADDED_LATER = {"minibatch_average": False, "discriminator_pooling": "max"}
+
+
 def setting_differences(previous, current, prefix=""):
-    """`[(name, previous value, current value)]` for every setting that differs."""
+    """`[(name, previous value, current value)]` for every setting that differs (a key the
+    previous settings lack counts as its `SETTINGS_ADDED_LATER` value)."""
     differences = []
     for key in sorted(set(previous) | set(current)):
-        old, new = previous.get(key), current.get(key)
+        old = previous.get(key)
+        if key not in previous and key in current:
+            old = SETTINGS_ADDED_LATER.get(key)
+        new = current.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
             differences += setting_differences(
                 old, new, "stage2" if key.startswith("stage2_") else prefix)

@@ -152,6 +152,10 @@ class L2Normalize(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+# The trunk's 2x2 pools (`SpectralDiscriminator(pooling=...)`).
+POOLING_LAYERS = {"max": keras.layers.MaxPooling2D, "average": keras.layers.AveragePooling2D}
+
+
 @keras.saving.register_keras_serializable(package="keras_crvae")
 class SpectralDiscriminator(keras.layers.Layer):
     """Discriminator trunk with a GAN head and an optional mutual-information head `Q`.
@@ -159,6 +163,9 @@ class SpectralDiscriminator(keras.layers.Layer):
     Trunk (`gan_feature` of the reference; `F = base_channels`), for a `(16w, 16w, 3)` input:
     four blocks `conv (5x5, 5x5, 5x5, 3x3; F, 2F, 4F, 4F filters, 'same') -> 2x2 max-pool -> ReLU ->
     SpatialDropout(dropout_rate)`, ending in a `(w, w, 4F)` map (`w = 4` for 64x64 images).
+    `pooling="average"` replaces the max-pools with 2x2 average pools (a departure from the
+    reference: a max-pool passes its gradient to one input of four, and the face decoders answered
+    it with a lattice of dots; docs/faces.md, "The lattice").
 
     GAN head (`gan`): `Dense(w*w*F) -> L2-normalise -> Dropout(dropout_rate) -> ReLU ->
     MinibatchDiscrimination(K, D) -> Dense(1)`. It returns the **logit**; the reference's final
@@ -187,6 +194,7 @@ class SpectralDiscriminator(keras.layers.Layer):
         minibatch_average: bool, default False. The minibatch features as a mean over the other
             examples instead of the reference's sum (`MinibatchDiscrimination(average=True)`; the
             64x64 presets set it: with the sum this discriminator stays at chance).
+        pooling: "max" (default, the reference's) or "average", the trunk's 2x2 pools.
         bn_epsilon: float, default 1e-5. BatchNorm epsilon of the Q head (`-eps`).
         bn_momentum: float, default 0.9. Keras BatchNorm momentum of the Q head (Torch `-mom 0.1`).
         synchronized_batch_norm: bool, default False. The Q head's BatchNorm statistics over the
@@ -208,7 +216,7 @@ class SpectralDiscriminator(keras.layers.Layer):
 
     def __init__(self, base_channels=64, latent_channels=None, spectral_norm=True, power_iterations=1,
                  dropout_rate=0.5, minibatch_kernels=100, minibatch_kernel_dim=5,
-                 minibatch_average=False, bn_epsilon=1e-5,
+                 minibatch_average=False, pooling="max", bn_epsilon=1e-5,
                  bn_momentum=0.9, synchronized_batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         if int(base_channels) <= 0:
@@ -219,6 +227,8 @@ class SpectralDiscriminator(keras.layers.Layer):
             raise ValueError(f"`dropout_rate` must be in [0, 1), got {dropout_rate!r}.")
         if int(minibatch_kernels) < 0:
             raise ValueError(f"`minibatch_kernels` must be >= 0, got {minibatch_kernels!r}.")
+        if pooling not in POOLING_LAYERS:
+            raise ValueError(f"`pooling` must be one of {sorted(POOLING_LAYERS)}, got {pooling!r}.")
         # === Config ===
         self.base_channels = int(base_channels)
         self.latent_channels = None if latent_channels is None else int(latent_channels)
@@ -228,6 +238,7 @@ class SpectralDiscriminator(keras.layers.Layer):
         self.minibatch_kernels = int(minibatch_kernels)
         self.minibatch_kernel_dim = int(minibatch_kernel_dim)
         self.minibatch_average = bool(minibatch_average)
+        self.pooling = pooling
         self.bn_epsilon = float(bn_epsilon)
         self.bn_momentum = float(bn_momentum)
         self.synchronized_batch_norm = bool(synchronized_batch_norm)
@@ -242,7 +253,7 @@ class SpectralDiscriminator(keras.layers.Layer):
                                        name=f"trunk_conv{index}")
             self.trunk += [
                 self._maybe_spectral(conv, f"trunk_conv{index}"),
-                keras.layers.MaxPooling2D(2, name=f"trunk_pool{index}"),
+                POOLING_LAYERS[self.pooling](2, name=f"trunk_pool{index}"),
                 keras.layers.ReLU(name=f"trunk_relu{index}"),
                 keras.layers.SpatialDropout2D(self.dropout_rate, name=f"trunk_dropout{index}"),
             ]
@@ -342,6 +353,7 @@ class SpectralDiscriminator(keras.layers.Layer):
             "minibatch_kernels": self.minibatch_kernels,
             "minibatch_kernel_dim": self.minibatch_kernel_dim,
             "minibatch_average": self.minibatch_average,
+            "pooling": self.pooling,
             "bn_epsilon": self.bn_epsilon,
             "bn_momentum": self.bn_momentum,
             "synchronized_batch_norm": self.synchronized_batch_norm,

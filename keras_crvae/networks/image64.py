@@ -155,15 +155,15 @@ def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=
 
 def build_image64_discriminator(base_channels=64, latent_channels=None, spectral_norm=True,
                                 dropout_rate=0.5, minibatch_kernels=100, minibatch_kernel_dim=5,
-                                minibatch_average=False, bn_epsilon=1e-5, bn_momentum=0.9, name=None,
-                                synchronized_batch_norm=False):
+                                minibatch_average=False, pooling="max", bn_epsilon=1e-5,
+                                bn_momentum=0.9, name=None, synchronized_batch_norm=False):
     """A `SpectralDiscriminator` for 64x64x3 images, built.
 
     Args:
         base_channels: int, default 64 (the reference's `2 * -baseChannels`).
         latent_channels: int or None, default None. Set it (to `Z`) for the crVAE-GAN's MI head.
         spectral_norm, dropout_rate, minibatch_kernels, minibatch_kernel_dim, minibatch_average,
-            bn_epsilon, bn_momentum, synchronized_batch_norm: see
+            pooling, bn_epsilon, bn_momentum, synchronized_batch_norm: see
             `keras_crvae.layers.SpectralDiscriminator`.
         name: str or None.
 
@@ -174,7 +174,7 @@ def build_image64_discriminator(base_channels=64, latent_channels=None, spectral
         base_channels=base_channels, latent_channels=latent_channels, spectral_norm=spectral_norm,
         dropout_rate=dropout_rate, minibatch_kernels=minibatch_kernels,
         minibatch_kernel_dim=minibatch_kernel_dim, minibatch_average=minibatch_average,
-        bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
+        pooling=pooling, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
         synchronized_batch_norm=synchronized_batch_norm, name=name or "discriminator")
     discriminator.build((None,) + IMAGE_SHAPE)
     return discriminator

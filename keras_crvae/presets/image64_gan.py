@@ -40,6 +40,8 @@ def _image64_network(latent, base_channels=32, discriminator_channels=64):
         # The mean, not the reference's sum, of the minibatch features: with the sum the
         # discriminator stays at chance (`MinibatchDiscrimination(average=True)`; docs/faces.md).
         "minibatch_average": True,
+        # The reference's max-pools; `--set discriminator_pooling=average` (docs/faces.md).
+        "discriminator_pooling": "max",
     }
 
 
@@ -87,7 +89,8 @@ def _build_networks(network):
         latent_channels=config["latent_channels"] if latent == "recurrent" else None,
         spectral_norm=config["spectral_norm"], dropout_rate=config["dropout_rate"],
         minibatch_kernels=config["minibatch_kernels"],
-        minibatch_average=config.get("minibatch_average", False), bn_epsilon=config["bn_epsilon"],
+        minibatch_average=config.get("minibatch_average", False),
+        pooling=config.get("discriminator_pooling", "max"), bn_epsilon=config["bn_epsilon"],
         bn_momentum=config["bn_momentum"])
     return (networks.build_image64_encoder(latent, **shared),
             networks.build_image64_decoder(latent, **shared), discriminator)

@@ -62,6 +62,36 @@ def test_the_face_presets_average_their_minibatch_features():
     assert SpectralDiscriminator.from_config(layer).minibatch_average is True
 
 
+def test_average_pooling_trunk_averages_each_2x2_block_of_the_conv_features():
+    """`pooling="average"`: each trunk block is conv -> 2x2 mean -> ReLU (by hand with numpy from
+    the first conv's output), the setting survives a config round trip, the presets take it
+    from `discriminator_pooling`, and the reference's max-pools stay the default."""
+    import keras_crvae
+
+    discriminator = SpectralDiscriminator(base_channels=2, spectral_norm=False, dropout_rate=0.0,
+                                          minibatch_kernels=0, pooling="average")
+    images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    discriminator.build(images.shape)
+    conv, pool, relu = discriminator.trunk[:3]
+    convolved = ops.convert_to_numpy(conv(images)).astype("float64")
+    by_hand = np.maximum(convolved.reshape(2, 16, 2, 16, 2, -1).mean(axis=(2, 4)), 0.0)
+    np.testing.assert_allclose(ops.convert_to_numpy(relu(pool(conv(images)))), by_hand,
+                               rtol=1e-5, atol=1e-6)
+    config = discriminator.get_config()
+    assert SpectralDiscriminator.from_config(config).pooling == "average"
+    assert SpectralDiscriminator(base_channels=2).pooling == "max"
+    with pytest.raises(ValueError, match="pooling"):
+        SpectralDiscriminator(pooling="median")
+    model = keras_crvae.from_preset("celeba_vae_gan", compile=False, base_channels=2,
+                                    discriminator_channels=4, minibatch_kernels=2,
+                                    discriminator_pooling="average")
+    pools = [type(layer).__name__ for layer in model.discriminator.trunk if "pool" in layer.name]
+    assert pools == ["AveragePooling2D"] * 4
+    default = keras_crvae.from_preset("celeba_vae_gan", compile=False, base_channels=2,
+                                      discriminator_channels=4, minibatch_kernels=2)
+    assert default.discriminator.pooling == "max"
+
+
 def test_minibatch_discrimination_rejects_bad_arguments():
     with pytest.raises(ValueError, match="num_kernels"):
         MinibatchDiscrimination(num_kernels=0)

@@ -190,21 +190,18 @@ def held_out_faces(options, info):
     return faces[-options.num_held_out:].astype("float32") / 127.5 - 1.0
 
 
-# Network settings the presets gained after some runs were trained, with the value those runs
-# had (the builders' default when the key is absent).
-EARLIER_NETWORK_DEFAULTS = {"minibatch_average": False}
-
-
 def run_config(info):
     """The run's config in `ship_pretrained.preset_overrides`' form: run.json's settings, with the
     preset's `epochs` where its training table leaves them out (a job's epochs are the run's
     length, not the model: the GAN job keeps them out of the settings it compares), and the
-    `EARLIER_NETWORK_DEFAULTS` of a run trained before its preset had those keys."""
+    `runs.SETTINGS_ADDED_LATER` of a run trained before its preset had those keys."""
     from keras_crvae import presets
 
     training = {"epochs": presets.get_preset(info["preset"]).training.epochs,
                 **info["settings"]["training"]}
-    network = {**EARLIER_NETWORK_DEFAULTS, **info["settings"]["network"]}
+    from keras_crvae.jobs.runs import SETTINGS_ADDED_LATER
+
+    network = {**SETTINGS_ADDED_LATER, **info["settings"]["network"]}
     return {"preset": info["preset"], **info["settings"], "network": network,
             "training": training}
 

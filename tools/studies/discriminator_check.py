@@ -120,6 +120,7 @@ def main(_):
 
     import keras
     import keras_crvae
+    from keras_crvae.jobs.runs import SETTINGS_ADDED_LATER
     from ship_pretrained import preset_overrides
 
     import reproduction
@@ -136,7 +137,7 @@ def main(_):
     reproduction.load_weights_npz(model, run / "resume_weights.npz")
     # The variants start from today's preset (with the run's width and batch): settings the
     # preset gained after the run are not the run's overrides here.
-    for key in ship_face_model.EARLIER_NETWORK_DEFAULTS:
+    for key in SETTINGS_ADDED_LATER:
         overrides.pop(key, None)
     faces = np.load(FLAGS.faces)["x"]
     signed = lambda x: x.astype("float32") / 127.5 - 1.0  # noqa: E731
