@@ -151,7 +151,8 @@ def backup_epoch(output_dir):
 # Settings the presets gained after some runs were trained, with the value those runs had (the
 # builders' behaviour when the key is absent): a run folder whose run.json lacks one compares, and
 # is rebuilt (tools/reproduce/ship_face_model.py), as if it held this value.
-SETTINGS_ADDED_LATER = {"minibatch_average": False, "discriminator_pooling": "max"}
+SETTINGS_ADDED_LATER = {"minibatch_average": False, "discriminator_pooling": "max",
+                        "decoder_upsampling": "deconv"}
 
 
 def setting_differences(previous, current, prefix=""):

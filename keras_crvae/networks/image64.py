@@ -21,10 +21,12 @@ import keras
 from keras_crvae.layers import ChannelRecurrentLatent, ConcatenatedReLU
 from keras_crvae.layers.discriminator import SpectralDiscriminator
 from keras_crvae.networks import blocks
-from keras_crvae.networks.blocks import conv, dense_init, transposed_conv
+from keras_crvae.networks.blocks import conv, dense_init
 
 IMAGE_SHAPE = (64, 64, 3)
 SPATIAL_SIZE = 4
+# `build_image64_decoder(upsampling=...)`: the reference's deconvs, or resize-convolutions.
+DECODER_UPSAMPLINGS = ("deconv", "nearest")
 LATENT_KINDS = ("dense", "recurrent")
 
 
@@ -103,7 +105,7 @@ def build_image64_encoder(latent="recurrent", base_channels=32, latent_channels=
 
 def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=64, time_steps=8,
                           lstm_layers=2, bn_epsilon=1e-5, bn_momentum=0.9, name=None,
-                          synchronized_batch_norm=False):
+                          synchronized_batch_norm=False, upsampling="deconv"):
     """z `(batch, 4, 4, latent_channels)` -> images `(batch, 64, 64, 3)` in [-1, 1] (tanh).
 
     `"dense"`: Linear(4*4*Z -> 4*4*8b) -> reshape. `"recurrent"`: `ChannelRecurrentLatent` generation
@@ -112,16 +114,30 @@ def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=
     Then (`decoder` of the reference): deconv4x4/2 (8b) -> BN -> LReLU -> conv3x3 (8b) -> BN -> LReLU ->
     deconv (4b) -> BN -> LReLU -> deconv (2b) -> BN -> LReLU -> deconv (2b) -> BN -> LReLU ->
     conv3x3 (2b) -> BN -> LReLU -> conv3x3 (3) -> tanh; all LeakyReLU slopes 0.1.
+    `upsampling="nearest"` makes each deconv a 2x nearest-neighbour upsampling followed by a
+    conv3x3 of the same width (resize-convolution, Odena et al. 2016, "Deconvolution and
+    Checkerboard Artifacts"): a departure from the reference, for the face GANs' stripes
+    (docs/faces.md, "The lattice").
 
-    Args: as `build_image64_encoder`.
+    Args: as `build_image64_encoder`, and `upsampling`: "deconv" (default, the reference's 4x4
+    stride-2 transposed convolutions) or "nearest".
 
     Returns:
         `keras.Model`: images, or `[images, u]` for `latent="recurrent"`.
     """
     _check_latent(latent, base_channels, latent_channels, time_steps)
+    if upsampling not in DECODER_UPSAMPLINGS:
+        raise ValueError(f"`upsampling` must be one of {DECODER_UPSAMPLINGS}, got {upsampling!r}.")
     b = int(base_channels)
     latent_shape = (SPATIAL_SIZE, SPATIAL_SIZE, int(latent_channels))
     z = keras.Input(latent_shape, name="z")
+
+    def transposed_conv(x, filters, padding, name):  # the reference's deconv, or resize-conv
+        if upsampling == "deconv":
+            return blocks.transposed_conv(x, filters, padding, name)
+        x = keras.layers.UpSampling2D(2, interpolation="nearest", name=name + "_upsample")(x)
+        return conv(x, filters, 3, padding=1, name=name)
+
     norm = (bn_epsilon, bn_momentum)
     batch_norm = functools.partial(blocks.batch_norm, synchronized=synchronized_batch_norm)
     if latent == "dense":

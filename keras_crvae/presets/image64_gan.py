@@ -42,6 +42,8 @@ def _image64_network(latent, base_channels=32, discriminator_channels=64):
         "minibatch_average": True,
         # The reference's max-pools; `--set discriminator_pooling=average` (docs/faces.md).
         "discriminator_pooling": "max",
+        # The reference's deconvs; `--set decoder_upsampling=nearest` (docs/faces.md).
+        "decoder_upsampling": "deconv",
     }
 
 
@@ -93,7 +95,9 @@ def _build_networks(network):
         pooling=config.get("discriminator_pooling", "max"), bn_epsilon=config["bn_epsilon"],
         bn_momentum=config["bn_momentum"])
     return (networks.build_image64_encoder(latent, **shared),
-            networks.build_image64_decoder(latent, **shared), discriminator)
+            networks.build_image64_decoder(
+                latent, upsampling=config.get("decoder_upsampling", "deconv"), **shared),
+            discriminator)
 
 
 def _build_model(preset, steps_per_epoch, compile, seed):

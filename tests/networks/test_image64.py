@@ -43,3 +43,33 @@ def test_bad_arguments_name_themselves():
         networks.build_image64_encoder("conv")
     with pytest.raises(ValueError, match="time_steps"):
         networks.build_image64_decoder("recurrent", base_channels=4, latent_channels=6)
+    with pytest.raises(ValueError, match="upsampling"):
+        networks.build_image64_decoder("dense", base_channels=4, latent_channels=8,
+                                       upsampling="bilinear")
+
+
+def test_nearest_upsampling_is_a_resize_convolution_at_each_deconv():
+    """`upsampling="nearest"`: each of the four deconvs becomes a 2x nearest upsampling and a
+    3x3 conv of the same width (its first layer's output is the input repeated 2x2, by hand);
+    the images keep their shape and range; the presets take it from `decoder_upsampling`."""
+    import keras
+
+    import keras_crvae
+
+    decoder = networks.build_image64_decoder("dense", base_channels=4, latent_channels=8,
+                                             upsampling="nearest")
+    kinds = [type(layer).__name__ for layer in decoder.layers]
+    assert "Conv2DTranspose" not in kinds and kinds.count("UpSampling2D") == 4
+    for name in ("deconv4_1", "deconv3", "deconv2", "deconv1"):
+        assert decoder.get_layer(name).kernel.shape[:2] == (3, 3)
+    z = np.random.default_rng(0).normal(size=(2, 4, 4, 8)).astype("float32")
+    images = ops.convert_to_numpy(decoder(z, training=False))
+    assert images.shape == (2, 64, 64, 3) and np.all(np.abs(images) <= 1)
+    upsample = decoder.get_layer("deconv4_1_upsample")
+    probe = keras.Model(decoder.input, [upsample.input, upsample.output])
+    before, after = (ops.convert_to_numpy(t) for t in probe(z))
+    np.testing.assert_array_equal(after, before.repeat(2, axis=1).repeat(2, axis=2))
+    model = keras_crvae.from_preset("celeba_vae_gan", compile=False, base_channels=2,
+                                    discriminator_channels=4, minibatch_kernels=2,
+                                    decoder_upsampling="nearest")
+    assert "UpSampling2D" in [type(layer).__name__ for layer in model.decoder.layers]
