@@ -132,7 +132,7 @@ def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=
     latent_shape = (SPATIAL_SIZE, SPATIAL_SIZE, int(latent_channels))
     z = keras.Input(latent_shape, name="z")
 
-    def transposed_conv(x, filters, padding, name):  # the reference's deconv, or resize-conv
+    def upsample(x, filters, padding, name):  # the reference's deconv, or a resize-convolution
         if upsampling == "deconv":
             return blocks.transposed_conv(x, filters, padding, name)
         x = keras.layers.UpSampling2D(2, interpolation="nearest", name=name + "_upsample")(x)
@@ -152,15 +152,15 @@ def build_image64_decoder(latent="recurrent", base_channels=32, latent_channels=
             hidden_channels=8 * b, lstm_layers=lstm_layers, return_u=True, name="recurrence")(z)
         x = batch_norm(conv(x, 8 * b, 3, padding=1, name="conv5"), *norm, name="bn5")
     lrelu = keras.layers.LeakyReLU
-    x = lrelu(0.1, name="lrelu4_1")(batch_norm(transposed_conv(x, 8 * b, 1, "deconv4_1"), *norm,
+    x = lrelu(0.1, name="lrelu4_1")(batch_norm(upsample(x, 8 * b, 1, "deconv4_1"), *norm,
                                                name="bn4_1"))
     x = lrelu(0.1, name="lrelu4_2")(batch_norm(conv(x, 8 * b, 3, padding=1, name="conv4_2"), *norm,
                                                name="bn4_2"))
-    x = lrelu(0.1, name="lrelu3")(batch_norm(transposed_conv(x, 4 * b, 1, "deconv3"), *norm,
+    x = lrelu(0.1, name="lrelu3")(batch_norm(upsample(x, 4 * b, 1, "deconv3"), *norm,
                                              name="bn3"))
-    x = lrelu(0.1, name="lrelu2")(batch_norm(transposed_conv(x, 2 * b, 1, "deconv2"), *norm,
+    x = lrelu(0.1, name="lrelu2")(batch_norm(upsample(x, 2 * b, 1, "deconv2"), *norm,
                                              name="bn2"))
-    x = lrelu(0.1, name="lrelu1")(batch_norm(transposed_conv(x, 2 * b, 1, "deconv1"), *norm,
+    x = lrelu(0.1, name="lrelu1")(batch_norm(upsample(x, 2 * b, 1, "deconv1"), *norm,
                                              name="bn1"))
     x = lrelu(0.1, name="lrelu0")(batch_norm(conv(x, 2 * b, 3, padding=1, name="conv0"), *norm,
                                              name="bn0"))

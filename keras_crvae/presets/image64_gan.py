@@ -92,11 +92,11 @@ def _build_networks(network):
         spectral_norm=config["spectral_norm"], dropout_rate=config["dropout_rate"],
         minibatch_kernels=config["minibatch_kernels"],
         minibatch_average=config.get("minibatch_average", False),
-        pooling=config.get("discriminator_pooling", "max"), bn_epsilon=config["bn_epsilon"],
+        pooling=config["discriminator_pooling"], bn_epsilon=config["bn_epsilon"],
         bn_momentum=config["bn_momentum"])
     return (networks.build_image64_encoder(latent, **shared),
             networks.build_image64_decoder(
-                latent, upsampling=config.get("decoder_upsampling", "deconv"), **shared),
+                latent, upsampling=config["decoder_upsampling"], **shared),
             discriminator)
 
 

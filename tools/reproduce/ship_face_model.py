@@ -196,11 +196,10 @@ def run_config(info):
     length, not the model: the GAN job keeps them out of the settings it compares), and the
     `runs.SETTINGS_ADDED_LATER` of a run trained before its preset had those keys."""
     from keras_crvae import presets
+    from keras_crvae.jobs.runs import SETTINGS_ADDED_LATER
 
     training = {"epochs": presets.get_preset(info["preset"]).training.epochs,
                 **info["settings"]["training"]}
-    from keras_crvae.jobs.runs import SETTINGS_ADDED_LATER
-
     network = {**SETTINGS_ADDED_LATER, **info["settings"]["network"]}
     return {"preset": info["preset"], **info["settings"], "network": network,
             "training": training}
