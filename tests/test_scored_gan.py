@@ -109,6 +109,8 @@ def test_a_budget_stopped_run_resumes_and_continues_the_scores_curve(tmp_path):
     assert (rest["status"], rest["epochs_done"]) == ("trained", 2)
     curve = rest["scores"]
     assert [e["epoch"] for e in curve] == [1, 2]
+    # Each score re-estimated the BatchNorm statistics first (the default), from the same images.
+    assert [e["batch_norm"] for e in curve] == ["recalibrated"] * 2
     for key in ("sample_fid", "reconstruction_fid", "reconstruction_mse"):
         assert curve[0][key] == pytest.approx(first["scores"][0][key], rel=1e-4, abs=1e-6), key
         assert all(np.isfinite(e[key]) and e[key] >= 0 for e in curve)

@@ -12,6 +12,11 @@ and every `score_every` epochs measures on those held-out images:
     reconstruction MSE   per pixel, in the models' [-1, 1] range
     machine-hours        the training time so far, wall x threads summed over every stretch
 
+Before each score the encoder's and generator's BatchNorm moving statistics are re-estimated over
+50 training batches (`VAEGAN.recalibrate_batch_norm`, `recalibrate_batch_norm=True`, the default;
+each entry's `batch_norm` says which): with the presets' momentum they are otherwise about the last
+training batch's, and a checkpoint's scores carry that one batch's noise (docs/faces.md).
+
 Files in `output_dir` besides the GAN job's (`keras_crvae.jobs.gan`):
 
     scores.json              a list, one entry per scored epoch, in epoch order, rewritten
@@ -43,7 +48,7 @@ import time
 import keras
 import numpy as np
 
-from keras_crvae import evaluation
+from keras_crvae import evaluation, presets
 from keras_crvae.io import atomic_path, save_image_grid
 from keras_crvae.jobs import base, gan, longrun, runs
 
@@ -51,6 +56,9 @@ SCORES = "scores.json"
 HELD_OUT_STATISTICS = "held_out_statistics.npz"
 SCORED_WEIGHTS = "scored.weights.h5"
 GRIDS_DIR = "grids"
+# Batches of training images (and of prior samples) over which a score's BatchNorm statistics are
+# averaged: 1,600 images at batch 32, a few seconds of one core at the face runs' width.
+RECALIBRATION_BATCHES = 50
 
 
 def effective_threads(threads=0):
@@ -243,15 +251,23 @@ class CheckpointScores(keras.callbacks.Callback):
         budget_hours: float or None, the run's machine-hours budget.
         seed: int, the seed of the samples (the same latents at every checkpoint).
         batch_size: int, images per sampling / reconstruction / feature batch.
+        recalibration_images: None, or training images `(M, 64, 64, 3)`, floats in [-1, 1]:
+            before each score the model's `recalibrate_batch_norm` re-estimates its BatchNorm
+            statistics on up to `RECALIBRATION_BATCHES` batches of them (the same images and prior
+            draws at every checkpoint). None: the statistics as trained.
+        recalibration_batch_size: int, the training batch size (statistics of batches that size).
     """
 
     def __init__(self, folder, held_out, reference, extractor, stretches, score_every=1,
-                 num_samples=1000, budget_hours=None, seed=0, batch_size=50):
+                 num_samples=1000, budget_hours=None, seed=0, batch_size=50,
+                 recalibration_images=None, recalibration_batch_size=32):
         super().__init__()
         self.folder, self.held_out, self.reference = folder, held_out, reference
         self.extractor, self.stretches = extractor, stretches
         self.score_every, self.num_samples = int(score_every), int(num_samples)
         self.budget_hours, self.seed, self.batch_size = budget_hours, int(seed), int(batch_size)
+        self.recalibration_images = recalibration_images
+        self.recalibration_batch_size = int(recalibration_batch_size)
         self.first_epoch_seen = False
 
     def scored_epochs(self):
@@ -276,6 +292,12 @@ class CheckpointScores(keras.callbacks.Callback):
         """Scores the current weights as those after `epochs_done` epochs; returns the entry."""
         started = time.time()
         model = self.model
+        batch_norm = "as trained"
+        if self.recalibration_images is not None and hasattr(model, "recalibrate_batch_norm"):
+            model.recalibrate_batch_norm(self.recalibration_images,
+                                         batch_size=self.recalibration_batch_size,
+                                         num_batches=RECALIBRATION_BATCHES, seed=self.seed)
+            batch_norm = "recalibrated"
         measured, samples, _ = measure(model, self.held_out, self.reference, self.extractor,
                                        num_samples=self.num_samples, seed=self.seed,
                                        batch_size=self.batch_size)
@@ -294,6 +316,7 @@ class CheckpointScores(keras.callbacks.Callback):
             "train_hours": round(sum(float(r["train_seconds"]) for r in runs.read_json_list(
                 os.path.join(self.folder, longrun.SESSIONS))) / 3600, 5),
             **measured,
+            "batch_norm": batch_norm,
             "num_samples": self.num_samples, "num_held_out": int(len(self.held_out)),
             "samples_png": samples_png, "reconstructions_png": reconstructions_png,
             "score_seconds": round(time.time() - started, 1),
@@ -333,7 +356,7 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
                      num_samples=1000, budget_hours=None, stop_after_minutes=None, threads=0,
                      feature_extractor=None, fid_weights="default", fid_precision="bfloat16",
                      seed=0, data_spec=None, batch_size=None, epochs=None, verbose=2,
-                     light_state_dtype=None, **job_kwargs):
+                     light_state_dtype=None, recalibrate_batch_norm=True, **job_kwargs):
     """Trains `preset` on `images[:-num_held_out]`, scored on the last `num_held_out` (module
     docstring), until its epochs are done, `budget_hours` machine-hours are spent, this call's
     `stop_after_minutes` pass or a SIGTERM comes; a rerun of the same call resumes.
@@ -360,6 +383,9 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
         light_state_dtype: None, "float16" or "float32": a stopped stretch also writes the light
             state (weights only, to commit) from which a machine without `backup/` resumes
             (`base.TrainingJob`).
+        recalibrate_batch_norm: bool, default True: each score re-estimates the BatchNorm
+            statistics first, on `RECALIBRATION_BATCHES` batches of training images (fixed by
+            `seed`; `CheckpointScores`). False: the statistics as trained.
         **job_kwargs: more `gan.GANJob` arguments (`run_eagerly`, `steps_per_epoch`) and preset
             overrides (`base_channels=16`, `precision="bfloat16"`, ...). No `fresh`: a new run
             goes into a new `output_dir`.
@@ -396,9 +422,17 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
         weights=fid_weights, input_range=(-1, 1), precision=fid_precision)
     reference = held_out_statistics(output_dir, held_out, extractor)
     stretches = TrainingStretches(output_dir, threads)
+    recalibration, training_batch = None, int(batch_size or presets.get_preset(preset).training
+                                              .batch_size)
+    if recalibrate_batch_norm:
+        chosen = np.random.default_rng(seed).permutation(len(images) - int(num_held_out))
+        recalibration = as_signed_images(
+            images[np.sort(chosen[:RECALIBRATION_BATCHES * training_batch])])
     scores = CheckpointScores(output_dir, held_out, reference, extractor, stretches,
                               score_every=score_every, num_samples=num_samples,
-                              budget_hours=budget_hours, seed=seed)
+                              budget_hours=budget_hours, seed=seed,
+                              recalibration_images=recalibration,
+                              recalibration_batch_size=training_batch)
     job = ScoredGANJob(preset, output_dir, stretches, budget_hours,
                        source={"arrays": images[:-int(num_held_out)]},
                        steps_per_epoch=job_kwargs.pop("steps_per_epoch", None),

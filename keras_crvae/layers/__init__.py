@@ -28,7 +28,8 @@ from keras_crvae.layers.folded_conv import FoldedConvolution
 from keras_crvae.layers.equalized import EqualizedConv2D, EqualizedDense, check_counts
 from keras_crvae.layers.mapping_network import MappingNetwork, normalize_second_moment
 from keras_crvae.layers.noise_injection import NoiseInjection
-from keras_crvae.layers.normalization import BatchNormalization
+from keras_crvae.layers.normalization import (
+    BatchNormalization, average_batch_norm_statistics, batch_norm_layers)
 from keras_crvae.layers.style_modulation import (
     ModulatedConv2D,
     ToRGB,

@@ -74,3 +74,48 @@ class BatchNormalization(keras.layers.BatchNormalization):
                 mean=ops.cast(self.moving_mean.value, "float32"),
                 variance=ops.cast(self.moving_variance.value, "float32"))
         return ops.cast(outputs, self.compute_dtype)
+
+
+def batch_norm_layers(network):
+    """Every `keras.layers.BatchNormalization` inside `network` (this library's subclass included),
+    nested layers and models searched, each once."""
+    return [layer for layer in network._flatten_layers()
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def average_batch_norm_statistics(network, batches, call=None):
+    """Re-estimates the moving mean and variance of every BatchNorm of `network` as the plain
+    average of its batch statistics over `batches` ("precise BN").
+
+    With a Keras momentum of 0.1 (Torch's 0.9, the 64x64 presets') the moving statistics are about
+    the last training batch's: an inference-mode network then computes with one batch's noise
+    (docs/faces.md, "BatchNorm statistics at scoring time"). This calls `call(batch)` once per
+    batch, eagerly, each layer's momentum set to `i / (i + 1)` for the i-th batch, so after the last
+    one the moving statistics are the mean of the `len(batches)` batch means and (biased)
+    variances, then restores the momenta. Trainable weights do not change; a layer that updates
+    state in training mode besides BatchNorm (spectral normalisation's power iteration, dropout's
+    RNG) does. Not in the crVAE reference, which evaluates with its running statistics.
+
+    Args:
+        network: a `keras.Model` or layer; its BatchNorm layers are re-estimated.
+        batches: iterable of inputs, each called once.
+        call: callable `batch -> outputs` that runs `network` in training mode once (default
+            `network(batch, training=True)`); e.g. a model's encoder followed by its decoder.
+
+    Returns:
+        int, the number of BatchNorm layers re-estimated (0: nothing to do, nothing was called).
+    """
+    norms = batch_norm_layers(network)
+    if not norms:
+        return 0
+    call = call if call is not None else (lambda batch: network(batch, training=True))
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for index, batch in enumerate(batches):
+            for layer in norms:
+                layer.momentum = index / (index + 1.0)
+            call(batch)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    return len(norms)

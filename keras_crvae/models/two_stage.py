@@ -28,7 +28,7 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import losses
-from keras_crvae.layers import GaussianSampler
+from keras_crvae.layers import GaussianSampler, average_batch_norm_statistics
 from keras_crvae.models.base import (OptimizerBuiltBeforeTracing, check_encoder_decoder,
                                      to_float32, validate_images, with_deserialized)
 
@@ -221,21 +221,15 @@ class GammaVAE(OptimizerBuiltBeforeTracing, keras.Model):
         Args:
             data: array `(N, *data_shape)`.
             batch_size: int, default 100 (the training batch).
+
+        Returns:
+            int, the number of BatchNorm layers re-estimated
+            (`layers.average_batch_norm_statistics`).
         """
-        norms = [layer for layer in self._flatten_layers()
-                 if isinstance(layer, keras.layers.BatchNormalization)]
-        momenta = [layer.momentum for layer in norms]
-        try:
-            for index, start in enumerate(range(0, len(data) - int(batch_size) + 1,
-                                                int(batch_size))):
-                for layer in norms:
-                    layer.momentum = index / (index + 1.0)
-                self(ops.convert_to_tensor(np.asarray(data[start:start + int(batch_size)],
-                                                      "float32")), training=True)
-        finally:
-            for layer, momentum in zip(norms, momenta):
-                layer.momentum = momentum
-        return len(norms)
+        size = int(batch_size)
+        batches = (ops.convert_to_tensor(np.asarray(data[start:start + size], "float32"))
+                   for start in range(0, len(data) - size + 1, size))
+        return average_batch_norm_statistics(self, batches)
 
     # --- serialization -------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ import numpy as np
 from keras import ops
 
 from keras_crvae import distribute, losses
+from keras_crvae.layers import average_batch_norm_statistics
 from keras_crvae.losses import adversarial
 from keras_crvae.models.base import (SIGNED_IMAGE_RANGE, EncoderDecoderAPI,
                                      check_encoder_decoder, to_float32, with_deserialized)
@@ -480,6 +481,45 @@ class VAEGAN(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
         """Reconstructions (decoded posterior means) of images `(B, *image_shape)` in [-1, 1]."""
         mean, _ = self.encoder(images, training=training)
         return to_float32(self.decoder(mean, training=training))
+
+    def recalibrate_batch_norm(self, images, batch_size=32, num_batches=50, seed=0):
+        """Re-estimates the encoder's and the generator's BatchNorm moving statistics as plain
+        averages over many batches (`layers.average_batch_norm_statistics`, "precise BN").
+
+        The 64x64 presets' Keras momentum of 0.1 (the reference's Torch 0.9) leaves the moving
+        statistics at about the last training batch's: inference-mode reconstructions and samples
+        then carry one batch's noise, and each checkpoint's scores a different draw of it
+        (docs/faces.md, "BatchNorm statistics at scoring time"). The encoder's statistics are
+        averaged over `num_batches` batches of `images` in training mode, as training computes
+        them; the generator's over as many batches of prior samples `z ~ N(0, I)`: the pass whose
+        statistics the trained averages hold (each step's prior pass runs after its posterior
+        pass, so ~90% of the moving statistics are the last prior batch's). The discriminator is
+        not called. Trainable weights do not change. Not in the reference, which evaluates with
+        its running statistics.
+
+        Args:
+            images: array `(N, *image_shape)` in [-1, 1] (training images), N >= `batch_size`.
+            batch_size: int, default 32 (the face runs' batch: statistics of batches that size).
+            num_batches: int, default 50; fewer when `images` hold fewer full batches.
+            seed: int, which images (a random subset without repeats) and which prior samples.
+
+        Returns:
+            int, the number of BatchNorm layers re-estimated.
+        """
+        size, count = int(batch_size), int(num_batches)
+        if size < 2 or count < 1:
+            raise ValueError(f"`batch_size` must be >= 2 and `num_batches` >= 1, got {batch_size} "
+                             f"and {num_batches}.")
+        if len(images) < size:
+            raise ValueError(f"`images` must hold at least one batch of {size}, got {len(images)}.")
+        rng = np.random.default_rng(int(seed))
+        order = rng.permutation(len(images))[:min(count, len(images) // size) * size]
+        image_batches = [ops.convert_to_tensor(np.asarray(images[order[i:i + size]], "float32"))
+                         for i in range(0, len(order), size)]
+        latent_batches = [ops.convert_to_tensor(rng.standard_normal(
+            (size,) + self.latent_shape).astype("float32")) for _ in image_batches]
+        return (average_batch_norm_statistics(self.encoder, image_batches)
+                + average_batch_norm_statistics(self.generator, latent_batches))
 
 
 @keras.saving.register_keras_serializable(package="keras_crvae")

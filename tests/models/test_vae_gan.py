@@ -199,3 +199,42 @@ def test_api_contract_and_errors():
         build("dense", mi_weight=0.1)
     with pytest.raises(ValueError, match="divisible by 4"):
         model._check_batch(ops.zeros((6, 64, 64, 3)))
+
+
+@pytest.mark.portable
+def test_recalibrate_batch_norm_averages_encoder_and_prior_pass_statistics():
+    """The encoder's first BatchNorm holds the average statistics of its input over the chosen
+    image batches, the generator's first over the prior batches (the method's draws, replayed);
+    the discriminator (never called), the trainable weights and the momenta are untouched."""
+    from keras_crvae.layers import batch_norm_layers
+
+    model = build("dense")
+    images = np.random.default_rng(1).uniform(-1, 1, (20, 64, 64, 3)).astype("float32")
+    untouched = to_numpy(model.discriminator.variables) + to_numpy(model.trainable_variables)
+    momenta = [norm.momentum for norm in batch_norm_layers(model)]
+    count = model.recalibrate_batch_norm(images, batch_size=8, num_batches=5, seed=4)
+    assert count == len(batch_norm_layers(model.encoder)) + len(batch_norm_layers(model.generator))
+    for before, after in zip(untouched, to_numpy(model.discriminator.variables)
+                             + to_numpy(model.trainable_variables)):
+        np.testing.assert_array_equal(before, after)
+    assert [norm.momentum for norm in batch_norm_layers(model)] == momenta
+
+    rng = np.random.default_rng(4)
+    order = rng.permutation(20)[:16]  # two full batches of 8 (num_batches=5 asks for more)
+    image_batches = [images[order[:8]], images[order[8:]]]
+    latent_batches = [rng.standard_normal((8,) + LATENT).astype("float32") for _ in range(2)]
+    for network, batches in ((model.encoder, image_batches), (model.generator, latent_batches)):
+        norm = batch_norm_layers(network)[0]
+        features = keras.Model(network.input, norm.input)
+        values = [ops.convert_to_numpy(features(b)).astype("float64") for b in batches]
+        axes = tuple(range(values[0].ndim - 1))
+        np.testing.assert_allclose(ops.convert_to_numpy(norm.moving_mean),
+                                   np.mean([v.mean(axes) for v in values], 0), rtol=1e-4,
+                                   atol=1e-5)
+        np.testing.assert_allclose(ops.convert_to_numpy(norm.moving_variance),
+                                   np.mean([v.var(axes) for v in values], 0), rtol=1e-3,
+                                   atol=1e-5)
+    with pytest.raises(ValueError, match="at least one batch of 8"):
+        model.recalibrate_batch_norm(images[:7], batch_size=8)
+    with pytest.raises(ValueError, match="num_batches"):
+        model.recalibrate_batch_norm(images, num_batches=0)

@@ -52,6 +52,9 @@ def define_flags():
     flags.DEFINE_enum("fid_precision", "bfloat16", ["float32", "bfloat16"], "Inception precision.")
     flags.DEFINE_integer("steps_per_epoch", None, "Default: one pass over the training faces.")
     flags.DEFINE_integer("seed", 0, "Training and sampling seed.")
+    flags.DEFINE_boolean("recalibrate_batch_norm", True, "Re-estimate the BatchNorm statistics "
+                         "on 50 training batches before each score (scored_gan module docstring); "
+                         "--norecalibrate_batch_norm: the statistics as trained.")
     flags.DEFINE_multi_string("set", [], "KEY=VALUE preset overrides (precision=bfloat16, "
                               "base_channels=16, ...).")
 
@@ -86,7 +89,7 @@ def scored_run(preset, output_dir, faces, budget_hours, overrides, **kwargs):
         score_every=FLAGS.score_every, num_samples=FLAGS.num_samples, budget_hours=budget_hours,
         stop_after_minutes=FLAGS.stop_after_minutes, threads=FLAGS.threads,
         fid_weights=FLAGS.fid_weights, fid_precision=FLAGS.fid_precision, seed=FLAGS.seed,
-        steps_per_epoch=FLAGS.steps_per_epoch,
+        steps_per_epoch=FLAGS.steps_per_epoch, recalibrate_batch_norm=FLAGS.recalibrate_batch_norm,
         data_spec=data_spec(FLAGS.faces, len(faces), FLAGS.num_held_out), **overrides, **kwargs)
 
 
