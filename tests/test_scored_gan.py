@@ -109,8 +109,7 @@ def test_a_budget_stopped_run_resumes_and_continues_the_scores_curve(tmp_path):
     assert (rest["status"], rest["epochs_done"]) == ("trained", 2)
     curve = rest["scores"]
     assert [e["epoch"] for e in curve] == [1, 2]
-    # Each score re-estimated the BatchNorm statistics first (the default), from the same images.
-    assert [e["batch_norm"] for e in curve] == ["recalibrated"] * 2
+    assert [e["batch_norm"] for e in curve] == ["as trained"] * 2
     for key in ("sample_fid", "reconstruction_fid", "reconstruction_mse"):
         assert curve[0][key] == pytest.approx(first["scores"][0][key], rel=1e-4, abs=1e-6), key
         assert all(np.isfinite(e[key]) and e[key] >= 0 for e in curve)
@@ -271,3 +270,38 @@ def _light_state_files(folder):
 
     return [name for name in (longrun.RESUME_INFO, longrun.RESUME_WEIGHTS)
             if (folder / name).exists()]
+
+
+def test_a_score_recalibrates_batch_norm_first_when_given_training_images(tmp_path, monkeypatch):
+    """`CheckpointScores` with `recalibration_images` calls the model's `recalibrate_batch_norm`
+    (the run's batch size, `RECALIBRATION_BATCHES`, the samples' seed) before measuring, and says
+    so in the entry; without them it measures the statistics as trained."""
+    calls = []
+
+    class Model:
+        def recalibrate_batch_norm(self, images, batch_size, num_batches, seed):
+            calls.append(("recalibrate", len(images), batch_size, num_batches, seed))
+
+        def save_weights(self, path):
+            pathlib.Path(path).write_bytes(b"weights")
+
+    def measure(model, *args, **kwargs):
+        calls.append(("measure",))
+        return {"sample_fid": 1.0, "reconstruction_fid": 2.0, "reconstruction_mse": 0.5}, \
+            np.zeros((4, 64, 64, 3), "float32"), None
+
+    monkeypatch.setattr(scored_gan, "measure", measure)
+    monkeypatch.setattr(scored_gan.base, "save_reconstruction_grid", lambda *args: None)
+    stretches = scored_gan.TrainingStretches(str(tmp_path), threads=1)
+    for folder, images, expected in (("recalibrated", np.zeros((64, 64, 64, 3), "float32"),
+                                      [("recalibrate", 64, 16, scored_gan.RECALIBRATION_BATCHES, 7),
+                                       ("measure",)]),
+                                     ("as trained", None, [("measure",)])):
+        calls.clear()
+        os.makedirs(tmp_path / folder)
+        scores = scored_gan.CheckpointScores(str(tmp_path / folder), np.zeros((2, 64, 64, 3)),
+                                             None, None, stretches, seed=7, recalibration_images=images,
+                                             recalibration_batch_size=16)
+        scores.set_model(Model())
+        entry = scores.score(1)
+        assert calls == expected and entry["batch_norm"] == folder

@@ -12,10 +12,10 @@ and every `score_every` epochs measures on those held-out images:
     reconstruction MSE   per pixel, in the models' [-1, 1] range
     machine-hours        the training time so far, wall x threads summed over every stretch
 
-Before each score the encoder's and generator's BatchNorm moving statistics are re-estimated over
-50 training batches (`VAEGAN.recalibrate_batch_norm`, `recalibrate_batch_norm=True`, the default;
-each entry's `batch_norm` says which): with the presets' momentum they are otherwise about the last
-training batch's, and a checkpoint's scores carry that one batch's noise (docs/faces.md).
+Scores use the BatchNorm moving statistics as trained (each entry's `batch_norm`: "as trained").
+`recalibrate_batch_norm=True` re-estimates the encoder's and generator's over 50 training batches
+first (`VAEGAN.recalibrate_batch_norm`): measured on two face checkpoints it made both scores worse
+(docs/faces.md, "BatchNorm statistics at scoring time"), so it is off by default.
 
 Files in `output_dir` besides the GAN job's (`keras_crvae.jobs.gan`):
 
@@ -356,7 +356,7 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
                      num_samples=1000, budget_hours=None, stop_after_minutes=None, threads=0,
                      feature_extractor=None, fid_weights="default", fid_precision="bfloat16",
                      seed=0, data_spec=None, batch_size=None, epochs=None, verbose=2,
-                     light_state_dtype=None, recalibrate_batch_norm=True, **job_kwargs):
+                     light_state_dtype=None, recalibrate_batch_norm=False, **job_kwargs):
     """Trains `preset` on `images[:-num_held_out]`, scored on the last `num_held_out` (module
     docstring), until its epochs are done, `budget_hours` machine-hours are spent, this call's
     `stop_after_minutes` pass or a SIGTERM comes; a rerun of the same call resumes.
@@ -383,9 +383,9 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
         light_state_dtype: None, "float16" or "float32": a stopped stretch also writes the light
             state (weights only, to commit) from which a machine without `backup/` resumes
             (`base.TrainingJob`).
-        recalibrate_batch_norm: bool, default True: each score re-estimates the BatchNorm
-            statistics first, on `RECALIBRATION_BATCHES` batches of training images (fixed by
-            `seed`; `CheckpointScores`). False: the statistics as trained.
+        recalibrate_batch_norm: bool, default False (the statistics as trained). True: each
+            score re-estimates the BatchNorm statistics first, on `RECALIBRATION_BATCHES` batches
+            of training images (fixed by `seed`; `CheckpointScores`).
         **job_kwargs: more `gan.GANJob` arguments (`run_eagerly`, `steps_per_epoch`) and preset
             overrides (`base_channels=16`, `precision="bfloat16"`, ...). No `fresh`: a new run
             goes into a new `output_dir`.

@@ -52,9 +52,9 @@ def define_flags():
     flags.DEFINE_enum("fid_precision", "bfloat16", ["float32", "bfloat16"], "Inception precision.")
     flags.DEFINE_integer("steps_per_epoch", None, "Default: one pass over the training faces.")
     flags.DEFINE_integer("seed", 0, "Training and sampling seed.")
-    flags.DEFINE_boolean("recalibrate_batch_norm", True, "Re-estimate the BatchNorm statistics "
-                         "on 50 training batches before each score (scored_gan module docstring); "
-                         "--norecalibrate_batch_norm: the statistics as trained.")
+    flags.DEFINE_boolean("recalibrate_batch_norm", False, "Re-estimate the BatchNorm statistics "
+                         "on 50 training batches before each score (scored_gan module docstring; "
+                         "off: it made two face checkpoints' scores worse, docs/faces.md).")
     flags.DEFINE_multi_string("set", [], "KEY=VALUE preset overrides (precision=bfloat16, "
                               "base_channels=16, ...).")
 
