@@ -487,9 +487,11 @@ class VAEGAN(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
         averages over many batches (`layers.average_batch_norm_statistics`, "precise BN").
 
         The 64x64 presets' Keras momentum of 0.1 (the reference's Torch 0.9) leaves the moving
-        statistics at about the last training batch's: inference-mode reconstructions and samples
-        then carry one batch's noise, and each checkpoint's scores a different draw of it
-        (docs/faces.md, "BatchNorm statistics at scoring time"). The encoder's statistics are
+        statistics at about the last training batch's, so inference-mode outputs carry one
+        batch's noise. Measured on two face checkpoints this did not help: both the sample FID
+        and the reconstruction MSE got worse than with the statistics as trained (docs/faces.md,
+        "BatchNorm statistics at scoring time"), so the face scores do not use it by default. The
+        encoder's statistics are
         averaged over `num_batches` batches of `images` in training mode, as training computes
         them; the generator's over as many batches of prior samples `z ~ N(0, I)`: the pass whose
         statistics the trained averages hold (each step's prior pass runs after its posterior
