@@ -300,7 +300,8 @@ def test_a_score_recalibrates_batch_norm_first_when_given_training_images(tmp_pa
         calls.clear()
         os.makedirs(tmp_path / folder)
         scores = scored_gan.CheckpointScores(str(tmp_path / folder), np.zeros((2, 64, 64, 3)),
-                                             None, None, stretches, seed=7, recalibration_images=images,
+                                             None, None, stretches, seed=7,
+                                             recalibration_images=images,
                                              recalibration_batch_size=16)
         scores.set_model(Model())
         entry = scores.score(1)

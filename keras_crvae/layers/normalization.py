@@ -90,12 +90,14 @@ def average_batch_norm_statistics(network, batches, call=None):
     With a decay near 1 (the Two-Stage VAE's 0.999) a short run's moving statistics are still
     mostly their initial values; with a Keras momentum of 0.1 (the 64x64 presets') they are about
     the last batch's. Whether the average serves a network better than either is a measurement
-    (docs/faces.md, "BatchNorm statistics at scoring time": for two face GANs it did not). This calls `call(batch)` once per
-    batch, eagerly, each layer's momentum set to `i / (i + 1)` for the i-th batch, so after the last
-    one the moving statistics are the mean of the `len(batches)` batch means and (biased)
-    variances, then restores the momenta. Trainable weights do not change; a layer that updates
-    state in training mode besides BatchNorm (spectral normalisation's power iteration, dropout's
-    RNG) does. Not in the crVAE reference, which evaluates with its running statistics.
+    (docs/faces.md, "BatchNorm statistics at scoring time": for two face GANs it did not).
+
+    This calls `call(batch)` once per batch, eagerly, each layer's momentum set to `i / (i + 1)`
+    for the i-th batch, so after the last one the moving statistics are the mean of the
+    `len(batches)` batch means and (biased) variances, then restores the momenta. Trainable weights
+    do not change; a layer that updates state in training mode besides BatchNorm (spectral
+    normalisation's power iteration, dropout's RNG) does. Not in the crVAE reference, which
+    evaluates with its running statistics.
 
     Args:
         network: a `keras.Model` or layer; its BatchNorm layers are re-estimated.

@@ -490,14 +490,14 @@ class VAEGAN(adversarial.TwoPlayerCompile, EncoderDecoderAPI, keras.Model):
         statistics at about the last training batch's, so inference-mode outputs carry one
         batch's noise. Measured on two face checkpoints this did not help: both the sample FID
         and the reconstruction MSE got worse than with the statistics as trained (docs/faces.md,
-        "BatchNorm statistics at scoring time"), so the face scores do not use it by default. The
-        encoder's statistics are
-        averaged over `num_batches` batches of `images` in training mode, as training computes
-        them; the generator's over as many batches of prior samples `z ~ N(0, I)`: the pass whose
-        statistics the trained averages hold (each step's prior pass runs after its posterior
-        pass, so ~90% of the moving statistics are the last prior batch's). The discriminator is
-        not called. Trainable weights do not change. Not in the reference, which evaluates with
-        its running statistics.
+        "BatchNorm statistics at scoring time"), so the face scores do not use it by default.
+
+        The encoder's statistics are averaged over `num_batches` batches of `images` in training
+        mode, as training computes them; the generator's over as many batches of prior samples
+        `z ~ N(0, I)`: the pass whose statistics the trained averages hold (each step's prior pass runs
+        after its posterior pass, so ~90% of the moving statistics are the last prior batch's). The
+        discriminator is not called. Trainable weights do not change. Not in the reference, which
+        evaluates with its running statistics.
 
         Args:
             images: array `(N, *image_shape)` in [-1, 1] (training images), N >= `batch_size`.
