@@ -139,7 +139,9 @@ def test_an_interruption_that_tensorflow_turned_into_another_error_exits_as_the_
     in CI during the first step). After a SIGINT or SIGTERM any of them is that interruption
     (130 / 143, one line, not the ValueError's usage error); without one a SystemError or an
     AssertionError is a bug, raised with its traceback, and a ValueError is still a usage error.
-    The stand-in command calls the handler the CLI installed, then fails as TensorFlow does."""
+    The stand-in command calls the handler the CLI installed, then fails as TensorFlow does.
+    The child starts with Ctrl-C at Python's default, as in a terminal: a process started in the
+    background inherits SIGINT ignored, and then the CLI rightly leaves SIGINT alone."""
     result = python("""
         import contextlib
         import importlib
@@ -147,6 +149,7 @@ def test_an_interruption_that_tensorflow_turned_into_another_error_exits_as_the_
         import types
         import crvae_cli
 
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         crvae_cli._defer_package_init()
         main = importlib.import_module("keras_crvae.cli.main")
 
