@@ -422,17 +422,16 @@ def train_scored_gan(preset, images, *, num_held_out=1000, output_dir, score_eve
         weights=fid_weights, input_range=(-1, 1), precision=fid_precision)
     reference = held_out_statistics(output_dir, held_out, extractor)
     stretches = TrainingStretches(output_dir, threads)
-    recalibration, training_batch = None, int(batch_size or presets.get_preset(preset).training
-                                              .batch_size)
-    if recalibrate_batch_norm:
+    recalibration = {}
+    if recalibrate_batch_norm:  # the training batch size: statistics of batches that size
+        size = int(batch_size or presets.get_preset(preset).training.batch_size)
         chosen = np.random.default_rng(seed).permutation(len(images) - int(num_held_out))
-        recalibration = as_signed_images(
-            images[np.sort(chosen[:RECALIBRATION_BATCHES * training_batch])])
+        recalibration = {"recalibration_images": as_signed_images(
+            images[np.sort(chosen[:RECALIBRATION_BATCHES * size])]),
+            "recalibration_batch_size": size}
     scores = CheckpointScores(output_dir, held_out, reference, extractor, stretches,
                               score_every=score_every, num_samples=num_samples,
-                              budget_hours=budget_hours, seed=seed,
-                              recalibration_images=recalibration,
-                              recalibration_batch_size=training_batch)
+                              budget_hours=budget_hours, seed=seed, **recalibration)
     job = ScoredGANJob(preset, output_dir, stretches, budget_hours,
                        source={"arrays": images[:-int(num_held_out)]},
                        steps_per_epoch=job_kwargs.pop("steps_per_epoch", None),
