@@ -13,6 +13,14 @@ On TensorFlow the test processes also switch Grappler (the graph optimizer that 
 80 -> 71 CPU-seconds). The same kernels run, unfused; the library itself never changes this setting,
 and the command-line tests' subprocesses and every training script keep it on.
 
+TensorFlow runs each operation on one thread in the test processes and the subprocesses they
+start (`TF_NUM_INTRAOP_THREADS=1`, unless set): the tests' tensors are tiny, so splitting an
+operation over a second thread costs more in handing over and spinning than it saves, and
+pytest-xdist already keeps both cores busy with two workers (`tests/models/test_vae_gan.py` and
+`test_gan.py` in one process, quiet AMD EPYC, two runs each: 57.3 / 58.1 -> 52.1 / 48.5 CPU-s).
+The same operations run; only float reductions may round differently. The library, the CLI and
+the training scripts keep TensorFlow's default unless told (`--threads`).
+
 `@pytest.mark.tensorflow_variant` on a parametrized case of a portable test says: this variant's
 backend-specific code is already exercised on JAX by a sibling variant (same layers, same ops; only
 a configuration differs), so the JAX leg of CI (`KERAS_BACKEND=jax pytest -m portable`) deselects it
@@ -28,6 +36,9 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_backend_optimization_level=0").strip()
+
+# Before TensorFlow starts (it reads the variable once); the CLI tests' subprocesses inherit it.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import keras  # noqa: E402  (after XLA_FLAGS: JAX and TensorFlow read it when XLA starts)
 
