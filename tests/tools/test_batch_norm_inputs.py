@@ -16,6 +16,8 @@ def test_channel_statistics_by_hand():
     ratios, offsets = batch_norm_inputs.channel_statistics(means, variances, np.array([3.0, 1.0]))
     np.testing.assert_allclose(ratios, [1.0, 0.0], atol=1e-9)  # std of (0, 2) is 1; within 1, 2
     np.testing.assert_allclose(offsets, [2.0, 0.0], atol=1e-9)  # |3 - 1| / 1, |1 - 1| / 2
+    np.testing.assert_allclose(batch_norm_inputs.variance_ratios(variances, np.array([2.0, 1.0])),
+                               [2.0, 0.25], atol=1e-9)
 
 
 def test_measure_pass_reads_each_batch_and_restores_the_momentum():
@@ -33,3 +35,7 @@ def test_measure_pass_reads_each_batch_and_restores_the_momentum():
     assert row["ratio_max"] > 5  # channel 0: batch means 0, 10, 20, 30 (std ~11) against std ~1
     assert row["ratio_median"] < 0.5  # channels 1-2: ~1/sqrt(64) of movement
     assert network.layers[-1].momentum == 0.9
+    # The moving variance is still its initial 1: the ratios are 1 / the mean (biased) batch variance.
+    expected = 1.0 / np.mean([batch.var(axis=0) for batch in batches], axis=0)
+    assert abs(row["variance_ratio_max"] - expected.max()) < 1e-3
+    assert abs(row["variance_ratio_min"] - expected.min()) < 1e-3

@@ -19,6 +19,8 @@ trained weights are reloaded afterwards). Per layer, over its channels:
                         standard deviations from one batch to the next
     moving offset       |moving mean as trained - mean of the batch means| over the same within
                         standard deviation (how far the as-trained statistics sit)
+    variance ratio      moving variance as trained over the mean batch variance (1: the layer
+                        scales as in training mode; reported as the channels' median, min, max)
 
 Prints the layers with the largest median ratio first; writes JSON.
 """
@@ -54,10 +56,18 @@ def channel_statistics(batch_means, batch_variances, moving_mean):
     return between / within, offset / within
 
 
-def summarize(name, ratios, offsets):
+def variance_ratios(batch_variances, moving_variance):
+    """Per channel: `moving_variance` `(C,)` over the mean of `batch_variances` `(K, C)`."""
+    return moving_variance / (np.mean(batch_variances, axis=0) + 1e-12)
+
+
+def summarize(name, ratios, offsets, variances):
     return {"layer": name, "channels": int(len(ratios)),
             "ratio_median": float(np.median(ratios)), "ratio_max": float(np.max(ratios)),
-            "offset_median": float(np.median(offsets)), "offset_max": float(np.max(offsets))}
+            "offset_median": float(np.median(offsets)), "offset_max": float(np.max(offsets)),
+            "variance_ratio_median": float(np.median(variances)),
+            "variance_ratio_min": float(np.min(variances)),
+            "variance_ratio_max": float(np.max(variances))}
 
 
 def measure_pass(network, batches, call):
@@ -66,6 +76,8 @@ def measure_pass(network, batches, call):
 
     layers = batch_norm_layers(network)
     moving = {id(layer): np.asarray(layer.moving_mean.numpy(), "float64") for layer in layers}
+    moving_variance = {id(layer): np.asarray(layer.moving_variance.numpy(), "float64")
+                       for layer in layers}
     momenta = {id(layer): layer.momentum for layer in layers}
     means = {id(layer): [] for layer in layers}
     variances = {id(layer): [] for layer in layers}
@@ -85,7 +97,8 @@ def measure_pass(network, batches, call):
         ratios, offsets = channel_statistics(np.stack(means[id(layer)]),
                                              np.stack(variances[id(layer)]), moving[id(layer)])
         rows.append(summarize(layer.path if hasattr(layer, "path") else layer.name, ratios,
-                              offsets))
+                              offsets, variance_ratios(np.stack(variances[id(layer)]),
+                                                       moving_variance[id(layer)])))
     return sorted(rows, key=lambda row: -row["ratio_median"])
 
 
@@ -134,10 +147,12 @@ def main(argv):
     print(f"{info['preset']} ({weights}): {FLAGS.num_batches} batches of {FLAGS.batch_size}")
     for name, rows in passes.items():
         print(f"\n{name}: {len(rows)} BatchNorm layers; between/within (median, max over "
-              "channels), moving offset (median, max)")
+              "channels), moving offset (median, max), variance ratio (median, min, max)")
         for row in rows[:FLAGS.top]:
-            print(f"  {row['layer'][:60]:60s} {row['ratio_median']:8.2f} {row['ratio_max']:9.2f}"
-                  f"   {row['offset_median']:8.2f} {row['offset_max']:9.2f}")
+            print(f"  {row['layer'][:44]:44s} {row['ratio_median']:6.2f} {row['ratio_max']:6.2f}"
+                  f"   {row['offset_median']:6.2f} {row['offset_max']:6.2f}   "
+                  f"{row['variance_ratio_median']:6.2f} {row['variance_ratio_min']:6.2f} "
+                  f"{row['variance_ratio_max']:6.2f}")
     if FLAGS.output:
         pathlib.Path(FLAGS.output).write_text(json.dumps(
             {"run": str(run), "weights": str(weights), "preset": info["preset"],

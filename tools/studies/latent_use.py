@@ -18,6 +18,8 @@ BatchNorm statistics as trained (as every score in docs/faces.md), the latent's 
     image_spread            per-pixel standard deviation across images, averaged over pixels and
                             channels (images in [-1, 1]), of: the held-out faces, their
                             reconstructions (decoded posterior means) and as many prior samples
+    reconstruction_mse      of the decoded posterior means (what the scores report), and of
+                            decoded posterior samples (mean + std * noise, what training decodes)
     block_effect            for each block b, the RMS pixel change of a decoded image when block b
                             alone is redrawn from the prior: in the faces' posterior means
                             ("posterior") and in prior samples ("prior")
@@ -125,6 +127,9 @@ def main(argv):
     rng = np.random.default_rng(0)
     prior = rng.standard_normal(means.shape).astype("float32")
     reconstructions, samples = decode(means), decode(prior)
+    posterior_draws = means + np.exp(0.5 * log_vars) * rng.standard_normal(means.shape).astype(
+        "float32")
+    sample_reconstructions = decode(posterior_draws)
     effects = []
     for block in range(FLAGS.blocks):
         effects.append({
@@ -144,13 +149,15 @@ def main(argv):
                          "reconstructions": image_spread(reconstructions),
                          "prior_samples": image_spread(samples)},
         "reconstruction_mse": float(np.mean((reconstructions - faces) ** 2)),
+        "reconstruction_mse_posterior_samples": float(np.mean((sample_reconstructions - faces) ** 2)),
         "block_effect": effects,
     }
     print(f"{info['preset']} ({weights}), {FLAGS.num_faces} held-out faces, latent "
           f"{tuple(model.latent_shape)}")
     print(f"posterior std (mean) {result['posterior_std']:.3f}; spread of posterior means "
           f"{result['posterior_mean_spread']:.3f}; reconstruction MSE "
-          f"{result['reconstruction_mse']:.4f}")
+          f"{result['reconstruction_mse']:.4f} (decoding posterior samples: "
+          f"{result['reconstruction_mse_posterior_samples']:.4f})")
     print("largest variances of the posterior means along their principal directions (prior: 1): "
           + ", ".join(f"{value:.2f}" for value in result["posterior_mean_pca"]))
     print("image spread: faces {faces:.3f}, reconstructions {reconstructions:.3f}, prior samples "
