@@ -213,6 +213,16 @@ def build_model(config, overrides, seed):
                                    **{**overrides, "precision": "float32"})
 
 
+def run_model(run, seed=0):
+    """`(model, info)`: the model of the face run in folder `run` (float32, uncompiled, untrained),
+    built from its run.json (`info`, its content) as `build_model` builds it for shipping. The
+    study tools load a checkpoint into it (tools/studies/batch_norm_check.py, latent_use.py,
+    batch_norm_inputs.py)."""
+    info = _read_json(pathlib.Path(run) / "run.json")
+    overrides = preset_overrides(run_config(info))
+    return build_model({"preset": info["preset"]}, overrides, seed), info
+
+
 def load_source(model, source):
     """Loads the weights file `source = (path, dtype)` into `model`."""
     path, _ = source

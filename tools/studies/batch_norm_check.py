@@ -53,7 +53,7 @@ def decode_in_batches(function, inputs, batch_size=50):
 def main(argv):
     del argv
     bad = sorted(set(FLAGS.variants) - set(VARIANTS))
-    if bad:
+    if bad or not FLAGS.variants:
         raise app.UsageError(f"--variants={','.join(FLAGS.variants)}: unknown {bad}; expected "
                              f"any of {', '.join(VARIANTS)}.")
     run = pathlib.Path(FLAGS.run)
@@ -64,22 +64,19 @@ def main(argv):
     import keras
 
     import ship_face_model
-    from ship_pretrained import preset_overrides
 
     from keras_crvae import evaluation
     from keras_crvae.jobs import scored_gan
 
-    info = json.loads((run / "run.json").read_text())
     faces = np.load(FLAGS.faces)["x"]
     held_out = scored_gan.as_signed_images(faces[8500:9500])
     training = scored_gan.as_signed_images(faces[:8500])
     extractor = evaluation.FIDInceptionV3(input_range=(-1, 1))
     reference = scored_gan.held_out_statistics(str(run), held_out, extractor)
-    overrides = preset_overrides(ship_face_model.run_config(info))
     rows = []
     for variant in FLAGS.variants:
         started = time.time()
-        model = ship_face_model.build_model({"preset": info["preset"]}, overrides, seed=0)
+        model, info = ship_face_model.run_model(run)
         model.load_weights(str(weights))
         if variant == "recalibrated":
             model.recalibrate_batch_norm(training, batch_size=32, num_batches=50, seed=0)

@@ -37,14 +37,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "reproduce"
 import checkout_paths  # noqa: E402  (tools/checkout_paths.py)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "A face run folder (run.json).")
-flags.DEFINE_string("weights", None, "Weights file (default: RUN/scored.weights.h5).")
-flags.DEFINE_integer("num_batches", 20, "Batches per pass.")
-flags.DEFINE_integer("batch_size", 32, "Images (latents) per batch.")
-flags.DEFINE_integer("top", 12, "Layers printed per pass.")
-flags.DEFINE_string("faces", str(checkout_paths.SHARED_DATA / "celeba64_train.npz"), "Faces.")
-flags.DEFINE_string("output", None, "JSON output path.")
-flags.mark_flag_as_required("run")
 
 
 def channel_statistics(batch_means, batch_variances, moving_mean):
@@ -113,13 +105,10 @@ def main(argv):
         if getattr(FLAGS, name) < 2:
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: expected at least 2.")
     import ship_face_model
-    from ship_pretrained import preset_overrides
 
     from keras_crvae.jobs import scored_gan
 
-    info = json.loads((run / "run.json").read_text())
-    overrides = preset_overrides(ship_face_model.run_config(info))
-    model = ship_face_model.build_model({"preset": info["preset"]}, overrides, seed=0)
+    model, info = ship_face_model.run_model(run)
     rng = np.random.default_rng(0)
     count = FLAGS.num_batches * FLAGS.batch_size
     faces = np.load(FLAGS.faces)["x"][:8500]
@@ -161,4 +150,13 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Flags defined here, not on import: the tests import this module beside other tools.
+    flags.DEFINE_string("run", None, "A face run folder (run.json).")
+    flags.DEFINE_string("weights", None, "Weights file (default: RUN/scored.weights.h5).")
+    flags.DEFINE_integer("num_batches", 20, "Batches per pass.")
+    flags.DEFINE_integer("batch_size", 32, "Images (latents) per batch.")
+    flags.DEFINE_integer("top", 12, "Layers printed per pass.")
+    flags.DEFINE_string("faces", str(checkout_paths.SHARED_DATA / "celeba64_train.npz"), "Faces.")
+    flags.DEFINE_string("output", None, "JSON output path.")
+    flags.mark_flag_as_required("run")
     app.run(main)

@@ -41,13 +41,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "reproduce"
 import checkout_paths  # noqa: E402  (tools/checkout_paths.py)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "A face run folder (run.json).")
-flags.DEFINE_string("weights", None, "Weights file (default: RUN/scored.weights.h5).")
-flags.DEFINE_integer("num_faces", 200, "Held-out faces (and prior samples) to measure on.")
-flags.DEFINE_integer("blocks", 8, "Blocks of the latent's last axis.")
-flags.DEFINE_string("faces", str(checkout_paths.SHARED_DATA / "celeba64_train.npz"), "Faces.")
-flags.DEFINE_string("output", None, "JSON output path.")
-flags.mark_flag_as_required("run")
 
 HELD_OUT_START = 8500
 
@@ -93,13 +86,10 @@ def main(argv):
     import keras
 
     import ship_face_model
-    from ship_pretrained import preset_overrides
 
     from keras_crvae.jobs import scored_gan
 
-    info = json.loads((run / "run.json").read_text())
-    overrides = preset_overrides(ship_face_model.run_config(info))
-    model = ship_face_model.build_model({"preset": info["preset"]}, overrides, seed=0)
+    model, info = ship_face_model.run_model(run)
     model.load_weights(str(weights))
     if model.latent_shape[-1] % FLAGS.blocks:
         raise app.UsageError(f"--blocks={FLAGS.blocks}: does not divide the latent's "
@@ -170,4 +160,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Flags defined here, not on import: the tests import this module beside other tools.
+    flags.DEFINE_string("run", None, "A face run folder (run.json).")
+    flags.DEFINE_string("weights", None, "Weights file (default: RUN/scored.weights.h5).")
+    flags.DEFINE_integer("num_faces", 200, "Held-out faces (and prior samples) to measure on.")
+    flags.DEFINE_integer("blocks", 8, "Blocks of the latent's last axis.")
+    flags.DEFINE_string("faces", str(checkout_paths.SHARED_DATA / "celeba64_train.npz"), "Faces.")
+    flags.DEFINE_string("output", None, "JSON output path.")
+    flags.mark_flag_as_required("run")
     app.run(main)
