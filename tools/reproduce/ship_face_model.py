@@ -213,6 +213,18 @@ def build_model(config, overrides, seed):
                                    **{**overrides, "precision": "float32"})
 
 
+def checkpoint_paths(run, weights=None):
+    """`(run, weights)` as paths, for the study tools that read one checkpoint of a face run:
+    `weights` defaults to RUN/scored.weights.h5 (the last scored epoch). Raises `app.UsageError`
+    naming the flag of a missing run.json or weights file."""
+    run = pathlib.Path(run)
+    weights = pathlib.Path(weights or run / "scored.weights.h5")
+    for flag, path in (("--run", run / "run.json"), ("--weights", weights)):
+        if not path.is_file():
+            raise app.UsageError(f"{flag}: {path} does not exist.")
+    return run, weights
+
+
 def run_model(run, seed=0):
     """`(model, info)`: the model of the face run in folder `run` (float32, uncompiled, untrained),
     built from its run.json (`info`, its content) as `build_model` builds it for shipping. The

@@ -56,14 +56,10 @@ def main(argv):
     if bad or not FLAGS.variants:
         raise app.UsageError(f"--variants={','.join(FLAGS.variants)}: unknown {bad}; expected "
                              f"any of {', '.join(VARIANTS)}.")
-    run = pathlib.Path(FLAGS.run)
-    weights = pathlib.Path(FLAGS.weights or run / "scored.weights.h5")
-    for path in (run / "run.json", weights):
-        if not path.is_file():
-            raise app.UsageError(f"--run/--weights: {path} does not exist.")
-    import keras
-
     import ship_face_model
+
+    run, weights = ship_face_model.checkpoint_paths(FLAGS.run, FLAGS.weights)
+    import keras
 
     from keras_crvae import evaluation
     from keras_crvae.jobs import scored_gan

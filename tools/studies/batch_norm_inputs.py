@@ -96,16 +96,12 @@ def measure_pass(network, batches, call):
 
 def main(argv):
     del argv
-    run = pathlib.Path(FLAGS.run)
-    weights = pathlib.Path(FLAGS.weights or run / "scored.weights.h5")
-    for flag, path in (("--run", run / "run.json"), ("--weights", weights)):
-        if not path.is_file():
-            raise app.UsageError(f"{flag}: {path} does not exist.")
+    import ship_face_model
+
+    run, weights = ship_face_model.checkpoint_paths(FLAGS.run, FLAGS.weights)
     for name in ("num_batches", "batch_size"):
         if getattr(FLAGS, name) < 2:
             raise app.UsageError(f"--{name}={getattr(FLAGS, name)}: expected at least 2.")
-    import ship_face_model
-
     from keras_crvae.jobs import scored_gan
 
     model, info = ship_face_model.run_model(run)

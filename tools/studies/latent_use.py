@@ -75,17 +75,13 @@ def root_mean_square_change(first, second):
 
 def main(argv):
     del argv
-    run = pathlib.Path(FLAGS.run)
-    weights = pathlib.Path(FLAGS.weights or run / "scored.weights.h5")
-    for flag, path in (("--run", run / "run.json"), ("--weights", weights)):
-        if not path.is_file():
-            raise app.UsageError(f"{flag}: {path} does not exist.")
+    import ship_face_model
+
+    run, weights = ship_face_model.checkpoint_paths(FLAGS.run, FLAGS.weights)
     if not 1 <= FLAGS.num_faces <= 1000:
         raise app.UsageError(f"--num_faces={FLAGS.num_faces}: expected 1..1000 (the held-out "
                              "faces).")
     import keras
-
-    import ship_face_model
 
     from keras_crvae.jobs import scored_gan
 
