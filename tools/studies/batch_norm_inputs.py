@@ -115,8 +115,7 @@ def main(argv):
         "float32") for _ in range(FLAGS.num_batches)]
 
     def posterior_samples(images):
-        mean, log_var = model.encoder(images, training=False)
-        mean, log_var = np.asarray(mean, "float32"), np.asarray(log_var, "float32")
+        mean, log_var = (np.asarray(part, "float32") for part in model.encode(images))
         return mean + np.exp(0.5 * log_var) * rng.standard_normal(mean.shape).astype("float32")
 
     passes = {}

@@ -96,18 +96,12 @@ def main(argv):
     def in_batches(function, inputs, batch_size=50):
         return [function(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
 
-    def decode(latents):
-        def one(z):
-            out = model.generator(z, training=False)
-            return keras.ops.convert_to_numpy(out[0] if isinstance(out, (list, tuple)) else out)
-        return np.concatenate(in_batches(one, latents)).astype("float32")
+    def decode(latents):  # the model's own inference-mode decode (EncoderDecoderAPI)
+        return np.concatenate(in_batches(lambda z: np.asarray(
+            keras.ops.convert_to_numpy(model.decode(z)), "float32"), latents))
 
-    def encode(images):
-        mean, log_var = model.encoder(images, training=False)
-        return (keras.ops.convert_to_numpy(mean).astype("float32"),
-                keras.ops.convert_to_numpy(log_var).astype("float32"))
-
-    encoded = in_batches(encode, faces)
+    encoded = in_batches(lambda images: [np.asarray(keras.ops.convert_to_numpy(part), "float32")
+                                         for part in model.encode(images)], faces)
     means = np.concatenate([mean for mean, _ in encoded])
     log_vars = np.concatenate([log_var for _, log_var in encoded])
     rng = np.random.default_rng(0)
