@@ -7,6 +7,7 @@ from keras_crvae.layers.bijector import Bijector, BijectorChain
 from keras_crvae.layers.coupling import AdditiveCoupling, AffineCoupling, checkerboard_mask
 from keras_crvae.layers.diagonal_scaling import DiagonalScaling
 from keras_crvae.layers.invertible_conv import InvertibleConv1x1
+from keras_crvae.layers.latent_gaussian import LatentGaussian
 from keras_crvae.layers.logit import LogitTransform
 from keras_crvae.layers.multiscale import MultiScaleFlow
 from keras_crvae.layers.priors import StandardGaussian, StandardLogistic
@@ -48,6 +49,7 @@ from keras_crvae.layers.transposed_conv import PhaseConv2DTranspose
 from keras_crvae.layers.vector_quantizer import VectorQuantizer, codebook_statistics
 
 __all__ = [
+    "LatentGaussian",
     "AdaptiveInstanceNormalization",
     "ConstantInput",
     "EqualizedConv2D",
