@@ -213,6 +213,20 @@ def build_model(config, overrides, seed):
                                    **{**overrides, "precision": "float32"})
 
 
+def define_checkpoint_flags(run_help="A face run folder (run.json)."):
+    """Defines the flags every study tool that reads one checkpoint of a face run shares: --run
+    (required), --weights (`checkpoint_paths`), --faces (the 9,500 faces) and --output (JSON).
+    Called under the tool's `__main__`, never on import (the tests import the tools together)."""
+    from absl import flags
+
+    flags.DEFINE_string("run", None, run_help)
+    flags.DEFINE_string("weights", None, "Weights file (default: RUN/scored.weights.h5).")
+    flags.DEFINE_string("faces", str(face_run.checkout_paths.SHARED_DATA / "celeba64_train.npz"),
+                        "Faces.")
+    flags.DEFINE_string("output", None, "JSON output path.")
+    flags.mark_flag_as_required("run")
+
+
 def checkpoint_paths(run, weights=None):
     """`(run, weights)` as paths, for the study tools that read one checkpoint of a face run:
     `weights` defaults to RUN/scored.weights.h5 (the last scored epoch). Raises `app.UsageError`

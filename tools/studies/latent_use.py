@@ -38,7 +38,6 @@ from absl import app, flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "reproduce"))
-import checkout_paths  # noqa: E402  (tools/checkout_paths.py)
 
 FLAGS = flags.FLAGS
 
@@ -151,11 +150,9 @@ def main(argv):
 
 if __name__ == "__main__":
     # Flags defined here, not on import: the tests import this module beside other tools.
-    flags.DEFINE_string("run", None, "A face run folder (run.json).")
-    flags.DEFINE_string("weights", None, "Weights file (default: RUN/scored.weights.h5).")
+    import ship_face_model
+
+    ship_face_model.define_checkpoint_flags()
     flags.DEFINE_integer("num_faces", 200, "Held-out faces (and prior samples) to measure on.")
     flags.DEFINE_integer("blocks", 8, "Blocks of the latent's last axis.")
-    flags.DEFINE_string("faces", str(checkout_paths.SHARED_DATA / "celeba64_train.npz"), "Faces.")
-    flags.DEFINE_string("output", None, "JSON output path.")
-    flags.mark_flag_as_required("run")
     app.run(main)
