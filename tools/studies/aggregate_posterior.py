@@ -40,6 +40,8 @@ from absl import app, flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "reproduce"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from latent_use import image_spread  # noqa: E402  (the pixel spread, one definition)
 
 FLAGS = flags.FLAGS
 
@@ -55,11 +57,6 @@ def shuffle_elements(latents, rng):
     for element in range(flat.shape[1]):
         shuffled[:, element] = flat[rng.permutation(len(flat)), element]
     return shuffled.reshape(latents.shape)
-
-
-def image_spread(images):
-    """Per-pixel standard deviation across `images` `(N, H, W, C)`, averaged over pixels."""
-    return float(np.mean(np.std(images, axis=0)))
 
 
 def main(argv):
