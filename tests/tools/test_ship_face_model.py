@@ -152,3 +152,22 @@ def test_the_command_line_exits_2_with_one_line(face_run_folder, tmp_path):
     assert completed.stderr.strip().splitlines() == [
         f"ship_face_model.py: error: --overwrite: {tmp_path / 'celeba_vae_gan'} exists; expected "
         "--overwrite to replace it, or another --name"]
+
+
+def test_the_study_tools_batch_helpers_concatenate_and_encode_each_batch_once():
+    calls = []
+
+    class Encoder:
+        def encode(self, images):
+            calls.append(len(images))
+            return keras.ops.convert_to_tensor(images * 2.0), keras.ops.convert_to_tensor(-images)
+
+    images = np.arange(7 * 2, dtype="float64").reshape(7, 2)
+    means, log_vars = tool.encode_faces(Encoder(), images, batch_size=3)
+    assert calls == [3, 3, 1]  # one encode per slice, both parts from it
+    assert means.dtype == np.float32 and log_vars.dtype == np.float32
+    np.testing.assert_array_equal(means, images * 2.0)
+    np.testing.assert_array_equal(log_vars, -images)
+    shifted = tool.in_batches(lambda batch: keras.ops.convert_to_tensor(batch + 1.0), images, 4)
+    assert shifted.dtype == np.float32
+    np.testing.assert_array_equal(shifted, images + 1.0)

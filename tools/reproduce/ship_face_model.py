@@ -243,10 +243,31 @@ def run_model(run, seed=0):
     """`(model, info)`: the model of the face run in folder `run` (float32, uncompiled, untrained),
     built from its run.json (`info`, its content) as `build_model` builds it for shipping. The
     study tools load a checkpoint into it (tools/studies/batch_norm_check.py, latent_use.py,
-    batch_norm_inputs.py)."""
+    batch_norm_inputs.py, aggregate_posterior.py)."""
     info = _read_json(pathlib.Path(run) / "run.json")
     overrides = preset_overrides(run_config(info))
     return build_model({"preset": info["preset"]}, overrides, seed), info
+
+
+def in_batches(function, inputs, batch_size=50):
+    """`function` applied to `inputs` `(N, ...)` in slices of `batch_size`, the results (tensors
+    or arrays) concatenated into one float32 NumPy array (the study tools' decodes and encodes)."""
+    import keras
+
+    return np.concatenate([np.asarray(keras.ops.convert_to_numpy(function(
+        inputs[i:i + batch_size])), "float32") for i in range(0, len(inputs), batch_size)])
+
+
+def encode_faces(model, images, batch_size=50):
+    """`(means, log_vars)` float32 `(N, *latent_shape)` of `model.encode` (inference mode) over
+    `images` `(N, 64, 64, 3)` in [-1, 1], in slices of `batch_size`."""
+    import keras
+
+    parts = [[np.asarray(keras.ops.convert_to_numpy(part), "float32")
+              for part in model.encode(images[i:i + batch_size])]
+             for i in range(0, len(images), batch_size)]
+    return (np.concatenate([mean for mean, _ in parts]),
+            np.concatenate([log_var for _, log_var in parts]))
 
 
 def load_source(model, source):

@@ -90,11 +90,7 @@ def main(argv):
     training = np.asarray(scored_gan.as_signed_images(all_faces[np.sort(chosen)]), "float32")
     batch = FLAGS.batch_size
 
-    encoded = [[np.asarray(keras.ops.convert_to_numpy(part), "float32")
-                for part in model.encode(training[i:i + batch])]
-               for i in range(0, len(training), batch)]
-    means = np.concatenate([mean for mean, _ in encoded])
-    log_vars = np.concatenate([log_var for _, log_var in encoded])
+    means, log_vars = ship_face_model.encode_faces(model, training, batch)
     gaussian = LatentGaussian(model.latent_shape).fit(means[:FLAGS.fit_faces],
                                                        log_vars[:FLAGS.fit_faces])
     count, shape = FLAGS.num_samples, tuple(model.latent_shape)
@@ -110,9 +106,9 @@ def main(argv):
 
     def decode(z):
         if FLAGS.statistics == "moving":  # the model's own inference-mode decode
-            return np.asarray(keras.ops.convert_to_numpy(model.decode(z)), "float32")
+            return model.decode(z)
         # Batch statistics, as in training; the moving statistics this call updates are never read.
-        return np.asarray(keras.ops.convert_to_numpy(model.decoder(z, training=True)), "float32")
+        return model.decoder(z, training=True)
 
     extractor = evaluation.FIDInceptionV3(weights=FLAGS.fid_weights, input_range=(-1, 1),
                                           precision=FLAGS.fid_precision)
@@ -122,8 +118,7 @@ def main(argv):
     eigenvalues = np.linalg.eigvalsh(root @ root.T)[::-1]
     rows = {}
     for kind in KINDS:
-        images = np.concatenate([decode(latents[kind][i:i + batch])
-                                 for i in range(0, count, batch)])
+        images = ship_face_model.in_batches(decode, latents[kind], batch)
         fid = float(evaluation.frechet_distance(
             *evaluation.feature_statistics(images, extractor, 50), *reference))
         rows[kind] = {"sample_fid": fid, "image_spread": image_spread(images),

@@ -32,22 +32,9 @@ from absl import app, flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "reproduce"))
-import checkout_paths  # noqa: E402  (tools/checkout_paths.py)
 
 VARIANTS = ("as_trained", "recalibrated", "batch_statistics")
 FLAGS = flags.FLAGS
-flags.DEFINE_string("run", None, "A face run folder (run.json, held_out_statistics.npz).")
-flags.DEFINE_string("weights", None, "Weights file (default: RUN/scored.weights.h5).")
-flags.DEFINE_list("variants", list(VARIANTS), f"Any of {', '.join(VARIANTS)}.")
-flags.DEFINE_integer("num_samples", 1000, "Prior samples per sample FID.")
-flags.DEFINE_string("faces", str(checkout_paths.SHARED_DATA / "celeba64_train.npz"), "Faces.")
-flags.DEFINE_string("output", None, "JSON output path.")
-flags.mark_flag_as_required("run")
-
-
-def decode_in_batches(function, inputs, batch_size=50):
-    return np.concatenate([np.asarray(function(inputs[i:i + batch_size]), "float32")
-                           for i in range(0, len(inputs), batch_size)])
 
 
 def main(argv):
@@ -59,8 +46,6 @@ def main(argv):
     import ship_face_model
 
     run, weights = ship_face_model.checkpoint_paths(FLAGS.run, FLAGS.weights)
-    import keras
-
     from keras_crvae import evaluation
     from keras_crvae.jobs import scored_gan
 
@@ -80,16 +65,15 @@ def main(argv):
         latents = np.random.default_rng(0).standard_normal(
             (FLAGS.num_samples,) + model.latent_shape).astype("float32")
 
-        def generate(z):
-            out = model.generator(z, training=mode)
-            return keras.ops.convert_to_numpy(out[0] if isinstance(out, (list, tuple)) else out)
+        def generate(z):  # `decoder`: the generator's image-only view (no crVAE `u`)
+            return model.decoder(z, training=mode)
 
         def reconstruct(images):
             mean, _ = model.encoder(images, training=mode)
             return generate(mean)
 
-        samples = decode_in_batches(generate, latents)
-        reconstructions = decode_in_batches(reconstruct, held_out)
+        samples = ship_face_model.in_batches(generate, latents)
+        reconstructions = ship_face_model.in_batches(reconstruct, held_out)
         row = {"variant": variant,
                "sample_fid": float(evaluation.frechet_distance(
                    *evaluation.feature_statistics(samples, extractor, 50), *reference)),
@@ -106,4 +90,10 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Flags defined here, not on import: the tests import the study tools together.
+    import ship_face_model
+
+    ship_face_model.define_checkpoint_flags("A face run folder (run.json, held_out_statistics.npz).")
+    flags.DEFINE_list("variants", list(VARIANTS), f"Any of {', '.join(VARIANTS)}.")
+    flags.DEFINE_integer("num_samples", 1000, "Prior samples per sample FID.")
     app.run(main)

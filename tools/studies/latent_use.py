@@ -80,8 +80,6 @@ def main(argv):
     if not 1 <= FLAGS.num_faces <= 1000:
         raise app.UsageError(f"--num_faces={FLAGS.num_faces}: expected 1..1000 (the held-out "
                              "faces).")
-    import keras
-
     from keras_crvae.jobs import scored_gan
 
     model, info = ship_face_model.run_model(run)
@@ -92,17 +90,10 @@ def main(argv):
     faces = np.load(FLAGS.faces)["x"][HELD_OUT_START:HELD_OUT_START + FLAGS.num_faces]
     faces = np.asarray(scored_gan.as_signed_images(faces), "float32")
 
-    def in_batches(function, inputs, batch_size=50):
-        return [function(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
-
     def decode(latents):  # the model's own inference-mode decode (EncoderDecoderAPI)
-        return np.concatenate(in_batches(lambda z: np.asarray(
-            keras.ops.convert_to_numpy(model.decode(z)), "float32"), latents))
+        return ship_face_model.in_batches(model.decode, latents)
 
-    encoded = in_batches(lambda images: [np.asarray(keras.ops.convert_to_numpy(part), "float32")
-                                         for part in model.encode(images)], faces)
-    means = np.concatenate([mean for mean, _ in encoded])
-    log_vars = np.concatenate([log_var for _, log_var in encoded])
+    means, log_vars = ship_face_model.encode_faces(model, faces)
     rng = np.random.default_rng(0)
     prior = rng.standard_normal(means.shape).astype("float32")
     reconstructions, samples = decode(means), decode(prior)
